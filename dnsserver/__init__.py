@@ -1,0 +1,1 @@
+"""skydns: the health-aware DNS responder."""

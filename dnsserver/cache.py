@@ -1,0 +1,164 @@
+"""AnswerCache: question bytes -> ready reply bytes, invalidated by what each reply read.
+
+An entry holds one or more variants, each the reply minus ID and question split in two parts
+(10 header bytes for RD=0 and RD=1, and everything after the question), so a hit is a dict
+lookup and one bytes join. Entries remember the index paths and addresses they were built from;
+a change drops exactly the entries that read it. Eviction is CLOCK: a hit only sets a flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from skydns.keys import Path
+
+_HONE_MEMO = 4096  # clients remembered per entry; past that the memo starts over
+
+
+class Entry:
+    __slots__ = ("variants", "addrs", "mode", "memo", "ref", "paths", "ips", "soa", "expires")
+
+    def __init__(self, variants, addrs=(), mode="", paths=(), ips=(), soa=False, expires=0.0):
+        # A question with `*` reads every name a wildcard matches: depend on the part above it.
+        paths = {p[: p.index("*")] if "*" in p else p for p in paths}
+        self.variants = variants  # list of (hdr_rd0, hdr_rd1, tail)
+        self.addrs = addrs  # for hone-one: the address each variant answers with
+        self.mode = mode  # "" one variant; "random" any variant; "hone" rendezvous by client
+        self.memo: dict = {}
+        self.ref = False
+        self.paths = paths
+        self.ips = ips
+        self.soa = soa
+        self.expires = expires  # 0: until invalidated; else a time.monotonic() deadline
+
+    def pick(self, client: str):
+        if self.mode == "":
+            return self.variants[0]
+        if self.mode == "random":
+            return random.choice(self.variants)
+        chosen = self.memo.get(client)
+        if chosen is None:
+            if len(self.memo) >= _HONE_MEMO:
+                self.memo.clear()
+            chosen = self.memo[client] = self.variants[rendezvous(client, self.addrs)]
+        return chosen
+
+
+def rendezvous(client: str, addrs) -> int:
+    """Highest-random-weight choice: stable for a client across processes and restarts, and
+    when an address leaves only the clients that had it move."""
+    best, best_i = b"", 0
+    for i, addr in enumerate(addrs):
+        score = hashlib.blake2b(f"{client}|{addr}".encode(), digest_size=8).digest()
+        if score > best:
+            best, best_i = score, i
+    return best_i
+
+
+def split_reply(wire: bytes, qend: int) -> tuple[bytes, bytes, bytes]:
+    """A rendered reply (ID 0) -> (header bytes with RD=0, with RD=1, bytes after the question)."""
+    hdr = wire[2:12]
+    rd0 = bytes((hdr[0] & 0xFE,)) + hdr[1:]
+    rd1 = bytes((hdr[0] | 0x01,)) + hdr[1:]
+    return rd0, rd1, wire[qend:]
+
+
+class AnswerCache:
+    def __init__(self, size: int):
+        self.size = size
+        self.entries: dict[bytes, Entry] = {}
+        self.by_path: dict[Path, set[bytes]] = {}
+        self.by_ip: dict[str, set[bytes]] = {}
+        self.soa_keys: set[bytes] = set()
+        self.generation = 0  # bumped by every invalidation, so builds that awaited can tell
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: bytes) -> Entry | None:
+        return self.entries.get(key)
+
+    def put(self, key: bytes, entry: Entry) -> None:
+        if self.size <= 0:
+            return
+        if key in self.entries:
+            self._remove(key)
+        while len(self.entries) >= self.size:
+            self._evict_one()
+        self.entries[key] = entry
+        for path in entry.paths:
+            self.by_path.setdefault(path, set()).add(key)
+        for ip in entry.ips:
+            self.by_ip.setdefault(ip, set()).add(key)
+        if entry.soa:
+            self.soa_keys.add(key)
+
+    def _evict_one(self) -> None:
+        entries = self.entries
+        for _ in range(len(entries) + 1):  # CLOCK: second chance for entries hit since last pass
+            key = next(iter(entries))
+            entry = entries[key]
+            if entry.ref:
+                entry.ref = False
+                del entries[key]
+                entries[key] = entry
+                continue
+            break
+        self._remove(key)
+        self.evictions += 1
+
+    def _remove(self, key: bytes) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            return
+        for path in entry.paths:
+            _discard(self.by_path, path, key)
+        for ip in entry.ips:
+            _discard(self.by_ip, ip, key)
+        if entry.soa:
+            self.soa_keys.discard(key)
+
+    def drop(self, key: bytes) -> None:
+        self._remove(key)
+
+    def invalidate_path(self, path: Path) -> int:
+        """A record at `path` changed: drop entries that read `path` or any name above it
+        (lookups collect whole subtrees), and those that carry the SOA (its serial moved)."""
+        self.generation += 1
+        dropped = 0
+        keys = list(self.soa_keys)
+        for depth in range(len(path) + 1):
+            found = self.by_path.get(path[:depth])
+            if found:
+                keys.extend(found)
+        for key in keys:
+            if key in self.entries:
+                self._remove(key)
+                dropped += 1
+        return dropped
+
+    def invalidate_ip(self, ip: str) -> int:
+        self.generation += 1
+        keys = list(self.by_ip.get(ip, ()))
+        for key in keys:
+            self._remove(key)
+        return len(keys)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self.entries.clear()
+        self.by_path.clear()
+        self.by_ip.clear()
+        self.soa_keys.clear()
+
+
+def _discard(index: dict, dep, key: bytes) -> None:
+    keys = index.get(dep)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[dep]

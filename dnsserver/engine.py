@@ -1,0 +1,229 @@
+"""Engine: from query bytes to reply bytes, everything the transports share.
+
+Transports call the cache themselves for hits (the hot path, see udp.py); `miss` does the rest:
+parse with dnslib, route (sub-domain servers, our zone, upstream), build with the answer rules,
+render the variants and store them. It returns reply bytes, None (stay silent) or a coroutine
+when the answer needs the network (forwarding).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import struct
+import time
+from collections import Counter
+
+from dnslib import QTYPE, RCODE, DNSRecord
+
+from skydns.health import HealthView
+
+from .answer import Answer, Context, ZoneSettings, answer, owns
+from .cache import AnswerCache, Entry, split_reply
+from .forward import forward
+from .index import RecordIndex
+from .wire import (
+    TCP_LIMIT,
+    FormErr,
+    Query,
+    error_reply,
+    parse_query,
+    question_key,
+    render,
+    udp_limit,
+)
+
+log = logging.getLogger("skydns.engine")
+
+_MAX_VARIANTS = 16  # rotations kept for shuffled answers; enough that every address leads often
+_BADVERS = 16
+_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
+
+
+class Engine:
+    def __init__(self, cfg: dict):
+        dns = cfg["Dns"]
+        fun = cfg["Fun"]
+        self.nameservers = list(dns["nameservers"])
+        # longest zone first, so the most specific sub-domain server wins
+        self.subdomains = sorted(
+            dns["subDomainServers"].items(), key=lambda item: -len(item[0])
+        )
+        self.zone = ZoneSettings(
+            domain=dns["dns-domain"],
+            ttl=dns["ttl"],
+            min_ttl=dns["min-ttl"],
+            recursion=bool(self.nameservers or self.subdomains),
+        )
+        self.index = RecordIndex()
+        self.health = HealthView()
+        self.ctx = Context(self.index, self.health, self.zone)
+        self.cache = AnswerCache(dns["cacheSize"])
+        self.max_udp = dns["max-udp-size"]
+        self.mode = "random" if fun["random-one"] else "hone" if fun["hone-one"] else ""
+        self.forward_timeout = dns["forward-timeout"]
+        self.allow = list(dns["forward-allow"])
+        self._allowed: dict[str, bool] = {}
+        self.log_queries = cfg["Log"].get("log-queries", False)
+        self.ready = False  # set once the first etcd load is in: before that, zone answers SERVFAIL
+        self.stats: Counter = Counter()
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def allowed(self, client: str) -> bool:
+        """Whether `client` may use us as a resolver (no open resolver)."""
+        ok = self._allowed.get(client)
+        if ok is None:
+            try:
+                addr = ipaddress.ip_address(client.split("%")[0])
+                ok = any(addr in net for net in self.allow)
+            except ValueError:
+                ok = False
+            if len(self._allowed) > 65536:
+                self._allowed.clear()
+            self._allowed[client] = ok
+        return ok
+
+    def _servers_for(self, qname: str):
+        for zone, servers in self.subdomains:
+            if qname == zone or qname.endswith("." + zone):
+                return servers
+        return None
+
+    def miss(self, data: bytes, client: str, tcp: bool):
+        self.stats["requests"] += 1
+        self.cache.misses += 1
+        try:
+            q = parse_query(data)
+        except FormErr as err:
+            self.stats["formerr"] += 1
+            log.debug("malformed query", extra={"kv": {"client": client, "size": len(data)}})
+            return err.reply
+        if self.log_queries:
+            log.info("query", extra={"kv": {"client": client, "name": q.qname,
+                                            "type": QTYPE.get(q.qtype), "tcp": tcp}})
+        if q.edns and q.edns_version != 0:
+            return self._error(q, _BADVERS)
+        if q.qclass != 1:
+            return self._error(q, RCODE.REFUSED)  # CHAOS, HESIOD, ANY class: not served here
+        if q.qtype in (_QTYPE_ANY, _QTYPE_IXFR, _QTYPE_AXFR):
+            return self._error(q, RCODE.NOTIMP)
+
+        servers = self._servers_for(q.qname)
+        if servers is None:
+            if owns(self.ctx, q.qname):
+                if not self.ready:
+                    return self._error(q, RCODE.SERVFAIL)
+                ans = answer(self.ctx, q.qname, q.qtype)
+                if ans.external is not None:
+                    return self._resolve_external(q, data, client, tcp, ans)
+                return self._finish(q, data, client, tcp, ans)
+            servers = self.nameservers
+        if not servers or not self.allowed(client):
+            self.stats["refused"] += 1
+            return self._error(q, RCODE.REFUSED)
+        return self._forward(q, data, tcp, servers)
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _error(self, q: Query, rcode: int) -> bytes:
+        if rcode == RCODE.SERVFAIL:
+            self.stats["servfail"] += 1
+        return struct.pack("!H", q.id) + error_reply(q, rcode, self.max_udp, self.zone.recursion)[2:]
+
+    def _limit(self, q: Query, tcp: bool) -> int:
+        if tcp:
+            return TCP_LIMIT
+        return udp_limit(q.edns_size, self.max_udp) if q.edns else 512
+
+    def _variants(self, ans: Answer) -> tuple[list[list], list[str], str]:
+        """The answer lists to pre-render, the address each one picks, and how to choose."""
+        n = len(ans.picks)
+        if ans.pick_from < 0 or n < 2:
+            return [ans.answer], [], ""
+        head, group = ans.answer[: ans.pick_from], ans.answer[ans.pick_from :]
+        if self.mode:
+            return [head + [rr] for rr in group], list(ans.picks), self.mode
+        step = max(1, n // _MAX_VARIANTS)
+        rotations = [head + group[r:] + group[:r] for r in range(0, n, step)][:_MAX_VARIANTS]
+        return rotations, [], "random"
+
+    def _finish(self, q, data, client, tcp, ans: Answer, expires=0.0, cacheable=True) -> bytes:
+        limit = self._limit(q, tcp)
+        lists, addrs, mode = self._variants(ans)
+        wires = [
+            render(q, ans.rcode, rrs, ans.authority, ans.additional, limit,
+                   aa=True, ra=self.zone.recursion, max_udp=self.max_udp)
+            for rrs in lists
+        ]
+        self._count(ans, wires[0])
+        keyed = question_key(data, tcp, self.max_udp)
+        if keyed is None:  # an unusual but valid query: answer it, but it has no cache key
+            return struct.pack("!H", q.id) + _with_rd(wires[0], q.rd)[2:]
+        key, qend, rd = keyed
+        qbytes = data[12:qend].lower()
+        if any(w[12:qend] != qbytes for w in wires):  # dnslib spelled the name otherwise
+            return struct.pack("!H", q.id) + _with_rd(wires[0], q.rd)[2:]
+        entry = Entry(
+            [split_reply(w, qend) for w in wires],
+            addrs=addrs,
+            mode=mode,
+            paths=ans.paths,
+            ips=ans.ips,
+            soa=ans.soa,
+            expires=expires,
+        )
+        if cacheable:
+            self.cache.put(key, entry)
+        variant = entry.pick(client)
+        return data[:2] + variant[rd] + data[12:qend] + variant[2]
+
+    def _count(self, ans: Answer, wire: bytes) -> None:
+        if ans.rcode == RCODE.NXDOMAIN:
+            self.stats["nxdomain"] += 1
+        elif ans.rcode == RCODE.SERVFAIL:
+            self.stats["servfail"] += 1
+        elif not ans.answer:
+            self.stats["nodata"] += 1
+        if ans.fail_open:
+            self.stats["fail_open"] += 1
+            log.warning("every address DOWN, answering all (fail open)",
+                        extra={"kv": {"addresses": ",".join(sorted(ans.ips))}})
+        if wire[2] & 0x02:
+            self.stats["truncated"] += 1
+
+    async def _forward(self, q: Query, data: bytes, tcp: bool, servers) -> bytes:
+        self.stats["forward"] += 1
+        reply = await forward(servers, data, self.forward_timeout, tcp=tcp)
+        if reply is None:
+            self.stats["forward_fail"] += 1
+            return self._error(q, RCODE.SERVFAIL)
+        return reply
+
+    async def _resolve_external(self, q, data, client, tcp, ans: Answer) -> bytes:
+        """Complete a CNAME chain that leaves our zone by asking the upstream resolvers."""
+        generation = self.cache.generation
+        target, qtype = ans.external
+        ans.external = None
+        expires, cacheable = 0.0, False
+        reply = None
+        if self.nameservers:
+            ask = DNSRecord.question(target, QTYPE.get(qtype))
+            reply = await forward(self.nameservers, ask.pack(), self.forward_timeout, tcp=tcp)
+        if reply is not None:
+            try:
+                upstream = DNSRecord.parse(reply)
+                ans.answer.extend(upstream.rr)
+                if upstream.header.rcode == RCODE.NXDOMAIN:
+                    ans.rcode = RCODE.NXDOMAIN
+                ttl = min((rr.ttl for rr in upstream.rr), default=self.zone.min_ttl)
+                expires = time.monotonic() + ttl
+                # A change while we waited may have made this answer stale: serve, don't keep.
+                cacheable = generation == self.cache.generation and ttl > 0
+            except Exception:  # a broken upstream reply: answer with the chain we have
+                log.warning("unreadable upstream reply", extra={"kv": {"name": target}})
+        return self._finish(q, data, client, tcp, ans, expires=expires, cacheable=cacheable)
+
+
+def _with_rd(wire: bytes, rd: int) -> bytes:
+    return wire[:2] + bytes(((wire[2] & 0xFE) | rd,)) + wire[3:]

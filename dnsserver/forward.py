@@ -1,0 +1,87 @@
+"""Forwarding to upstream resolvers: UDP first, TCP when the reply comes back truncated.
+
+Each upstream query gets a fresh random ID and the reply must match it and the question, so
+a spoofed or stray datagram is ignored rather than relayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import struct
+
+log = logging.getLogger("skydns.forward")
+
+
+class _OneShot(asyncio.DatagramProtocol):
+    def __init__(self, expect_id: bytes, question: bytes):
+        self.expect_id = expect_id
+        self.question = question
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data, addr):
+        if data[:2] == self.expect_id and data[12 : 12 + len(self.question)].lower() == self.question:
+            if not self.done.done():
+                self.done.set_result(data)
+
+    def error_received(self, exc):
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+def _question_bytes(wire: bytes) -> bytes:
+    i = 12
+    while wire[i]:
+        i += wire[i] + 1
+    return wire[12 : i + 5].lower()
+
+
+async def _udp(server: tuple[str, int], wire: bytes, timeout: float) -> bytes:
+    loop = asyncio.get_running_loop()
+    qid = secrets.token_bytes(2)
+    transport, proto = await loop.create_datagram_endpoint(
+        lambda: _OneShot(qid, _question_bytes(wire)), remote_addr=server
+    )
+    try:
+        transport.sendto(qid + wire[2:])
+        return await asyncio.wait_for(proto.done, timeout)
+    finally:
+        transport.close()
+
+
+async def _tcp(server: tuple[str, int], wire: bytes, timeout: float) -> bytes:
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection(*server)
+        try:
+            qid = secrets.token_bytes(2)
+            writer.write(struct.pack("!H", len(wire)) + qid + wire[2:])
+            await writer.drain()
+            while True:
+                (length,) = struct.unpack("!H", await reader.readexactly(2))
+                reply = await reader.readexactly(length)
+                if reply[:2] == qid:
+                    return reply
+        finally:
+            writer.close()
+
+    return await asyncio.wait_for(exchange(), timeout)
+
+
+async def forward(servers, wire: bytes, timeout: float, tcp: bool = False) -> bytes | None:
+    """Ask each server in turn; the first good reply (with the caller's ID restored) or None."""
+    for server in servers:
+        try:
+            reply = await (_tcp if tcp else _udp)(server, wire, timeout)
+            if not tcp and len(reply) > 2 and reply[2] & 0x02:  # TC: the whole answer needs TCP
+                try:
+                    reply = await _tcp(server, wire, timeout)
+                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                    pass  # keep the truncated reply: the client can retry over TCP itself
+            return wire[:2] + reply[2:]
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, struct.error) as err:
+            log.warning(
+                "upstream failed",
+                extra={"kv": {"server": f"{server[0]}:{server[1]}", "error": repr(err)}},
+            )
+    return None

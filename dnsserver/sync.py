@@ -1,0 +1,173 @@
+"""Keeps the engine's index and health view equal to etcd, and drops the cache entries a change
+touches. The Mirror (skydns.store) does the etcd side; these callbacks run in the event loop
+between queries, so an answer never sees half an update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from skydns import store
+from skydns.health import ip_of_status_key, parse_status
+from skydns.keys import PREFIX, key_to_path
+from skydns.records import RecordError, parse_record
+
+from .engine import Engine
+
+log = logging.getLogger("skydns.sync")
+
+RECORDS_PREFIX = PREFIX + "/"
+
+
+class StoreSync:
+    def __init__(self, engine: Engine, etcd_section: dict):
+        self.engine = engine
+        self.etcd_section = etcd_section
+        self.status_path = etcd_section["status-path"]
+        # Scanner and scheduler state lives below /skydns too; none of it is a DNS record.
+        self.not_records = tuple(
+            {RECORDS_PREFIX + "monitor/"}
+            | {etcd_section[k] for k in ("status-path", "report-path", "heart-path", "lock-path")}
+        )
+        self.status_in_records = self.status_path.startswith(RECORDS_PREFIX)
+        self.mirrors: list[store.Mirror] = []
+        self._lease_client = None
+        self._lease_task: asyncio.Task | None = None
+        self._pending_leases: set[int] = set()
+        self.bad_records = 0
+
+    # -- records -----------------------------------------------------------------------------
+
+    def on_records_reset(self, kvs, revision: int) -> None:
+        eng = self.engine
+        eng.index.clear()
+        statuses = []
+        for kv in kvs:
+            if self.status_in_records and kv.key.startswith(self.status_path):
+                statuses.append(kv)
+            elif not kv.key.startswith(self.not_records):
+                self._put_record(kv)
+        if self.status_in_records:
+            self._reset_health(statuses)
+        eng.ctx.serial = revision
+        eng.cache.clear()
+        eng.ready = True
+        self._want_leases({r.lease for r in eng.index.records() if r.lease})
+        log.info("records loaded", extra={"kv": {"records": len(eng.index), "revision": revision,
+                                                  "down": len(eng.health.down)}})
+
+    def on_records_events(self, events, revision: int) -> None:
+        status_events = []
+        for kind, kv in events:
+            if self.status_in_records and kv.key.startswith(self.status_path):
+                status_events.append((kind, kv))
+            elif not kv.key.startswith(self.not_records):
+                self._record_event(kind, kv, revision)
+        if status_events:
+            self.on_status_events(status_events, revision)
+
+    def _put_record(self, kv):
+        path = key_to_path(kv.key)
+        if not path:
+            return None
+        try:
+            record = parse_record(kv.key, path, kv.value, kv.lease, kv.mod_revision)
+        except RecordError as err:
+            self.bad_records += 1
+            log.warning("bad record skipped", extra={"kv": {"key": kv.key, "error": str(err)}})
+            self.engine.index.delete(kv.key)  # the key no longer holds what we served
+            return path
+        self.engine.index.put(record)
+        return path
+
+    def _record_event(self, kind: str, kv, revision: int) -> None:
+        eng = self.engine
+        if kind == "put":
+            path = self._put_record(kv)
+            if kv.lease:
+                self._want_leases({kv.lease})
+        else:
+            old = eng.index.delete(kv.key)
+            path = old.path if old is not None else key_to_path(kv.key)
+        if path is None:
+            return
+        eng.ctx.serial = revision
+        if "*" in path:
+            eng.cache.clear()  # a stored wildcard can answer for any name beside it
+        else:
+            eng.cache.invalidate_path(path)
+
+    # -- health ------------------------------------------------------------------------------
+
+    def _reset_health(self, kvs) -> None:
+        eng = self.engine
+        eng.health.down.clear()
+        for kv in kvs:
+            ip = ip_of_status_key(kv.key, self.status_path)
+            if ip is not None:
+                eng.health.set(ip, parse_status(kv.key, kv.value))
+        eng.cache.clear()
+
+    def on_status_reset(self, kvs, revision: int) -> None:
+        self._reset_health(kvs)
+
+    def on_status_events(self, events, revision: int) -> None:
+        eng = self.engine
+        for kind, kv in events:
+            ip = ip_of_status_key(kv.key, self.status_path)
+            if ip is None:
+                continue
+            status = parse_status(kv.key, kv.value) if kind == "put" else None
+            if eng.health.set(ip, status):
+                eng.cache.invalidate_ip(ip)
+                log.info("health changed", extra={"kv": {"ip": ip, "status": status or "UP"}})
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def _want_leases(self, lease_ids: set[int]) -> None:
+        new = lease_ids - self.engine.ctx.lease_ttls.keys()
+        if not new:
+            return
+        self._pending_leases |= new
+        if self._lease_task is None or self._lease_task.done():
+            self._lease_task = asyncio.get_running_loop().create_task(self._fetch_leases())
+
+    async def _fetch_leases(self) -> None:
+        """Learn granted lease TTLs, so a record on a 10 s lease is not cached for 30 s."""
+        eng = self.engine
+        while self._pending_leases:
+            batch, self._pending_leases = self._pending_leases, set()
+            try:
+                if self._lease_client is None:
+                    self._lease_client = store.make_client(self.etcd_section)
+                ttls = await store.lease_ttls(self._lease_client, batch)
+            except Exception as err:
+                log.warning("lease lookup failed", extra={"kv": {"error": repr(err)}})
+                await asyncio.sleep(1.0)
+                self._pending_leases |= batch
+                continue
+            eng.ctx.lease_ttls.update(ttls)
+            for record in list(eng.index.records()):
+                if record.lease in ttls:
+                    eng.cache.invalidate_path(record.path)
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.mirrors.append(store.Mirror(self.etcd_section, RECORDS_PREFIX,
+                                         self.on_records_reset, self.on_records_events,
+                                         name="records"))
+        if not self.status_in_records:
+            self.mirrors.append(store.Mirror(self.etcd_section, self.status_path,
+                                             self.on_status_reset, self.on_status_events,
+                                             name="status"))
+        await asyncio.gather(*(m.run() for m in self.mirrors))
+
+    async def stop(self) -> None:
+        for mirror in self.mirrors:
+            await mirror.stop()
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+        if self._lease_client is not None:
+            await self._lease_client.close()

@@ -1,0 +1,101 @@
+"""TCP transport: 2-byte length framing, pipelined queries, idle timeout (RFC 7766)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+
+from .engine import Engine
+from .wire import question_key
+
+log = logging.getLogger("skydns.tcp")
+
+_MAX_PENDING = 64  # unanswered forwarded queries per connection before we stop reading
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, engine: Engine, idle_timeout: float):
+        self.engine = engine
+        self.idle_timeout = idle_timeout
+        self.buffer = bytearray()
+        self.transport = None
+        self.client = ""
+        self.pending = 0
+        self._idle = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
+        self._arm()
+
+    def _arm(self):
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(self.idle_timeout, self._expire)
+
+    def _expire(self):
+        if self.pending:
+            self._arm()
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        if self._idle is not None:
+            self._idle.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._arm()
+        while len(self.buffer) >= 2:
+            (length,) = struct.unpack_from("!H", self.buffer)
+            if len(self.buffer) < 2 + length:
+                break
+            message = bytes(self.buffer[2 : 2 + length])
+            del self.buffer[: 2 + length]
+            self._handle(message)
+
+    def _send(self, reply: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(struct.pack("!H", len(reply)) + reply)
+
+    def _handle(self, data: bytes) -> None:
+        engine = self.engine
+        try:
+            keyed = question_key(data, True, engine.max_udp)
+            if keyed is not None:
+                entry = engine.cache.entries.get(keyed[0])
+                if entry is not None and (not entry.expires or entry.expires > time.monotonic()):
+                    entry.ref = True
+                    engine.cache.hits += 1
+                    variant = entry.pick(self.client)
+                    self._send(data[:2] + variant[keyed[2]] + data[12 : keyed[1]] + variant[2])
+                    return
+            reply = engine.miss(data, self.client, True)
+        except Exception:
+            log.exception("query failed", extra={"kv": {"client": self.client}})
+            self.transport.close()
+            return
+        if reply is None:
+            self.transport.close()  # nothing sensible to say to garbage on a stream
+        elif isinstance(reply, bytes):
+            self._send(reply)
+        else:
+            self.pending += 1
+            if self.pending >= _MAX_PENDING:
+                self.transport.pause_reading()
+            asyncio.ensure_future(self._later(reply))
+
+    async def _later(self, pending) -> None:
+        try:
+            reply = await pending
+        except Exception:
+            log.exception("query failed", extra={"kv": {"client": self.client}})
+            reply = None
+        self.pending -= 1
+        if reply is not None:
+            self._send(reply)
+        if self.pending < _MAX_PENDING and not self.transport.is_closing():
+            self.transport.resume_reading()

@@ -1,0 +1,58 @@
+"""UDP transport. The hot path lives here: key the question, look it up, patch ID and RD, send."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .engine import Engine
+from .wire import question_key
+
+log = logging.getLogger("skydns.udp")
+
+
+class UdpServer(asyncio.DatagramProtocol):
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        engine = self.engine
+        try:
+            keyed = question_key(data, False, engine.max_udp)
+            if keyed is not None:
+                entry = engine.cache.entries.get(keyed[0])
+                if entry is not None and (not entry.expires or entry.expires > time.monotonic()):
+                    entry.ref = True
+                    engine.cache.hits += 1
+                    variant = entry.pick(addr[0])
+                    self.transport.sendto(
+                        data[:2] + variant[keyed[2]] + data[12 : keyed[1]] + variant[2], addr
+                    )
+                    return
+            reply = engine.miss(data, addr[0], False)
+        except Exception:  # one bad packet must never take the worker down
+            log.exception("query failed", extra={"kv": {"client": addr[0]}})
+            return
+        if reply is None:
+            return
+        if isinstance(reply, bytes):
+            self.transport.sendto(reply, addr)
+        else:
+            asyncio.ensure_future(self._later(reply, addr))
+
+    async def _later(self, pending, addr) -> None:
+        try:
+            reply = await pending
+        except Exception:
+            log.exception("query failed", extra={"kv": {"client": addr[0]}})
+            return
+        if reply is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc) -> None:  # ICMP unreachable from a departed client
+        log.debug("udp error", extra={"kv": {"error": repr(exc)}})

@@ -1,0 +1,188 @@
+"""DNS wire format: the cheap question parse of the hot path, and rendering answers to bytes.
+
+The hot path never builds dnslib objects: `question_key` walks the question with byte slicing
+and returns the cache key. Everything that is not a plain one-question query (or carries an OPT
+we do not understand) returns None and takes the slow path, where dnslib parses it properly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dnslib import EDNS0, OPCODE, QTYPE, RCODE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+UDP_PLAIN = 512
+TCP_LIMIT = 65535
+_T_OPT = b"\x00\x29"
+
+
+def udp_limit(edns_size: int, max_udp: int) -> int:
+    """What a UDP reply may hold: 512 without EDNS0, else the client's size capped by ours."""
+    return max(UDP_PLAIN, min(edns_size, max_udp)) if edns_size else UDP_PLAIN
+
+
+def question_key(data: bytes, tcp: bool, max_udp: int):
+    """(cache key, end of question, RD bit) for a plain query, else None.
+
+    The key is the lower-cased wire name + type + class + what changes the reply: the reply size
+    limit (transport, EDNS0 size class) and EDNS0 presence with its DO bit. The question's own
+    bytes are copied from the query into every reply, so clients see their own 0x20 casing.
+    """
+    n = len(data)
+    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
+        return None  # a response, another opcode, or not exactly one question
+    i = 12
+    while True:
+        length = data[i] if i < n else -1
+        if length == 0:
+            break
+        if length < 0 or length > 63:
+            return None
+        i += length + 1
+    qend = i + 5
+    if qend > n:
+        return None
+    arcount = data[10:12]
+    if arcount == b"\x00\x00":
+        if qend != n:
+            return None
+        limit = TCP_LIMIT if tcp else UDP_PLAIN
+        flags = b"-"
+    elif arcount == b"\x00\x01":
+        # OPT: root name, type 41, class = size, ext-rcode, version, flags, rdlen, options
+        if n < qend + 11 or data[qend] or data[qend + 1 : qend + 3] != _T_OPT or data[qend + 6]:
+            return None
+        if qend + 11 + int.from_bytes(data[qend + 9 : qend + 11], "big") != n:
+            return None
+        # Options (cookies, ECS) change nothing in our answers; RFC 7873 lets us ignore them.
+        size = int.from_bytes(data[qend + 3 : qend + 5], "big")
+        limit = TCP_LIMIT if tcp else udp_limit(size, max_udp)
+        flags = b"D" if data[qend + 7] & 0x80 else b"E"
+    else:
+        return None
+    key = data[12:qend].lower() + flags + limit.to_bytes(3, "big")
+    return key, qend, data[2] & 1
+
+
+@dataclass(slots=True)
+class Query:
+    """A query as the slow path sees it, after dnslib parsed it."""
+
+    id: int
+    rd: int
+    qlabels: tuple  # the question name's labels as the client sent them
+    qname: str  # lower-case, absolute
+    qtype: int
+    qclass: int
+    edns: bool
+    edns_size: int
+    do: bool
+    edns_version: int
+    record: DNSRecord
+
+
+class FormErr(Exception):
+    """The query is malformed; `reply` is the FORMERR to send, or None to stay silent."""
+
+    def __init__(self, reply: bytes | None):
+        super().__init__("malformed query")
+        self.reply = reply
+
+
+def parse_query(data: bytes) -> Query:
+    """Parse with dnslib; FormErr for anything we cannot answer sensibly."""
+    if len(data) < 12 or data[2] & 0x80:
+        raise FormErr(None)  # not even a header, or a response: silence avoids reflection loops
+    try:
+        rec = DNSRecord.parse(data)
+    except Exception:  # dnslib raises several types for junk; all mean the same here
+        raise FormErr(_header_reply(data, RCODE.FORMERR)) from None
+    if rec.header.opcode != OPCODE.QUERY:
+        raise FormErr(_header_reply(data, RCODE.NOTIMP))
+    if len(rec.questions) != 1:
+        raise FormErr(_header_reply(data, RCODE.FORMERR))
+    q = rec.questions[0]
+    opts = [r for r in rec.ar if r.rtype == QTYPE.OPT]
+    edns = bool(opts)
+    size = do = version = 0
+    if opts:
+        if len(opts) > 1:
+            raise FormErr(_header_reply(data, RCODE.FORMERR))
+        opt = opts[0]
+        size = opt.rclass
+        version = (opt.ttl >> 16) & 0xFF
+        do = bool(opt.ttl & 0x8000)
+    labels = tuple(q.qname.label)
+    qname = ".".join(label.decode("latin-1") for label in labels).lower() + "."
+    return Query(
+        id=rec.header.id,
+        rd=rec.header.rd,
+        qlabels=labels,
+        qname=qname,
+        qtype=q.qtype,
+        qclass=q.qclass,
+        edns=edns,
+        edns_size=size,
+        do=do,
+        edns_version=version,
+        record=rec,
+    )
+
+
+def _header_reply(data: bytes, rcode: int) -> bytes:
+    """A bare reply (no sections) echoing ID, opcode and RD, for queries we will not parse."""
+    flags = 0x8000 | (int.from_bytes(data[2:4], "big") & 0x7900) | rcode
+    return data[:2] + flags.to_bytes(2, "big") + b"\x00" * 8
+
+
+def render(
+    query: Query,
+    rcode: int,
+    answer: list,
+    authority: list,
+    additional: list,
+    limit: int,
+    aa: bool = True,
+    ra: bool = False,
+    max_udp: int = 1232,
+    rd: int = 0,
+) -> bytes:
+    """Pack a reply within `limit` bytes.
+
+    Over the limit, the additional section goes first (no TC: it is optional data); if the
+    answer still does not fit, whole records are dropped from the end and TC=1 tells the client
+    to retry over TCP. The ID is 0: the transport patches in the client's.
+    """
+    ext_rcode, low_rcode = rcode >> 4, rcode & 0xF
+    header = DNSHeader(id=0, qr=1, aa=int(aa), ra=int(ra), rd=rd, rcode=low_rcode)
+    msg = DNSRecord(header, q=DNSQuestion(DNSLabel(lower_labels(query.qlabels)), query.qtype, query.qclass))
+    msg.rr, msg.auth, msg.ar = list(answer), list(authority), list(additional)
+    opt = None
+    if query.edns:
+        opt = EDNS0(udp_len=max_udp, ext_rcode=ext_rcode, flags="do" if query.do else "")
+        msg.ar.append(opt)
+    wire = msg.pack()
+    if len(wire) <= limit:
+        return wire
+    msg.ar = [opt] if opt is not None else []
+    wire = msg.pack()
+    if len(wire) <= limit:
+        return wire
+    msg.header.tc = 1
+    while len(wire) > limit:
+        if msg.auth:
+            msg.auth.pop()
+        elif msg.rr:
+            msg.rr.pop()
+        else:
+            msg.ar = []
+        wire = msg.pack()
+    return wire
+
+
+def lower_labels(labels: tuple) -> tuple:
+    return tuple(label.lower() for label in labels)
+
+
+def error_reply(query: Query, rcode: int, max_udp: int = 1232, ra: bool = False) -> bytes:
+    return render(query, rcode, [], [], [], TCP_LIMIT, aa=False, ra=ra, max_udp=max_udp, rd=query.rd)

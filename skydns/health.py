@@ -1,0 +1,57 @@
+"""Health status of addresses, as the scanners write it under the status path.
+
+`/skydns/monitor/status/<ip>` -> `{"status": "UP"|"DOWN", "ports": [...]}`. Only DOWN takes an
+address out of answers: a missing key, an unknown status or a value we cannot read counts as UP,
+so a broken scanner can never blank out a service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from .keys import parse_ip
+
+log = logging.getLogger("skydns.health")
+
+
+def parse_status(key: str, value: bytes) -> str:
+    """"UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP."""
+    try:
+        obj = json.loads(value)
+        status = obj.get("status", "UP") if isinstance(obj, dict) else None
+    except (ValueError, UnicodeDecodeError):
+        status = None
+    if not isinstance(status, str) or status.upper() not in ("UP", "DOWN"):
+        log.warning("unreadable status value, counted as UP", extra={"kv": {"key": key}})
+        return "UP"
+    return status.upper()
+
+
+def ip_of_status_key(key: str, status_path: str) -> str | None:
+    """The canonical IP a status key is about, or None for a key that names no address."""
+    if not key.startswith(status_path):
+        return None
+    addr = parse_ip(key[len(status_path):].strip("/"))
+    return None if addr is None else str(addr)
+
+
+class HealthView:
+    """The set of DOWN addresses; everything else is UP."""
+
+    __slots__ = ("down",)
+
+    def __init__(self) -> None:
+        self.down: set[str] = set()
+
+    def is_down(self, ip: str) -> bool:
+        return ip in self.down
+
+    def set(self, ip: str, status: str | None) -> bool:
+        """Record a status (None: key deleted); True when the DOWN set changed."""
+        was = ip in self.down
+        if status == "DOWN":
+            self.down.add(ip)
+        else:
+            self.down.discard(ip)
+        return was != (ip in self.down)

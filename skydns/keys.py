@@ -1,0 +1,82 @@
+"""Name <-> etcd key mapping: a DNS name is stored under its labels reversed.
+
+`x.rails.east.skydns.local.` <-> `/skydns/local/skydns/east/rails/x`. Paths are tuples of
+lower-case labels in key order (TLD first); every index and cache in the suite speaks paths,
+so the mapping lives here once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+PREFIX = "/skydns"
+
+Path = tuple[str, ...]
+
+
+def name_to_path(name: str) -> Path:
+    """`a.b.c.` -> ("c", "b", "a"); case-folded, the root is ()."""
+    labels = [label for label in name.lower().rstrip(".").split(".") if label]
+    labels.reverse()
+    return tuple(labels)
+
+
+def path_to_name(path: Path) -> str:
+    if not path:
+        return "."
+    return ".".join(reversed(path)) + "."
+
+
+def path_to_key(path: Path, prefix: str = PREFIX) -> str:
+    return prefix.rstrip("/") + "/" + "/".join(path) if path else prefix.rstrip("/")
+
+
+def name_to_key(name: str, prefix: str = PREFIX) -> str:
+    return path_to_key(name_to_path(name), prefix)
+
+
+def key_to_path(key: str, prefix: str = PREFIX) -> Path | None:
+    """The path of a record key, or None for a key outside `prefix`.
+
+    Empty segments (`/skydns//x`, a trailing slash) are dropped, as etcdctl users make them.
+    """
+    head = prefix.rstrip("/") + "/"
+    if not key.startswith(head):
+        return None
+    return tuple(seg.lower() for seg in key[len(head):].split("/") if seg)
+
+
+def key_to_name(key: str, prefix: str = PREFIX) -> str | None:
+    path = key_to_path(key, prefix)
+    return None if path is None else path_to_name(path)
+
+
+def is_subdomain(name: str, zone: str) -> bool:
+    """True when `name` is `zone` or below it (both absolute or both relative, any case)."""
+    name, zone = name.lower().rstrip("."), zone.lower().rstrip(".")
+    return zone == "" or name == zone or name.endswith("." + zone)
+
+
+def reverse_name(ip: str) -> str:
+    """10.0.0.1 -> 1.0.0.10.in-addr.arpa."""
+    return ipaddress.ip_address(ip).reverse_pointer + "."
+
+
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def valid_hostname(name: str) -> bool:
+    """A plausible DNS name: labels 1-63 octets, 253 in total; `*` and `_` allowed as labels use them."""
+    name = name.rstrip(".")
+    if not name or len(name) > 253:
+        return False
+    for label in name.split("."):
+        if not 0 < len(label) <= 63:
+            return False
+        if not all(c.isalnum() or c in "-_*" for c in label) or not label.isascii():
+            return False
+    return True

@@ -1,0 +1,224 @@
+"""Engine and wire-level behaviour without sockets: hot-path keys, variants, truncation, junk."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from dnsserver.cache import AnswerCache, Entry, rendezvous
+from dnsserver.engine import Engine
+from dnsserver.wire import question_key
+from skydns.config import load_config
+from skydns.keys import key_to_path
+from skydns.records import parse_record
+
+
+def make_engine(records: dict, mode: str = "", **dns) -> Engine:
+    cfg = load_config(None, "dns")
+    cfg["Dns"]["dns-domain"] = "example.test."
+    cfg["Dns"].update(dns)
+    cfg["Fun"]["random-one"] = mode == "random"
+    cfg["Fun"]["hone-one"] = mode == "hone"
+    engine = Engine(cfg)
+    for key, value in records.items():
+        engine.index.put(parse_record(key, key_to_path(key), json.dumps(value).encode()))
+    engine.ready = True
+    return engine
+
+
+def ask(engine, name, rdtype="A", client="127.0.0.1", tcp=False, **kw):
+    query = dns.message.make_query(name, rdtype, **kw)
+    wire = query.to_wire()
+    keyed = question_key(wire, tcp, engine.max_udp)
+    entry = engine.cache.get(keyed[0]) if keyed else None
+    if entry is not None:
+        variant = entry.pick(client)
+        reply = wire[:2] + variant[keyed[2]] + wire[12 : keyed[1]] + variant[2]
+    else:
+        reply = engine.miss(wire, client, tcp)
+    return dns.message.from_wire(reply), entry is not None
+
+
+MANY = {f"/skydns/test/example/big/i{i:03d}": {"host": f"10.1.0.{i}"} for i in range(1, 101)}
+
+
+def test_hit_reuses_bytes_and_keeps_client_case_and_id():
+    engine = make_engine({"/skydns/test/example/api/x": {"host": "10.0.0.1"}})
+    first, hit = ask(engine, "api.example.test.")
+    assert not hit and first.answer[0][0].address == "10.0.0.1"
+    query = dns.message.make_query("ApI.ExAmple.TEST.", "A")
+    query.flags &= ~dns.flags.RD
+    keyed = question_key(query.to_wire(), False, engine.max_udp)
+    assert engine.cache.get(keyed[0]) is not None  # case-folded key: the same entry
+    reply, hit = ask(engine, "ApI.ExAmple.TEST.")
+    assert hit
+    assert reply.question[0].name.to_text() == "ApI.ExAmple.TEST."
+    assert reply.flags & dns.flags.AA and reply.flags & dns.flags.RD
+
+
+def test_rd_bit_echoed_on_hit():
+    engine = make_engine({"/skydns/test/example/api/x": {"host": "10.0.0.1"}})
+    ask(engine, "api.example.test.")
+    query = dns.message.make_query("api.example.test.", "A")
+    query.flags = 0
+    wire = query.to_wire()
+    key, qend, rd = question_key(wire, False, engine.max_udp)
+    variant = engine.cache.get(key).pick("127.0.0.1")
+    reply = dns.message.from_wire(wire[:2] + variant[rd] + wire[12:qend] + variant[2])
+    assert not reply.flags & dns.flags.RD and reply.id == query.id
+
+
+def test_truncation_then_tcp_has_everything():
+    engine = make_engine(MANY)
+    reply, _ = ask(engine, "big.example.test.")
+    assert reply.flags & dns.flags.TC and len(reply.to_wire()) <= 512
+    assert 0 < len(reply.answer[0]) < 100
+    reply, _ = ask(engine, "big.example.test.", tcp=True)
+    assert not reply.flags & dns.flags.TC and len(reply.answer[0]) == 100
+
+
+def test_edns_size_honoured_and_opt_echoed():
+    engine = make_engine(MANY)
+    reply, _ = ask(engine, "big.example.test.", use_edns=0, payload=4096)
+    assert reply.edns == 0 and len(reply.to_wire()) <= 1232
+    assert reply.flags & dns.flags.TC  # 100 A records need about 1.6 KB
+    small = make_engine({k: v for k, v in list(MANY.items())[:20]})
+    reply, _ = ask(small, "big.example.test.", use_edns=0, payload=1232)
+    assert not reply.flags & dns.flags.TC and len(reply.answer[0]) == 20
+    reply, _ = ask(small, "big.example.test.")
+    assert not reply.flags & dns.flags.TC  # 20 records fit 512 bytes as well
+
+
+def test_badvers_for_edns1():
+    engine = make_engine({})
+    reply, _ = ask(engine, "x.example.test.", use_edns=1)
+    assert reply.rcode() == dns.rcode.BADVERS
+
+
+@pytest.mark.parametrize("rdtype,rcode", [("ANY", dns.rcode.NOTIMP), ("IXFR", dns.rcode.NOTIMP)])
+def test_any_not_implemented(rdtype, rcode):
+    reply, _ = ask(make_engine({}), "x.example.test.", rdtype)
+    assert reply.rcode() == rcode
+
+
+def test_chaos_refused():
+    engine = make_engine({})
+    query = dns.message.make_query("version.bind.", "TXT", rdclass="CH")
+    reply = dns.message.from_wire(engine.miss(query.to_wire(), "127.0.0.1", False))
+    assert reply.rcode() == dns.rcode.REFUSED
+
+
+def test_out_of_zone_refused_without_nameservers_or_for_strangers():
+    engine = make_engine({})
+    reply, _ = ask(engine, "example.org.")
+    assert reply.rcode() == dns.rcode.REFUSED
+    engine = make_engine({}, nameservers=[("127.0.0.1", 9)])
+    assert engine.allowed("10.1.2.3") and not engine.allowed("8.8.8.8")
+    reply, _ = ask(engine, "example.org.", client="203.0.113.9")
+    assert reply.rcode() == dns.rcode.REFUSED
+
+
+def test_random_one_variants_never_down():
+    records = {f"/skydns/test/example/r/i{i}": {"host": f"10.2.0.{i}"} for i in range(1, 6)}
+    engine = make_engine(records, mode="random")
+    engine.health.down.add("10.2.0.3")
+    seen = set()
+    for _ in range(200):
+        reply, _ = ask(engine, "r.example.test.")
+        assert len(reply.answer[0]) == 1
+        seen.add(reply.answer[0][0].address)
+    assert seen == {"10.2.0.1", "10.2.0.2", "10.2.0.4", "10.2.0.5"}
+
+
+def test_hone_one_stable_per_client_and_spread():
+    records = {f"/skydns/test/example/h/i{i}": {"host": f"10.3.0.{i}"} for i in range(1, 5)}
+    engine = make_engine(records, mode="hone")
+    chosen = {}
+    for n in range(1, 41):
+        client = f"127.0.0.{n}"
+        answers = {ask(engine, "h.example.test.", client=client)[0].answer[0][0].address
+                   for _ in range(5)}
+        assert len(answers) == 1
+        chosen[client] = answers.pop()
+    assert len(set(chosen.values())) >= 3
+    # Take one address down: only its clients move.
+    victim = chosen["127.0.0.1"]
+    engine.health.down.add(victim)
+    engine.cache.invalidate_ip(victim)
+    for client, before in chosen.items():
+        after = ask(engine, "h.example.test.", client=client)[0].answer[0][0].address
+        assert after != victim
+        if before != victim:
+            assert after == before
+
+
+def test_rendezvous_is_deterministic():
+    addrs = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert rendezvous("127.0.0.7", addrs) == rendezvous("127.0.0.7", list(addrs))
+
+
+def test_shuffled_answers_rotate():
+    records = {f"/skydns/test/example/s/i{i}": {"host": f"10.4.0.{i}"} for i in range(1, 5)}
+    engine = make_engine(records)
+    firsts = {ask(engine, "s.example.test.")[0].answer[0][0].address for _ in range(200)}
+    assert len(firsts) == 4
+
+
+def test_invalidation_is_precise():
+    records = {
+        "/skydns/test/example/a/x": {"host": "10.5.0.1"},
+        "/skydns/test/example/b/x": {"host": "10.5.0.2"},
+    }
+    engine = make_engine(records)
+    ask(engine, "a.example.test.")
+    ask(engine, "b.example.test.")
+    assert len(engine.cache) == 2
+    assert engine.cache.invalidate_path(("test", "example", "b", "x")) == 1
+    assert ask(engine, "a.example.test.")[1]  # still a hit
+    assert engine.cache.invalidate_ip("10.5.0.1") == 1
+    assert not ask(engine, "a.example.test.")[1]
+
+
+def test_cache_is_bounded_clock():
+    cache = AnswerCache(3)
+    for i in range(3):
+        cache.put(bytes([i]), Entry([(b"", b"", b"")]))
+    cache.entries[b"\x00"].ref = True  # recently hit: survives the next eviction
+    cache.put(b"\x09", Entry([(b"", b"", b"")]))
+    assert len(cache) == 3 and b"\x00" in cache.entries and b"\x01" not in cache.entries
+
+
+def test_junk_never_raises():
+    engine = make_engine({"/skydns/test/example/api/x": {"host": "10.0.0.1"}})
+    rng = random.Random(1234)
+    good = dns.message.make_query("api.example.test.", "A", use_edns=0).to_wire()
+    samples = [b"", b"\x00", b"\x00" * 11, b"\xff" * 12, good[:-3], good + b"\x00"]
+    for _ in range(3000):
+        raw = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        samples.append(bytes(raw[: rng.randint(0, len(raw) + 2)]))
+        samples.append(bytes(rng.randrange(256) for _ in range(rng.randint(0, 80))))
+    for raw in samples:
+        for tcp in (False, True):
+            keyed = question_key(raw, tcp, engine.max_udp)  # the hot path parse must not raise
+            reply = engine.miss(raw, "127.0.0.1", tcp)
+            if reply is not None and not isinstance(reply, bytes):
+                reply.close()  # a coroutine (forwarding): not run here
+                continue
+            if reply is not None:
+                assert len(reply) >= 12 and reply[:2] == raw[:2]
+            del keyed
+
+
+def test_formerr_for_truncated_question():
+    engine = make_engine({})
+    good = dns.message.make_query("api.example.test.", "A").to_wire()
+    reply = dns.message.from_wire(engine.miss(good[:-2], "127.0.0.1", False))
+    assert reply.rcode() == dns.rcode.FORMERR
