@@ -1,6 +1,6 @@
 """`skydns`: the health-aware DNS responder.
 
-    skydns --config-file /etc/skydns/skydns.conf
+skydns --config-file /etc/skydns/skydns.conf
 """
 
 from __future__ import annotations
@@ -19,8 +19,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Health-aware DNS: answers for dns-domain from etcd, leaving out addresses "
         "whose status is DOWN; forwards other names to the configured nameservers.",
     )
-    parser.add_argument("--config-file", "-config-file", metavar="PATH", default=None,
-                        help="INI config file (see etc/skydns.conf); defaults apply without one")
+    parser.add_argument(
+        "--config-file",
+        "-config-file",
+        metavar="PATH",
+        default=None,
+        help="INI config file (see etc/skydns.conf); defaults apply without one",
+    )
     return parser
 
 

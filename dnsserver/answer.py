@@ -123,7 +123,9 @@ def answer(ctx: Context, qname: str, qtype: int) -> Answer:
         if not any(_is_address(r) for r in records):
             target = _cname_of(records)
             if target is not None:
-                ans.answer.append(RR(qname, QTYPE.CNAME, ttl=ctx.ttl(target), rdata=CNAME(target.host)))
+                ans.answer.append(
+                    RR(qname, QTYPE.CNAME, ttl=ctx.ttl(target), rdata=CNAME(target.host))
+                )
     elif qtype == QTYPE.NS:
         _ns(ctx, ans, qname, path, zone_path, apex, records)
     elif qtype == QTYPE.SOA:
@@ -246,7 +248,12 @@ def _srv(ctx: Context, ans: Answer, owner: str, records: list[Record]) -> None:
         weight = (rec.weight or 100) * 100 // totals[rec.priority]
         target = rec.target
         ans.answer.append(
-            RR(owner, QTYPE.SRV, ttl=ctx.ttl(rec), rdata=SRV(rec.priority, weight, rec.port, target))
+            RR(
+                owner,
+                QTYPE.SRV,
+                ttl=ctx.ttl(rec),
+                rdata=SRV(rec.priority, weight, rec.port, target),
+            )
         )
         if target not in seen_targets:
             seen_targets.add(target)

@@ -46,9 +46,7 @@ class Engine:
         fun = cfg["Fun"]
         self.nameservers = list(dns["nameservers"])
         # longest zone first, so the most specific sub-domain server wins
-        self.subdomains = sorted(
-            dns["subDomainServers"].items(), key=lambda item: -len(item[0])
-        )
+        self.subdomains = sorted(dns["subDomainServers"].items(), key=lambda item: -len(item[0]))
         self.zone = ZoneSettings(
             domain=dns["dns-domain"],
             ttl=dns["ttl"],
@@ -100,8 +98,17 @@ class Engine:
             log.debug("malformed query", extra={"kv": {"client": client, "size": len(data)}})
             return err.reply
         if self.log_queries:
-            log.info("query", extra={"kv": {"client": client, "name": q.qname,
-                                            "type": QTYPE.get(q.qtype), "tcp": tcp}})
+            log.info(
+                "query",
+                extra={
+                    "kv": {
+                        "client": client,
+                        "name": q.qname,
+                        "type": QTYPE.get(q.qtype),
+                        "tcp": tcp,
+                    }
+                },
+            )
         if q.edns and q.edns_version != 0:
             return self._error(q, _BADVERS)
         if q.qclass != 1:
@@ -129,7 +136,9 @@ class Engine:
     def _error(self, q: Query, rcode: int) -> bytes:
         if rcode == RCODE.SERVFAIL:
             self.stats["servfail"] += 1
-        return struct.pack("!H", q.id) + error_reply(q, rcode, self.max_udp, self.zone.recursion)[2:]
+        return (
+            struct.pack("!H", q.id) + error_reply(q, rcode, self.max_udp, self.zone.recursion)[2:]
+        )
 
     def _limit(self, q: Query, tcp: bool) -> int:
         if tcp:
@@ -152,8 +161,17 @@ class Engine:
         limit = self._limit(q, tcp)
         lists, addrs, mode = self._variants(ans)
         wires = [
-            render(q, ans.rcode, rrs, ans.authority, ans.additional, limit,
-                   aa=True, ra=self.zone.recursion, max_udp=self.max_udp)
+            render(
+                q,
+                ans.rcode,
+                rrs,
+                ans.authority,
+                ans.additional,
+                limit,
+                aa=True,
+                ra=self.zone.recursion,
+                max_udp=self.max_udp,
+            )
             for rrs in lists
         ]
         self._count(ans, wires[0])
@@ -187,8 +205,10 @@ class Engine:
             self.stats["nodata"] += 1
         if ans.fail_open:
             self.stats["fail_open"] += 1
-            log.warning("every address DOWN, answering all (fail open)",
-                        extra={"kv": {"addresses": ",".join(sorted(ans.ips))}})
+            log.warning(
+                "every address DOWN, answering all (fail open)",
+                extra={"kv": {"addresses": ",".join(sorted(ans.ips))}},
+            )
         if wire[2] & 0x02:
             self.stats["truncated"] += 1
 

@@ -21,7 +21,10 @@ class _OneShot(asyncio.DatagramProtocol):
         self.done: asyncio.Future = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data, addr):
-        if data[:2] == self.expect_id and data[12 : 12 + len(self.question)].lower() == self.question:
+        if (
+            data[:2] == self.expect_id
+            and data[12 : 12 + len(self.question)].lower() == self.question
+        ):
             if not self.done.done():
                 self.done.set_result(data)
 
@@ -76,10 +79,10 @@ async def forward(servers, wire: bytes, timeout: float, tcp: bool = False) -> by
             if not tcp and len(reply) > 2 and reply[2] & 0x02:  # TC: the whole answer needs TCP
                 try:
                     reply = await _tcp(server, wire, timeout)
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                except (TimeoutError, OSError, asyncio.IncompleteReadError):
                     pass  # keep the truncated reply: the client can retry over TCP itself
             return wire[:2] + reply[2:]
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, struct.error) as err:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, struct.error) as err:
             log.warning(
                 "upstream failed",
                 extra={"kv": {"server": f"{server[0]}:{server[1]}", "error": repr(err)}},

@@ -49,8 +49,9 @@ class DnsServer:
             backlog=1024,
         )
         self._sync_task = loop.create_task(self.sync.run())
-        log.info("serving", extra={"kv": {"addr": f"{host}:{port}",
-                                           "domain": self.engine.zone.domain}})
+        log.info(
+            "serving", extra={"kv": {"addr": f"{host}:{port}", "domain": self.engine.zone.domain}}
+        )
 
     async def stop(self) -> None:
         if self.udp_transport is not None:

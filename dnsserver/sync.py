@@ -54,8 +54,16 @@ class StoreSync:
         eng.cache.clear()
         eng.ready = True
         self._want_leases({r.lease for r in eng.index.records() if r.lease})
-        log.info("records loaded", extra={"kv": {"records": len(eng.index), "revision": revision,
-                                                  "down": len(eng.health.down)}})
+        log.info(
+            "records loaded",
+            extra={
+                "kv": {
+                    "records": len(eng.index),
+                    "revision": revision,
+                    "down": len(eng.health.down),
+                }
+            },
+        )
 
     def on_records_events(self, events, revision: int) -> None:
         status_events = []
@@ -155,13 +163,25 @@ class StoreSync:
     # -- running -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.mirrors.append(store.Mirror(self.etcd_section, RECORDS_PREFIX,
-                                         self.on_records_reset, self.on_records_events,
-                                         name="records"))
+        self.mirrors.append(
+            store.Mirror(
+                self.etcd_section,
+                RECORDS_PREFIX,
+                self.on_records_reset,
+                self.on_records_events,
+                name="records",
+            )
+        )
         if not self.status_in_records:
-            self.mirrors.append(store.Mirror(self.etcd_section, self.status_path,
-                                             self.on_status_reset, self.on_status_events,
-                                             name="status"))
+            self.mirrors.append(
+                store.Mirror(
+                    self.etcd_section,
+                    self.status_path,
+                    self.on_status_reset,
+                    self.on_status_events,
+                    name="status",
+                )
+            )
         await asyncio.gather(*(m.run() for m in self.mirrors))
 
     async def stop(self) -> None:

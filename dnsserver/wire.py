@@ -155,7 +155,9 @@ def render(
     """
     ext_rcode, low_rcode = rcode >> 4, rcode & 0xF
     header = DNSHeader(id=0, qr=1, aa=int(aa), ra=int(ra), rd=rd, rcode=low_rcode)
-    msg = DNSRecord(header, q=DNSQuestion(DNSLabel(lower_labels(query.qlabels)), query.qtype, query.qclass))
+    msg = DNSRecord(
+        header, q=DNSQuestion(DNSLabel(lower_labels(query.qlabels)), query.qtype, query.qclass)
+    )
     msg.rr, msg.auth, msg.ar = list(answer), list(authority), list(additional)
     opt = None
     if query.edns:
@@ -185,4 +187,6 @@ def lower_labels(labels: tuple) -> tuple:
 
 
 def error_reply(query: Query, rcode: int, max_udp: int = 1232, ra: bool = False) -> bytes:
-    return render(query, rcode, [], [], [], TCP_LIMIT, aa=False, ra=ra, max_udp=max_udp, rd=query.rd)
+    return render(
+        query, rcode, [], [], [], TCP_LIMIT, aa=False, ra=ra, max_udp=max_udp, rd=query.rd
+    )

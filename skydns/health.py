@@ -16,7 +16,7 @@ log = logging.getLogger("skydns.health")
 
 
 def parse_status(key: str, value: bytes) -> str:
-    """"UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP."""
+    """ "UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP."""
     try:
         obj = json.loads(value)
         status = obj.get("status", "UP") if isinstance(obj, dict) else None
@@ -32,7 +32,7 @@ def ip_of_status_key(key: str, status_path: str) -> str | None:
     """The canonical IP a status key is about, or None for a key that names no address."""
     if not key.startswith(status_path):
         return None
-    addr = parse_ip(key[len(status_path):].strip("/"))
+    addr = parse_ip(key[len(status_path) :].strip("/"))
     return None if addr is None else str(addr)
 
 

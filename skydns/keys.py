@@ -43,7 +43,7 @@ def key_to_path(key: str, prefix: str = PREFIX) -> Path | None:
     head = prefix.rstrip("/") + "/"
     if not key.startswith(head):
         return None
-    return tuple(seg.lower() for seg in key[len(head):].split("/") if seg)
+    return tuple(seg.lower() for seg in key[len(head) :].split("/") if seg)
 
 
 def key_to_name(key: str, prefix: str = PREFIX) -> str | None:
@@ -70,7 +70,7 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def valid_hostname(name: str) -> bool:
-    """A plausible DNS name: labels 1-63 octets, 253 in total; `*` and `_` allowed as labels use them."""
+    """A plausible DNS name: labels of 1-63 octets, 253 in all; `*` and `_` are allowed."""
     name = name.rstrip(".")
     if not name or len(name) > 253:
         return False

@@ -68,7 +68,9 @@ def _int(obj: dict, field: str, low: int, high: int) -> int:
     return int(value)
 
 
-def parse_record(key: str, path: Path, value: bytes, lease: int = 0, mod_revision: int = 0) -> Record:
+def parse_record(
+    key: str, path: Path, value: bytes, lease: int = 0, mod_revision: int = 0
+) -> Record:
     """Decode and validate one etcd value; RecordError says what is wrong with it."""
     try:
         obj = json.loads(value)

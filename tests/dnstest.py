@@ -20,7 +20,6 @@ import dns.query
 import dns.rcode
 from dnslib import QTYPE, RR
 from dnslib.server import BaseResolver, DNSServer
-
 from etcdtest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +41,14 @@ def free_port() -> int:
 def write_config(path: Path, etcd_endpoint: str, port: int, **sections) -> Path:
     """An INI file for skydns; `sections` maps "Dns" etc. to {key: value} overrides."""
     conf = {
-        "Dns": {"dns-domain": "example.test.", "dns-addr": f"127.0.0.1:{port}", "ttl": 30,
-                "min-ttl": 10, "workers": 1, "forward-timeout": 1.0},
+        "Dns": {
+            "dns-domain": "example.test.",
+            "dns-addr": f"127.0.0.1:{port}",
+            "ttl": 30,
+            "min-ttl": 10,
+            "workers": 1,
+            "forward-timeout": 1.0,
+        },
         "Etcd": {"etcd-servers": etcd_endpoint},
         "Log": {"log-level": "info"},
         "Fun": {},
@@ -75,7 +80,9 @@ class Skydns:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dnsserver", "--config-file", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         if wait_ready:
@@ -107,13 +114,15 @@ class Skydns:
         q = dns.message.make_query(name, rdtype, **kw)
         if tcp:
             return dns.query.tcp(q, "127.0.0.1", port=self.port, timeout=timeout, source=source)
-        return dns.query.udp(q, "127.0.0.1", port=self.port, timeout=timeout, source=source,
-                             ignore_trailing=False)
+        return dns.query.udp(
+            q, "127.0.0.1", port=self.port, timeout=timeout, source=source, ignore_trailing=False
+        )
 
     def addresses(self, name, rdtype="A", **kw) -> list[str]:
         reply = self.query(name, rdtype, **kw)
-        return sorted(rr.address for rrset in reply.answer
-                      if rrset.rdtype in (1, 28) for rr in rrset)
+        return sorted(
+            rr.address for rrset in reply.answer if rrset.rdtype in (1, 28) for rr in rrset
+        )
 
 
 class StaticResolver(BaseResolver):
@@ -141,8 +150,7 @@ class Upstream:
         self.port = free_port()
         self.resolver = StaticResolver(table)
         self.servers = [
-            DNSServer(self.resolver, address="127.0.0.1", port=self.port, tcp=tcp,
-                      logger=_Quiet())
+            DNSServer(self.resolver, address="127.0.0.1", port=self.port, tcp=tcp, logger=_Quiet())
             for tcp in (False, True)
         ]
 
@@ -175,5 +183,3 @@ def measure(fn, *args):
     start = time.monotonic()
     fn(*args)
     return time.monotonic() - start
-
-

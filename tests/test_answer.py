@@ -16,10 +16,18 @@ from skydns.records import RecordError, parse_record
 RECORDS = {
     "/skydns/test/example/api/i1": {"host": "10.0.0.1", "ttl": 60},
     "/skydns/test/example/api/i2": {"host": "10.0.0.2", "ttl": 60},
-    "/skydns/test/example/west/db/1": {"host": "10.0.1.1", "port": 5432, "priority": 10,
-                                       "weight": 50},
-    "/skydns/test/example/west/db/2": {"host": "10.0.1.2", "port": 5432, "priority": 10,
-                                       "weight": 150},
+    "/skydns/test/example/west/db/1": {
+        "host": "10.0.1.1",
+        "port": 5432,
+        "priority": 10,
+        "weight": 50,
+    },
+    "/skydns/test/example/west/db/2": {
+        "host": "10.0.1.2",
+        "port": 5432,
+        "priority": 10,
+        "weight": 150,
+    },
     "/skydns/test/example/west/db/3": {"host": "db3.example.test", "port": 5432, "priority": 20},
     "/skydns/test/example/db3/x": {"host": "10.0.1.3"},
     "/skydns/test/example/www/x": {"host": "api.example.test"},
@@ -52,35 +60,77 @@ def texts(rrs):
 
 CASES = [
     # name, type, rcode, answer lines (sorted), authority types
-    ("api.example.test.", "A", RCODE.NOERROR,
-     ["api.example.test. 60 A 10.0.0.1", "api.example.test. 60 A 10.0.0.2"], []),
+    (
+        "api.example.test.",
+        "A",
+        RCODE.NOERROR,
+        ["api.example.test. 60 A 10.0.0.1", "api.example.test. 60 A 10.0.0.2"],
+        [],
+    ),
     ("i2.api.example.test.", "A", RCODE.NOERROR, ["i2.api.example.test. 60 A 10.0.0.2"], []),
     ("api.example.test.", "AAAA", RCODE.NOERROR, [], ["SOA"]),
     ("nope.example.test.", "A", RCODE.NXDOMAIN, [], ["SOA"]),
-    ("db.west.example.test.", "SRV", RCODE.NOERROR,
-     ["db.west.example.test. 30 SRV 10 25 5432 1.db.west.example.test.",
-      "db.west.example.test. 30 SRV 10 75 5432 2.db.west.example.test.",
-      "db.west.example.test. 30 SRV 20 100 5432 db3.example.test."], []),
+    (
+        "db.west.example.test.",
+        "SRV",
+        RCODE.NOERROR,
+        [
+            "db.west.example.test. 30 SRV 10 25 5432 1.db.west.example.test.",
+            "db.west.example.test. 30 SRV 10 75 5432 2.db.west.example.test.",
+            "db.west.example.test. 30 SRV 20 100 5432 db3.example.test.",
+        ],
+        [],
+    ),
     ("west.example.test.", "TXT", RCODE.NOERROR, [], ["SOA"]),
-    ("motd.example.test.", "TXT", RCODE.NOERROR,
-     ['motd.example.test. 30 TXT "maintenance at 02:00"'], []),
-    ("1.0.0.10.in-addr.arpa.", "PTR", RCODE.NOERROR,
-     ["1.0.0.10.in-addr.arpa. 30 PTR api.example.test."], []),
+    (
+        "motd.example.test.",
+        "TXT",
+        RCODE.NOERROR,
+        ['motd.example.test. 30 TXT "maintenance at 02:00"'],
+        [],
+    ),
+    (
+        "1.0.0.10.in-addr.arpa.",
+        "PTR",
+        RCODE.NOERROR,
+        ["1.0.0.10.in-addr.arpa. 30 PTR api.example.test."],
+        [],
+    ),
     ("example.test.", "NS", RCODE.NOERROR, ["example.test. 30 NS ns1.ns.dns.example.test."], []),
     ("v6.example.test.", "AAAA", RCODE.NOERROR, ["v6.example.test. 30 AAAA 2001:db8::1"], []),
     ("v6.example.test.", "A", RCODE.NOERROR, [], ["SOA"]),
     ("loop1.example.test.", "A", RCODE.SERVFAIL, [], []),
-    ("dangling.example.test.", "A", RCODE.NXDOMAIN,
-     ["dangling.example.test. 30 CNAME nothere.example.test."], ["SOA"]),
-    ("mail.example.test.", "MX", RCODE.NOERROR, ["mail.example.test. 30 MX 5 mx1.mail.example.test."],
-     []),
-    ("anything.wild.example.test.", "A", RCODE.NOERROR,
-     ["anything.wild.example.test. 30 A 10.0.3.1"], []),
+    (
+        "dangling.example.test.",
+        "A",
+        RCODE.NXDOMAIN,
+        ["dangling.example.test. 30 CNAME nothere.example.test."],
+        ["SOA"],
+    ),
+    (
+        "mail.example.test.",
+        "MX",
+        RCODE.NOERROR,
+        ["mail.example.test. 30 MX 5 mx1.mail.example.test."],
+        [],
+    ),
+    (
+        "anything.wild.example.test.",
+        "A",
+        RCODE.NOERROR,
+        ["anything.wild.example.test. 30 A 10.0.3.1"],
+        [],
+    ),
     ("api2.example.test.", "A", RCODE.NOERROR, ["api2.example.test. 30 A 10.0.4.1"], []),
     ("api.example.test.", "HTTPS", RCODE.NOERROR, [], ["SOA"]),
     ("example.test.", "A", RCODE.NOERROR, [], ["SOA"]),
-    ("www.example.test.", "CNAME", RCODE.NOERROR, ["www.example.test. 30 CNAME api.example.test."],
-     []),
+    (
+        "www.example.test.",
+        "CNAME",
+        RCODE.NOERROR,
+        ["www.example.test. 30 CNAME api.example.test."],
+        [],
+    ),
 ]
 
 
@@ -140,7 +190,9 @@ def test_down_left_out_and_fail_open():
 def test_srv_leaves_out_down_targets():
     ans = answer(make_ctx(down={"10.0.1.1"}), "db.west.example.test.", QTYPE.SRV)
     assert [rr.rdata.target.idna() for rr in ans.answer] == [
-        "2.db.west.example.test.", "db3.example.test."]
+        "2.db.west.example.test.",
+        "db3.example.test.",
+    ]
     assert ans.answer[0].rdata.weight == 100  # percentages are over what is served
 
 
@@ -169,11 +221,21 @@ def test_owns():
     assert not owns(ctx, "2.0.0.10.in-addr.arpa.") and not owns(ctx, "example.org.")
 
 
-@pytest.mark.parametrize("value", [
-    b"not json", b"[1,2]", b'{"host": 5}', b'{"host": "bad host!"}', b"{}",
-    b'{"host":"10.0.0.1","port":70000}', b'{"host":"10.0.0.1","type":"AAAA"}',
-    b'{"host":"10.0.0.1","type":"BOGUS"}', b'{"host":"10.0.0.1","ttl":-1}', b"\xff\xfe",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"not json",
+        b"[1,2]",
+        b'{"host": 5}',
+        b'{"host": "bad host!"}',
+        b"{}",
+        b'{"host":"10.0.0.1","port":70000}',
+        b'{"host":"10.0.0.1","type":"AAAA"}',
+        b'{"host":"10.0.0.1","type":"BOGUS"}',
+        b'{"host":"10.0.0.1","ttl":-1}',
+        b"\xff\xfe",
+    ],
+)
 def test_bad_records_rejected(value):
     with pytest.raises(RecordError):
         parse_record("/skydns/x/y", ("x", "y"), value)

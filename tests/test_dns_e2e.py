@@ -14,7 +14,6 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-
 from dnstest import Skydns, Upstream, send_raw
 from etcdtest import wait_for
 
@@ -35,10 +34,14 @@ def load(etcd, records):
 def server(etcd):
     load(etcd, API)
     etcd.put("/skydns/test/example/www/x", {"host": "api.example.test"})
-    etcd.put("/skydns/test/example/west/db/1", {"host": "10.0.1.1", "port": 5432,
-                                                "priority": 10, "weight": 50})
-    etcd.put("/skydns/test/example/west/db/2", {"host": "10.0.1.2", "port": 5432,
-                                                "priority": 10, "weight": 150})
+    etcd.put(
+        "/skydns/test/example/west/db/1",
+        {"host": "10.0.1.1", "port": 5432, "priority": 10, "weight": 50},
+    )
+    etcd.put(
+        "/skydns/test/example/west/db/2",
+        {"host": "10.0.1.2", "port": 5432, "priority": 10, "weight": 150},
+    )
     etcd.put("/skydns/arpa/in-addr/10/0/0/1", {"host": "api.example.test"})
     etcd.put("/skydns/test/example/motd/x", {"text": "maintenance at 02:00"})
     srv = Skydns(etcd.endpoint).start()
@@ -53,9 +56,13 @@ def test_answers_a_srv_ptr_txt(server):
     assert reply.flags & dns.flags.AA and reply.answer[0].ttl == 60
     srv = server.query("db.west.example.test.", "SRV")
     assert sorted(str(rr) for rr in srv.answer[0]) == [
-        "10 25 5432 1.db.west.example.test.", "10 75 5432 2.db.west.example.test."]
+        "10 25 5432 1.db.west.example.test.",
+        "10 75 5432 2.db.west.example.test.",
+    ]
     assert {rrset.name.to_text() for rrset in srv.additional} == {
-        "1.db.west.example.test.", "2.db.west.example.test."}
+        "1.db.west.example.test.",
+        "2.db.west.example.test.",
+    }
     ptr = server.query("1.0.0.10.in-addr.arpa.", "PTR")
     assert str(ptr.answer[0][0]) == "api.example.test."
     txt = server.query("motd.example.test.", "TXT")
@@ -74,8 +81,11 @@ def test_nxdomain_and_nodata_carry_soa(server):
 
 def test_down_flip_takes_address_out_and_back(server, etcd):
     etcd.put(STATUS + "10.0.0.2", {"status": "DOWN", "ports": [443]})
-    wait_for(lambda: server.addresses("api.example.test.") == ["10.0.0.1", "10.0.0.3"],
-             timeout=2, message="DOWN address still served")
+    wait_for(
+        lambda: server.addresses("api.example.test.") == ["10.0.0.1", "10.0.0.3"],
+        timeout=2,
+        message="DOWN address still served",
+    )
     etcd.put(STATUS + "10.0.0.2", {"status": "UP", "ports": [443]})
     wait_for(lambda: "10.0.0.2" in server.addresses("api.example.test."), timeout=2)
     etcd.put(STATUS + "10.0.0.3", {"status": "DOWN"})
@@ -111,14 +121,14 @@ def test_bad_json_skipped(server, etcd):
     etcd.put("/skydns/test/example/api/broken", "{not json")
     etcd.put("/skydns/test/example/api/i5", {"host": "10.0.0.5"})
     wait_for(lambda: "10.0.0.5" in server.addresses("api.example.test."), timeout=2)
-    assert server.addresses("api.example.test.") == [
-        "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
+    assert server.addresses("api.example.test.") == ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
     assert "/skydns/test/example/api/broken" in server.logs()
 
 
 def test_truncation_then_tcp(etcd):
-    load(etcd, {f"/skydns/test/example/big/i{i:03d}": {"host": f"10.1.0.{i}"}
-                for i in range(1, 101)})
+    load(
+        etcd, {f"/skydns/test/example/big/i{i:03d}": {"host": f"10.1.0.{i}"} for i in range(1, 101)}
+    )
     srv = Skydns(etcd.endpoint).start()
     try:
         udp = srv.query("big.example.test.")
@@ -142,21 +152,25 @@ def test_hone_one_sticky_and_spread(etcd):
         picks = {}
         for n in range(1, 21):
             source = f"127.0.0.{n + 10}"
-            got = {tuple(srv.addresses("h.example.test.", source=source)) for _ in range(50 if n == 1
-                                                                              else 3)}
+            got = {
+                tuple(srv.addresses("h.example.test.", source=source))
+                for _ in range(50 if n == 1 else 3)
+            }
             assert len(got) == 1 and len(next(iter(got))) == 1, source
             picks[source] = next(iter(got))[0]
         assert len(set(picks.values())) >= 3, picks
         victim = picks["127.0.0.11"]
         etcd.put(STATUS + victim, {"status": "DOWN"})
-        wait_for(lambda: srv.addresses("h.example.test.", source="127.0.0.11") != [victim],
-                 timeout=2)
+        wait_for(
+            lambda: srv.addresses("h.example.test.", source="127.0.0.11") != [victim], timeout=2
+        )
         for source, before in picks.items():
             after = srv.addresses("h.example.test.", source=source)[0]
             assert after != victim and (before == victim or after == before)
         etcd.delete(STATUS + victim)
-        wait_for(lambda: srv.addresses("h.example.test.", source="127.0.0.11") == [victim],
-                 timeout=2)
+        wait_for(
+            lambda: srv.addresses("h.example.test.", source="127.0.0.11") == [victim], timeout=2
+        )
         srv.stop()
         srv.start()  # the same pick after a restart: the hash has no per-process state
         assert srv.addresses("h.example.test.", source="127.0.0.11") == [victim]
@@ -181,12 +195,17 @@ def test_random_one_never_down(etcd):
 
 def test_forwarding_and_subdomain_servers(etcd):
     etcd.put("/skydns/test/example/ext/x", {"host": "www.elsewhere.test"})
-    with Upstream({"www.elsewhere.test": "192.0.2.10", "host.other.test": "192.0.2.11"}) as up, \
-            Upstream({"a.stub.example.test": "192.0.2.20"}) as stub:
-        srv = Skydns(etcd.endpoint, Dns={
-            "nameservers": f"127.0.0.1:{up.port}",
-            "subDomainServers": f"stub.example.test.@127.0.0.1:{stub.port}",
-        }).start()
+    with (
+        Upstream({"www.elsewhere.test": "192.0.2.10", "host.other.test": "192.0.2.11"}) as up,
+        Upstream({"a.stub.example.test": "192.0.2.20"}) as stub,
+    ):
+        srv = Skydns(
+            etcd.endpoint,
+            Dns={
+                "nameservers": f"127.0.0.1:{up.port}",
+                "subDomainServers": f"stub.example.test.@127.0.0.1:{stub.port}",
+            },
+        ).start()
         try:
             assert srv.addresses("host.other.test.") == ["192.0.2.11"]
             assert srv.query("missing.other.test.").rcode() == dns.rcode.NXDOMAIN
@@ -199,14 +218,17 @@ def test_forwarding_and_subdomain_servers(etcd):
             # narrow the list instead
         finally:
             srv.stop()
-        dead = Skydns(etcd.endpoint, Dns={"nameservers": "127.0.0.1:9",
-                                          "forward-timeout": 0.3}).start()
+        dead = Skydns(
+            etcd.endpoint, Dns={"nameservers": "127.0.0.1:9", "forward-timeout": 0.3}
+        ).start()
         try:
             assert dead.query("host.other.test.").rcode() == dns.rcode.SERVFAIL
         finally:
             dead.stop()
-        strict = Skydns(etcd.endpoint, Dns={"nameservers": f"127.0.0.1:{up.port}",
-                                            "forward-allow": "10.0.0.0/8"}).start()
+        strict = Skydns(
+            etcd.endpoint,
+            Dns={"nameservers": f"127.0.0.1:{up.port}", "forward-allow": "10.0.0.0/8"},
+        ).start()
         try:
             assert strict.query("host.other.test.").rcode() == dns.rcode.REFUSED
             assert strict.addresses("api.example.test.") == []  # own zone still answered
@@ -222,16 +244,24 @@ def test_etcd_restart_under_server(server, etcd):
     assert server.addresses("www.example.test.") == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
     etcd.start()
     etcd.put("/skydns/test/example/api/i9", {"host": "10.0.0.9"})
-    wait_for(lambda: "10.0.0.9" in server.addresses("api.example.test."), timeout=15,
-             message="change after etcd restart never arrived")
+    wait_for(
+        lambda: "10.0.0.9" in server.addresses("api.example.test."),
+        timeout=15,
+        message="change after etcd restart never arrived",
+    )
 
 
 def test_junk_bytes_do_not_crash(server):
     port = server.port
     good = dns.message.make_query("api.example.test.", "A").to_wire()
     assert send_raw(port, b"") is None or True
-    for junk in (b"\x00", b"\xff" * 12, good[:-3], good[:12] + b"\x3f" + b"a" * 10,
-                 b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01"):
+    for junk in (
+        b"\x00",
+        b"\xff" * 12,
+        good[:-3],
+        good[:12] + b"\x3f" + b"a" * 10,
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01",
+    ):
         reply = send_raw(port, junk)
         if reply is not None:
             assert reply[:2] == junk[:2]
@@ -269,18 +299,30 @@ def test_tcp_pipelining_and_idle_close(etcd):
 
 @pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed")
 def test_dig(server):
-    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(server.port), "+short",
-                          "api.example.test", "A"], capture_output=True, text=True, timeout=10)
+    out = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(server.port), "+short", "api.example.test", "A"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert sorted(out.stdout.split()) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
-    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(server.port), "nope.example.test"],
-                         capture_output=True, text=True, timeout=10)
+    out = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(server.port), "nope.example.test"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert "status: NXDOMAIN" in out.stdout and "SOA" in out.stdout
 
 
 def test_config_error_exits_nonzero(tmp_path):
     bad = tmp_path / "bad.conf"
     bad.write_text("[Dns]\ndns-addr = 127.0.0.1:70000\n")
-    proc = subprocess.run([sys.executable, "-m", "dnsserver", "--config-file", str(bad)], capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dnsserver", "--config-file", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode != 0
     assert "[Dns] dns-addr" in proc.stderr and str(bad) in proc.stderr

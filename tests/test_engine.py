@@ -142,8 +142,9 @@ def test_hone_one_stable_per_client_and_spread():
     chosen = {}
     for n in range(1, 41):
         client = f"127.0.0.{n}"
-        answers = {ask(engine, "h.example.test.", client=client)[0].answer[0][0].address
-                   for _ in range(5)}
+        answers = {
+            ask(engine, "h.example.test.", client=client)[0].answer[0][0].address for _ in range(5)
+        }
         assert len(answers) == 1
         chosen[client] = answers.pop()
     assert len(set(chosen.values())) >= 3

@@ -1,0 +1,632 @@
+"""Configuration loading for every skydns daemon (configobj + validate).
+
+Each daemon kind has a configspec below.  `load_config` reads an INI file, validates it, and
+returns plain nested dicts with every section and key present and converted.  Any problem
+becomes one `ConfigError` whose message names the file, section and key, because operators
+read these in a terminal or a journal and need to know exactly which line to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import socket
+import sys
+from urllib.parse import urlsplit
+
+from configobj import ConfigObj, ConfigObjError, flatten_errors
+from validate import ValidateError, Validator
+
+__all__ = [
+    "ConfigError",
+    "KINDS",
+    "load_config",
+    "load_or_exit",
+    "parse_hostport",
+    "parse_subdomain_servers",
+]
+
+
+class ConfigError(Exception):
+    """One line: '<path>: [<Section>] <key>: <reason>' (or '<path>: <reason>')."""
+
+    def __init__(self, path: str | None, reason: str, section: str | None = None,
+                 key: str | None = None):
+        self.path = path if path is not None else "<defaults>"
+        self.section = section
+        self.key = key
+        # Keep the message on one line whatever the underlying error said.
+        self.reason = " ".join(str(reason).split())
+        where = ""
+        if section:
+            where += f"[{section}] "
+        if key:
+            where += f"{key}: "
+        super().__init__(f"{self.path}: {where}{self.reason}")
+
+
+# --------------------------------------------------------------------------- specs
+
+_LOG_SPEC = """
+[Log]
+log-dir = text(default="")
+log-level = choice("debug", "info", "warning", "error", default="info")
+log-to-stdio = flag(default=True)
+format = choice("kv", "json", default="kv")
+log-queries = flag(default=False)
+"""
+
+_ETCD_SPEC = """
+[Etcd]
+etcd-servers = url_list(default=list("http://127.0.0.1:2379"))
+etcd-certfile = text(default="")
+etcd-keyfile = text(default="")
+etcd-cafile = text(default="")
+etcd-timeout = seconds(default=5.0)
+status-path = etcd_path(default="/skydns/monitor/status/")
+report-path = etcd_path(default="/skydns/monitor/report/")
+heart-path = etcd_path(default="/skydns/monitor/heart/")
+lock-path = etcd_path(default="/skydns/monitor/lock/")
+"""
+
+_DNS_SPEC = """
+[Dns]
+dns-domain = domain(default="skydns.local.")
+dns-addr = hostport(53, default="127.0.0.1:53")
+nameservers = nameserver_list(default=list())
+subDomainServers = subdomain_servers(default="")
+cacheSize = integer_range(0, default=100000)
+ip-monitor-path = etcd_path(default="/skydns/monitor/status/")
+workers = integer_range(0, default=1)
+ttl = integer_range(0, 2147483647, default=30)
+min-ttl = integer_range(0, 2147483647, default=30)
+forward-timeout = seconds(default=2.0)
+forward-allow = cidr_list(default=list("127.0.0.0/8", "::1/128", "10.0.0.0/8", \
+"172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "169.254.0.0/16", "fe80::/10"))
+axfr-allow = cidr_list(default=list("127.0.0.0/8", "::1/128"))
+max-udp-size = integer_range(512, 65535, default=1232)
+tcp-idle-timeout = seconds(default=10.0)
+[Fun]
+random-one = flag(default=False)
+hone-one = flag(default=False)
+[Stats]
+statsServer = optional_hostport(default="")
+statsServerAuthToken = text(default="")
+""" + _LOG_SPEC + _ETCD_SPEC
+
+_SCANNER_SPEC = """
+[General]
+hostname = hostname(default="")
+heartbeat-interval = seconds(default=3.0)
+agent-downtime = seconds(default=10.0)
+enable-check = flag(default=True)
+metrics-addr = optional_hostport(as_text=True, default="")
+[Check]
+check-timeout = seconds(default=2.0)
+check-interval = seconds(default=5.0)
+scann-ports = port_list(default=list("80"))
+enable-icmp = flag(default=True)
+ping-timeout = seconds(default=1.0)
+ping-count = integer_range(1, default=1)
+rise = integer_range(1, default=2)
+fall = integer_range(1, default=3)
+max-concurrency = integer_range(1, default=256)
+""" + _ETCD_SPEC + _LOG_SPEC
+
+_SCHEDULE_SPEC = """
+[General]
+hostname = hostname(default="")
+schedule-interval = seconds(default=5.0)
+agent-downtime = seconds(default=10.0)
+metrics-addr = optional_hostport(as_text=True, default="")
+""" + _ETCD_SPEC + _LOG_SPEC
+
+_API_SPEC = """
+[General]
+domain = domain(default="skydns.local.")
+[SkydnsApi]
+api-enable = flag(default=True)
+api-address = hostport(9001, default="127.0.0.1:9001")
+skydns-auth = text(default="")
+max-body = integer_range(1, default=65536)
+[Tokens]
+__many__ = token
+""" + _ETCD_SPEC + _LOG_SPEC
+
+SPECS = {"dns": _DNS_SPEC, "scanner": _SCANNER_SPEC, "schedule": _SCHEDULE_SPEC, "api": _API_SPEC}
+KINDS = tuple(SPECS)
+
+
+# --------------------------------------------------------------------------- parsers
+
+_PORT_RE = re.compile(r"[0-9]+")
+_LABEL_RE = re.compile(r"[a-z0-9_-]+")
+_HOST_LABEL_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def _port(text: str) -> int:
+    text = text.strip()
+    if not text:
+        raise ValueError("missing port after ':'")
+    if not _PORT_RE.fullmatch(text):
+        raise ValueError(f"port {text!r} is not a number")
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 1-65535")
+    return port
+
+
+def _validate_host(host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(_HOST_LABEL_RE.fullmatch(label) for label in labels):
+        raise ValueError(f"{host!r} is neither an IP address nor a valid host name")
+
+
+def _split_hostport(text: str, default_port: int | None) -> tuple[str, int]:
+    """parse_hostport, but default_port None means the port is mandatory."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty address")
+    port_text: str | None = None
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0:
+            raise ValueError(f"missing ']' in {s!r}")
+        host, rest = s[1:end], s[end + 1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"unexpected {rest!r} after ']' in {s!r}")
+            port_text = rest[1:]
+    elif s.count(":") > 1:
+        # Several colons without brackets can only be a bare IPv6 address (no port).
+        try:
+            ipaddress.IPv6Address(s)
+        except ValueError:
+            raise ValueError(
+                f"{s!r} is not an IPv6 address (write IPv6 with a port as [addr]:port)"
+            ) from None
+        host = s
+    else:
+        host, sep, rest = s.partition(":")
+        if not host:
+            raise ValueError(f"missing host in {s!r} (use 0.0.0.0 for every address)")
+        _validate_host(host)
+        if sep:
+            port_text = rest
+    if port_text is not None:
+        return host, _port(port_text)
+    if default_port is None:
+        raise ValueError(f"missing port in {s!r} (expected host:port)")
+    return host, default_port
+
+
+def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
+    """'1.2.3.4:53', '[::1]:53', '::1', 'host' -> (host, port); ValueError if malformed."""
+    return _split_hostport(text, default_port)
+
+
+def _ip_hostport(text: str, default_port: int) -> tuple[str, int]:
+    # Upstream resolvers must be literal IPs: resolving them would need DNS itself.
+    host, port = _split_hostport(text, default_port)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r}: server must be an IP address") from None
+    return str(ip), port
+
+
+def _domain(text: str) -> str:
+    """Lower-case, fully qualified (trailing dot), labels 1-63 chars, name <= 253 chars."""
+    name = text.strip().lower()
+    if not name.endswith("."):
+        name += "."
+    if name == ".":
+        raise ValueError("empty domain name")
+    if len(name) - 1 > 253:
+        raise ValueError(f"domain name longer than 253 characters: {name[:40]}...")
+    for label in name[:-1].split("."):
+        if not label:
+            raise ValueError(f"empty label in {name!r}")
+        if len(label) > 63:
+            raise ValueError(f"label {label[:20]!r}... longer than 63 characters")
+        if not _LABEL_RE.fullmatch(label):
+            raise ValueError(f"bad label {label!r} in {name!r} (letters, digits, '-', '_')")
+    return name
+
+
+def parse_subdomain_servers(text: str) -> dict[str, list[tuple[str, int]]]:
+    """'zone.@ip:port,ip#other.@ip' -> {'zone.': [(ip, port), (ip, 53)], 'other.': [...]}."""
+    result: dict[str, list[tuple[str, int]]] = {}
+    for chunk in text.split("#"):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        zone_text, sep, servers = chunk.partition("@")
+        if not sep:
+            raise ValueError(f"{chunk!r}: missing '@' between zone and servers")
+        if "@" in servers:
+            raise ValueError(f"{chunk!r}: more than one '@' (separate zones with '#')")
+        zone = _domain(zone_text)
+        if zone in result:
+            raise ValueError(f"zone {zone} listed twice")
+        items = [item.strip() for item in servers.split(",")]
+        if items == [""]:
+            raise ValueError(f"zone {zone}: empty server list")
+        if "" in items:
+            raise ValueError(f"zone {zone}: empty entry in server list {servers.strip()!r}")
+        try:
+            result[zone] = [_ip_hostport(item, 53) for item in items]
+        except ValueError as err:
+            raise ValueError(f"zone {zone}: {err}") from None
+    return result
+
+
+def _etcd_url(text: str) -> str:
+    """Validate an etcd endpoint and normalise it to scheme://host:port."""
+    url = text.strip()
+    if "://" not in url:
+        raise ValueError(f"{url!r}: expected http://host:port or https://host:port")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{url!r}: scheme must be http or https")
+    if "@" in parts.netloc:
+        raise ValueError(f"{url!r}: user info is not supported in etcd URLs")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: no path, query or fragment expected")
+    try:
+        host, port = _split_hostport(parts.netloc, 2379)
+    except ValueError as err:
+        raise ValueError(f"{url!r}: {err}") from None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+# --------------------------------------------------------------------------- checks
+# validate check functions: each gets the raw value (str, or list when the line had commas)
+# plus the spec's arguments as strings, returns the converted value, raises _Invalid.
+
+
+class _Invalid(ValidateError):
+    """A validation failure whose str() is the reason shown to the operator."""
+
+
+def _single(value) -> str:
+    if isinstance(value, list):
+        raise _Invalid("expected a single value; quote it if it contains a comma")
+    return value
+
+
+def _items(value) -> list[str]:
+    # configobj only makes a list when the line has a comma; accept one bare value too.
+    if isinstance(value, list):
+        return [item.strip() for item in value]
+    value = value.strip()
+    return [value] if value else []
+
+
+def _wrap(fn, value, prefix: str = ""):
+    try:
+        return fn(value)
+    except ValueError as err:
+        raise _Invalid(f"{prefix}{err}") from None
+
+
+def _check_text(value):
+    return _single(value)
+
+
+def _check_flag(value):
+    if isinstance(value, bool):
+        return value
+    word = _single(value).strip().lower()
+    if word in ("true", "yes", "on", "1"):
+        return True
+    if word in ("false", "no", "off", "0"):
+        return False
+    raise _Invalid(f"expected true or false, got {value!r}")
+
+
+def _check_choice(value, *options):
+    word = _single(value).strip().lower()
+    if word not in options:
+        raise _Invalid(f"expected one of {', '.join(options)}; got {value!r}")
+    return word
+
+
+def _check_integer_range(value, lo=None, hi=None):
+    if isinstance(value, int):
+        text = str(value)
+    else:
+        text = _single(value).strip()
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise _Invalid(f"expected an integer, got {text!r}")
+    number = int(text)
+    lo = None if lo is None else int(lo)
+    hi = None if hi is None else int(hi)
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        if hi is None:
+            raise _Invalid(f"{number} is less than the minimum {lo}")
+        raise _Invalid(f"{number} out of range {lo}-{hi}")
+    return number
+
+
+def _check_seconds(value):
+    text = str(value) if isinstance(value, float) else _single(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise _Invalid(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise _Invalid(f"must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def _check_hostport(value, default_port):
+    return _wrap(lambda v: parse_hostport(_single(v), int(default_port)), value)
+
+
+def _check_optional_hostport(value, as_text="false"):
+    text = _single(value).strip()
+    if not text:
+        return ""
+    host, port = _wrap(lambda v: _split_hostport(v, None), text)
+    return text if _check_flag(as_text) else (host, port)
+
+
+def _check_nameserver_list(value):
+    servers = []
+    for item in _items(value):
+        # Name the offending entry: a bare "port out of range" is ambiguous in a list.
+        prefix = f"{item!r}: " if ":" in item else ""
+        servers.append(_wrap(lambda v: _ip_hostport(v, 53), item, prefix))
+    return servers
+
+
+def _check_subdomain_servers(value):
+    # Unquoted commas turned the value into a list; rejoin so the whole string is parsed.
+    # The check only validates: a dict stored back into configobj would become a section.
+    text = ",".join(value) if isinstance(value, list) else value
+    _wrap(parse_subdomain_servers, text)
+    return text
+
+
+def _check_cidr_list(value):
+    return [_wrap(ipaddress.ip_network, item) for item in _items(value)]
+
+
+def _check_url_list(value):
+    urls = [_wrap(_etcd_url, item) for item in _items(value)]
+    if not urls:
+        raise _Invalid("at least one etcd server is required")
+    return urls
+
+
+def _check_port_list(value):
+    ports: list[int] = []
+    for item in _items(value):
+        port = _wrap(_port, item)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _check_etcd_path(value):
+    path = _single(value).strip()
+    if not path.startswith("/"):
+        raise _Invalid(f"must start with '/', got {path!r}")
+    if any(ch.isspace() for ch in path):
+        raise _Invalid(f"must not contain whitespace, got {path!r}")
+    return path if path.endswith("/") else path + "/"
+
+
+def _check_domain(value):
+    return _wrap(_domain, _single(value))
+
+
+def _check_hostname(value):
+    # The hostname becomes an etcd key component (heart/<hostname>), so no '/' or spaces.
+    name = _single(value).strip()
+    if any(ch.isspace() or ch == "/" for ch in name):
+        raise _Invalid(f"must not contain '/' or whitespace, got {name!r}")
+    return name
+
+
+def _check_token(value):
+    token = _single(value).strip()
+    if not token:
+        raise _Invalid("empty token")
+    return token
+
+
+_CHECKS = {
+    "text": _check_text,
+    "flag": _check_flag,
+    "choice": _check_choice,
+    "integer_range": _check_integer_range,
+    "seconds": _check_seconds,
+    "hostport": _check_hostport,
+    "optional_hostport": _check_optional_hostport,
+    "nameserver_list": _check_nameserver_list,
+    "subdomain_servers": _check_subdomain_servers,
+    "cidr_list": _check_cidr_list,
+    "url_list": _check_url_list,
+    "port_list": _check_port_list,
+    "etcd_path": _check_etcd_path,
+    "domain": _check_domain,
+    "hostname": _check_hostname,
+    "token": _check_token,
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+_CONTINUED_ZONES = re.compile(r"#(\S*@.*?)(?:\s+#.*)?$")
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            return fh.read().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(path, "is a directory, not a config file") from None
+    except PermissionError:
+        raise ConfigError(path, "permission denied") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(path, f"not valid UTF-8 (byte offset {err.start})") from None
+    except OSError as err:
+        raise ConfigError(path, err.strerror or str(err)) from None
+
+
+def _parse(path: str | None, lines: list[str], spec: str) -> ConfigObj:
+    try:
+        return ConfigObj(lines, configspec=spec.splitlines(), interpolation=False,
+                         raise_errors=True, list_values=True)
+    except ConfigObjError as err:
+        reason = re.sub(r"\s*at line \"?\d+\"?\.?$", "", str(err)).rstrip(".")
+        if reason.startswith("Invalid line"):
+            reason = "not a [Section] header or a key = value line"
+        line = getattr(err, "line", "") or ""
+        number = getattr(err, "line_number", None)
+        where = f"line {number}: " if number else ""
+        detail = f": {line.strip()!r}" if line.strip() else ""
+        raise ConfigError(path, f"{where}{reason[:1].lower()}{reason[1:]}{detail}") from None
+
+
+def _suggest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_structure(path: str | None, cfg: ConfigObj) -> None:
+    """Reject anything the spec does not describe, before validate sees it."""
+    spec = cfg.configspec
+    if cfg.scalars:
+        raise ConfigError(path, "setting outside any [Section]", key=cfg.scalars[0])
+    for name in cfg.sections:
+        if name not in spec.sections:
+            raise ConfigError(path, f"unknown section{_suggest(name, spec.sections)}", name)
+        section = cfg[name]
+        if section.sections:
+            # validate crashes on a subsection where the spec has a plain key.
+            sub = section.sections[0]
+            raise ConfigError(path, f"[[{sub}]] subsections are not allowed here", name, sub)
+        known = spec[name].scalars
+        if "__many__" in known:  # e.g. [Tokens]: any owner name is a key
+            continue
+        for key in section.scalars:
+            if key not in known:
+                raise ConfigError(path, f"unknown key{_suggest(key, known)}", name, key)
+
+
+def _glue_subdomain_comment(cfg: ConfigObj) -> None:
+    """Recover 'a.@ip#b.@ip' written without quotes, where configobj saw '#b.@ip' as a comment.
+
+    The original suite wrote this value unquoted; silently dropping every zone after the first
+    would be the worst outcome, so a comment that looks like more zones is taken as the value.
+    """
+    section = cfg.get("Dns")
+    if section is None or "subDomainServers" not in section:
+        return
+    comment = section.inline_comments.get("subDomainServers") or ""
+    match = _CONTINUED_ZONES.match(comment)
+    if not match:
+        return
+    value = section["subDomainServers"]
+    text = ",".join(value) if isinstance(value, list) else value
+    section["subDomainServers"] = f"{text}#{match.group(1)}"
+    section.inline_comments["subDomainServers"] = None
+
+
+def _resolve_file(base_dir: str, name: str) -> str:
+    # Relative paths are taken relative to the config file, not the daemon's working dir
+    # (which is "/" under systemd), so a config directory can be moved as a unit.
+    name = os.path.expanduser(name)
+    return os.path.normpath(os.path.join(base_dir, name))
+
+
+def _post_process(path: str | None, kind: str, result: dict) -> None:
+    base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+
+    etcd = result["Etcd"]
+    for key in ("etcd-certfile", "etcd-keyfile", "etcd-cafile"):
+        if etcd[key]:
+            etcd[key] = _resolve_file(base_dir, etcd[key])
+            if not os.path.isfile(etcd[key]):
+                raise ConfigError(path, f"file {etcd[key]!r} does not exist", "Etcd", key)
+    if etcd["etcd-keyfile"] and not etcd["etcd-certfile"]:
+        raise ConfigError(path, "etcd-keyfile is set but etcd-certfile is not",
+                          "Etcd", "etcd-keyfile")
+
+    log = result["Log"]
+    if log["log-dir"]:
+        log["log-dir"] = _resolve_file(base_dir, log["log-dir"])
+
+    general = result.get("General", {})
+    if "hostname" in general and not general["hostname"]:
+        general["hostname"] = socket.gethostname()
+
+    if kind == "dns":
+        dns = result["Dns"]
+        dns["subDomainServers"] = parse_subdomain_servers(dns["subDomainServers"])
+        if result["Fun"]["random-one"] and result["Fun"]["hone-one"]:
+            raise ConfigError(path, "random-one and hone-one cannot both be true",
+                              "Fun", "hone-one")
+        # ip-monitor-path is the original suite's name for the status prefix; it wins.
+        etcd["status-path"] = dns["ip-monitor-path"]
+    elif kind == "scanner":
+        if general["heartbeat-interval"] >= general["agent-downtime"]:
+            raise ConfigError(
+                path,
+                f"must be shorter than agent-downtime ({general['agent-downtime']:g}s), "
+                "or the heartbeat lease expires between keep-alives",
+                "General", "heartbeat-interval")
+
+
+def load_config(path: str | None, kind: str) -> dict:
+    """Load and validate the config of one daemon kind ("dns", "scanner", "schedule", "api").
+
+    path None gives all defaults.  Returns {section: {key: value}} with every key present.
+    Raises ConfigError (one line naming file, section and key) on any problem.
+    """
+    if kind not in SPECS:
+        raise ValueError(f"unknown config kind {kind!r}; expected one of {', '.join(KINDS)}")
+    spec = SPECS[kind]
+    lines = [] if path is None else _read_lines(path)
+    cfg = _parse(path, lines, spec)
+    _check_structure(path, cfg)
+    _glue_subdomain_comment(cfg)
+
+    outcome = cfg.validate(Validator(_CHECKS), preserve_errors=True, copy=True)
+    if outcome is not True:
+        for sections, key, error in flatten_errors(cfg, outcome):
+            section = sections[0] if sections else None
+            reason = str(error) if error else "missing value"
+            raise ConfigError(path, reason, section, key)
+
+    result = {name: dict(cfg[name]) for name in cfg.configspec.sections}
+    _post_process(path, kind, result)
+    return result
+
+
+def load_or_exit(path: str | None, kind: str) -> dict:
+    """load_config for a daemon's main(): a bad config is one stderr line and exit status 2."""
+    try:
+        return load_config(path, kind)
+    except ConfigError as err:
+        print(f"skydns: config error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
