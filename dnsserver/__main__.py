@@ -16,16 +16,19 @@ from skydns.logsetup import setup_logging
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skydns",
-        description="Health-aware DNS: answers for dns-domain from etcd, leaving out addresses "
-        "whose status is DOWN; forwards other names to the configured nameservers.",
+        description="Health-aware DNS: answers for dns-domain from an in-memory copy of etcd, "
+        "leaving out addresses whose status is DOWN; forwards other names to the configured "
+        "nameservers for allowed clients. Runs [Dns] workers processes sharing the port; "
+        "SIGHUP reloads the config, SIGTERM stops.",
     )
     parser.add_argument(
         "--config-file",
         "-config-file",
         metavar="PATH",
         default=None,
-        help="INI config file (see etc/skydns.conf); defaults apply without one",
+        help="INI config file (see etc/skydns.conf); built-in defaults apply without one",
     )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -33,23 +36,29 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "dns")
     setup_logging(cfg["Log"], "skydns")
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without it
-        uvloop = None
-    from .server import DnsServer
+    if not args.worker:
+        from .workers import Supervisor
+
+        return Supervisor(args.config_file, cfg).run()
+    return run_worker(cfg)
+
+
+def run_worker(cfg: dict) -> int:
+    from .server import BindError, DnsServer
+    from .workers import EXIT_BIND
 
     async def run() -> None:
         await DnsServer(cfg).serve_forever()
 
     try:
-        if uvloop is not None:
-            uvloop.run(run())
-        else:
-            asyncio.run(run())
-    except OSError as err:
+        import uvloop
+    except ImportError:  # uvloop is a dependency; still run on plain asyncio without it
+        uvloop = None
+    try:
+        (uvloop.run if uvloop else asyncio.run)(run())
+    except BindError as err:
         print(f"skydns: {err}", file=sys.stderr)
-        return 1
+        return EXIT_BIND
     return 0
 
 

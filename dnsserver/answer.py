@@ -19,7 +19,7 @@ from skydns.records import Record
 from .index import RecordIndex
 
 MAX_CNAME_HOPS = 8
-_ADDRESS_TYPES = ("", "A", "AAAA")
+_ADDRESS_TYPES = ("", "A", "AAAA", "SRV")  # API-style SRV keys hold addresses too
 _CNAME_TYPES = ("", "CNAME")
 _SRV_TYPES = ("", "SRV")
 REVERSE_ZONES = (("arpa", "in-addr"), ("arpa", "ip6"))

@@ -1,9 +1,10 @@
-"""One serving process: bind UDP and TCP on dns-addr, mirror etcd, answer until told to stop."""
+"""One serving process: mirror etcd, bind UDP and TCP on dns-addr, answer until told to stop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 
@@ -11,8 +12,18 @@ from .engine import Engine
 from .sync import StoreSync
 from .tcp import TcpConnection
 from .udp import UdpServer
+from .workers import READY_FD_ENV
 
 log = logging.getLogger("skydns.server")
+
+# How long to wait for the first etcd load before binding anyway. Bound but unloaded, the
+# zone answers SERVFAIL (clients try another server); not bound, nothing would be answered,
+# forwarding included, for as long as etcd is away.
+STARTUP_WAIT = 5.0
+
+
+class BindError(Exception):
+    """dns-addr cannot be bound (in use, or no permission)."""
 
 
 def _family(host: str) -> int:
@@ -31,26 +42,47 @@ class DnsServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        host, port = self.cfg["Dns"]["dns-addr"]
-        # SO_REUSEPORT lets several workers share the port; the kernel spreads queries over them.
-        self.udp_transport, _ = await loop.create_datagram_endpoint(
-            lambda: UdpServer(self.engine),
-            local_addr=(host, port),
-            family=_family(host),
-            reuse_port=True,
-        )
-        idle = self.cfg["Dns"]["tcp-idle-timeout"]
-        self.tcp_server = await loop.create_server(
-            lambda: TcpConnection(self.engine, idle),
-            host,
-            port,
-            family=_family(host),
-            reuse_port=True,
-            backlog=1024,
-        )
         self._sync_task = loop.create_task(self.sync.run())
+        # Load before binding, so a new worker beside running ones (SO_REUSEPORT, reload)
+        # never takes queries it can only answer with SERVFAIL.
+        try:
+            await asyncio.wait_for(self.sync.loaded.wait(), STARTUP_WAIT)
+        except TimeoutError:
+            log.warning("etcd not loaded yet; serving, zone answers SERVFAIL until it is")
+        await self._bind()
+        _notify_ready()
+
+    async def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = self.cfg["Dns"]["dns-addr"]
+        try:
+            # SO_REUSEPORT lets workers share the port; the kernel spreads queries over them.
+            self.udp_transport, _ = await loop.create_datagram_endpoint(
+                lambda: UdpServer(self.engine),
+                local_addr=(host, port),
+                family=_family(host),
+                reuse_port=True,
+            )
+            idle = self.cfg["Dns"]["tcp-idle-timeout"]
+            self.tcp_server = await loop.create_server(
+                lambda: TcpConnection(self.engine, idle),
+                host,
+                port,
+                family=_family(host),
+                reuse_port=True,
+                backlog=1024,
+            )
+        except OSError as err:
+            raise BindError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
         log.info(
-            "serving", extra={"kv": {"addr": f"{host}:{port}", "domain": self.engine.zone.domain}}
+            "serving",
+            extra={
+                "kv": {
+                    "addr": f"{host}:{port}",
+                    "domain": self.engine.zone.domain,
+                    "worker": os.environ.get("SKYDNS_WORKER", "0"),
+                }
+            },
         )
 
     async def stop(self) -> None:
@@ -64,9 +96,23 @@ class DnsServer:
         self.stopped.set()
 
     async def serve_forever(self) -> None:
-        await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(self.stop()))
+        # A reload is the supervisor's job; a lone worker ignores SIGHUP instead of dying.
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        await self.start()
         await self.stopped.wait()
         log.info("stopped")
+
+
+def _notify_ready() -> None:
+    """Tell the supervisor (one byte on an inherited pipe) that this worker is serving."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is None:
+        return
+    try:
+        os.write(int(fd), b"R")
+        os.close(int(fd))
+    except (OSError, ValueError):
+        pass

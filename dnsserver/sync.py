@@ -36,6 +36,7 @@ class StoreSync:
         self._lease_task: asyncio.Task | None = None
         self._pending_leases: set[int] = set()
         self.bad_records = 0
+        self.loaded = asyncio.Event()  # the first full load is in
 
     # -- records -----------------------------------------------------------------------------
 
@@ -53,6 +54,7 @@ class StoreSync:
         eng.ctx.serial = revision
         eng.cache.clear()
         eng.ready = True
+        self.loaded.set()
         self._want_leases({r.lease for r in eng.index.records() if r.lease})
         log.info(
             "records loaded",

@@ -1,0 +1,162 @@
+"""Supervisor of worker processes that share the DNS port through SO_REUSEPORT.
+
+Each worker is a full `skydns --worker` process with its own etcd watch and cache; the kernel
+spreads queries over them. The supervisor restarts a worker that dies, drains all on SIGTERM,
+and on SIGHUP re-reads the config and replaces the workers one by one: the new worker binds
+beside the old one before the old one stops, so the port never goes unanswered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from skydns.config import ConfigError, load_config
+
+log = logging.getLogger("skydns.workers")
+
+EXIT_BIND = 3  # a worker could not bind the port: restarting it would not help
+READY_FD_ENV = "SKYDNS_READY_FD"
+_RESTART_BACKOFF_MAX = 5.0
+_STOP_GRACE = 10.0
+
+
+def worker_count(cfg: dict) -> int:
+    return cfg["Dns"]["workers"] or os.cpu_count() or 1
+
+
+class Supervisor:
+    def __init__(self, config_path: str | None, cfg: dict):
+        self.config_path = config_path
+        self.cfg = cfg
+        self.workers: dict[int, subprocess.Popen] = {}  # slot -> process
+        self.started: dict[int, float] = {}
+        self.backoff: dict[int, float] = {}
+        self.stopping = False
+        self.reload_requested = False
+        self.exit_code = 0
+
+    def _spawn(self, slot: int) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "dnsserver", "--worker"]
+        if self.config_path:
+            cmd += ["--config-file", self.config_path]
+        # The worker writes one byte to this pipe once it has loaded etcd and bound the port.
+        ready_r, ready_w = os.pipe()
+        env = {**os.environ, "SKYDNS_WORKER": str(slot), READY_FD_ENV: str(ready_w)}
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,))
+        os.close(ready_w)
+        proc.ready_fd = ready_r
+        self.started[slot] = time.monotonic()
+        log.info("worker started", extra={"kv": {"worker": slot, "pid": proc.pid}})
+        return proc
+
+    def wait_ready(self, procs, timeout: float) -> bool:
+        """Wait until every process in `procs` reported ready (or died, or time ran out)."""
+        waiting = {p.ready_fd: p for p in procs if p.ready_fd is not None}
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            readable, _, _ = select.select(list(waiting), [], [], 0.1)
+            for fd in readable:
+                os.read(fd, 1)
+                os.close(fd)
+                waiting.pop(fd).ready_fd = None
+        return not waiting
+
+    def _on_term(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum, frame) -> None:
+        self.reload_requested = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        for slot in range(worker_count(self.cfg)):
+            self.workers[slot] = self._spawn(slot)
+        while not self.stopping:
+            self._drain_ready()
+            if self.reload_requested:
+                self.reload_requested = False
+                self._reload()
+            self._reap()
+            time.sleep(0.05)
+        self._stop_all()
+        return self.exit_code
+
+    def _drain_ready(self) -> None:
+        for proc in self.workers.values():
+            if proc.ready_fd is not None and select.select([proc.ready_fd], [], [], 0)[0]:
+                os.read(proc.ready_fd, 1)
+                os.close(proc.ready_fd)
+                proc.ready_fd = None
+
+    def _reap(self) -> None:
+        for slot, proc in list(self.workers.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            if proc.ready_fd is not None:
+                os.close(proc.ready_fd)
+                proc.ready_fd = None
+            if code == EXIT_BIND:
+                log.error("worker cannot bind the port; stopping", extra={"kv": {"worker": slot}})
+                self.exit_code = 1
+                self.stopping = True
+                return
+            lived = time.monotonic() - self.started[slot]
+            delay = (
+                0.0 if lived > 10 else min(self.backoff.get(slot, 0.05) * 2, _RESTART_BACKOFF_MAX)
+            )
+            self.backoff[slot] = delay
+            log.warning(
+                "worker died, restarting",
+                extra={"kv": {"worker": slot, "code": code, "delay": round(delay, 2)}},
+            )
+            time.sleep(delay)
+            if not self.stopping:
+                self.workers[slot] = self._spawn(slot)
+
+    def _reload(self) -> None:
+        try:
+            cfg = load_config(self.config_path, "dns")
+        except ConfigError as err:
+            log.error(
+                "reload refused, keeping the running config", extra={"kv": {"error": str(err)}}
+            )
+            return
+        if cfg["Dns"]["dns-addr"] != self.cfg["Dns"]["dns-addr"]:
+            log.warning("dns-addr changed: the new address applies to the new workers")
+        self.cfg = cfg
+        log.info("reloading config", extra={"kv": {"workers": worker_count(cfg)}})
+        old = self.workers
+        self.workers = {slot: self._spawn(slot) for slot in range(worker_count(cfg))}
+        # Old workers keep answering until the new ones have loaded etcd and bound the port.
+        if not self.wait_ready(self.workers.values(), timeout=30.0):
+            log.warning("new workers slow to become ready; replacing the old ones anyway")
+        _terminate(list(old.values()))
+
+    def _stop_all(self) -> None:
+        _terminate(list(self.workers.values()))
+        log.info("stopped")
+
+
+def _terminate(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if getattr(proc, "ready_fd", None) is not None:
+            os.close(proc.ready_fd)
+            proc.ready_fd = None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_GRACE
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
