@@ -16,6 +16,8 @@ from skydns.logsetup import setup_logging
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skydns",
+        epilog="Subcommands: 'skydns dump --help' (print the zone), "
+        "'skydns up --help' (run the whole suite locally).",
         description="Health-aware DNS: answers for dns-domain from an in-memory copy of etcd, "
         "leaving out addresses whose status is DOWN; forwards other names to the configured "
         "nameservers for allowed clients. Runs [Dns] workers processes sharing the port; "
@@ -32,7 +34,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUBCOMMANDS = {
+    "dump": "dnsserver.dump",  # print the zone from etcd
+    "up": "skydns.devup",  # start a local etcd and the whole suite, for a demo
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "dns")
     setup_logging(cfg["Log"], "skydns")

@@ -17,6 +17,7 @@ from collections import Counter
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from skydns.health import HealthView
+from skydns.keys import name_to_path
 
 from .answer import Answer, Context, ZoneSettings, answer, owns
 from .cache import AnswerCache, Entry, split_reply
@@ -32,12 +33,14 @@ from .wire import (
     render,
     udp_limit,
 )
+from .zone import reverse_zones, zone_rrs
 
 log = logging.getLogger("skydns.engine")
 
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers; enough that every address leads often
 _BADVERS = 16
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
+_AXFR_CHUNK = 100  # records per AXFR message: well under 64 KB even with long TXT
 
 
 class Engine:
@@ -61,6 +64,7 @@ class Engine:
         self.mode = "random" if fun["random-one"] else "hone" if fun["hone-one"] else ""
         self.forward_timeout = dns["forward-timeout"]
         self.allow = list(dns["forward-allow"])
+        self.axfr_allow = list(dns["axfr-allow"])
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
         self.ready = False  # set once the first etcd load is in: before that, zone answers SERVFAIL
@@ -113,7 +117,9 @@ class Engine:
             return self._error(q, _BADVERS)
         if q.qclass != 1:
             return self._error(q, RCODE.REFUSED)  # CHAOS, HESIOD, ANY class: not served here
-        if q.qtype in (_QTYPE_ANY, _QTYPE_IXFR, _QTYPE_AXFR):
+        if q.qtype == _QTYPE_AXFR:
+            return self._axfr(q, client, tcp)
+        if q.qtype in (_QTYPE_ANY, _QTYPE_IXFR):
             return self._error(q, RCODE.NOTIMP)
 
         servers = self._servers_for(q.qname)
@@ -130,6 +136,49 @@ class Engine:
             self.stats["refused"] += 1
             return self._error(q, RCODE.REFUSED)
         return self._forward(q, data, tcp, servers)
+
+    # -- zone transfer -----------------------------------------------------------------------
+
+    def _axfr(self, q: Query, client: str, tcp: bool):
+        """AXFR over TCP to allowed clients: a list of messages, SOA first and last."""
+        if not tcp:
+            return self._error(q, RCODE.FORMERR)  # RFC 5936 4.2: AXFR needs a stream
+        path = name_to_path(q.qname)
+        zones = [self.zone.domain_path, *reverse_zones(self.ctx)]
+        if path not in zones or not self._axfr_allowed(client):
+            self.stats["refused"] += 1
+            return self._error(q, RCODE.REFUSED)
+        if not self.ready:
+            return self._error(q, RCODE.SERVFAIL)
+        rrs = [rr for rr, _ in zone_rrs(self.ctx, path)]
+        rrs.append(rrs[0])
+        self.stats["axfr"] += 1
+        log.info(
+            "zone transfer", extra={"kv": {"client": client, "zone": q.qname, "records": len(rrs)}}
+        )
+        messages = []
+        for start in range(0, len(rrs), _AXFR_CHUNK):
+            wire = render(
+                q,
+                RCODE.NOERROR,
+                rrs[start : start + _AXFR_CHUNK],
+                [],
+                [],
+                TCP_LIMIT,
+                aa=True,
+                ra=self.zone.recursion,
+                max_udp=self.max_udp,
+                rd=q.rd,
+            )
+            messages.append(struct.pack("!H", q.id) + wire[2:])
+        return messages
+
+    def _axfr_allowed(self, client: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(client.split("%")[0])
+        except ValueError:
+            return False
+        return any(addr in net for net in self.axfr_allow)
 
     # -- building ----------------------------------------------------------------------------
 

@@ -82,6 +82,9 @@ class TcpConnection(asyncio.Protocol):
             self.transport.close()  # nothing sensible to say to garbage on a stream
         elif isinstance(reply, bytes):
             self._send(reply)
+        elif isinstance(reply, list):  # a zone transfer: several messages
+            for message in reply:
+                self._send(message)
         else:
             self.pending += 1
             if self.pending >= _MAX_PENDING:

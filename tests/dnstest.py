@@ -20,6 +20,7 @@ import dns.query
 import dns.rcode
 from dnslib import QTYPE, RR
 from dnslib.server import BaseResolver, DNSServer
+
 from etcdtest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

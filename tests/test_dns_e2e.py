@@ -14,6 +14,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+
 from dnstest import Skydns, Upstream, send_raw
 from etcdtest import wait_for
 

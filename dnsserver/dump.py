@@ -1,0 +1,92 @@
+"""`skydns dump`: the zone as etcd holds it, in presentation format or JSON.
+
+    skydns dump --config-file etc/skydns.conf [--zone in-addr.arpa.] [--json]
+
+Reads etcd once (no watch) through the same sync and zone code the server uses, so what it
+prints is what an AXFR from skydns sends; DOWN addresses are marked with a comment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from dnslib import QTYPE
+
+from skydns import store
+from skydns.config import load_or_exit
+from skydns.keys import name_to_path
+from skydns.logsetup import setup_logging
+
+from .engine import Engine
+from .sync import RECORDS_PREFIX, StoreSync
+from .zone import zone_rrs
+
+
+async def load(cfg: dict) -> Engine:
+    engine = Engine(cfg)
+    sync = StoreSync(engine, cfg["Etcd"])
+    client = store.make_client(cfg["Etcd"])
+    try:
+        kvs, revision = await store.load_prefix(client, RECORDS_PREFIX)
+        sync.on_records_reset(kvs, revision)
+        if not sync.status_in_records:
+            status, _ = await store.load_prefix(client, sync.status_path)
+            sync.on_status_reset(status, revision)
+    finally:
+        await client.close()
+    return engine
+
+
+def rows(engine: Engine, zone: str):
+    for rr, rec in zone_rrs(engine.ctx, name_to_path(zone)):
+        health = ""
+        if rec is not None and rec.ip and rr.rtype in (QTYPE.A, QTYPE.AAAA):
+            health = "DOWN" if engine.health.is_down(rec.ip) else "UP"
+        yield rr, rec, health
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="skydns dump",
+        description="Print a zone from etcd in presentation format (name TTL IN TYPE data), "
+        "with the health of each address as a comment; the same records an AXFR sends.",
+    )
+    parser.add_argument("--config-file", "-config-file", metavar="PATH", default=None)
+    parser.add_argument("--zone", default=None, help="zone to print (default: dns-domain)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per record")
+    args = parser.parse_args(argv)
+    cfg = load_or_exit(args.config_file, "dns")
+    cfg["Log"]["log-level"] = "warning"  # keep stdout/stderr for the zone itself
+    setup_logging(cfg["Log"], "skydns-dump")
+    zone = (args.zone or cfg["Dns"]["dns-domain"]).lower().rstrip(".") + "."
+    try:
+        engine = asyncio.run(asyncio.wait_for(load(cfg), cfg["Etcd"]["etcd-timeout"] * 3))
+    except Exception as err:
+        print(f"skydns dump: cannot read etcd: {store.describe_error(err)}", file=sys.stderr)
+        return 1
+    out = sys.stdout
+    for rr, rec, health in rows(engine, zone):
+        if args.json:
+            obj = {
+                "name": str(rr.rname),
+                "ttl": rr.ttl,
+                "class": "IN",
+                "type": QTYPE.get(rr.rtype),
+                "data": rr.rdata.toZone(),
+            }
+            if rec is not None:
+                obj["key"] = rec.key
+            if health:
+                obj["health"] = health
+            out.write(json.dumps(obj) + "\n")
+        else:
+            line = f"{rr.rname} {rr.ttl} IN {QTYPE.get(rr.rtype)} {rr.rdata.toZone()}"
+            out.write(line + (f" ; {health}" if health else "") + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
