@@ -40,6 +40,7 @@ log = logging.getLogger("skydns.engine")
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers; enough that every address leads often
 _BADVERS = 16
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
+FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
 _AXFR_CHUNK = 100  # records per AXFR message: well under 64 KB even with long TXT
 
 
@@ -267,7 +268,25 @@ class Engine:
         if reply is None:
             self.stats["forward_fail"] += 1
             return self._error(q, RCODE.SERVFAIL)
+        self._cache_forwarded(data, tcp, reply)
         return reply
+
+    def _cache_forwarded(self, data: bytes, tcp: bool, reply: bytes) -> None:
+        """Keep an upstream answer for its TTL (negative ones for their SOA minimum).
+
+        TTLs in the kept bytes are not counted down, so a downstream cache may hold a record
+        up to twice its TTL; FORWARD_CACHE_MAX bounds that for long-TTL records.
+        """
+        keyed = question_key(data, tcp, self.max_udp)
+        if keyed is None:
+            return
+        key, qend, _ = keyed
+        ttl = cache_ttl(reply)
+        if ttl <= 0 or reply[12:qend].lower() != data[12:qend].lower():
+            return
+        entry = Entry([split_reply(reply, qend)],
+                      expires=time.monotonic() + min(ttl, FORWARD_CACHE_MAX))
+        self.cache.put(key, entry)
 
     async def _resolve_external(self, q, data, client, tcp, ans: Answer) -> bytes:
         """Complete a CNAME chain that leaves our zone by asking the upstream resolvers."""
@@ -292,6 +311,24 @@ class Engine:
             except Exception:  # a broken upstream reply: answer with the chain we have
                 log.warning("unreadable upstream reply", extra={"kv": {"name": target}})
         return self._finish(q, data, client, tcp, ans, expires=expires, cacheable=cacheable)
+
+
+def cache_ttl(reply: bytes) -> int:
+    """How long an upstream reply may be reused: 0 for errors and truncated replies, the
+    smallest TTL for answers, the SOA minimum (capped by the SOA's TTL) for negative ones."""
+    try:
+        msg = DNSRecord.parse(reply)
+    except Exception:
+        return 0
+    rcode = msg.header.rcode
+    if msg.header.tc or rcode not in (RCODE.NOERROR, RCODE.NXDOMAIN):
+        return 0
+    if msg.rr and rcode == RCODE.NOERROR:
+        return min(rr.ttl for rr in msg.rr)
+    soas = [rr for rr in msg.auth if rr.rtype == QTYPE.SOA]
+    if not soas:
+        return 0  # a negative answer without SOA must not be cached (RFC 2308 5)
+    return min(soas[0].ttl, soas[0].rdata.times[-1])
 
 
 def _with_rd(wire: bytes, rd: int) -> bytes:

@@ -209,6 +209,8 @@ def test_forwarding_and_subdomain_servers(etcd):
         ).start()
         try:
             assert srv.addresses("host.other.test.") == ["192.0.2.11"]
+            assert srv.addresses("host.other.test.") == ["192.0.2.11"]
+            assert up.resolver.asked.count("host.other.test.") == 1  # cached for its TTL
             assert srv.query("missing.other.test.").rcode() == dns.rcode.NXDOMAIN
             assert srv.addresses("a.stub.example.test.") == ["192.0.2.20"]
             assert "a.stub.example.test." in stub.resolver.asked
