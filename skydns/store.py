@@ -1,0 +1,459 @@
+"""The etcd side of every skydns daemon: client construction and a self-healing prefix mirror.
+
+`Mirror` talks to etcd's Watch RPC directly instead of going through aetcd's `Watcher`: aetcd
+hands out one event at a time and drops responses without events, which loses the two things
+a mirror needs, the response boundaries (one etcd transaction = one batch) and the header
+revision of progress notifications (how the resume point advances while the prefix is idle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aetcd
+import aetcd.watcher
+import grpc
+from aetcd import rpc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_PORT = 2379
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 5.0
+
+_MIB = 1024 * 1024
+CHANNEL_OPTIONS = {
+    # A full load of a big prefix comes back in pages, but a single page of large values or
+    # a big transaction in one watch response can still exceed gRPC's default 4 MiB.
+    "grpc.max_receive_message_length": 256 * _MIB,
+    # Keepalive pings notice a peer that vanished without closing the TCP connection
+    # (network loss, frozen host). etcd refuses pings more often than every 5s by default.
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.http2.max_pings_without_data": 0,
+    # gRPC's own reconnect backoff grows to 120s; after a long etcd outage a reused channel
+    # would keep failing fast for up to two minutes after etcd is back.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": int(BACKOFF_MAX * 1000),
+}
+
+
+# --- client construction ---------------------------------------------------------------------
+
+
+def etcd_servers(etcd_section: dict) -> list[str]:
+    """The configured endpoint URLs, in order (configobj may hand us a list or one string)."""
+    servers = etcd_section.get("etcd-servers") or ["http://127.0.0.1:2379"]
+    if isinstance(servers, str):
+        servers = servers.split(",")
+    servers = [s.strip() for s in servers if s.strip()]
+    if not servers:
+        raise ValueError("etcd-servers is empty")
+    return servers
+
+
+def _split_url(url: str) -> tuple[str, int, bool]:
+    """(host for a gRPC target, port, wants TLS) from "https://h:p", "http://h" or "h:p"."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"bad etcd server URL {url!r}")
+    host = parts.hostname
+    if ":" in host:  # IPv6 literal: the target string needs the brackets back
+        host = f"[{host}]"
+    return host, parts.port or DEFAULT_PORT, parts.scheme == "https"
+
+
+def _read_file(section: dict, key: str) -> bytes | None:
+    path = section.get(key) or ""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"{key} {path}: {e.strerror}") from e
+
+
+class TLSClient(aetcd.Client):
+    """aetcd.Client over a TLS channel; aetcd itself only knows insecure channels."""
+
+    def __init__(self, *args, credentials: grpc.ChannelCredentials, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        # Same as aetcd.Client.connect (minus user/password auth, which skydns does not
+        # configure), with a secure channel.
+        if self._connected.is_set():
+            return
+        if self._is_connecting:
+            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            return
+        self._is_connecting = True
+        try:
+            target = f"{self._host}:{self._port}"
+            self.channel = grpc.aio.secure_channel(
+                target, self._credentials, options=list(self._options.items())
+            )
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self._watcher = aetcd.watcher.Watcher(
+                rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
+            )
+            self._connected.set()
+        finally:
+            self._is_connecting = False
+
+
+def make_client(etcd_section: dict) -> aetcd.Client:
+    """An unconnected aetcd client for the [Etcd] section (connect() or any call connects).
+
+    https:// or any of etcd-cafile/etcd-certfile/etcd-keyfile set gives a TLS channel.
+    """
+    # Only the first server is used for now. etcd_servers() keeps the whole list so that
+    # failover can rotate through it later; Mirror's reconnect loop (which builds a fresh
+    # client per attempt) is the natural place for that.
+    host, port, https = _split_url(etcd_servers(etcd_section)[0])
+    timeout = float(etcd_section.get("etcd-timeout") or DEFAULT_TIMEOUT)
+    ca = _read_file(etcd_section, "etcd-cafile")
+    cert = _read_file(etcd_section, "etcd-certfile")
+    key = _read_file(etcd_section, "etcd-keyfile")
+    if (cert is None) != (key is None):
+        raise ValueError("etcd-certfile and etcd-keyfile must be set together")
+    options = dict(CHANNEL_OPTIONS)
+    if not (https or ca or cert):
+        return aetcd.Client(host, port, timeout=timeout, options=options)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )
+    return TLSClient(host, port, timeout=timeout, options=options, credentials=credentials)
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KV:
+    key: str
+    value: bytes
+    mod_revision: int
+    lease: int
+
+
+def _kv(kv) -> KV:
+    return KV(kv.key.decode("utf-8", errors="replace"), kv.value, kv.mod_revision, kv.lease)
+
+
+def prefix_range_end(prefix: bytes) -> bytes:
+    """The range_end that selects every key starting with prefix."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\0"  # all-0xff or empty prefix: to the end of the keyspace
+
+
+async def load_prefix(
+    client: aetcd.Client, prefix: str, page_size: int = 5000
+) -> tuple[list[KV], int]:
+    """Every key under prefix, sorted by key, as of one revision (returned too).
+
+    Reads in pages so no response hits the gRPC message limit; pages after the first are
+    pinned at the first page's revision so the result is one consistent snapshot.
+    """
+    await client.connect()
+    key = prefix.encode()
+    end = prefix_range_end(key)
+    revision = 0
+    out: list[KV] = []
+    while True:
+        resp = await client.kvstub.Range(
+            rpc.RangeRequest(key=key, range_end=end, limit=page_size, revision=revision),
+            timeout=client._timeout,
+            metadata=client.metadata,
+        )
+        if revision == 0:
+            revision = resp.header.revision
+        out.extend(_kv(kv) for kv in resp.kvs)
+        if not resp.more or not resp.kvs:
+            return out, revision
+        key = resp.kvs[-1].key + b"\0"
+
+
+async def lease_ttls(client: aetcd.Client, lease_ids: Iterable[int]) -> dict[int, int]:
+    """Granted TTL (seconds) of each live lease among lease_ids; expired or unknown ones are left
+    out (etcd answers those with TTL -1 rather than an error)."""
+    limit = asyncio.Semaphore(32)  # thousands of scanners must not mean thousands of RPCs at once
+
+    async def one(lease_id: int) -> tuple[int, int]:
+        async with limit:
+            resp = await client.get_lease_info(lease_id, keys=False)
+        return lease_id, (resp.grantedTTL if resp.TTL > 0 else 0)
+
+    results = await asyncio.gather(*(one(i) for i in {int(i) for i in lease_ids if i}))
+    return {lease_id: ttl for lease_id, ttl in results if ttl > 0}
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a log: gRPC errors as 'CODE: details' instead of their multi-line repr."""
+    seen = exc
+    while seen is not None and not isinstance(seen, grpc.aio.AioRpcError):
+        seen = seen.__cause__
+    if isinstance(seen, grpc.aio.AioRpcError):
+        return f"{seen.code().name}: {seen.details()}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# --- the mirror ------------------------------------------------------------------------------
+
+ResetCallback = Callable[[list[KV], int], None]
+EventsCallback = Callable[[list[tuple[str, KV]], int], None]
+
+
+class _WatchEnded(Exception):
+    """The watch stream stopped delivering; the session must be rebuilt."""
+
+
+class _Compacted(Exception):
+    def __init__(self, resume: int, compact_revision: int):
+        super().__init__(f"resume revision {resume} is compacted (compacted below "
+                         f"{compact_revision})")
+
+
+class Mirror:
+    """Keeps a caller's in-memory copy of one etcd prefix current.
+
+    A paged load pinned at one revision goes to on_reset(kvs, revision); then a watch from
+    revision+1 feeds on_events(batch, revision) with ("put"|"delete", KV) pairs, one batch per
+    etcd watch response: one transaction while the watch is live, several consecutive ones when
+    it catches up after a reconnect, never part of a transaction. A delete carries value b""
+    and the delete revision as mod_revision; revision is the batch's last mod_revision.
+    Callbacks are plain functions called on the event loop; one that raises is logged and the
+    mirror goes on.
+
+    Lost connections (etcd restart, network loss, a silent stream caught by the watchdog) are
+    retried forever with jittered exponential backoff and resume the watch at the last applied
+    revision, so nothing is reloaded and nothing is missed. If that revision has been
+    compacted meanwhile, the mirror reloads and calls on_reset again.
+
+    Hooks for tests and tuning (plain attributes):
+      reconnect_gate     asyncio.Event awaited before every reconnect attempt (initially set);
+                         clear it to hold the mirror offline after a failure.
+      watchdog_interval  seconds between liveness checks of the server behind an open watch.
+    A stopped Mirror cannot be run again.
+    """
+
+    def __init__(
+        self,
+        etcd_section: dict,
+        prefix: str,
+        on_reset: ResetCallback,
+        on_events: EventsCallback,
+        name: str = "mirror",
+        page_size: int = 5000,
+    ):
+        self.etcd_section = etcd_section
+        self.prefix = prefix
+        self.on_reset = on_reset
+        self.on_events = on_events
+        self.name = name
+        self.page_size = page_size
+
+        self.ready = asyncio.Event()
+        self.revision = 0
+        self.connected = False
+        self.resets = 0  # completed loads, for metrics
+
+        self.reconnect_gate = asyncio.Event()
+        self.reconnect_gate.set()
+        self.watchdog_interval = 5.0
+
+        self._need_load = True
+        self._healthy = False  # the current session got a watch created
+        self._client: aetcd.Client | None = None
+        self._stop_requested = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._running = False
+
+    def __repr__(self) -> str:
+        return f"<Mirror {self.name} {self.prefix!r} rev={self.revision}>"
+
+    async def run(self) -> None:
+        """Mirror until stop(). Never raises for etcd trouble; it is logged and retried."""
+        if self._running or self._finished.is_set():
+            raise RuntimeError(f"{self!r} already ran")
+        self._running = True
+        loop_task = asyncio.create_task(self._loop(), name=f"{self.name}-loop")
+        stop_task = asyncio.create_task(self._stop_requested.wait())
+        try:
+            await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (loop_task, stop_task):
+                task.cancel()
+            await asyncio.gather(loop_task, stop_task, return_exceptions=True)
+            await self._close_client()
+            self.connected = False
+            self._running = False
+            self._finished.set()
+
+    async def stop(self) -> None:
+        """Stop run() and wait until it has closed its connection."""
+        self._stop_requested.set()
+        if self._running:
+            await self._finished.wait()
+
+    # Session management
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            if failures:
+                delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (failures - 1))
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                await self.reconnect_gate.wait()
+            self._healthy = False
+            try:
+                await self._session()
+            except Exception as exc:
+                # A session that got a watch going proves etcd was fine: start backoff over.
+                failures = 1 if self._healthy else failures + 1
+                known = isinstance(exc, (grpc.aio.AioRpcError, aetcd.ClientError, OSError,
+                                         TimeoutError, _WatchEnded))
+                log.warning("%s %s: etcd session failed (attempt %d): %s",
+                            self.name, self.prefix, failures, describe_error(exc),
+                            exc_info=None if known else exc)
+            finally:
+                self.connected = False
+                await self._close_client()
+
+    async def _session(self) -> None:
+        self._client = client = make_client(self.etcd_section)
+        await client.connect()
+        while True:
+            if self._need_load:
+                await self._load(client)
+            try:
+                await self._watch(client)
+            except _Compacted as exc:
+                log.warning("%s %s: %s; reloading", self.name, self.prefix, exc)
+                self._need_load = True
+
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.close()
+            except Exception as exc:  # closing a broken channel is best effort
+                log.debug("%s: closing etcd client: %s", self.name, describe_error(exc))
+
+    async def _load(self, client: aetcd.Client) -> None:
+        kvs, revision = await load_prefix(client, self.prefix, self.page_size)
+        self.revision = revision
+        self._need_load = False
+        self.resets += 1
+        log.info("%s %s: loaded %d keys at revision %d", self.name, self.prefix, len(kvs),
+                 revision)
+        try:
+            self.on_reset(kvs, revision)
+        except Exception:
+            log.exception("%s %s: on_reset callback failed (%d keys, revision %d)",
+                          self.name, self.prefix, len(kvs), revision)
+        self.ready.set()
+
+    async def _watch(self, client: aetcd.Client) -> None:
+        key = self.prefix.encode()
+        create = rpc.WatchCreateRequest(
+            key=key,
+            range_end=prefix_range_end(key),
+            start_revision=self.revision + 1,
+            progress_notify=True,
+            fragment=True,
+        )
+        call = rpc.WatchStub(client.channel).Watch(metadata=client.metadata)
+        reader = asyncio.create_task(self._read(call))
+        watchdog = asyncio.create_task(self._watchdog(client))
+        try:
+            await call.write(rpc.WatchRequest(create_request=create))
+            done, _ = await asyncio.wait({reader, watchdog},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            error = done.pop().exception()  # both only end by raising
+        finally:
+            for task in (reader, watchdog):
+                task.cancel()
+            await asyncio.gather(reader, watchdog, return_exceptions=True)
+            call.cancel()
+        try:
+            raise error
+        finally:
+            # A finished task keeps its exception, whose traceback keeps this frame: without
+            # this the call and its channel live in a reference cycle until a GC pass, which
+            # may come after their event loop is closed (grpc then logs errors).
+            del error, done, reader, watchdog
+
+    async def _watchdog(self, client: aetcd.Client) -> None:
+        # A watch on an idle prefix receives nothing for minutes, so a hung server or a dead
+        # network path would go unnoticed; a cheap unary call with a deadline notices it.
+        while True:
+            await asyncio.sleep(self.watchdog_interval)
+            try:
+                await client.maintenancestub.Status(
+                    rpc.StatusRequest(), timeout=client._timeout, metadata=client.metadata
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _WatchEnded(
+                    f"watchdog: status check failed: {describe_error(exc)}") from exc
+
+    async def _read(self, call) -> None:
+        pending: list = []  # events of a fragmented response, until its last fragment
+        while True:
+            resp = await call.read()
+            if resp is grpc.aio.EOF:
+                raise _WatchEnded("watch stream closed by the server")
+            if resp.compact_revision:
+                raise _Compacted(self.revision + 1, resp.compact_revision)
+            if resp.canceled:
+                raise _WatchEnded(f"watch canceled by the server: {resp.cancel_reason}")
+            if resp.created:
+                self.connected = True
+                self._healthy = True
+                log.info("%s %s: watching from revision %d", self.name, self.prefix,
+                         self.revision + 1)
+                continue
+            pending.extend(resp.events)
+            if resp.fragment:
+                continue
+            if pending:
+                events, pending = pending, []
+                self._deliver(events)
+            elif resp.header.revision > self.revision:
+                # Progress notification: nothing under the prefix changed up to here. (etcd only
+                # sends these to watchers that have caught up, so this never skips events.)
+                self.revision = resp.header.revision
+
+    def _deliver(self, events: list) -> None:
+        batch = [
+            ("delete" if ev.type == rpc.Event.DELETE else "put", _kv(ev.kv)) for ev in events
+        ]
+        # Not the header revision: while catching up, etcd stamps responses with its current
+        # revision although more events may follow, and resuming from it would skip them.
+        revision = max(kv.mod_revision for _, kv in batch)
+        try:
+            self.on_events(batch, revision)
+        except Exception:
+            keys = ", ".join(kv.key for _, kv in batch[:5])
+            more = f" and {len(batch) - 5} more" if len(batch) > 5 else ""
+            log.exception("%s %s: on_events callback failed at revision %d for %s%s",
+                          self.name, self.prefix, revision, keys, more)
+        self.revision = max(self.revision, revision)
