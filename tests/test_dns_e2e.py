@@ -15,6 +15,8 @@ import dns.query
 import dns.rcode
 import pytest
 
+from skydns.keys import name_to_key, reverse_name
+
 from dnstest import Skydns, Upstream, send_raw
 from etcdtest import wait_for
 
@@ -329,3 +331,23 @@ def test_config_error_exits_nonzero(tmp_path):
     )
     assert proc.returncode != 0
     assert "[Dns] dns-addr" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_lease_ttl_caps_record_ttl_and_expiry_removes(server, etcd):
+    lease = etcd.grant_lease(7)
+    etcd.put("/skydns/test/example/leased/x", {"host": "10.0.7.1", "ttl": 60}, lease=lease)
+    wait_for(lambda: server.query("leased.example.test.").answer, timeout=2)
+    wait_for(lambda: server.query("leased.example.test.").answer[0].ttl == 7, timeout=5,
+             message="lease TTL did not cap the record TTL")
+    etcd.revoke_lease(lease)  # what lease expiry does: the key goes, so does the answer
+    wait_for(lambda: server.query("leased.example.test.").rcode() == dns.rcode.NXDOMAIN,
+             timeout=2)
+
+
+def test_ipv6_address_and_ptr(server, etcd):
+    etcd.put("/skydns/test/example/v6/x", {"host": "2001:db8::10"})
+    etcd.put(name_to_key(reverse_name("2001:db8::10")), {"host": "v6.example.test"})
+    wait_for(lambda: server.addresses("v6.example.test.", "AAAA") == ["2001:db8::10"], timeout=2)
+    ptr = server.query(reverse_name("2001:db8::10"), "PTR")
+    assert str(ptr.answer[0][0]) == "v6.example.test."
+    assert name_to_key(reverse_name("2001:db8::10")).startswith("/skydns/arpa/ip6/2/0/0/1/0/d/b/8/")
