@@ -1,0 +1,80 @@
+"""The wire cache against a real etcd: a change drops exactly the answers that read it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import dns.message
+import dns.query
+import pytest
+
+from dnsserver.server import DnsServer
+from skydns.config import load_config
+
+from dnstest import free_port
+from etcdtest import wait_for
+
+
+@pytest.fixture
+def inproc(etcd):
+    """A DnsServer in a thread of this process, so the test can read its cache counters."""
+    etcd.put("/skydns/test/example/a/x", {"host": "10.8.0.1"})
+    etcd.put("/skydns/test/example/b/x", {"host": "10.8.0.2"})
+    cfg = load_config(None, "dns")
+    cfg["Dns"].update({"dns-domain": "example.test.", "dns-addr": ("127.0.0.1", free_port())})
+    cfg["Etcd"]["etcd-servers"] = [etcd.endpoint]
+    loop = asyncio.new_event_loop()
+    server = DnsServer(cfg)
+    started = threading.Event()
+
+    def run():
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        started.set()
+        loop.run_until_complete(server.stopped.wait())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(20)
+    yield server
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+    thread.join(10)
+    loop.close()
+
+
+def ask(server, name):
+    q = dns.message.make_query(name, "A")
+    port = server.cfg["Dns"]["dns-addr"][1]
+    reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=2)
+    return sorted(rr.address for rrset in reply.answer for rr in rrset)
+
+
+def test_unrelated_change_keeps_hits_related_change_drops(inproc, etcd):
+    cache = inproc.engine.cache
+    assert ask(inproc, "a.example.test.") == ["10.8.0.1"]
+    assert ask(inproc, "b.example.test.") == ["10.8.0.2"]
+    hits = cache.hits
+    assert ask(inproc, "a.example.test.") == ["10.8.0.1"]
+    assert cache.hits == hits + 1
+
+    etcd.put("/skydns/test/example/c/x", {"host": "10.8.0.3"})  # unrelated name
+    wait_for(lambda: inproc.engine.index.get("/skydns/test/example/c/x") is not None, timeout=2)
+    hits = cache.hits
+    ask(inproc, "a.example.test.")
+    ask(inproc, "b.example.test.")
+    assert cache.hits == hits + 2, "an unrelated change flushed cached answers"
+
+    etcd.put("/skydns/monitor/status/10.8.0.1", {"status": "DOWN"})  # a's address only
+    wait_for(lambda: inproc.engine.health.is_down("10.8.0.1"), timeout=2)
+    hits = cache.hits
+    ask(inproc, "b.example.test.")
+    assert cache.hits == hits + 1
+    ask(inproc, "a.example.test.")
+    assert cache.hits == hits + 1  # rebuilt: a read 10.8.0.1's health
+
+    etcd.put("/skydns/test/example/b/y", {"host": "10.8.0.4"})  # below b: b's answer changes
+    wait_for(lambda: ask(inproc, "b.example.test.") == ["10.8.0.2", "10.8.0.4"], timeout=2)
+    hits = cache.hits
+    ask(inproc, "a.example.test.")
+    assert cache.hits == hits + 1
