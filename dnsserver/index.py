@@ -3,11 +3,13 @@
 A name answers with every record at or below it (the SkyDNS rule), and `*` matches any one label
 both in stored keys and in questions, so the natural shape is a label tree whose nodes count the
 records beneath them: existence checks are O(depth) and empty branches are pruned on delete.
+The tree is the only copy (no key -> record dict beside it): at a million records every object
+per record counts, and a key's path leads to its node anyway.
 """
 
 from __future__ import annotations
 
-from skydns.keys import Path
+from skydns.keys import Path, key_to_path
 from skydns.records import Record
 
 
@@ -15,7 +17,7 @@ class _Node:
     __slots__ = ("children", "record", "count")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
+        self.children: dict[str, _Node] | None = None  # None until a child exists: most are leaves
         self.record: Record | None = None
         self.count = 0  # records in this subtree, this node included
 
@@ -23,59 +25,82 @@ class _Node:
 class RecordIndex:
     def __init__(self) -> None:
         self._root = _Node()
-        self._by_key: dict[str, Record] = {}
         self.wildcards = 0  # stored keys with a `*` label: while any exist, lookups must try them
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        return self._root.count
+
+    def _node(self, path: Path) -> _Node | None:
+        node = self._root
+        for label in path:
+            if node.children is None:
+                return None
+            node = node.children.get(label)
+            if node is None:
+                return None
+        return node
 
     def get(self, key: str) -> Record | None:
-        return self._by_key.get(key)
+        path = key_to_path(key)
+        node = self._node(path) if path is not None else None
+        return None if node is None else node.record
 
     def records(self):
-        return self._by_key.values()
+        """Every record, in no particular order."""
+        stack = [self._root]
+        while stack:
+            node = stack.pop()
+            if node.record is not None:
+                yield node.record
+            if node.children:
+                stack.extend(node.children.values())
 
     def clear(self) -> None:
         self.__init__()
 
     def put(self, record: Record) -> Record | None:
-        """Insert or replace the record at its key; returns the record it replaced."""
-        old = self._by_key.get(record.key)
-        if old is not None and old.path != record.path:  # same key, other path: cannot happen today
-            self.delete(record.key)
-            old = None
-        self._by_key[record.key] = record
+        """Insert or replace the record at its path; returns the record it replaced."""
+        trail = [self._root]
         node = self._root
-        if old is None:
-            node.count += 1
         for label in record.path:
+            if node.children is None:
+                node.children = {}
             child = node.children.get(label)
             if child is None:
                 child = node.children[label] = _Node()
             node = child
-            if old is None:
-                node.count += 1
+            trail.append(node)
+        old = node.record
         node.record = record
-        if old is None and "*" in record.path:
-            self.wildcards += 1
+        if old is None:
+            for n in trail:
+                n.count += 1
+            if "*" in record.path:
+                self.wildcards += 1
         return old
 
     def delete(self, key: str) -> Record | None:
-        record = self._by_key.pop(key, None)
-        if record is None:
+        path = key_to_path(key)
+        if not path:
             return None
         trail = [self._root]
-        for label in record.path:
-            trail.append(trail[-1].children[label])
+        for label in path:
+            children = trail[-1].children
+            node = children.get(label) if children else None
+            if node is None:
+                return None
+            trail.append(node)
+        record = trail[-1].record
+        if record is None:
+            return None
         trail[-1].record = None
         for node in trail:
             node.count -= 1
-        for depth in range(len(record.path), 0, -1):  # prune branches that hold nothing now
-            if trail[depth].count == 0:
-                del trail[depth - 1].children[record.path[depth - 1]]
-            else:
+        for depth in range(len(path), 0, -1):  # prune branches that hold nothing now
+            if trail[depth].count:
                 break
-        if "*" in record.path:
+            del trail[depth - 1].children[path[depth - 1]]
+        if "*" in path:
             self.wildcards -= 1
         return record
 
@@ -86,6 +111,8 @@ class RecordIndex:
             nxt = []
             for node in nodes:
                 children = node.children
+                if not children:
+                    continue
                 if label == "*":
                     nxt.extend(children.values())
                     continue
@@ -105,23 +132,24 @@ class RecordIndex:
         return any(node.count for node in self._match(path))
 
     def at(self, path: Path) -> list[Record]:
-        """Records stored exactly at `path` (wildcards applied), sorted by key."""
+        """Records stored exactly at `path` (wildcards applied), in key order."""
         found = [node.record for node in self._match(path) if node.record is not None]
-        found.sort(key=_by_key)
+        found.sort(key=_order)
         return found
 
     def below(self, path: Path) -> list[Record]:
-        """Records at or below `path`, sorted by key so every worker answers alike."""
+        """Records at or below `path`, in key order so every worker answers alike."""
         found: list[Record] = []
         stack = self._match(path)
         while stack:
             node = stack.pop()
             if node.record is not None:
                 found.append(node.record)
-            stack.extend(node.children.values())
-        found.sort(key=_by_key)
+            if node.children:
+                stack.extend(node.children.values())
+        found.sort(key=_order)
         return found
 
 
-def _by_key(record: Record) -> str:
-    return record.key
+def _order(record: Record) -> Path:
+    return record.path

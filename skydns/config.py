@@ -33,8 +33,9 @@ __all__ = [
 class ConfigError(Exception):
     """One line: '<path>: [<Section>] <key>: <reason>' (or '<path>: <reason>')."""
 
-    def __init__(self, path: str | None, reason: str, section: str | None = None,
-                 key: str | None = None):
+    def __init__(
+        self, path: str | None, reason: str, section: str | None = None, key: str | None = None
+    ):
         self.path = path if path is not None else "<defaults>"
         self.section = section
         self.key = key
@@ -72,7 +73,8 @@ heart-path = etcd_path(default="/skydns/monitor/heart/")
 lock-path = etcd_path(default="/skydns/monitor/lock/")
 """
 
-_DNS_SPEC = """
+_DNS_SPEC = (
+    """
 [Dns]
 dns-domain = domain(default="skydns.local.")
 dns-addr = hostport(53, default="127.0.0.1:53")
@@ -95,9 +97,13 @@ hone-one = flag(default=False)
 [Stats]
 statsServer = optional_hostport(default="")
 statsServerAuthToken = text(default="")
-""" + _LOG_SPEC + _ETCD_SPEC
+"""
+    + _LOG_SPEC
+    + _ETCD_SPEC
+)
 
-_SCANNER_SPEC = """
+_SCANNER_SPEC = (
+    """
 [General]
 hostname = hostname(default="")
 heartbeat-interval = seconds(default=3.0)
@@ -114,17 +120,25 @@ ping-count = integer_range(1, default=1)
 rise = integer_range(1, default=2)
 fall = integer_range(1, default=3)
 max-concurrency = integer_range(1, default=256)
-""" + _ETCD_SPEC + _LOG_SPEC
+"""
+    + _ETCD_SPEC
+    + _LOG_SPEC
+)
 
-_SCHEDULE_SPEC = """
+_SCHEDULE_SPEC = (
+    """
 [General]
 hostname = hostname(default="")
 schedule-interval = seconds(default=5.0)
 agent-downtime = seconds(default=10.0)
 metrics-addr = optional_hostport(as_text=True, default="")
-""" + _ETCD_SPEC + _LOG_SPEC
+"""
+    + _ETCD_SPEC
+    + _LOG_SPEC
+)
 
-_API_SPEC = """
+_API_SPEC = (
+    """
 [General]
 domain = domain(default="skydns.local.")
 [SkydnsApi]
@@ -134,7 +148,10 @@ skydns-auth = text(default="")
 max-body = integer_range(1, default=65536)
 [Tokens]
 __many__ = token
-""" + _ETCD_SPEC + _LOG_SPEC
+"""
+    + _ETCD_SPEC
+    + _LOG_SPEC
+)
 
 SPECS = {"dns": _DNS_SPEC, "scanner": _SCANNER_SPEC, "schedule": _SCHEDULE_SPEC, "api": _API_SPEC}
 KINDS = tuple(SPECS)
@@ -180,7 +197,7 @@ def _split_hostport(text: str, default_port: int | None) -> tuple[str, int]:
         end = s.find("]")
         if end < 0:
             raise ValueError(f"missing ']' in {s!r}")
-        host, rest = s[1:end], s[end + 1:]
+        host, rest = s[1:end], s[end + 1 :]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
@@ -494,8 +511,13 @@ def _read_lines(path: str) -> list[str]:
 
 def _parse(path: str | None, lines: list[str], spec: str) -> ConfigObj:
     try:
-        return ConfigObj(lines, configspec=spec.splitlines(), interpolation=False,
-                         raise_errors=True, list_values=True)
+        return ConfigObj(
+            lines,
+            configspec=spec.splitlines(),
+            interpolation=False,
+            raise_errors=True,
+            list_values=True,
+        )
     except ConfigObjError as err:
         reason = re.sub(r"\s*at line \"?\d+\"?\.?$", "", str(err)).rstrip(".")
         if reason.startswith("Invalid line"):
@@ -569,8 +591,9 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
             if not os.path.isfile(etcd[key]):
                 raise ConfigError(path, f"file {etcd[key]!r} does not exist", "Etcd", key)
     if etcd["etcd-keyfile"] and not etcd["etcd-certfile"]:
-        raise ConfigError(path, "etcd-keyfile is set but etcd-certfile is not",
-                          "Etcd", "etcd-keyfile")
+        raise ConfigError(
+            path, "etcd-keyfile is set but etcd-certfile is not", "Etcd", "etcd-keyfile"
+        )
 
     log = result["Log"]
     if log["log-dir"]:
@@ -584,8 +607,9 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
         dns = result["Dns"]
         dns["subDomainServers"] = parse_subdomain_servers(dns["subDomainServers"])
         if result["Fun"]["random-one"] and result["Fun"]["hone-one"]:
-            raise ConfigError(path, "random-one and hone-one cannot both be true",
-                              "Fun", "hone-one")
+            raise ConfigError(
+                path, "random-one and hone-one cannot both be true", "Fun", "hone-one"
+            )
         # ip-monitor-path is the original suite's name for the status prefix; it wins.
         etcd["status-path"] = dns["ip-monitor-path"]
     elif kind == "scanner":
@@ -594,7 +618,9 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
                 path,
                 f"must be shorter than agent-downtime ({general['agent-downtime']:g}s), "
                 "or the heartbeat lease expires between keep-alives",
-                "General", "heartbeat-interval")
+                "General",
+                "heartbeat-interval",
+            )
 
 
 def load_config(path: str | None, kind: str) -> dict:

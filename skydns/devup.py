@@ -26,6 +26,7 @@ from .localetcd import LocalEtcd, find_binary, port_free
 def sample_records(zone: str) -> dict[str, dict]:
     """A small zone showing each answer rule: several addresses (one DOWN), CNAME, SRV, TXT,
     PTR and the zone's NS. Addresses are loopback ones, so nothing ever leaves the machine."""
+
     def key(name: str) -> str:
         return name_to_key(f"{name}.{zone}")
 
@@ -47,8 +48,9 @@ DOWN = {"/skydns/monitor/status/127.0.10.3": {"status": "DOWN", "ports": [80]}}
 
 def etcdctl(endpoint: str, *args: str, data: bytes | None = None) -> str:
     cmd = [find_binary("etcdctl"), "--endpoints", endpoint, *args]
-    out = subprocess.run(cmd, input=data, capture_output=True, check=True,
-                         env={**os.environ, "ETCDCTL_API": "3"})
+    out = subprocess.run(
+        cmd, input=data, capture_output=True, check=True, env={**os.environ, "ETCDCTL_API": "3"}
+    )
     return out.stdout.decode()
 
 
@@ -77,8 +79,11 @@ def write_runtime_config(src: Path | None, dst: Path, etcd: str, dns_port: int) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skydns up", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-dir", default="etc", help="where skydns.conf is (default etc)")
-    parser.add_argument("--data-dir", default=".skydns-demo",
-                        help="etcd data, logs and generated configs (default .skydns-demo)")
+    parser.add_argument(
+        "--data-dir",
+        default=".skydns-demo",
+        help="etcd data, logs and generated configs (default .skydns-demo)",
+    )
     parser.add_argument("--dns-port", type=int, default=5353)
     args = parser.parse_args(argv)
 
@@ -94,24 +99,35 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stopping.append(1))
     try:
         etcd.start()
-        conf = write_runtime_config(Path(args.config_dir) / "skydns.conf", data / "skydns.conf",
-                                    etcd.endpoint, args.dns_port)
+        conf = write_runtime_config(
+            Path(args.config_dir) / "skydns.conf",
+            data / "skydns.conf",
+            etcd.endpoint,
+            args.dns_port,
+        )
         cfg = load_or_exit(str(conf), "dns")
         zone = cfg["Dns"]["dns-domain"]
         fresh = load_samples(etcd.endpoint, zone)
         log = open(data / "skydns.log", "ab")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "dnsserver", "--config-file", str(conf)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "dnsserver", "--config-file", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         _wait_dns(args.dns_port, zone, procs[0], data / "skydns.log")
         _print_tryout(args.dns_port, zone, etcd.endpoint, data, fresh)
         while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.2)
         for p in procs:
             if p.poll() is not None:
-                print(f"skydns up: a process exited ({p.returncode}); see {data}/*.log",
-                      file=sys.stderr)
+                print(
+                    f"skydns up: a process exited ({p.returncode}); see {data}/*.log",
+                    file=sys.stderr,
+                )
     except KeyboardInterrupt:
         pass
     except RuntimeError as err:
@@ -156,7 +172,8 @@ def _print_tryout(port: int, zone: str, endpoint: str, data: Path, fresh: bool) 
     z = zone.rstrip(".")
     dig = f"dig @127.0.0.1 -p {port}"
     ctl = f"ETCDCTL_API=3 {find_binary('etcdctl')} --endpoints {endpoint}"
-    print(f"""
+    print(
+        f"""
 skydns is answering for {zone} on 127.0.0.1:{port} (etcd at {endpoint}).
 {"Sample records written." if fresh else "Existing records kept."} Logs and data: {data}
 
@@ -175,7 +192,9 @@ Flip health and watch the answer change at once:
   {ctl} del /skydns/monitor/status/127.0.10.3
   {ctl} get --prefix /skydns/monitor/
 
-Ctrl-C stops everything.""", flush=True)
+Ctrl-C stops everything.""",
+        flush=True,
+    )
     if not shutil_which("dig"):
         print("(dig is in Debian's bind9-dnsutils: apt-get install bind9-dnsutils)")
 

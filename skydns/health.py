@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 
-from .keys import parse_ip
+from .keys import canonical_ip
 
 log = logging.getLogger("skydns.health")
 
@@ -32,8 +32,8 @@ def ip_of_status_key(key: str, status_path: str) -> str | None:
     """The canonical IP a status key is about, or None for a key that names no address."""
     if not key.startswith(status_path):
         return None
-    addr = parse_ip(key[len(status_path) :].strip("/"))
-    return None if addr is None else str(addr)
+    ip, _ = canonical_ip(key[len(status_path) :].strip("/"))
+    return ip or None
 
 
 class HealthView:

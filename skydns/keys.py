@@ -8,6 +8,8 @@ so the mapping lives here once.
 from __future__ import annotations
 
 import ipaddress
+import socket
+import sys
 
 PREFIX = "/skydns"
 
@@ -43,7 +45,8 @@ def key_to_path(key: str, prefix: str = PREFIX) -> Path | None:
     head = prefix.rstrip("/") + "/"
     if not key.startswith(head):
         return None
-    return tuple(seg.lower() for seg in key[len(head) :].split("/") if seg)
+    # Interned: a million keys share a few thousand distinct labels ("local", "i0", ...).
+    return tuple(sys.intern(seg) for seg in key[len(head) :].lower().split("/") if seg)
 
 
 def key_to_name(key: str, prefix: str = PREFIX) -> str | None:
@@ -67,6 +70,20 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+def canonical_ip(text: str) -> tuple[str, int]:
+    """(canonical address, 4 or 6), or ("", 0) when `text` is not an IP address.
+
+    inet_pton/inet_ntop instead of the ipaddress module: the same strict parse (no leading
+    zeros, no shorthand IPv4) at a tenth of the cost, which matters when loading 1M records.
+    """
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    try:
+        packed = socket.inet_pton(family, text.split("%")[0] if family == socket.AF_INET6 else text)
+    except (OSError, ValueError):
+        return "", 0
+    return socket.inet_ntop(family, packed), 6 if family == socket.AF_INET6 else 4
 
 
 def valid_hostname(name: str) -> bool:

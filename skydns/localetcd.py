@@ -68,12 +68,27 @@ class LocalEtcd:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
         with open(self.data_dir / "etcd.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [find_binary("etcd"), "--name", "skydns-demo",
-                 "--data-dir", str(self.data_dir / "data"),
-                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"skydns-demo={peer}"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                [
+                    find_binary("etcd"),
+                    "--name",
+                    "skydns-demo",
+                    "--data-dir",
+                    str(self.data_dir / "data"),
+                    "--listen-client-urls",
+                    self.endpoint,
+                    "--advertise-client-urls",
+                    self.endpoint,
+                    "--listen-peer-urls",
+                    peer,
+                    "--initial-advertise-peer-urls",
+                    peer,
+                    "--initial-cluster",
+                    f"skydns-demo={peer}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
                 start_new_session=True,  # Ctrl-C goes to us; we stop etcd in order
             )
         deadline = time.monotonic() + timeout
@@ -87,8 +102,17 @@ class LocalEtcd:
 
     def healthy(self) -> bool:
         result = subprocess.run(
-            [find_binary("etcdctl"), "--endpoints", self.endpoint, "--command-timeout=1s",
-             "endpoint", "health"], capture_output=True, env={**os.environ, "ETCDCTL_API": "3"})
+            [
+                find_binary("etcdctl"),
+                "--endpoints",
+                self.endpoint,
+                "--command-timeout=1s",
+                "endpoint",
+                "health",
+            ],
+            capture_output=True,
+            env={**os.environ, "ETCDCTL_API": "3"},
+        )
         return result.returncode == 0
 
     def stop(self) -> None:

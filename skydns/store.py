@@ -228,8 +228,9 @@ class _WatchEnded(Exception):
 
 class _Compacted(Exception):
     def __init__(self, resume: int, compact_revision: int):
-        super().__init__(f"resume revision {resume} is compacted (compacted below "
-                         f"{compact_revision})")
+        super().__init__(
+            f"resume revision {resume} is compacted (compacted below {compact_revision})"
+        )
 
 
 class Mirror:
@@ -329,11 +330,18 @@ class Mirror:
             except Exception as exc:
                 # A session that got a watch going proves etcd was fine: start backoff over.
                 failures = 1 if self._healthy else failures + 1
-                known = isinstance(exc, (grpc.aio.AioRpcError, aetcd.ClientError, OSError,
-                                         TimeoutError, _WatchEnded))
-                log.warning("%s %s: etcd session failed (attempt %d): %s",
-                            self.name, self.prefix, failures, describe_error(exc),
-                            exc_info=None if known else exc)
+                known = isinstance(
+                    exc,
+                    (grpc.aio.AioRpcError, aetcd.ClientError, OSError, TimeoutError, _WatchEnded),
+                )
+                log.warning(
+                    "%s %s: etcd session failed (attempt %d): %s",
+                    self.name,
+                    self.prefix,
+                    failures,
+                    describe_error(exc),
+                    exc_info=None if known else exc,
+                )
             finally:
                 self.connected = False
                 await self._close_client()
@@ -363,13 +371,17 @@ class Mirror:
         self.revision = revision
         self._need_load = False
         self.resets += 1
-        log.info("%s %s: loaded %d keys at revision %d", self.name, self.prefix, len(kvs),
-                 revision)
+        log.info("%s %s: loaded %d keys at revision %d", self.name, self.prefix, len(kvs), revision)
         try:
             self.on_reset(kvs, revision)
         except Exception:
-            log.exception("%s %s: on_reset callback failed (%d keys, revision %d)",
-                          self.name, self.prefix, len(kvs), revision)
+            log.exception(
+                "%s %s: on_reset callback failed (%d keys, revision %d)",
+                self.name,
+                self.prefix,
+                len(kvs),
+                revision,
+            )
         self.ready.set()
 
     async def _watch(self, client: aetcd.Client) -> None:
@@ -386,8 +398,7 @@ class Mirror:
         watchdog = asyncio.create_task(self._watchdog(client))
         try:
             await call.write(rpc.WatchRequest(create_request=create))
-            done, _ = await asyncio.wait({reader, watchdog},
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({reader, watchdog}, return_when=asyncio.FIRST_COMPLETED)
             error = done.pop().exception()  # both only end by raising
         finally:
             for task in (reader, watchdog):
@@ -412,8 +423,7 @@ class Mirror:
                     rpc.StatusRequest(), timeout=client._timeout, metadata=client.metadata
                 )
             except grpc.aio.AioRpcError as exc:
-                raise _WatchEnded(
-                    f"watchdog: status check failed: {describe_error(exc)}") from exc
+                raise _WatchEnded(f"watchdog: status check failed: {describe_error(exc)}") from exc
 
     async def _read(self, call) -> None:
         pending: list = []  # events of a fragmented response, until its last fragment
@@ -428,8 +438,9 @@ class Mirror:
             if resp.created:
                 self.connected = True
                 self._healthy = True
-                log.info("%s %s: watching from revision %d", self.name, self.prefix,
-                         self.revision + 1)
+                log.info(
+                    "%s %s: watching from revision %d", self.name, self.prefix, self.revision + 1
+                )
                 continue
             pending.extend(resp.events)
             if resp.fragment:
@@ -443,9 +454,7 @@ class Mirror:
                 self.revision = resp.header.revision
 
     def _deliver(self, events: list) -> None:
-        batch = [
-            ("delete" if ev.type == rpc.Event.DELETE else "put", _kv(ev.kv)) for ev in events
-        ]
+        batch = [("delete" if ev.type == rpc.Event.DELETE else "put", _kv(ev.kv)) for ev in events]
         # Not the header revision: while catching up, etcd stamps responses with its current
         # revision although more events may follow, and resuming from it would skip them.
         revision = max(kv.mod_revision for _, kv in batch)
@@ -454,6 +463,12 @@ class Mirror:
         except Exception:
             keys = ", ".join(kv.key for _, kv in batch[:5])
             more = f" and {len(batch) - 5} more" if len(batch) > 5 else ""
-            log.exception("%s %s: on_events callback failed at revision %d for %s%s",
-                          self.name, self.prefix, revision, keys, more)
+            log.exception(
+                "%s %s: on_events callback failed at revision %d for %s%s",
+                self.name,
+                self.prefix,
+                revision,
+                keys,
+                more,
+            )
         self.revision = max(self.revision, revision)

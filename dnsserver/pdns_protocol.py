@@ -1,0 +1,368 @@
+"""The PowerDNS remote backend protocol: request dict -> reply dict, and JSON lines framing.
+
+Pure: no sockets, no asyncio, no etcd. `PdnsBackend.handle` answers one request from a
+Context with the same answer rules as `skydns` (health filtering, the SkyDNS rule that a
+name answers with the instances below it, random-one/hone-one); `Session` turns the bytes of
+one connection into reply bytes, one JSON object per line each way. pdns.py puts a unix
+socket around them.
+
+What PowerDNS (4.x, checked against 4.7.3) expects, and where it differs from the docs' hints:
+- names carry a trailing dot; method names are matched case-insensitively here;
+- records are {"qtype", "qname", "content", "ttl", "auth", "domain_id"}; the priority of MX
+  and SRV is part of content ("10 mail.x.", "10 25 5432 target.") since 4.0;
+- `lookup` is asked for ANY (the answer is chosen by pdns) and for SOA at every ancestor of
+  the question to find the zone: SOA must be answered at a zone apex only, and with nothing
+  but the SOA;
+- pdns decides NXDOMAIN when an ANY lookup of the name, and of its parents up to the zone,
+  returns nothing. A name that exists only through the records below it (an empty
+  non-terminal) therefore answers ANY with one record of empty qtype (type 0, pdns's ENT):
+  pdns skips it in answers and AXFR but then answers NODATA;
+- pdns probes wildcards itself by looking up `*.<parent>`. Here a `*` in a question matches
+  any label, so such a probe is answered only when that literal name is stored; otherwise a
+  probe would match every sibling and turn NXDOMAIN into answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable
+
+from dnslib import QTYPE, RR
+
+from skydns.keys import Path, name_to_path, path_to_name
+
+from .answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
+from .cache import rendezvous
+from .zone import reverse_zones, zone_rrs
+
+log = logging.getLogger("skydns.pdns")
+
+MAX_LINE = 1024 * 1024  # a request line longer than this closes the connection
+
+# What an ANY lookup collects, by zone kind. PTR is a reverse-zone type here, as in skydns
+# (the forward zone answers PTR only for keys that are PTR records, an oddity not worth
+# copying into every ANY answer).
+_FORWARD_TYPES = (QTYPE.A, QTYPE.AAAA, QTYPE.TXT, QTYPE.MX, QTYPE.SRV, QTYPE.NS)
+_REVERSE_TYPES = (QTYPE.PTR, QTYPE.TXT, QTYPE.NS)
+_SINGLE_TYPES = {
+    "A": QTYPE.A,
+    "AAAA": QTYPE.AAAA,
+    "CNAME": QTYPE.CNAME,
+    "TXT": QTYPE.TXT,
+    "MX": QTYPE.MX,
+    "SRV": QTYPE.SRV,
+    "NS": QTYPE.NS,
+    "PTR": QTYPE.PTR,
+}
+_ADDRESS = (QTYPE.A, QTYPE.AAAA)
+
+
+class BadRequest(ValueError):
+    """A request we cannot act on; the message goes back to pdns's log."""
+
+
+class LineTooLong(Exception):
+    """A request line exceeded MAX_LINE bytes; the connection must be closed.
+
+    `replies` holds the answers to the complete requests before it, still to be sent.
+    """
+
+    def __init__(self, message: str, replies: bytes = b""):
+        super().__init__(message)
+        self.replies = replies
+
+
+def zone_id(zone_path: Path, ctx: Context) -> int:
+    """Stable ids: 1 for the cluster zone, 2 for in-addr.arpa., 3 for ip6.arpa."""
+    if zone_path == ctx.zone.domain_path:
+        return 1
+    return 2 + REVERSE_ZONES.index(zone_path)
+
+
+def served_zones(ctx: Context) -> list[Path]:
+    """The cluster zone and the reverse zones that hold records."""
+    return [ctx.zone.domain_path, *reverse_zones(ctx)]
+
+
+def serial(ctx: Context) -> int:
+    """The SOA serial: the etcd revision of the last record change, in 32 bits."""
+    return ctx.serial & 0xFFFFFFFF
+
+
+def _served_zone_of(ctx: Context, path: Path) -> Path | None:
+    zone = zone_of(path, ctx.zone.domain_path)
+    if zone is None or (zone != ctx.zone.domain_path and not ctx.index.exists(zone)):
+        return None
+    return zone
+
+
+def _fqdn(name) -> str:
+    if not isinstance(name, str) or not name.strip("."):
+        raise BadRequest(f"expected a domain name, got {name!r}")
+    return name if name.endswith(".") else name + "."
+
+
+def _txt_content(rr: RR) -> str:
+    """TXT strings in zone-file form, each quoted, `"` and `\\` escaped, other bytes as \\DDD."""
+    parts = []
+    for raw in rr.rdata.data:
+        out = []
+        for byte in raw:
+            if byte in (0x22, 0x5C):
+                out.append("\\" + chr(byte))
+            elif 0x20 <= byte < 0x7F:
+                out.append(chr(byte))
+            else:
+                out.append(f"\\{byte:03d}")
+        parts.append('"' + "".join(out) + '"')
+    return " ".join(parts)
+
+
+def content(rr: RR, ctx: Context | None = None) -> str:
+    """An RR's data as pdns wants it: zone-file text, priorities inside (MX, SRV)."""
+    if rr.rtype == QTYPE.TXT:
+        return _txt_content(rr)
+    if rr.rtype == QTYPE.SOA and ctx is not None:
+        soa = rr.rdata
+        times = " ".join(str(t) for t in soa.times[1:])
+        return f"{soa.mname} {soa.rname} {serial(ctx)} {times}"
+    return rr.rdata.toZone()
+
+
+def record(rr: RR, zid: int, ctx: Context, qname: str | None = None) -> dict:
+    return {
+        "qtype": QTYPE.get(rr.rtype),
+        "qname": qname or str(rr.rname),
+        "content": content(rr, ctx),
+        "ttl": int(rr.ttl),
+        "auth": True,
+        "domain_id": zid,
+    }
+
+
+def ent(qname: str, zid: int) -> dict:
+    """An empty non-terminal: the name exists, it has no records of its own."""
+    return {"qtype": "", "qname": qname, "content": "", "ttl": 0, "auth": True, "domain_id": zid}
+
+
+def _literal_exists(ctx: Context, path: Path) -> bool:
+    """Whether `path`, `*` labels read literally, is stored (not matched by a wildcard)."""
+    n = len(path)
+    return any(rec.path[:n] == path for rec in ctx.index.below(path))
+
+
+class PdnsBackend:
+    """Answers remote backend requests from `ctx`.
+
+    mode: "" all healthy addresses, "random" or "hone" one of them per lookup (the Engine's
+    answer policy; hone-one hashes the `remote` address pdns passes). is_ready: whether the
+    first etcd load is in; before it data requests fail (pdns then answers REFUSED).
+    """
+
+    def __init__(self, ctx: Context, mode: str = "", is_ready: Callable[[], bool] = lambda: True):
+        self.ctx = ctx
+        self.mode = mode
+        self.is_ready = is_ready
+        self.methods = {
+            "initialize": self.initialize,
+            "lookup": self.lookup,
+            "list": self.list,
+            "getalldomains": self.get_all_domains,
+            "getdomaininfo": self.get_domain_info,
+            "getalldomainmetadata": self.get_all_domain_metadata,
+            "getdomainmetadata": self.get_domain_metadata,
+        }
+        self._needs_data = {"lookup", "list", "getalldomains", "getdomaininfo"}
+
+    def handle(self, request) -> dict:
+        """One request object -> one reply object; never raises for bad input."""
+        if not isinstance(request, dict):
+            return _fail(f"request must be a JSON object, got {type(request).__name__}")
+        method = request.get("method")
+        if not isinstance(method, str):
+            return _fail("request has no method")
+        handler = self.methods.get(method.lower())
+        if handler is None:
+            return {"result": False}
+        params = request.get("parameters", request.get("params")) or {}
+        if not isinstance(params, dict):
+            return _fail(f"{method}: parameters must be a JSON object")
+        if method.lower() in self._needs_data and not self.is_ready():
+            return _fail(f"{method}: records not loaded from etcd yet")
+        try:
+            return {"result": handler(params)}
+        except BadRequest as err:
+            return _fail(f"{method}: {err}")
+
+    # -- methods -----------------------------------------------------------------------------
+
+    def initialize(self, params: dict):
+        return True
+
+    def lookup(self, params: dict) -> list[dict]:
+        qname = _fqdn(params.get("qname"))
+        qtype = str(params.get("qtype", "ANY")).upper()
+        remote = str(params.get("remote") or "")
+        return self.lookup_records(qname, qtype, remote)
+
+    def lookup_records(self, qname: str, qtype: str, remote: str = "") -> list[dict]:
+        ctx = self.ctx
+        path = name_to_path(qname)
+        zone = _served_zone_of(ctx, path)
+        if zone is None:
+            return []
+        zid = zone_id(zone, ctx)
+        apex = path == zone
+        if qtype == "SOA":  # pdns finds the zone with these: the apex has one, nothing else
+            return [record(soa_record(ctx, zone), zid, ctx, qname)] if apex else []
+        if "*" in path and not _literal_exists(ctx, path):
+            return []  # pdns's own wildcard probe, see the module docstring
+        if qtype == "ANY":
+            rrs = self._any(qname, zone, apex, remote)
+            if rrs:
+                return [record(rr, zid, ctx, qname) for rr in rrs]
+            return [ent(qname, zid)] if ctx.index.exists(path) else []
+        rtype = _SINGLE_TYPES.get(qtype)
+        if rtype is None:
+            return []
+        rrs = self._pick(self._of_type(qname, rtype), remote)
+        return [record(rr, zid, ctx, qname) for rr in rrs]
+
+    def _of_type(self, qname: str, rtype: int) -> list[RR]:
+        """The records of one type owned by `qname` itself (a CNAME chain's tail is pdns's)."""
+        owner = qname.lower()
+        ans = answer(self.ctx, qname, rtype)
+        return [rr for rr in ans.answer if rr.rtype == rtype and str(rr.rname).lower() == owner]
+
+    def _any(self, qname: str, zone: Path, apex: bool, remote: str) -> list[RR]:
+        ctx = self.ctx
+        out: list[RR] = []
+        if apex:
+            out.append(soa_record(ctx, zone))
+        reverse = zone != ctx.zone.domain_path
+        if not reverse and not apex:
+            cname = self._of_type(qname, QTYPE.CNAME)
+            if cname:
+                return cname  # a name with a CNAME has nothing else (RFC 1034 3.6.2)
+        for rtype in _REVERSE_TYPES if reverse else _FORWARD_TYPES:
+            rrs = self._of_type(qname, rtype)
+            out.extend(self._pick(rrs, remote) if rtype in _ADDRESS else rrs)
+        return out
+
+    def _pick(self, rrs: list[RR], remote: str) -> list[RR]:
+        """random-one / hone-one over the (already health-filtered) addresses of one type."""
+        if not self.mode or len(rrs) < 2 or rrs[0].rtype not in _ADDRESS:
+            return rrs
+        if self.mode == "random":
+            return [random.choice(rrs)]
+        return [rrs[rendezvous(remote, [str(rr.rdata) for rr in rrs])]]
+
+    def list(self, params: dict) -> list[dict]:
+        """The whole zone for AXFR: what `skydns dump` prints, plus the empty non-terminals."""
+        ctx = self.ctx
+        name = _fqdn(params.get("zonename") or params.get("zone") or params.get("name"))
+        zone = name_to_path(name)
+        if zone not in served_zones(ctx):
+            raise BadRequest(f"not a zone served here: {name}")
+        zid = zone_id(zone, ctx)
+        out = [record(rr, zid, ctx) for rr, _ in zone_rrs(ctx, zone)]
+        owners = {name_to_path(r["qname"]) for r in out}
+        ents = set()
+        for owner in owners:
+            for depth in range(len(zone) + 1, len(owner)):
+                parent = owner[:depth]
+                if parent not in owners:
+                    ents.add(parent)
+        out.extend(ent(path_to_name(p), zid) for p in sorted(ents))
+        return out
+
+    def domain_info(self, zone: Path) -> dict:
+        ctx = self.ctx
+        return {
+            "id": zone_id(zone, ctx),
+            "zone": path_to_name(zone),
+            "serial": serial(ctx),
+            "notified_serial": serial(ctx),
+            "kind": "native",
+            "masters": [],
+        }
+
+    def get_all_domains(self, params: dict) -> list[dict]:
+        return [self.domain_info(zone) for zone in served_zones(self.ctx)]
+
+    def get_domain_info(self, params: dict):
+        name = _fqdn(params.get("name") or params.get("zone") or params.get("zonename"))
+        zone = name_to_path(name)
+        if zone not in served_zones(self.ctx):
+            return False
+        return self.domain_info(zone)
+
+    def get_all_domain_metadata(self, params: dict) -> dict:
+        return {}
+
+    def get_domain_metadata(self, params: dict) -> list:
+        return []
+
+
+def _fail(message: str) -> dict:
+    return {"result": False, "log": [f"skydns-pdns-backend: {message}"]}
+
+
+def encode(reply: dict) -> bytes:
+    return json.dumps(reply, separators=(",", ":")).encode() + b"\n"
+
+
+class Session:
+    """One connection's framing: bytes in, reply bytes out, one reply per request line.
+
+    A request may arrive in any number of pieces and several may arrive at once; blank lines
+    are ignored; a line that is not a JSON object gets {"result": false, "log": [...]} and the
+    session goes on. A line longer than max_line raises LineTooLong (close the connection:
+    resynchronising inside an over-long line is guesswork).
+    """
+
+    def __init__(self, backend: PdnsBackend, max_line: int = MAX_LINE):
+        self.backend = backend
+        self.max_line = max_line
+        self.buffer = bytearray()
+        self._scanned = 0  # bytes of buffer known to hold no newline
+        self.requests = 0
+
+    def feed(self, data: bytes) -> bytes:
+        self.buffer += data
+        replies = []
+        start = 0
+        buf = self.buffer
+        while True:
+            end = buf.find(b"\n", max(start, self._scanned))
+            if end < 0:
+                break
+            line = bytes(buf[start:end])
+            start = end + 1
+            self._scanned = start
+            if len(line) > self.max_line:
+                raise LineTooLong(f"request line of {len(line)} bytes", b"".join(replies))
+            if line.strip():
+                replies.append(encode(self.handle_line(line)))
+        del buf[:start]
+        self._scanned = len(buf)
+        if len(buf) > self.max_line:
+            raise LineTooLong(
+                f"request line over {self.max_line} bytes without a newline", b"".join(replies)
+            )
+        return b"".join(replies)
+
+    def handle_line(self, line: bytes) -> dict:
+        self.requests += 1
+        try:
+            request = json.loads(line)
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+            return _fail(f"bad request, not JSON: {err}")
+        try:
+            return self.backend.handle(request)
+        except Exception:  # a bug must cost one answer, never the connection
+            text = line[:200].decode("utf-8", "replace")
+            log.exception("request failed", extra={"kv": {"request": text}})
+            return _fail("internal error, see the backend's log")
