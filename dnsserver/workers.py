@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from skydns import notify
 from skydns.config import ConfigError, load_config
 
 log = logging.getLogger("skydns.workers")
@@ -24,6 +25,7 @@ EXIT_BIND = 3  # a worker could not bind the port: restarting it would not help
 READY_FD_ENV = "SKYDNS_READY_FD"
 _RESTART_BACKOFF_MAX = 5.0
 _STOP_GRACE = 10.0
+STARTUP_READY = 60.0  # how long start-up waits for workers before reporting ready anyway
 
 
 def worker_count(cfg: dict) -> int:
@@ -58,14 +60,15 @@ class Supervisor:
     def wait_ready(self, procs, timeout: float) -> bool:
         """Wait until every process in `procs` reported ready (or died, or time ran out)."""
         waiting = {p.ready_fd: p for p in procs if p.ready_fd is not None}
+        all_ready = True
         deadline = time.monotonic() + timeout
-        while waiting and time.monotonic() < deadline:
+        while waiting and time.monotonic() < deadline and not self.stopping:
             readable, _, _ = select.select(list(waiting), [], [], 0.1)
             for fd in readable:
-                os.read(fd, 1)
+                all_ready &= os.read(fd, 1) == b"R"  # EOF: the worker died before it was ready
                 os.close(fd)
                 waiting.pop(fd).ready_fd = None
-        return not waiting
+        return all_ready and not waiting
 
     def _on_term(self, signum, frame) -> None:
         self.stopping = True
@@ -79,6 +82,12 @@ class Supervisor:
         signal.signal(signal.SIGHUP, self._on_hup)
         for slot in range(worker_count(self.cfg)):
             self.workers[slot] = self._spawn(slot)
+        if self.wait_ready(list(self.workers.values()), timeout=STARTUP_READY):
+            host, port = self.cfg["Dns"]["dns-addr"]
+            notify.ready(f"serving {self.cfg['Dns']['dns-domain']} on {host}:{port}")
+        else:
+            log.warning("workers not ready in time; telling systemd we are up anyway")
+            notify.ready("started, workers still loading")
         while not self.stopping:
             self._drain_ready()
             if self.reload_requested:
@@ -134,14 +143,17 @@ class Supervisor:
             log.warning("dns-addr changed: the new address applies to the new workers")
         self.cfg = cfg
         log.info("reloading config", extra={"kv": {"workers": worker_count(cfg)}})
+        notify.notify("RELOADING=1")
         old = self.workers
         self.workers = {slot: self._spawn(slot) for slot in range(worker_count(cfg))}
         # Old workers keep answering until the new ones have loaded etcd and bound the port.
         if not self.wait_ready(self.workers.values(), timeout=30.0):
             log.warning("new workers slow to become ready; replacing the old ones anyway")
         _terminate(list(old.values()))
+        notify.ready("serving (reloaded)")
 
     def _stop_all(self) -> None:
+        notify.stopping()
         _terminate(list(self.workers.values()))
         log.info("stopped")
 
