@@ -10,16 +10,33 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 
 from skydns.keys import Path
 
 _HONE_MEMO = 4096  # clients remembered per entry; past that the memo starts over
+_MAX_RETIRED_NAMES = 100_000  # random-name floods must not grow the per-name stats forever
+KEY_SUFFIX = 8  # a cache key is the wire name + type, class (4) + EDNS flag (1) + limit (3)
 
 
 class Entry:
-    __slots__ = ("variants", "addrs", "mode", "memo", "ref", "paths", "ips", "soa", "expires")
+    __slots__ = (
+        "variants",
+        "addrs",
+        "mode",
+        "memo",
+        "ref",
+        "paths",
+        "ips",
+        "soa",
+        "expires",
+        "hits",
+        "kind",
+    )
 
-    def __init__(self, variants, addrs=(), mode="", paths=(), ips=(), soa=False, expires=0.0):
+    def __init__(
+        self, variants, addrs=(), mode="", paths=(), ips=(), soa=False, expires=0.0, kind=""
+    ):
         # A question with `*` reads every name a wildcard matches: depend on the part above it.
         paths = {p[: p.index("*")] if "*" in p else p for p in paths}
         self.variants = variants  # list of (hdr_rd0, hdr_rd1, tail)
@@ -31,6 +48,8 @@ class Entry:
         self.ips = ips
         self.soa = soa
         self.expires = expires  # 0: until invalidated; else a time.monotonic() deadline
+        self.hits = 0  # counted on the hot path; folded into the cache's totals on removal
+        self.kind = kind  # what the answer is, for stats: "", "nxdomain", "nodata", "forward"
 
     def pick(self, client: str):
         if self.mode == "":
@@ -72,9 +91,10 @@ class AnswerCache:
         self.by_ip: dict[str, set[bytes]] = {}
         self.soa_keys: set[bytes] = set()
         self.generation = 0  # bumped by every invalidation, so builds that awaited can tell
-        self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.retired_names: Counter = Counter()  # hits of entries no longer cached, by name
+        self.retired_kinds: Counter = Counter()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -115,6 +135,11 @@ class AnswerCache:
         entry = self.entries.pop(key, None)
         if entry is None:
             return
+        if entry.hits:
+            name = key[:-KEY_SUFFIX]
+            if name in self.retired_names or len(self.retired_names) < _MAX_RETIRED_NAMES:
+                self.retired_names[name] += entry.hits
+            self.retired_kinds[entry.kind] += entry.hits
         for path in entry.paths:
             _discard(self.by_path, path, key)
         for ip in entry.ips:
@@ -148,8 +173,23 @@ class AnswerCache:
             self._remove(key)
         return len(keys)
 
+    @property
+    def hits(self) -> int:
+        return sum(self.hit_counts()[1].values())
+
+    def hit_counts(self) -> tuple[Counter, Counter]:
+        """Hits so far by wire name and by answer kind, cached and retired entries together."""
+        names, kinds = Counter(self.retired_names), Counter(self.retired_kinds)
+        for key, entry in self.entries.items():
+            if entry.hits:
+                names[key[:-KEY_SUFFIX]] += entry.hits
+                kinds[entry.kind] += entry.hits
+        return names, kinds
+
     def clear(self) -> None:
         self.generation += 1
+        for key in list(self.entries):
+            self._remove(key)
         self.entries.clear()
         self.by_path.clear()
         self.by_ip.clear()

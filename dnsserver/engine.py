@@ -40,6 +40,7 @@ log = logging.getLogger("skydns.engine")
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers; enough that every address leads often
 _BADVERS = 16
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
+MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
 _AXFR_CHUNK = 100  # records per AXFR message: well under 64 KB even with long TXT
 
@@ -70,6 +71,7 @@ class Engine:
         self.log_queries = cfg["Log"].get("log-queries", False)
         self.ready = False  # set once the first etcd load is in: before that, zone answers SERVFAIL
         self.stats: Counter = Counter()
+        self.query_names: Counter = Counter()  # names asked on the slow path (hits: cache)
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -102,6 +104,8 @@ class Engine:
             self.stats["formerr"] += 1
             log.debug("malformed query", extra={"kv": {"client": client, "size": len(data)}})
             return err.reply
+        if q.qname in self.query_names or len(self.query_names) < MAX_NAMES:
+            self.query_names[q.qname] += 1
         if self.log_queries:
             log.info(
                 "query",
@@ -240,6 +244,7 @@ class Engine:
             ips=ans.ips,
             soa=ans.soa,
             expires=expires,
+            kind=_kind(ans),
         )
         if cacheable:
             self.cache.put(key, entry)
@@ -284,8 +289,11 @@ class Engine:
         ttl = cache_ttl(reply)
         if ttl <= 0 or reply[12:qend].lower() != data[12:qend].lower():
             return
-        entry = Entry([split_reply(reply, qend)],
-                      expires=time.monotonic() + min(ttl, FORWARD_CACHE_MAX))
+        entry = Entry(
+            [split_reply(reply, qend)],
+            expires=time.monotonic() + min(ttl, FORWARD_CACHE_MAX),
+            kind="forward",
+        )
         self.cache.put(key, entry)
 
     async def _resolve_external(self, q, data, client, tcp, ans: Answer) -> bytes:
@@ -311,6 +319,16 @@ class Engine:
             except Exception:  # a broken upstream reply: answer with the chain we have
                 log.warning("unreadable upstream reply", extra={"kv": {"name": target}})
         return self._finish(q, data, client, tcp, ans, expires=expires, cacheable=cacheable)
+
+
+def _kind(ans: Answer) -> str:
+    if ans.rcode == RCODE.NXDOMAIN:
+        return "nxdomain"
+    if ans.rcode == RCODE.SERVFAIL:
+        return "servfail"
+    if not ans.answer:
+        return "nodata"
+    return "fail_open" if ans.fail_open else ""
 
 
 def cache_ttl(reply: bytes) -> int:

@@ -9,6 +9,7 @@ import signal
 import socket
 
 from .engine import Engine
+from .stats import write_snapshots
 from .sync import StoreSync
 from .tcp import TcpConnection
 from .udp import UdpServer
@@ -38,6 +39,7 @@ class DnsServer:
         self.udp_transport = None
         self.tcp_server = None
         self._sync_task = None
+        self._stats_task = None
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -50,6 +52,7 @@ class DnsServer:
         except TimeoutError:
             log.warning("etcd not loaded yet; serving, zone answers SERVFAIL until it is")
         await self._bind()
+        self._stats_task = loop.create_task(write_snapshots(self.engine))
         _notify_ready()
 
     async def _bind(self) -> None:
@@ -91,8 +94,9 @@ class DnsServer:
         if self.tcp_server is not None:
             self.tcp_server.close()
         await self.sync.stop()
-        if self._sync_task is not None:
-            self._sync_task.cancel()
+        for task in (self._sync_task, self._stats_task):
+            if task is not None:
+                task.cancel()
         self.stopped.set()
 
     async def serve_forever(self) -> None:

@@ -69,7 +69,7 @@ class TcpConnection(asyncio.Protocol):
                 entry = engine.cache.entries.get(keyed[0])
                 if entry is not None and (not entry.expires or entry.expires > time.monotonic()):
                     entry.ref = True
-                    engine.cache.hits += 1
+                    entry.hits += 1
                     variant = entry.pick(self.client)
                     self._send(data[:2] + variant[keyed[2]] + data[12 : keyed[1]] + variant[2])
                     return

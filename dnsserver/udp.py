@@ -28,7 +28,7 @@ class UdpServer(asyncio.DatagramProtocol):
                 entry = engine.cache.entries.get(keyed[0])
                 if entry is not None and (not entry.expires or entry.expires > time.monotonic()):
                     entry.ref = True
-                    engine.cache.hits += 1
+                    entry.hits += 1
                     variant = entry.pick(addr[0])
                     self.transport.sendto(
                         data[:2] + variant[keyed[2]] + data[12 : keyed[1]] + variant[2], addr

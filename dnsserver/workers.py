@@ -11,13 +11,18 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from skydns import notify
 from skydns.config import ConfigError, load_config
+
+from .stats import STATS_DIR_ENV, StatsBook, serve
 
 log = logging.getLogger("skydns.workers")
 
@@ -42,6 +47,9 @@ class Supervisor:
         self.stopping = False
         self.reload_requested = False
         self.exit_code = 0
+        self.stats_dir = Path(tempfile.mkdtemp(prefix="skydns-stats-"))
+        self.stats = StatsBook(self.stats_dir)
+        self.stats_server = None
 
     def _spawn(self, slot: int) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "dnsserver", "--worker"]
@@ -49,7 +57,12 @@ class Supervisor:
             cmd += ["--config-file", self.config_path]
         # The worker writes one byte to this pipe once it has loaded etcd and bound the port.
         ready_r, ready_w = os.pipe()
-        env = {**os.environ, "SKYDNS_WORKER": str(slot), READY_FD_ENV: str(ready_w)}
+        env = {
+            **os.environ,
+            "SKYDNS_WORKER": str(slot),
+            READY_FD_ENV: str(ready_w),
+            STATS_DIR_ENV: str(self.stats_dir),
+        }
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,))
         os.close(ready_w)
         proc.ready_fd = ready_r
@@ -77,9 +90,30 @@ class Supervisor:
         self.reload_requested = True
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            shutil.rmtree(self.stats_dir, ignore_errors=True)
+
+    def _start_stats(self) -> None:
+        addr = self.cfg["Stats"]["statsServer"]
+        if not addr:
+            return
+        try:
+            self.stats_server = serve(self.stats, addr, self.cfg["Stats"]["statsServerAuthToken"])
+        except OSError as err:
+            log.error(
+                "stats server cannot listen",
+                extra={"kv": {"addr": f"{addr[0]}:{addr[1]}", "error": str(err)}},
+            )
+            return
+        log.info("stats server", extra={"kv": {"addr": f"{addr[0]}:{addr[1]}"}})
+
+    def _run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
+        self._start_stats()
         for slot in range(worker_count(self.cfg)):
             self.workers[slot] = self._spawn(slot)
         if self.wait_ready(list(self.workers.values()), timeout=STARTUP_READY):
@@ -118,6 +152,7 @@ class Supervisor:
                 self.exit_code = 1
                 self.stopping = True
                 return
+            self.stats.retire(proc.pid)
             lived = time.monotonic() - self.started[slot]
             delay = (
                 0.0 if lived > 10 else min(self.backoff.get(slot, 0.05) * 2, _RESTART_BACKOFF_MAX)
@@ -150,6 +185,8 @@ class Supervisor:
         if not self.wait_ready(self.workers.values(), timeout=30.0):
             log.warning("new workers slow to become ready; replacing the old ones anyway")
         _terminate(list(old.values()))
+        for proc in old.values():
+            self.stats.retire(proc.pid)
         notify.ready("serving (reloaded)")
 
     def _stop_all(self) -> None:

@@ -1,0 +1,239 @@
+"""Statistics of skydns: per-worker snapshots, summed by the supervisor, served over HTTP.
+
+Workers cannot share counters, so each one writes a snapshot (JSON, totals since it started)
+to the supervisor's stats directory once a second; the supervisor sums them, keeping the
+totals of workers that were replaced so counters never go backwards, and answers:
+
+    GET /skydns/stats            counters and gauges (JSON)
+    GET /skydns/stats/{name}     queries for one name
+    GET /skydns/stats/top/{N}    the N most asked names
+    GET /metrics                 the same in Prometheus text format
+
+with `statsServerAuthToken` (when set) as `?token=` or `Authorization: Bearer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+log = logging.getLogger("skydns.stats")
+
+STATS_DIR_ENV = "SKYDNS_STATS_DIR"
+SNAPSHOT_INTERVAL = 1.0
+
+COUNTERS = (
+    "requests",
+    "cache_hits",
+    "cache_misses",
+    "forward",
+    "forward_fail",
+    "nxdomain",
+    "nodata",
+    "servfail",
+    "refused",
+    "formerr",
+    "truncated",
+    "fail_open",
+    "axfr",
+)
+GAUGES = ("cache_size", "records", "down_addresses", "cache_evictions")
+
+
+def wire_to_name(wire: bytes) -> str:
+    labels, i = [], 0
+    while i < len(wire) and wire[i]:
+        labels.append(wire[i + 1 : i + 1 + wire[i]].decode("latin-1"))
+        i += wire[i] + 1
+    return ".".join(labels) + "."
+
+
+# -- worker side ---------------------------------------------------------------------------
+
+
+def snapshot(engine) -> dict:
+    names_wire, kinds = engine.cache.hit_counts()
+    hits = sum(kinds.values())
+    built = engine.stats
+    counters = {name: built.get(name, 0) for name in COUNTERS}
+    counters["cache_hits"] = hits
+    counters["cache_misses"] = engine.cache.misses
+    counters["requests"] = hits + built.get("requests", 0)
+    for kind in ("nxdomain", "nodata", "servfail", "fail_open"):
+        counters[kind] += kinds.get(kind, 0)
+    counters["forward"] += kinds.get("forward", 0)
+    names = Counter(engine.query_names)
+    for wire, count in names_wire.items():
+        names[wire_to_name(wire)] += count
+    return {
+        "pid": os.getpid(),
+        "counters": counters,
+        "gauges": {
+            "cache_size": len(engine.cache),
+            "records": len(engine.index),
+            "down_addresses": len(engine.health.down),
+            "cache_evictions": engine.cache.evictions,
+        },
+        "names": dict(names),
+    }
+
+
+async def write_snapshots(engine) -> None:
+    """Worker task: keep `<stats dir>/worker-<pid>.json` current (atomic replace)."""
+    directory = os.environ.get(STATS_DIR_ENV)
+    if not directory:
+        return
+    path = Path(directory) / f"worker-{os.getpid()}.json"
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    while True:
+        try:
+            tmp.write_text(json.dumps(snapshot(engine)))
+            tmp.replace(path)
+        except OSError as err:
+            log.warning("cannot write stats snapshot", extra={"kv": {"error": str(err)}})
+        await asyncio.sleep(SNAPSHOT_INTERVAL)
+
+
+# -- supervisor side -----------------------------------------------------------------------
+
+
+def _add(total: dict, snap: dict) -> None:
+    for section in ("counters", "names"):
+        bucket = total.setdefault(section, Counter())
+        bucket.update(snap.get(section, {}))
+
+
+class StatsBook:
+    """Sums the workers' snapshots; remembers the totals of replaced workers."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.retired: dict = {}
+        self.lock = threading.Lock()
+
+    def _read(self) -> dict[str, dict]:
+        snaps = {}
+        for path in self.directory.glob("worker-*.json"):
+            try:
+                snaps[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # being replaced right now; next read gets it
+        return snaps
+
+    def retire(self, pid: int) -> None:
+        """A worker has exited: keep what it counted, so totals do not drop."""
+        path = self.directory / f"worker-{pid}.json"
+        try:
+            snap = json.loads(path.read_text())
+            path.unlink()
+        except (OSError, ValueError):
+            return
+        with self.lock:
+            _add(self.retired, snap)
+
+    def totals(self) -> dict:
+        snaps = self._read()
+        with self.lock:
+            total = {
+                "counters": Counter(self.retired.get("counters", {})),
+                "names": Counter(self.retired.get("names", {})),
+            }
+        gauges: Counter = Counter()
+        for snap in snaps.values():
+            _add(total, snap)
+            gauges.update(snap.get("gauges", {}))
+        counters = {name: total["counters"].get(name, 0) for name in COUNTERS}
+        # every worker holds the whole zone: records and DOWN are the same in each, not a sum
+        per_worker = [snap.get("gauges", {}) for snap in snaps.values()]
+        return {
+            **counters,
+            "cache_size": gauges.get("cache_size", 0),
+            "cache_evictions": gauges.get("cache_evictions", 0),
+            "records": max((g.get("records", 0) for g in per_worker), default=0),
+            "down_addresses": max((g.get("down_addresses", 0) for g in per_worker), default=0),
+            "workers": len(snaps),
+            "names": total["names"],
+        }
+
+
+class _Collector:
+    def __init__(self, book: StatsBook):
+        self.book = book
+
+    def collect(self):
+        totals = self.book.totals()
+        for name in COUNTERS:
+            metric = CounterMetricFamily(f"skydns_{name}", f"skydns {name.replace('_', ' ')}")
+            metric.add_metric([], totals[name])
+            yield metric
+        for name in (*GAUGES, "workers"):
+            metric = GaugeMetricFamily(f"skydns_{name}", f"skydns {name.replace('_', ' ')}")
+            metric.add_metric([], totals.get(name, 0))
+            yield metric
+
+
+def serve(book: StatsBook, addr: tuple[str, int], token: str) -> ThreadingHTTPServer:
+    """Start the stats HTTP server in a daemon thread of the supervisor."""
+    registry = CollectorRegistry()
+    registry.register(_Collector(book))
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt, *args):  # one line per request would flood the journal
+            log.debug("stats request", extra={"kv": {"path": self.path}})
+
+        def _send(self, status: int, body: bytes, ctype="application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _authorized(self, query: dict) -> bool:
+            if not token:
+                return True
+            given = (query.get("token") or [""])[0]
+            auth = self.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                given = auth[7:].strip()
+            return hmac.compare_digest(given.encode(), token.encode())
+
+        def do_GET(self):  # noqa: N802 - the name http.server calls
+            url = urlsplit(self.path)
+            if not self._authorized(parse_qs(url.query)):
+                return self._send(401, b'{"error": "missing or wrong token"}\n')
+            parts = [p for p in url.path.split("/") if p]
+            if parts == ["metrics"]:
+                return self._send(
+                    200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8"
+                )
+            if parts[:2] != ["skydns", "stats"]:
+                return self._send(404, b'{"error": "not found"}\n')
+            totals = book.totals()
+            names = totals.pop("names")
+            if len(parts) == 2:
+                body = totals
+            elif len(parts) == 4 and parts[2] == "top" and parts[3].isdigit():
+                n = min(int(parts[3]), 10_000)
+                body = [{"name": k, "queries": v} for k, v in names.most_common(n)]
+            elif len(parts) == 3:
+                name = parts[2].lower().rstrip(".") + "."
+                body = {"name": name, "queries": names.get(name, 0)}
+            else:
+                return self._send(404, b'{"error": "not found"}\n')
+            return self._send(200, json.dumps(body).encode() + b"\n")
+
+    server = ThreadingHTTPServer(addr, Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="stats-http", daemon=True).start()
+    return server
