@@ -91,7 +91,8 @@ def soa_record(ctx: Context, zone_path: Path) -> RR:
         rdata=SOA(
             "ns.dns." + settings.domain,
             "hostmaster." + settings.domain,
-            (ctx.serial, 28800, 7200, 604800, settings.min_ttl),
+            # serials are 32-bit (RFC 1982 arithmetic wraps); the etcd revision may be larger
+            (ctx.serial & 0xFFFFFFFF, 28800, 7200, 604800, settings.min_ttl),
         ),
     )
 

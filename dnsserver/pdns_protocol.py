@@ -99,7 +99,8 @@ def _served_zone_of(ctx: Context, path: Path) -> Path | None:
 
 
 def _fqdn(name) -> str:
-    if not isinstance(name, str) or not name.strip("."):
+    """An absolute name (pdns before 4.0 sent names without the trailing dot)."""
+    if not isinstance(name, str) or not name:
         raise BadRequest(f"expected a domain name, got {name!r}")
     return name if name.endswith(".") else name + "."
 
@@ -149,6 +150,8 @@ def ent(qname: str, zid: int) -> dict:
 
 def _literal_exists(ctx: Context, path: Path) -> bool:
     """Whether `path`, `*` labels read literally, is stored (not matched by a wildcard)."""
+    if not ctx.index.wildcards:
+        return False  # no stored `*` key at all: pdns's probes after every NXDOMAIN cost O(1)
     n = len(path)
     return any(rec.path[:n] == path for rec in ctx.index.below(path))
 

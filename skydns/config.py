@@ -97,6 +97,9 @@ hone-one = flag(default=False)
 [Stats]
 statsServer = optional_hostport(default="")
 statsServerAuthToken = text(default="")
+[Pdns]
+socket = text(default="/run/skydns/pdns.sock")
+socket-mode = text(default="0660")
 """
     + _LOG_SPEC
     + _ETCD_SPEC
@@ -612,6 +615,14 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
             )
         # ip-monitor-path is the original suite's name for the status prefix; it wins.
         etcd["status-path"] = dns["ip-monitor-path"]
+        pdns = result["Pdns"]
+        pdns["socket"] = _resolve_file(base_dir, pdns["socket"])
+        try:
+            mode = int(pdns["socket-mode"], 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ConfigError(path, "must be an octal file mode like 0660", "Pdns", "socket-mode")
     elif kind == "scanner":
         if general["heartbeat-interval"] >= general["agent-downtime"]:
             raise ConfigError(

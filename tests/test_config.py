@@ -494,3 +494,13 @@ def test_log_to_stdio_only(tmp_path, restore_root_logger, capsys):
     logging.getLogger("skydns.t").info("hello")
     assert "level=info logger=skydns.t msg=hello" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "logs")
+
+
+def test_pdns_section(tmp_path):
+    path = tmp_path / "skydns.conf"
+    path.write_text("[Pdns]\nsocket = run/pdns.sock\nsocket-mode = 0600\n")
+    cfg = load_config(str(path), "dns")
+    assert cfg["Pdns"]["socket"] == str(tmp_path / "run" / "pdns.sock")
+    path.write_text("[Pdns]\nsocket-mode = 999\n")
+    with pytest.raises(ConfigError, match=r"\[Pdns\] socket-mode"):
+        load_config(str(path), "dns")
