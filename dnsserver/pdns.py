@@ -22,6 +22,7 @@ import socket
 import stat
 import sys
 
+from skydns import notify
 from skydns.config import load_or_exit
 from skydns.logsetup import setup_logging
 
@@ -175,8 +176,10 @@ async def serve(cfg: dict, socket_path: str, socket_mode: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
+        notify.ready(f"serving {socket_path}")
         await stop.wait()
         log.info("stopping")
+        notify.stopping()
     finally:
         await server.stop()
 
