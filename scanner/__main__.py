@@ -1,0 +1,96 @@
+"""`skydns-scanner`: the health agent.
+
+    skydns-scanner --config-file /etc/skydns/skydns-scanner.conf
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import resource
+import signal
+import sys
+
+from skydns.config import ConfigError, load_config, load_or_exit
+from skydns.logsetup import kv, setup_logging
+
+log = logging.getLogger("skydns.scanner")
+
+# Sockets a scanner needs beyond its probes: etcd channels, log files, stdio.
+_FD_RESERVE = 64
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skydns-scanner",
+        description="Health agent: registers heart/<hostname> on an etcd lease (TTL "
+        "agent-downtime), probes the addresses the scheduler assigns to it in report/<ip> "
+        "every check-interval (ICMP echo and TCP connect to the status value's ports, else "
+        "scann-ports), and writes status/<ip> UP or DOWN after rise successes or fall "
+        "failures in a row. SIGHUP reloads the config ([Check], enable-check and [Log] at "
+        "once; the rest needs a restart). SIGTERM or SIGINT revokes the lease and stops, so "
+        "the scheduler moves the addresses at once.",
+    )
+    parser.add_argument(
+        "--config-file",
+        "-config-file",
+        metavar="PATH",
+        default=None,
+        help="INI config file (see etc/skydns-scanner.conf); built-in defaults apply without one",
+    )
+    return parser
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Lift the soft open-files limit towards what max-concurrency needs (up to the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if new > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < wanted:
+        log.warning("open-files limit is below what max-concurrency needs; probes beyond it "
+                    "will wait or be skipped", extra=kv(limit=new, wanted=wanted))
+
+
+def reload(path: str | None, agent) -> None:
+    """SIGHUP: re-read the config; a bad file is logged and the running config kept."""
+    try:
+        cfg = load_config(path, "scanner")
+    except ConfigError as err:
+        log.error("config reload failed; keeping the running config", extra=kv(error=str(err)))
+        return
+    setup_logging(cfg["Log"], "skydns-scanner")
+    agent.reconfigure(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cfg = load_or_exit(args.config_file, "scanner")
+    setup_logging(cfg["Log"], "skydns-scanner")
+    raise_fd_limit(cfg["Check"]["max-concurrency"] + _FD_RESERVE)
+
+    from .agent import Agent
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        agent = Agent(cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload, args.config_file, agent)
+        await agent.run(stop)
+
+    try:
+        import uvloop
+    except ImportError:  # uvloop is a dependency; still run on plain asyncio without it
+        asyncio.run(run())
+    else:
+        uvloop.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""The scanner agent: heartbeat, assignment watch, one probe loop per address, status writes.
+
+Everything etcd-facing is here; what a probe result means lives in probes.py (one check) and
+damping.py (when a status flips), the value formats in status.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import aetcd
+
+from skydns import notify
+from skydns import txn as etcd
+from skydns.keys import parse_ip
+from skydns.lease import KeptLease
+from skydns.logsetup import kv
+from skydns.store import KV, Mirror, describe_error, make_client
+
+from .damping import Damper
+from .probes import Prober, detect_icmp_mode, icmp_unavailable_reason
+from .status import iso_time, read_status, render_status, report_owner
+
+log = logging.getLogger("skydns.scanner")
+
+WRITE_ATTEMPTS = 3  # a write that keeps losing races to other writers waits for the next round
+_LOG_EVERY = 10.0  # seconds between repeated warnings of one kind
+
+
+@dataclass(eq=False, slots=True)
+class Target:
+    """One address this scanner probes."""
+
+    ip: str  # as written in the status key (the key is status-path + ip)
+    address: str  # canonical form, what the probes connect to
+    damper: Damper
+    task: asyncio.Task | None = None
+
+
+class Agent:
+    """A scanner. run(stop) until stop is set; SIGTERM handling is the caller's.
+
+    Counters (plain attributes, exported as metrics later): checks and probes (in .prober),
+    failures (checks that found an address unreachable), assigned_ips, status_writes,
+    write_conflicts, write_errors, overruns (probe rounds that started late).
+    """
+
+    def __init__(self, cfg: dict):
+        general, etcd_section = cfg["General"], cfg["Etcd"]
+        self.cfg = cfg
+        self.hostname: str = general["hostname"]
+        self.etcd_section = etcd_section
+        self.status_path: str = etcd_section["status-path"]
+        self.report_path: str = etcd_section["report-path"]
+        self.heart_key: str = etcd_section["heart-path"] + self.hostname
+        self.prober = Prober(tcp_timeout=1.0, icmp_mode=None,
+                             max_concurrency=cfg["Check"]["max-concurrency"])
+        self._apply_check(cfg)
+        self.lease = KeptLease(etcd_section, ttl=general["agent-downtime"],
+                               interval=general["heartbeat-interval"], name="heartbeat",
+                               on_granted=self._register)
+
+        self.statuses: dict[str, KV] = {}  # every monitored ip -> its status key
+        self.assigned: set[str] = set()  # ips the scheduler gave to this scanner
+        self.targets: dict[str, Target] = {}  # assigned and monitored: being probed
+        self.status_mirror = Mirror(etcd_section, self.status_path, self._on_status_reset,
+                                    self._on_status_events, name="scanner-status")
+        self.report_mirror = Mirror(etcd_section, self.report_path, self._on_report_reset,
+                                    self._on_report_events, name="scanner-report")
+        self._client: aetcd.Client | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._ready_task: asyncio.Task | None = None
+        self._stopping = False
+        self._warned_keys: set[str] = set()
+        self._last_log: dict[str, float] = {}
+
+        self.status_writes = 0
+        self.write_conflicts = 0
+        self.write_errors = 0
+        self.overruns = 0
+
+    def _apply_check(self, cfg: dict) -> None:
+        """Take [Check] and enable-check: at start, and again on a reload."""
+        check = cfg["Check"]
+        self.enabled: bool = cfg["General"]["enable-check"]
+        self.interval: float = check["check-interval"]
+        self.default_ports: tuple[int, ...] = tuple(check["scann-ports"])
+        self.rise: int = check["rise"]
+        self.fall: int = check["fall"]
+        icmp_mode = None
+        if check["enable-icmp"]:
+            icmp_mode = detect_icmp_mode()
+            if icmp_mode is None:
+                log.warning("ICMP probes disabled, probing with TCP only: "
+                            + icmp_unavailable_reason())
+        p = self.prober
+        p.tcp_timeout, p.icmp_mode = check["check-timeout"], icmp_mode
+        p.ping_count, p.ping_timeout = check["ping-count"], check["ping-timeout"]
+        if p.max_concurrency != check["max-concurrency"]:
+            # Probes in flight finish on the old semaphore; new ones wait on this one.
+            p.max_concurrency = check["max-concurrency"]
+            p.slots = asyncio.Semaphore(p.max_concurrency)
+
+    def reconfigure(self, cfg: dict) -> list[str]:
+        """Apply a reloaded config (SIGHUP): [Check] and enable-check take effect at once.
+        Returns the settings that differ from the running ones and need a restart
+        ([Log] is the caller's)."""
+        needs_restart = [f"[{section}] {key}" for section in ("General", "Etcd")
+                         for key, value in cfg[section].items()
+                         if key != "enable-check" and self.cfg[section].get(key) != value]
+        self._apply_check(cfg)
+        for target in self.targets.values():
+            target.damper.rise, target.damper.fall = self.rise, self.fall
+        self._reconcile()
+        log.info("config reloaded", extra=kv(
+            check_interval=self.interval, rise=self.rise, fall=self.fall,
+            icmp=self.prober.icmp_mode or "off", enable_check=self.enabled,
+            needs_restart=", ".join(needs_restart) or "nothing"))
+        return needs_restart
+
+    # -- counters ----------------------------------------------------------------------------
+
+    @property
+    def assigned_ips(self) -> int:
+        return len(self.targets)
+
+    @property
+    def failures(self) -> int:
+        return self.prober.unreachable
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        ports = ",".join(str(p) for p in self.default_ports) or "none"
+        log.info("scanner starting", extra=kv(
+            hostname=self.hostname, check_interval=self.interval, rise=self.rise,
+            fall=self.fall, icmp=self.prober.icmp_mode or "off", ports=ports,
+            max_concurrency=self.prober.max_concurrency, enable_check=self.enabled))
+        if not self.enabled:
+            log.info("enable-check = false: registered, but no address is probed")
+        elif not self.default_ports and not self.prober.icmp_mode:
+            log.warning("no scann-ports and no ICMP: only addresses whose status lists "
+                        "ports can be probed")
+        self._client = make_client(self.etcd_section)
+        self.lease.start()
+        self._ready_task = asyncio.create_task(self._announce_ready(), name="ready")
+        self._tasks = [asyncio.create_task(self.status_mirror.run(), name="status-mirror"),
+                       asyncio.create_task(self.report_mirror.run(), name="report-mirror"),
+                       self._ready_task]
+        try:
+            await stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def _announce_ready(self) -> None:
+        # systemd (Type=notify) starts what depends on us once we are registered and know
+        # our assignments, not merely once the process runs.
+        await self.lease.granted.wait()
+        await self.status_mirror.ready.wait()
+        await self.report_mirror.ready.wait()
+        notify.ready(f"registered as {self.hostname}")
+
+    async def shutdown(self) -> None:
+        notify.stopping()
+        self._stopping = True  # mirror events still arriving must not start new probe loops
+        if self._ready_task is not None:
+            self._ready_task.cancel()
+        targets = list(self.targets.values())
+        self.targets.clear()
+        for target in targets:
+            target.task.cancel()
+        await asyncio.gather(*(t.task for t in targets), return_exceptions=True)
+        # The lease first: revoking it deletes the heartbeat, and the scheduler moves this
+        # scanner's addresses at once instead of after agent-downtime.
+        await self.lease.close(revoke=True)
+        await asyncio.gather(self.status_mirror.stop(), self.report_mirror.stop(),
+                             return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+        log.info("scanner stopped", extra=kv(hostname=self.hostname))
+
+    async def _register(self, client: aetcd.Client, lease_id: int) -> None:
+        value = json.dumps({"hostname": self.hostname, "pid": os.getpid(),
+                            "since": iso_time()}).encode()
+        put = await asyncio.wait_for(
+            client.put(self.heart_key.encode(), value, lease=lease_id, prev_kv=True),
+            self.lease.call_timeout * 2)
+        prev = put.prev_kv
+        if prev is not None and prev.lease and prev.lease != lease_id:
+            log.warning("heartbeat key was held by another lease: a previous run that has "
+                        "not expired yet, or another scanner with the same hostname",
+                        extra=kv(key=self.heart_key, other_lease=f"{prev.lease:x}"))
+        log.info("heartbeat registered", extra=kv(key=self.heart_key, lease=f"{lease_id:x}",
+                                                  ttl=self.lease.ttl))
+
+    # -- etcd state --------------------------------------------------------------------------
+
+    def _ip_of(self, key: str, prefix: str) -> str | None:
+        ip = key[len(prefix):]
+        if ip and "/" not in ip and parse_ip(ip) is not None:
+            return ip
+        if key not in self._warned_keys:  # once per key: a reload must not repeat them all
+            self._warned_keys.add(key)
+            log.warning("key does not name an IP address; ignored", extra=kv(key=key))
+        return None
+
+    def _on_status_reset(self, kvs: list[KV], revision: int) -> None:
+        fresh: dict[str, KV] = {}
+        for item in kvs:
+            ip = self._ip_of(item.key, self.status_path)
+            if ip is not None:
+                fresh[ip] = item
+        # A write of ours that landed after the snapshot's revision is still the truth.
+        for ip, mine in self.statuses.items():
+            if mine.mod_revision > revision and ip in fresh:
+                fresh[ip] = mine
+        for ip, item in fresh.items():
+            self._note_status(ip, self.statuses.get(ip), item)
+        self.statuses = fresh
+        self._reconcile()
+
+    def _on_status_events(self, events: list[tuple[str, KV]], revision: int) -> None:
+        for kind, item in events:
+            ip = self._ip_of(item.key, self.status_path)
+            if ip is None:
+                continue
+            known = self.statuses.get(ip)
+            if known is not None and item.mod_revision <= known.mod_revision:
+                continue  # our own write, already applied, or older than it
+            if kind == "delete":
+                self.statuses.pop(ip, None)
+            else:
+                self._note_status(ip, known, item)
+                self.statuses[ip] = item
+        self._reconcile()
+
+    def _note_status(self, ip: str, old: KV | None, new: KV) -> None:
+        """A status value changed under us: log bad input, follow other writers' verdicts."""
+        value = read_status(new.value)
+        if value.problems and (old is None or old.value != new.value):
+            log.warning("status value has problems", extra=kv(
+                key=new.key, problems="; ".join(value.problems)))
+        target = self.targets.get(ip)
+        if target is None or old is None:
+            return
+        if value.status != read_status(old.value).status and value.status is not None:
+            # Someone else (an operator, the previous owner during a handover) decided after
+            # our last look; start counting from their verdict instead of overwriting it.
+            if target.damper.status != value.status:
+                log.info("status changed by another writer; following it",
+                         extra=kv(ip=ip, status=value.status, ours=target.damper.status))
+                target.damper.reset(value.status)
+
+    def _on_report_reset(self, kvs: list[KV], revision: int) -> None:
+        self.assigned = set()
+        self._on_report_events([("put", item) for item in kvs], revision)
+
+    def _on_report_events(self, events: list[tuple[str, KV]], revision: int) -> None:
+        for kind, item in events:
+            ip = self._ip_of(item.key, self.report_path)
+            if ip is None:
+                continue
+            owner = report_owner(item.value) if kind == "put" else None
+            if kind == "put" and owner is None:
+                log.warning("unreadable assignment; ignored", extra=kv(key=item.key))
+            if owner == self.hostname:
+                self.assigned.add(ip)
+            else:
+                self.assigned.discard(ip)
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Probe exactly the addresses that are both assigned to us and monitored."""
+        if self._stopping:
+            return
+        wanted = {ip for ip in self.assigned if ip in self.statuses} if self.enabled else set()
+        for ip in [ip for ip in self.targets if ip not in wanted]:
+            task = self.targets.pop(ip).task
+            if task is not None:
+                task.cancel()
+        added = wanted - self.targets.keys()
+        for ip in added:
+            stored = read_status(self.statuses[ip].value).status
+            target = Target(ip, str(parse_ip(ip)), Damper(self.rise, self.fall, stored))
+            target.task = asyncio.create_task(self._probe_loop(target), name=f"probe-{ip}")
+            self.targets[ip] = target
+        if added:
+            log.debug("probing new addresses", extra=kv(added=len(added),
+                                                        total=len(self.targets)))
+
+    # -- probing -----------------------------------------------------------------------------
+
+    def _ports(self, ip: str) -> tuple[int, ...]:
+        item = self.statuses.get(ip)
+        ports = read_status(item.value).ports if item is not None else ()
+        return ports or self.default_ports
+
+    async def _probe_loop(self, target: Target) -> None:
+        loop = asyncio.get_running_loop()
+        # Spread first probes over one interval so thousands of addresses assigned at once
+        # do not all hit the concurrency limit (and the network) in the same instant.
+        await asyncio.sleep(random.uniform(0, self.interval))
+        next_round = loop.time()
+        while True:
+            try:
+                ok = await self.prober.check(target.address, self._ports(target.ip))
+                if ok is not None:
+                    target.damper.feed(ok)
+                await self._sync_status(target)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not silently end the probing of this address
+                log.exception("probe round failed", extra=kv(ip=target.ip))
+            next_round += self.interval
+            delay = next_round - loop.time()
+            if delay < 0:
+                self.overruns += 1
+                self._warn_every("overrun", "probe rounds take longer than check-interval; "
+                                 "raise max-concurrency or check-interval",
+                                 late=round(-delay, 3), targets=len(self.targets))
+                next_round = loop.time()
+                delay = 0
+            await asyncio.sleep(delay)
+
+    async def _sync_status(self, target: Target) -> None:
+        """Write the damped status if etcd says otherwise; nothing when they agree."""
+        for _ in range(WRITE_ATTEMPTS):
+            desired = target.damper.status
+            item = self.statuses.get(target.ip)
+            if desired is None or item is None or self.targets.get(target.ip) is not target:
+                return
+            stored = read_status(item.value)
+            if stored.status == desired:
+                return
+            if not await self._write(target, item, stored.fields, stored.status, desired):
+                return
+
+    async def _write(self, target: Target, item: KV, fields: dict | None, old: str | None,
+                     new: str) -> bool:
+        """One guarded write; True when it lost a race and should be tried again."""
+        data = render_status(fields, new, self.hostname)
+        if fields is None:
+            log.warning("replacing unreadable status value", extra=kv(key=item.key))
+        try:
+            result = await etcd.txn(self._client, [etcd.mod_is(item.key, item.mod_revision)],
+                                    [etcd.put_op(item.key, data, item.lease)],
+                                    [etcd.get_op(item.key)])
+        except Exception as exc:
+            self.write_errors += 1
+            self._warn_every("write", "status write failed; retrying next round",
+                             key=item.key, error=describe_error(exc))
+            return False
+        if result.succeeded:
+            self._remember(target.ip, KV(item.key, data, result.revision, item.lease))
+            self.status_writes += 1
+            log.info("status changed", extra=kv(ip=target.ip, status=new, was=old or "unknown"))
+            return False
+        # Someone wrote after our last look (or deleted the key): never overwrite that blindly.
+        self.write_conflicts += 1
+        fresh = result.found[0] if result.found else None
+        if fresh is None:
+            known = self.statuses.get(target.ip)
+            if known is not None and known.mod_revision < result.revision:
+                # Deleted: no longer monitored. (A newer put from the watch would win.)
+                self.statuses.pop(target.ip)
+                self._reconcile()
+            return False
+        fresh_kv = KV(fresh.key, fresh.value, fresh.mod_revision, fresh.lease)
+        self._note_status(target.ip, item, fresh_kv)
+        self._remember(target.ip, fresh_kv)
+        # Only other fields changed (ports, say): our verdict stands, written on top of theirs.
+        return True
+
+    def _remember(self, ip: str, item: KV) -> None:
+        # The watch may have delivered this write, or a newer one, while we awaited etcd;
+        # a key it deleted meanwhile stays deleted (and this probe loop is being cancelled).
+        known = self.statuses.get(ip)
+        if known is not None and known.mod_revision < item.mod_revision:
+            self.statuses[ip] = item
+
+    def _warn_every(self, what: str, message: str, **fields) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(what, -_LOG_EVERY) >= _LOG_EVERY:
+            self._last_log[what] = now
+            log.warning(message, extra=kv(**fields))

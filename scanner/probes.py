@@ -1,0 +1,182 @@
+"""Probes of one address: ICMP echo (icmplib) and TCP connect, and their combination.
+
+Every probe answers True (the address answered), False (it did not) or None (we could not
+probe: no socket permission, out of file descriptors, no local port). None must never count
+as a failure, or a local resource problem on the scanner would mark every backend DOWN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Sequence
+
+from icmplib import ICMPLibError, ICMPv4Socket, async_ping
+
+from skydns.logsetup import kv
+
+log = logging.getLogger("skydns.scanner.probes")
+
+RAW = "raw"
+DATAGRAM = "datagram"
+
+# Errors that describe the scanner's own host, not the probed address.
+_LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
+                           errno.EADDRNOTAVAIL})
+# Close with RST instead of FIN: a health check that closes normally leaves a TIME_WAIT
+# socket behind for a minute, and thousands of probes a second would exhaust local ports.
+_LINGER_ABORT = struct.pack("ii", 1, 0)
+_LOG_EVERY = 10.0  # seconds between two log lines about local probe errors
+
+
+def detect_icmp_mode() -> str | None:
+    """RAW when this process may open raw ICMP sockets (root or CAP_NET_RAW), else DATAGRAM
+    when the kernel allows unprivileged ICMP sockets for our group, else None."""
+    for mode, privileged in ((RAW, True), (DATAGRAM, False)):
+        try:
+            ICMPv4Socket(privileged=privileged).close()
+            return mode
+        except (ICMPLibError, OSError):
+            continue
+    return None
+
+
+def icmp_unavailable_reason() -> str:
+    """Why neither kind of ICMP socket can be opened, for the one log line an operator sees."""
+    try:
+        with open("/proc/sys/net/ipv4/ping_group_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        groups = f"net.ipv4.ping_group_range is '{low} {high}'"
+    except (OSError, ValueError):
+        groups = "unprivileged ICMP sockets are not supported here"
+    return (f"raw ICMP sockets need root or CAP_NET_RAW, and {groups} "
+            f"(our group is {os.getgid()}); set enable-icmp = false to silence this")
+
+
+class Prober:
+    """Runs probes with at most `max_concurrency` sockets open at once.
+
+    Counters (exported later as metrics): probes (single ICMP/TCP attempts), checks (addresses
+    checked), unreachable (checks that found the address down), local_errors (probes that
+    could not run).
+    """
+
+    def __init__(self, *, tcp_timeout: float, icmp_mode: str | None, ping_count: int = 1,
+                 ping_timeout: float = 1.0, max_concurrency: int = 256):
+        self.tcp_timeout = tcp_timeout
+        self.icmp_mode = icmp_mode
+        self.ping_count = ping_count
+        self.ping_timeout = ping_timeout
+        self.max_concurrency = max_concurrency
+        self.slots = asyncio.Semaphore(max_concurrency)
+        self.in_flight = 0
+        self.probes = 0
+        self.checks = 0
+        self.unreachable = 0
+        self.local_errors = 0
+        self._last_error_log = 0.0
+        self._errors_since_log = 0
+
+    async def check(self, address: str, ports: Sequence[int]) -> bool | None:
+        """True as soon as any probe gets an answer; False if every probe that could run
+        got none; None if no probe could run at all."""
+        self.checks += 1
+        probes = [self.tcp(address, port) for port in ports]
+        if self.icmp_mode:
+            probes.insert(0, self.icmp(address))
+        if not probes:
+            return None
+        tasks = [asyncio.ensure_future(p) for p in probes]
+        result: bool | None = None
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                ok = await next_done
+                if ok:
+                    result = True
+                    break
+                if ok is False:
+                    result = False
+        finally:
+            for task in tasks:
+                task.cancel()
+            # Let cancelled probes close their sockets before the caller moves on.
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if result is False:
+            self.unreachable += 1
+        return result
+
+    async def tcp(self, address: str, port: int) -> bool | None:
+        """Connect to address:port within tcp_timeout; a refused connection is False."""
+        async with self.slots:
+            self.probes += 1
+            self.in_flight += 1
+            try:
+                return await self._tcp(address, port)
+            finally:
+                self.in_flight -= 1
+
+    async def _tcp(self, address: str, port: int) -> bool | None:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            self._local_error("tcp", address, exc)
+            return None
+        try:
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(self.tcp_timeout):
+                await loop.sock_connect(sock, (address, port))
+            return True
+        except TimeoutError:
+            return False
+        except OSError as exc:
+            if exc.errno in _LOCAL_ERRNOS:
+                self._local_error("tcp", address, exc)
+                return None
+            return False
+        finally:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
+            except OSError:
+                pass
+            sock.close()
+
+    async def icmp(self, address: str) -> bool | None:
+        """Up to ping_count echo requests, each waiting ping_timeout; True at the first reply."""
+        for _ in range(self.ping_count):
+            async with self.slots:
+                self.probes += 1
+                self.in_flight += 1
+                try:
+                    host = await async_ping(address, count=1, timeout=self.ping_timeout,
+                                            privileged=self.icmp_mode == RAW)
+                except ICMPLibError as exc:
+                    # Raised only when the socket cannot be made (permission, no fds); a
+                    # failed send or a timeout just gives a host that is not alive.
+                    self._local_error("icmp", address, exc)
+                    return None
+                finally:
+                    self.in_flight -= 1
+            if host.is_alive:
+                return True
+        return False
+
+    def _local_error(self, kind: str, address: str, exc: BaseException) -> None:
+        self.local_errors += 1
+        self._errors_since_log += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= _LOG_EVERY:
+            log.warning(
+                "probe could not run; not counted as a failure",
+                extra=kv(probe=kind, address=address, error=str(exc) or type(exc).__name__,
+                         errors_since_last_log=self._errors_since_log,
+                         max_concurrency=self.max_concurrency),
+            )
+            self._last_error_log = now
+            self._errors_since_log = 0

@@ -1,0 +1,77 @@
+"""`skydns-schedule`: the leader-elected assigner of addresses to scanners.
+
+    skydns-schedule --config-file /etc/skydns/skydns-schedule.conf
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from skydns.config import ConfigError, load_config, load_or_exit
+from skydns.logsetup import kv, setup_logging
+
+log = logging.getLogger("skydns.scheduler")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skydns-schedule",
+        description="Assigns every monitored address (a key under status-path) to one live "
+        "scanner (a key under heart-path) by rendezvous hashing, writing report/<ip>. Several "
+        "may run: each puts lock/<hostname> on an etcd lease (TTL agent-downtime), the oldest "
+        "key leads and the others stand by. SIGHUP reloads the config (schedule-interval and "
+        "[Log] at once; the rest needs a restart). SIGTERM or SIGINT resigns and stops.",
+    )
+    parser.add_argument(
+        "--config-file",
+        "-config-file",
+        metavar="PATH",
+        default=None,
+        help="INI config file (see etc/skydns-schedule.conf); built-in defaults apply "
+        "without one",
+    )
+    return parser
+
+
+def reload(path: str | None, scheduler) -> None:
+    """SIGHUP: re-read the config; a bad file is logged and the running config kept."""
+    try:
+        cfg = load_config(path, "schedule")
+    except ConfigError as err:
+        log.error("config reload failed; keeping the running config", extra=kv(error=str(err)))
+        return
+    setup_logging(cfg["Log"], "skydns-schedule")
+    scheduler.reconfigure(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cfg = load_or_exit(args.config_file, "schedule")
+    setup_logging(cfg["Log"], "skydns-schedule")
+
+    from .loop import Scheduler
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        scheduler = Scheduler(cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload, args.config_file, scheduler)
+        await scheduler.run(stop)
+
+    try:
+        import uvloop
+    except ImportError:  # uvloop is a dependency; still run on plain asyncio without it
+        asyncio.run(run())
+    else:
+        uvloop.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

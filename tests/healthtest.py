@@ -1,0 +1,444 @@
+"""Helpers for the health subsystem's tests: scanner/scheduler processes, TCP backends on
+127.0.0.0/8, a host in a network namespace, and readers of the monitor keys.
+
+Every address these helpers make traffic to is on loopback or inside a namespace the test
+created; the namespace's subnet also gets an `unreachable` route so that no probe can leak
+to the default route if the namespace's link or route goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from skydns.config import load_config
+
+from etcdtest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+MONITOR = "/skydns/monitor/"
+STATUS = MONITOR + "status/"
+REPORT = MONITOR + "report/"
+HEART = MONITOR + "heart/"
+LOCK = MONITOR + "lock/"
+
+# Fast but not frantic: a 2-core CI box runs several of these processes at once.
+SCANNER_DEFAULTS = {
+    "General": {"heartbeat-interval": 0.5, "agent-downtime": 2.0},
+    "Check": {"check-interval": 0.2, "check-timeout": 0.5, "enable-icmp": False, "rise": 2,
+              "fall": 3, "ping-timeout": 0.5, "scann-ports": 9},
+    "Log": {"log-level": "info"},
+}
+SCHEDULER_DEFAULTS = {
+    "General": {"schedule-interval": 1.0, "agent-downtime": 2.0},
+    "Log": {"log-level": "info"},
+}
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def _merge(*layers: dict) -> dict:
+    out: dict[str, dict] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+def _ini_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def write_ini(path: Path, sections: dict) -> Path:
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_ini_value(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def sections_for(kind: str, etcd_endpoint: str, hostname: str, **overrides) -> dict:
+    defaults = SCANNER_DEFAULTS if kind == "scanner" else SCHEDULER_DEFAULTS
+    base = {"General": {"hostname": hostname}, "Etcd": {"etcd-servers": etcd_endpoint}}
+    return _merge(defaults, base, overrides)
+
+
+def load(kind: str, etcd_endpoint: str, hostname: str, tmp_path: Path, **overrides) -> dict:
+    """A validated config dict, as the daemon's main() would get it."""
+    path = write_ini(tmp_path / f"{kind}-{hostname}.conf",
+                     sections_for(kind, etcd_endpoint, hostname, **overrides))
+    return load_config(str(path), kind)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+class Daemon:
+    """A skydns-scanner or skydns-schedule process with its own config and log file."""
+
+    def __init__(self, kind: str, etcd_endpoint: str, hostname: str, **overrides):
+        self.kind = kind
+        self.hostname = hostname
+        self.etcd_endpoint = etcd_endpoint
+        self.dir = Path(tempfile.mkdtemp(prefix=f"skydns-{kind}-"))
+        self.config = write_ini(self.dir / f"{kind}.conf",
+                                sections_for(kind, etcd_endpoint, hostname, **overrides))
+        self.log = self.dir / f"{hostname}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def __repr__(self) -> str:
+        return f"<Daemon {self.kind} {self.hostname} pid={self.proc and self.proc.pid}>"
+
+    def start(self, **env: str) -> Daemon:
+        module = "scanner" if self.kind == "scanner" else "scheduler"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, "--config-file", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+        return self
+
+    def rewrite_config(self, **overrides) -> None:
+        """Replace the config file (the process reads it again on SIGHUP)."""
+        write_ini(self.config, sections_for(self.kind, self.etcd_endpoint, self.hostname,
+                                            **overrides))
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, timeout: float = 10) -> int | None:
+        """SIGTERM and wait; the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to revoke anything."""
+        if self.running:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- TCP backends ----------------------------------------------------------------------------
+
+
+class Listener:
+    """A TCP listener on ip:port that accepts and closes; stop() makes the port refuse."""
+
+    def __init__(self, ip: str = "127.0.0.1", port: int = 0):
+        self.ip = ip
+        self.port = port
+        self.sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> Listener:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.ip else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.ip, self.port))
+        sock.listen(128)
+        sock.settimeout(0.05)
+        self.port = sock.getsockname()[1]
+        self.sock = sock
+        self._stop.clear()
+        # Accept so the queue never fills: a full accept queue drops SYNs, and probes
+        # would time out although the port is open.
+        self._thread = threading.Thread(target=self._accept, args=(sock,), daemon=True)
+        self._thread.start()
+        return self
+
+    def _accept(self, sock: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> Listener:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def closed_port(ip: str = "127.0.0.1") -> int:
+    """A port that nothing listens on at ip (bound, then released): connects get RST."""
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+# --- etcd readers ----------------------------------------------------------------------------
+
+
+def _json_or_none(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def reports(etcd) -> dict[str, str | None]:
+    """ip -> scanner hostname under report/ (None for unreadable values)."""
+    out = {}
+    for key, value in etcd.get_prefix(REPORT).items():
+        obj = _json_or_none(value)
+        out[key[len(REPORT):]] = obj.get("hostname") if isinstance(obj, dict) else None
+    return out
+
+
+def statuses(etcd) -> dict[str, dict | None]:
+    return {key[len(STATUS):]: _json_or_none(value)
+            for key, value in etcd.get_prefix(STATUS).items()}
+
+
+def status_of(etcd, ip: str) -> str | None:
+    value = _json_or_none(etcd.get(STATUS + ip) or "null")
+    return value.get("status") if isinstance(value, dict) else None
+
+
+def lock_revisions(etcd) -> dict[str, int]:
+    """hostname -> create revision of its lock key."""
+    out = json.loads(etcd.etcdctl("get", "--prefix", "-w", "json", "--", LOCK))
+    return {base64.b64decode(kv["key"]).decode()[len(LOCK):]: int(kv["create_revision"])
+            for kv in out.get("kvs") or []}
+
+
+def leader(etcd) -> str | None:
+    locks = lock_revisions(etcd)
+    return min(locks, key=locks.get) if locks else None
+
+
+def wait_status(etcd, ip: str, status: str, timeout: float) -> float:
+    """Wait until status/<ip> says status; the seconds it took."""
+    start = time.monotonic()
+    wait_for(lambda: status_of(etcd, ip) == status, timeout=timeout, interval=0.02,
+             message=f"status of {ip} to become {status}")
+    return time.monotonic() - start
+
+
+# --- a host in a network namespace -----------------------------------------------------------
+
+
+class NetnsUnavailable(Exception):
+    """Network namespaces cannot be made here (not root, no iproute2, no permission)."""
+
+
+def _ip(*args: str, netns: str | None = None) -> None:
+    cmd = ["ip", *args] if netns is None else ["ip", "netns", "exec", netns, "ip", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        raise NetnsUnavailable(f"{' '.join(cmd)}: {done.stderr.strip() or done.returncode}")
+
+
+def _subnet_in_use(third_octet: int) -> bool:
+    out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                         text=True, timeout=10).stdout
+    return f"198.18.{third_octet}." in out
+
+
+class NetnsHost:
+    """A namespace `skyt-<tag>` holding one end of a veth pair: a host at .2 of a /30 in
+    198.18.0.0/15 (the benchmarking range, never routed on a real network), with the host
+    side at .1. An `unreachable` route for the /30 (higher metric) catches every packet if the
+    connected route disappears, so nothing can leave through the default route.
+    """
+
+    def __init__(self):
+        tag = secrets.token_hex(3)
+        self.netns = f"skyt-{tag}"
+        self.host_if = f"skh{tag}"
+        self.ns_if = f"skn{tag}"
+        self.octet = 0
+        self.address = ""
+        self._made: list[str] = []
+
+    def __enter__(self) -> NetnsHost:
+        if os.geteuid() != 0:
+            raise NetnsUnavailable("network namespaces need root")
+        if shutil.which("ip") is None:
+            raise NetnsUnavailable("the ip command (iproute2) is not installed")
+        try:
+            self._create()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _create(self) -> None:
+        for _ in range(20):
+            octet = random.randrange(0, 256)
+            if not _subnet_in_use(octet):
+                break
+        else:
+            raise NetnsUnavailable("no free /30 in 198.18.0.0/16")
+        self.octet = octet
+        subnet = f"198.18.{octet}.0/30"
+        self.address = f"198.18.{octet}.2"
+        # The safety route first, before any address exists.
+        _ip("route", "add", "unreachable", subnet, "metric", "4000")
+        self._made.append("route")
+        _ip("netns", "add", self.netns)
+        self._made.append("netns")
+        _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        self._made.append("link")
+        _ip("link", "set", self.ns_if, "netns", self.netns)
+        _ip("addr", "add", f"198.18.{octet}.1/30", "dev", self.host_if)
+        _ip("link", "set", self.host_if, "up")
+        _ip("addr", "add", f"{self.address}/30", "dev", self.ns_if, netns=self.netns)
+        _ip("link", "set", "lo", "up", netns=self.netns)
+        _ip("link", "set", self.ns_if, "up", netns=self.netns)
+
+    def set_link(self, up: bool) -> None:
+        """Take the namespace side of the link down or up (the host side keeps its route)."""
+        _ip("link", "set", self.ns_if, "up" if up else "down", netns=self.netns)
+
+    def __exit__(self, *exc) -> None:
+        def quiet(*args):
+            subprocess.run(["ip", *args], capture_output=True, timeout=10)
+
+        if "link" in self._made:
+            quiet("link", "del", self.host_if)
+        if "netns" in self._made:
+            quiet("netns", "del", self.netns)
+        if "route" in self._made:
+            quiet("route", "del", "unreachable", f"198.18.{self.octet}.0/30", "metric", "4000")
+        self._made.clear()
+
+
+# --- an asyncio daemon object in a thread ----------------------------------------------------
+
+
+class InThread:
+    """Runs `factory()`'s async run(stop) on an event loop in a thread, so sync tests can
+    drive etcd and sockets while it works. `obj` is the running object (for its counters);
+    `call(coro_fn)` runs a coroutine function on its loop and returns the result.
+    """
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.obj = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> InThread:
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+        if not self._started.wait(10):
+            raise AssertionError("daemon thread did not start")
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def _main(self) -> None:
+        async def run():
+            self.loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            try:
+                self.obj = self.factory()
+            finally:
+                self._started.set()
+            await self.obj.run(self._stop)
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # surfaced by __exit__
+            self.error = exc
+            self._started.set()
+
+    def call(self, coro_fn, timeout: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coro_fn(), self.loop).result(timeout)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._thread is None:
+            return
+        if self.loop is not None and self._stop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        alive = self._thread.is_alive()
+        self._thread = None
+        if alive:
+            raise AssertionError("daemon did not stop within its deadline")
+        if self.error is not None:
+            raise self.error
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class BareNetns:
+    """An empty network namespace `skyt-<tag>` (only its own loopback), for running a
+    command under different per-namespace sysctls; run() executes argv inside it."""
+
+    def __init__(self):
+        self.netns = f"skyt-{secrets.token_hex(3)}"
+
+    def __enter__(self) -> BareNetns:
+        if os.geteuid() != 0:
+            raise NetnsUnavailable("network namespaces need root")
+        if shutil.which("ip") is None:
+            raise NetnsUnavailable("the ip command (iproute2) is not installed")
+        _ip("netns", "add", self.netns)
+        try:
+            _ip("link", "set", "lo", "up", netns=self.netns)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def run(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=10)

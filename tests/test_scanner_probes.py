@@ -1,0 +1,173 @@
+"""Probes against real sockets on 127.0.0.0/8 (and ICMP to loopback where allowed)."""
+
+import asyncio
+import errno
+import shutil
+import socket
+import sys
+import time
+
+import pytest
+
+from scanner import probes
+from scanner.probes import Prober, detect_icmp_mode
+
+from etcdtest import run_async
+from healthtest import ROOT, BareNetns, Listener, NetnsUnavailable, closed_port
+
+
+def prober(**kw) -> Prober:
+    args = {"tcp_timeout": 0.5, "icmp_mode": None, "ping_count": 1, "ping_timeout": 0.5,
+            "max_concurrency": 16}
+    args.update(kw)
+    return Prober(**args)
+
+
+def test_tcp_open_and_refused():
+    with Listener("127.0.0.21") as backend:
+        p = prober()
+        assert run_async(p.tcp("127.0.0.21", backend.port)) is True
+        refused = closed_port("127.0.0.21")
+        assert run_async(p.tcp("127.0.0.21", refused)) is False
+        assert run_async(p.check("127.0.0.21", [refused, backend.port])) is True
+        assert run_async(p.check("127.0.0.21", [refused])) is False
+    assert (p.probes, p.checks, p.unreachable) == (5, 2, 1)
+
+
+def test_tcp_ipv6_loopback():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    try:
+        backend = Listener("::1").start()
+    except OSError as exc:
+        pytest.skip(f"cannot listen on ::1: {exc}")
+    try:
+        assert run_async(prober().tcp("::1", backend.port)) is True
+    finally:
+        backend.stop()
+
+
+def _full_backlog(ip: str):
+    """A listener that never accepts, its queue filled: further SYNs are dropped, so a
+    connect hangs until the probe's timeout (a backend that is wedged, not down)."""
+    server = socket.socket()
+    server.bind((ip, 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex((ip, port))
+        fillers.append(c)
+    time.sleep(0.05)
+    return server, port, fillers
+
+
+def test_tcp_timeout_counts_as_failure():
+    server, port, fillers = _full_backlog("127.0.0.22")
+    try:
+        p = prober(tcp_timeout=0.2)
+        start = time.monotonic()
+        assert run_async(p.tcp("127.0.0.22", port)) is False
+        assert time.monotonic() - start >= 0.2
+    finally:
+        for s in fillers + [server]:
+            s.close()
+
+
+def test_concurrency_is_bounded():
+    server, port, fillers = _full_backlog("127.0.0.23")
+    p = prober(tcp_timeout=0.2, max_concurrency=5)
+    peak = 0
+
+    async def watch():
+        nonlocal peak
+        while True:
+            peak = max(peak, p.in_flight)
+            await asyncio.sleep(0.005)
+
+    async def main():
+        watcher = asyncio.create_task(watch())
+        start = time.monotonic()
+        results = await asyncio.gather(*(p.check("127.0.0.23", [port]) for _ in range(20)))
+        elapsed = time.monotonic() - start
+        watcher.cancel()
+        return results, elapsed
+
+    try:
+        results, elapsed = run_async(main())
+    finally:
+        for s in fillers + [server]:
+            s.close()
+    assert results == [False] * 20
+    assert peak == 5
+    assert elapsed >= 4 * 0.2  # 20 hanging probes, 5 at a time
+
+
+def test_local_errors_are_unknown_not_down(monkeypatch, caplog):
+    def no_fds(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    async def main():
+        # Patched inside the loop: the loop itself needs sockets to start and stop.
+        with monkeypatch.context() as patch:
+            patch.setattr(probes.socket, "socket", no_fds)
+            return await p.check("127.0.0.24", [80])
+
+    p = prober()
+    assert run_async(main()) is None
+    assert p.local_errors == 1 and p.unreachable == 0
+    assert "probe could not run" in caplog.text
+
+
+def test_no_probe_configured_is_unknown():
+    assert run_async(prober().check("127.0.0.25", [])) is None
+
+
+def test_icmp_mode_and_loopback_echo():
+    mode = detect_icmp_mode()
+    if mode is None:
+        pytest.skip("no ICMP sockets allowed here: " + probes.icmp_unavailable_reason())
+    p = prober(icmp_mode=mode, ping_count=2, ping_timeout=0.5)
+    # Loopback answers echo: with ICMP on, an address with no open port is still UP.
+    assert run_async(p.check("127.0.0.26", [closed_port("127.0.0.26")])) is True
+
+
+def test_icmp_reason_names_the_sysctl():
+    assert "ping_group_range" in probes.icmp_unavailable_reason() or \
+        "not supported" in probes.icmp_unavailable_reason()
+
+
+_UNPRIVILEGED_PROBE = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+from scanner.probes import Prober, detect_icmp_mode
+mode = detect_icmp_mode()
+ok = None
+if mode:
+    ok = asyncio.run(Prober(tcp_timeout=0.5, icmp_mode=mode, ping_timeout=1.0).icmp("127.0.0.1"))
+print(mode, ok)
+"""
+
+
+def test_icmp_modes_of_an_unprivileged_scanner():
+    """As nobody, in a namespace of our own: no ICMP at all under the kernel's default
+    ping_group_range, datagram sockets once the range includes our group."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    try:
+        netns = BareNetns().__enter__()
+    except NetnsUnavailable as exc:
+        pytest.skip(f"cannot make a network namespace: {exc}")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                 sys.executable, "-c", _UNPRIVILEGED_PROBE, str(ROOT)]
+    try:
+        netns.run("sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
+        out = netns.run(*as_nobody)
+        assert out.stdout.split() == ["None", "None"], out.stderr
+        netns.run("sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+        out = netns.run(*as_nobody)
+        assert out.stdout.split() == ["datagram", "True"], out.stderr
+    finally:
+        netns.__exit__()
