@@ -1,0 +1,272 @@
+"""`skydns-apicmd`: the command line of the record API (talks HTTP to skydns-kubeapi only).
+
+Keeps the original tool's single-dash flags (`-list`, `-show NAME`, `-method create ...`);
+`--flag` spellings work too. Exit status: 0 done, 1 the API refused (its `ERR, ...` is
+printed), 2 bad usage or no token, 3 the API could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+
+from .client import DEFAULT_ADDR, ApiAnswer, Client, Unreachable
+from .table import table
+
+EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+TYPES = ("A", "AAAA", "SRV", "CNAME", "NS", "MX", "TXT")
+UPDATE_KINDS = {"ips": None, "alias": "CNAME", "nshost": "NS", "mailhost": "MX", "text": "TXT"}
+
+EPILOG = """\
+examples:
+  export SKYDNS_API_ADDR=127.0.0.1:9001 SKYDNS_API_TOKEN=123456789
+  skydns-apicmd -list
+  skydns-apicmd -show cctv2
+  skydns-apicmd -method create -domain cctv2 -ips "192.168.10.1;192.168.10.2"
+  skydns-apicmd -method create -domain cctv2 -alias tv1      (tv1 becomes an alias of cctv2)
+  skydns-apicmd -method create -domain _http._tcp.web -type SRV -ips 10.0.0.1 -ports 80
+  skydns-apicmd -method update -domain cctv2 -updates "ips:192.168.10.1->192.168.10.9"
+  skydns-apicmd -method update -domain cctv2 -updates "alias:tv1->tv2"
+  skydns-apicmd -method delete -domain cctv2 -ips 192.168.10.2
+  skydns-apicmd -method delete -domain cctv2                (the whole name)
+
+exit status: 0 done, 1 the API answered an error, 2 bad usage or no token,
+3 the API could not be reached."""
+
+
+class _Usage(Exception):
+    """A command line that cannot be turned into a request."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skydns-apicmd",
+        description="List, show, create, update and delete skydns records through the "
+        "skydns-kubeapi REST API.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        allow_abbrev=False,
+    )
+
+    def flag(name: str, **kwargs) -> None:
+        # Go-style `-name` as in the original tool; `--name` works too but is not listed.
+        parser.add_argument(f"-{name}", dest=name, **kwargs)
+        parser.add_argument(f"--{name}", dest=name, **{**kwargs, "help": argparse.SUPPRESS})
+
+    parser.add_argument("-h", "-help", "--help", action="help",
+                        help="show this help and exit")
+    flag("addr", metavar="HOST:PORT",
+         help=f"API address (env SKYDNS_API_ADDR, default {DEFAULT_ADDR})")
+    flag("token", help="API token (env SKYDNS_API_TOKEN); sent as Authorization: Bearer")
+    flag("list", action="store_true", help="list every record of the zone")
+    flag("show", metavar="NAME", help="show one name's records")
+    flag("method", choices=("create", "update", "delete"), help="change records of -domain")
+    flag("domain", metavar="NAME", help="name to change, relative to the zone or fully qualified")
+    flag("type", metavar="TYPE", help="record type: " + ", ".join(TYPES) +
+         " (default: from the values given)")
+    flag("ips", metavar='"IP;IP"', help="addresses, separated by ';'")
+    flag("ports", metavar='"PORT;PORT"', help="SRV ports: one for all addresses or one each")
+    flag("alias", metavar='"NAME;NAME"', help="aliases (CNAMEs) that point to -domain")
+    flag("nshost", metavar='"HOST;HOST"', help="NS hosts")
+    flag("mailhost", metavar='"HOST;HOST"', help="MX hosts")
+    flag("mailpriority", metavar="N", type=int, help="MX priority (default 10)")
+    flag("text", metavar="TEXT", help="TXT text")
+    flag("ttl", metavar="SECONDS", type=int, help="TTL of created records")
+    flag("ptr", action="store_true", help="also create the reverse (PTR) record of each address")
+    flag("updates", metavar='"KIND:OLD->NEW"',
+         help="for -method update: ips:, alias:, nshost:, mailhost: or text:OLD->NEW")
+    flag("timeout", metavar="SECONDS", type=float, default=15.0,
+         help="HTTP timeout (default 15)")
+    parser.add_argument("--json", "-json", action="store_true",
+                        help="print the API's JSON answer instead of the table or OK")
+    return parser
+
+
+def _split(text: str | None) -> list[str]:
+    if text is None:
+        return []
+    return [item.strip() for item in text.split(";") if item.strip()]
+
+
+def _ip_type(ips: list[str]) -> str:
+    families = set()
+    for ip in ips:
+        try:
+            families.add(ipaddress.ip_address(ip).version)
+        except ValueError:
+            families.add(4)  # let the API say what is wrong with it
+    if len(families) > 1:
+        raise _Usage("-ips mixes IPv4 and IPv6: create them separately or give -type")
+    return "AAAA" if families == {6} else "A"
+
+
+def _type(args) -> str | None:
+    if args.type is None:
+        return None
+    rtype = args.type.strip().upper()
+    if rtype not in TYPES:
+        raise _Usage(f"-type {args.type!r}: expected one of {', '.join(TYPES)}")
+    return rtype
+
+
+def _values(args) -> tuple[str | None, str | None, list[str]]:
+    """(type, body field, values) named on the command line; the type may be None."""
+    given = [(field, rtype, _split(raw)) for field, rtype, raw in (
+        ("ips", None, args.ips), ("alias", "CNAME", args.alias),
+        ("nsHost", "NS", args.nshost), ("mailHost", "MX", args.mailhost),
+    ) if raw is not None]
+    if args.text is not None:
+        given.append(("text", "TXT", [args.text]))
+    if len(given) > 1:
+        raise _Usage("give only one of -ips, -alias, -nshost, -mailhost, -text")
+    if not given:
+        return None, None, []
+    field, rtype, values = given[0]
+    if not values:
+        raise _Usage(f"-{field.lower()} is empty")
+    return rtype, field, values
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in _split(text)]
+    except ValueError:
+        raise _Usage(f"-{flag} {text!r}: expected numbers separated by ';'") from None
+
+
+def create_body(args) -> dict:
+    implied, field, values = _values(args)
+    if field is None:
+        raise _Usage("-method create needs -ips, -alias, -nshost, -mailhost or -text")
+    rtype = _type(args) or implied or ("SRV" if args.ports else _ip_type(values))
+    body: dict = {"type": rtype, field: values if field != "text" else values[0]}
+    if args.ports is not None:
+        body["ports"] = _ints(args.ports, "ports")
+    if args.mailpriority is not None:
+        body["mailPriority"] = args.mailpriority
+    if args.ttl is not None:
+        body["ttl"] = args.ttl
+    if args.ptr:
+        body["ptr"] = True
+    return body
+
+
+def _address_type(client: Client, name: str, ip: str) -> str:
+    """The type holding `ip` at `name` (A, AAAA or SRV), so `-updates ips:` needs no -type."""
+    try:
+        shown = client.show(name)
+    except ApiAnswer:
+        shown = {}
+    for entry in shown.get("records", []):
+        if ip in entry.get("ips", []):
+            return entry["type"]
+    return _ip_type([ip])
+
+
+def update_body(args, client: Client) -> dict:
+    if not args.updates:
+        raise _Usage('-method update needs -updates "KIND:OLD->NEW" (e.g. "ips:1.2.3.4->1.2.3.5")')
+    kind, sep, pair = args.updates.partition(":")
+    kind = kind.strip().lower()
+    old, arrow, new = pair.partition("->")
+    if not sep or not arrow or kind not in UPDATE_KINDS or not old.strip() or not new.strip():
+        raise _Usage(f'-updates {args.updates!r}: expected KIND:OLD->NEW with KIND one of '
+                     f'{", ".join(UPDATE_KINDS)}')
+    old, new = old.strip(), new.strip()
+    rtype = _type(args) or UPDATE_KINDS[kind] or _address_type(client, args.domain, old)
+    return {"type": rtype, "update": {old: new}}
+
+
+def delete_body(args, client: Client) -> dict | None:
+    implied, field, values = _values(args)
+    rtype = _type(args) or implied
+    if field is None:
+        return {"type": rtype} if rtype else None
+    if rtype is None:  # -ips without -type: whichever address type holds them
+        rtype = _address_type(client, args.domain, values[0])
+    return {"type": rtype, field: values if field != "text" else values[0]}
+
+
+def show(client: Client, name: str, rtype: str | None) -> dict:
+    """One name's records. As in the original tool, `-show nginx.default` also finds the
+    Kubernetes service name `nginx.default.svc.<zone>` when nothing is at `nginx.default`."""
+    try:
+        return client.show(name, rtype)
+    except ApiAnswer as err:
+        labels = name.rstrip(".").split(".")
+        if err.status != 404 or name.endswith(".") or len(labels) != 2:
+            raise
+        try:
+            return client.show(f"{name}.svc", rtype)
+        except ApiAnswer:
+            raise err from None
+
+
+def _print_table(answer: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        return
+    for line in table(answer.get("records", [])):
+        print(line)
+
+
+def run(args, client: Client) -> int:
+    if args.list:
+        _print_table(client.listing(_type(args)), args.json)
+        return EXIT_OK
+    if args.show is not None:
+        _print_table(show(client, args.show, _type(args)), args.json)
+        return EXIT_OK
+    if not args.domain:
+        raise _Usage(f"-method {args.method} needs -domain NAME")
+    if args.method == "create":
+        method, body = "POST", create_body(args)
+    elif args.method == "update":
+        method, body = "PUT", update_body(args, client)
+    else:
+        method, body = "DELETE", delete_body(args, client)
+    _, answer = client.write(method, args.domain, body)
+    print(json.dumps(answer) if args.json else answer.get("result", "OK"))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    modes = [m for m, on in (("-list", args.list), ("-show", args.show is not None),
+                             ("-method", args.method is not None)) if on]
+    if len(modes) != 1:
+        parser.print_usage(sys.stderr)
+        what = "one of -list, -show NAME or -method" if not modes else " and ".join(modes)
+        print(f"skydns-apicmd: give {what}" if not modes else
+              f"skydns-apicmd: {what} cannot be combined", file=sys.stderr)
+        return EXIT_USAGE
+    token = args.token if args.token is not None else os.environ.get("SKYDNS_API_TOKEN", "")
+    if not token:
+        print("skydns-apicmd: no token: use -token or set SKYDNS_API_TOKEN", file=sys.stderr)
+        return EXIT_USAGE
+    addr = args.addr or os.environ.get("SKYDNS_API_ADDR") or DEFAULT_ADDR
+    try:
+        client = Client(addr, token, timeout=args.timeout)
+    except ValueError as err:
+        print(f"skydns-apicmd: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return run(args, client)
+    except _Usage as err:
+        print(f"skydns-apicmd: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiAnswer as err:
+        print(f"skydns-apicmd: {err}", file=sys.stderr)
+        return EXIT_API
+    except Unreachable as err:
+        print(f"skydns-apicmd: {err}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

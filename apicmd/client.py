@@ -1,0 +1,119 @@
+"""A minimal HTTP client of skydns-kubeapi (urllib: no dependencies beyond Python).
+
+Every failure becomes one of two exceptions with a message fit for a terminal:
+ApiAnswer (the API answered with an error status) or Unreachable (no usable answer at all).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+DEFAULT_ADDR = "127.0.0.1:9001"
+
+
+class ApiAnswer(Exception):
+    """The API refused the request: status and its one-line reason."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(f"ERR, {reason} (HTTP {status})")
+        self.status = status
+        self.reason = reason
+
+
+class Unreachable(Exception):
+    """No answer from the API (refused, timed out, not HTTP, not the skydns API)."""
+
+
+def base_url(addr: str) -> str:
+    """`127.0.0.1:9001`, `[::1]:9001`, `http://host:9001` -> `http://host:port` (no slash)."""
+    addr = addr.strip()
+    if not addr:
+        raise ValueError("empty API address")
+    if any(ch.isspace() or not ch.isprintable() for ch in addr):
+        raise ValueError(f"bad API address {addr!r}: expected host:port or http://host:port")
+    url = addr if "://" in addr else f"http://{addr}"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"bad API address {addr!r}: expected host:port or http://host:port")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"bad port in API address {addr!r}") from None
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _reason(status: int, body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict) and isinstance(obj.get("error"), str):
+        return obj["error"]
+    if text.startswith("ERR,"):
+        return text[4:].strip().splitlines()[0] if text[4:].strip() else "error"
+    first = text.splitlines()[0] if text else ""
+    return first[:200] or f"HTTP {status}"
+
+
+class Client:
+    def __init__(self, addr: str, token: str, timeout: float = 15.0):
+        self.base = base_url(addr)
+        self.token = token
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: dict | None = None,
+                query: dict | None = None) -> tuple[int, bytes]:
+        url = self.base + urllib.parse.quote(path)
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        # The header, not ?token=: URLs end up in proxy and access logs.
+        req.add_header("Authorization", f"Bearer {self.token}")
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            raise ApiAnswer(err.code, _reason(err.code, err.read() or b"")) from None
+        except urllib.error.URLError as err:
+            reason = err.reason
+            text = getattr(reason, "strerror", None) or str(reason)
+            raise Unreachable(f"cannot reach the API at {self.base}: {text}") from None
+        except TimeoutError:
+            raise Unreachable(f"no answer from the API at {self.base} within "
+                              f"{self.timeout:g}s") from None
+        except (http.client.HTTPException, ConnectionError, OSError) as err:
+            raise Unreachable(f"cannot talk to the API at {self.base}: "
+                              f"{type(err).__name__}: {err}") from None
+
+    def json(self, method: str, path: str, **kwargs) -> dict:
+        _, raw = self.request(method, path, **kwargs)
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            raise Unreachable(f"{self.base} did not answer JSON; is it the skydns API?") from None
+        if not isinstance(obj, dict):
+            raise Unreachable(f"{self.base} answered unexpected JSON")
+        return obj
+
+    def listing(self, rtype: str | None = None) -> dict:
+        return self.json("GET", "/skydns/api", query={"type": rtype} if rtype else None)
+
+    def show(self, name: str, rtype: str | None = None) -> dict:
+        return self.json("GET", f"/skydns/api/{name}", query={"type": rtype} if rtype else None)
+
+    def write(self, method: str, name: str, body: dict | None) -> tuple[int, dict]:
+        status, raw = self.request(method, f"/skydns/api/{name}", body=body)
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = {"result": raw.decode("utf-8", errors="replace").strip()}
+        return status, obj if isinstance(obj, dict) else {"result": obj}

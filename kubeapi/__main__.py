@@ -1,0 +1,121 @@
+"""`skydns-kubeapi`: the REST API that writes records to etcd.
+
+skydns-kubeapi --config-file /etc/skydns/skydns-api.conf
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from skydns.config import ConfigError, load_or_exit
+from skydns.logsetup import setup_logging
+
+log = logging.getLogger("skydns.kubeapi")
+
+DESCRIPTION = """\
+REST API for the records of [General] domain, stored in etcd where the skydns DNS servers
+read them. Routes (token via ?token= or 'Authorization: Bearer'; /healthz needs none):
+  GET    /skydns/api[?type=A]      list every record (JSON)
+  GET    /skydns/api/NAME          one name's records (JSON)
+  POST   /skydns/api/NAME          add: {"type":"A","ips":["192.168.10.1"]}
+                                   {"type":"cname","alias":"tv1"} makes tv1 an alias of NAME
+  PUT    /skydns/api/NAME          swap: {"type":"A","update":{"OLD":"NEW"}}
+  DELETE /skydns/api/NAME          remove: {"type":"A","ips":[...]}, no body: the whole name
+  GET    /healthz                  200 OK while etcd answers
+NAME is relative to the zone (cctv2) or fully qualified inside it (cctv2.skydns.local).
+Writes answer OK (201/200), errors one line 'ERR, <reason>' with a 4xx/5xx status.
+SIGTERM or SIGINT stops the server."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skydns-kubeapi",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Config keys: [General] domain; [SkydnsApi] api-enable, api-address, "
+        "skydns-auth (admin token), max-body; [Tokens] owner = token; [Etcd]; [Log]. "
+        "See kubeapi/README.md and etc/skydns-api.conf.",
+    )
+    parser.add_argument(
+        "--config-file",
+        "-config-file",
+        metavar="PATH",
+        default=None,
+        help="INI config file (see etc/skydns-api.conf); built-in defaults apply without one",
+    )
+    return parser
+
+
+def request_deadline(etcd_section: dict) -> float:
+    """How long one request may keep retrying etcd before it answers 503."""
+    return max(1.0, 2 * float(etcd_section.get("etcd-timeout") or 5.0))
+
+
+async def serve(cfg: dict) -> None:
+    from aiohttp import web
+
+    from .auth import Authenticator
+    from .etcd import EtcdStore
+    from .plan import Layout, refs_path_for
+    from .routes import make_app
+    from .service import RecordService
+
+    api, etcd = cfg["SkydnsApi"], cfg["Etcd"]
+    zone = cfg["General"]["domain"]
+    auth = Authenticator(api["skydns-auth"], cfg.get("Tokens", {}))
+    if not auth.configured:
+        log.warning("no tokens configured ([SkydnsApi] skydns-auth and [Tokens] are empty): "
+                    "every request except /healthz will be refused with 401")
+    store = EtcdStore(etcd)
+    layout = Layout(zone, etcd["status-path"], refs_path_for(etcd["status-path"]))
+    service = RecordService(store, layout, request_deadline(etcd))
+    app = make_app(service, auth, zone, api["max-body"])
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = api["api-address"]
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except OSError as err:
+        await runner.cleanup()
+        await store.close()
+        raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: "
+                         f"{err.strerror or err}") from None
+    log.info("listening", extra={"kv": {"address": f"{host}:{port}", "zone": zone,
+                                        "owners": len(cfg.get("Tokens", {}))}})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await runner.cleanup()
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cfg = load_or_exit(args.config_file, "api")
+    from .auth import token_problems
+
+    problems = token_problems(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
+    if problems:
+        key, reason = problems[0]
+        err = ConfigError(args.config_file, reason, "Tokens", key)
+        print(f"skydns: config error: {err}", file=sys.stderr)
+        return 2
+    setup_logging(cfg["Log"], "skydns-kubeapi")
+    if not cfg["SkydnsApi"]["api-enable"]:
+        log.info("[SkydnsApi] api-enable is false: nothing to serve")
+        return 0
+    asyncio.run(serve(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Tokens -> callers. The admin token ([SkydnsApi] skydns-auth) may change anything; each
+[Tokens] owner = token line gives an owner whose records others cannot change."""
+
+from __future__ import annotations
+
+import hmac
+
+from .errors import ApiError
+from .plan import Caller
+from .records import ADMIN
+
+
+def token_problems(admin_token: str, tokens: dict[str, str]) -> list[tuple[str, str]]:
+    """(key, reason) for each [Tokens] entry that would make an owner ambiguous."""
+    problems = []
+    seen: dict[str, str] = {}
+    for owner, token in tokens.items():
+        if owner == ADMIN:
+            problems.append((owner, f"the owner name {ADMIN!r} is kept for the skydns-auth token"))
+        elif admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+            problems.append((owner, "same token as [SkydnsApi] skydns-auth"))
+        elif token in seen:
+            problems.append((owner, f"same token as owner {seen[token]!r}"))
+        seen.setdefault(token, owner)
+    return problems
+
+
+class Authenticator:
+    def __init__(self, admin_token: str, tokens: dict[str, str]):
+        self._entries: list[tuple[bytes, Caller]] = []
+        if admin_token:
+            self._entries.append((admin_token.encode(), Caller(ADMIN, admin=True)))
+        for owner, token in sorted(tokens.items()):
+            self._entries.append((token.encode(), Caller(owner)))
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._entries)
+
+    def caller(self, token: str | None) -> Caller:
+        if not token:
+            raise ApiError(401, "missing token: pass ?token= or Authorization: Bearer <token>")
+        given = token.encode("utf-8", errors="replace")
+        found = None
+        # Compare against every token, without stopping early, so the time taken does not
+        # tell which (or whether a) token matched.
+        for secret, caller in self._entries:
+            if hmac.compare_digest(given, secret) and found is None:
+                found = caller
+        if found is None:
+            raise ApiError(401, "invalid token")
+        return found
+
+
+def token_of(headers, query) -> str | None:
+    """The token from `Authorization: Bearer x` (preferred) or `?token=x`."""
+    header = headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            raise ApiError(401, "unsupported Authorization scheme; use Bearer <token>")
+        return value.strip() or None
+    return query.get("token") or None

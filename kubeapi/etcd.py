@@ -1,0 +1,166 @@
+"""The API's etcd access, kept thin: consistent snapshots, guarded commits, retries, a ping.
+
+Calls go straight to etcd's KV RPCs (as skydns.store does) because a snapshot is one read-only
+transaction of many ranges, and a plan one transaction with compares on ranges, neither of
+which aetcd's helpers can express. Transient failures (etcd restarting, no leader, a dropped
+connection) are retried with jittered backoff until the request's deadline, then reported as
+EtcdUnavailable (HTTP 503). A commit is never blindly resent: if its outcome is unknown,
+CommitUnknown tells the caller to look at etcd again before deciding anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import grpc
+from aetcd import rpc
+
+from skydns.store import KV, describe_error, make_client, prefix_range_end
+
+from .plan import MAX_OPS_PER_TXN, Plan, Snapshot
+
+log = logging.getLogger("skydns.kubeapi.etcd")
+
+_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.CANCELLED,
+}
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 1.0
+
+
+class EtcdUnavailable(Exception):
+    """etcd did not answer within the request's deadline."""
+
+
+class EtcdRefused(Exception):
+    """etcd answered with an error retrying cannot fix (a bug on our side, or its limits)."""
+
+
+class CommitUnknown(Exception):
+    """A commit failed in transit: it may or may not have been applied."""
+
+
+def _chunks(ops: list, size: int = MAX_OPS_PER_TXN) -> list:
+    """Ops as one flat list if small enough, else as nested transactions: etcd limits the ops
+    per transaction level (--max-txn-ops, 128 by default), not the total."""
+    if len(ops) <= size:
+        return ops
+    return [rpc.RequestOp(request_txn=rpc.TxnRequest(success=ops[i:i + size]))
+            for i in range(0, len(ops), size)]
+
+
+def _flatten(responses) -> list:
+    out = []
+    for resp in responses:
+        if resp.WhichOneof("response") == "response_txn":
+            out.extend(_flatten(resp.response_txn.responses))
+        else:
+            out.append(resp)
+    return out
+
+
+def _kv(kv) -> KV:
+    return KV(kv.key.decode("utf-8", errors="replace"), kv.value, kv.mod_revision, kv.lease)
+
+
+class EtcdStore:
+    def __init__(self, etcd_section: dict):
+        self.timeout = float(etcd_section.get("etcd-timeout") or 5.0)
+        self.client = make_client(etcd_section)
+
+    async def close(self) -> None:
+        try:
+            await self.client.close()
+        except Exception as exc:  # closing a broken channel is best effort
+            log.debug("closing etcd client: %s", describe_error(exc))
+
+    async def _call(self, method: str, request, deadline: float, retry: bool = True):
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise EtcdUnavailable("etcd did not answer in time")
+            try:
+                await self.client.connect()
+                stub = self.client.kvstub
+                return await getattr(stub, method)(
+                    request, timeout=min(self.timeout, remaining), metadata=self.client.metadata
+                )
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in _RETRYABLE:
+                    raise EtcdRefused(describe_error(err)) from None
+                if not retry:
+                    raise CommitUnknown(describe_error(err)) from None
+                attempt += 1
+                reason = describe_error(err)
+                if attempt == 1 or attempt % 20 == 0:
+                    log.warning("etcd call failed, retrying", extra={"kv": {
+                        "call": method, "attempt": attempt, "error": reason}})
+                delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (attempt - 1))
+                delay = random.uniform(delay / 2, delay)
+                if loop.time() + delay >= deadline:
+                    raise EtcdUnavailable(f"etcd unavailable ({reason})") from None
+                await asyncio.sleep(delay)
+
+    async def snapshot(self, keys, prefixes, deadline: float) -> Snapshot:
+        """The given keys and prefixes, read in one transaction: one revision for all."""
+        prefixes = sorted(set(prefixes))
+        # A prefix inside another, or a key inside a prefix, would be read twice for nothing.
+        prefixes = [p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes)]
+        keys = sorted(k for k in set(keys) if not any(k.startswith(p) for p in prefixes))
+        ops = [rpc.RequestOp(request_range=rpc.RangeRequest(
+                   key=p.encode(), range_end=prefix_range_end(p.encode())))
+               for p in prefixes]
+        ops += [rpc.RequestOp(request_range=rpc.RangeRequest(key=k.encode())) for k in keys]
+        resp = await self._call("Txn", rpc.TxnRequest(success=_chunks(ops)), deadline)
+        kvs: dict[str, KV] = {}
+        for op in _flatten(resp.responses):
+            for kv in op.response_range.kvs:
+                item = _kv(kv)
+                kvs[item.key] = item
+        return Snapshot(resp.header.revision, kvs, keys, prefixes)
+
+    async def commit(self, plan: Plan, deadline: float) -> bool:
+        """Apply a plan if its guards hold; False when they did not (nothing was written)."""
+        compares = [
+            rpc.Compare(key=key.encode(), target=rpc.Compare.MOD, result=rpc.Compare.EQUAL,
+                        mod_revision=revision)
+            for key, revision in plan.key_guards.items()
+        ]
+        for prefix, kind in plan.range_guards.items():
+            raw = prefix.encode()
+            if kind == "create":
+                compares.append(rpc.Compare(
+                    key=raw, range_end=prefix_range_end(raw), target=rpc.Compare.CREATE,
+                    result=rpc.Compare.LESS, create_revision=plan.revision + 1))
+            else:
+                compares.append(rpc.Compare(
+                    key=raw, range_end=prefix_range_end(raw), target=rpc.Compare.MOD,
+                    result=rpc.Compare.LESS, mod_revision=plan.revision + 1))
+        ops = [rpc.RequestOp(request_put=rpc.PutRequest(key=k.encode(), value=v))
+               for k, v in plan.puts.items()]
+        ops += [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k.encode()))
+                for k in plan.deletes]
+        request = rpc.TxnRequest(compare=compares, success=_chunks(ops))
+        resp = await self._call("Txn", request, deadline, retry=False)
+        return resp.succeeded
+
+    async def ping(self, timeout: float) -> str | None:
+        """None when etcd answers a status request within timeout, else why not."""
+        try:
+            await self.client.connect()
+            await self.client.maintenancestub.Status(
+                rpc.StatusRequest(), timeout=timeout, metadata=self.client.metadata)
+        except grpc.aio.AioRpcError as err:
+            return describe_error(err)
+        except (TimeoutError, OSError) as err:
+            return describe_error(err)
+        return None

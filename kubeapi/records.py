@@ -1,0 +1,295 @@
+"""API records <-> etcd keys and values, pure.
+
+Layout (DESIGN.md "etcd key layout", API style): every value of a record is one key
+`<id>.<name>`, i.e. `name_to_key(name) + "/" + id`, holding a JSON object the DNS server reads:
+
+    A/AAAA  {"host": ip, "type": "A", "owner": o, "ttl"?: n, "ptr"?: true}
+    SRV     {"host": ip, "type": "SRV", "port": p, "priority"?: n, "weight"?: n, "owner": o}
+    CNAME   {"host": "cctv2.skydns.local.", "type": "CNAME", "owner": o}   at the alias' name
+    NS      {"host": ns, "type": "NS", "owner": o}
+    MX      {"host": mail, "type": "MX", "priority": n, "owner": o}
+    TXT     {"text": t, "type": "TXT", "owner": o}
+
+The id is the first 8 hex digits of the SHA-1 of the value (the canonical IP for addresses,
+`"<TYPE>:<value>"` otherwise), so posting the same value again finds the same key. Should two
+values of one name ever share 8 digits, the later one takes 16 (then all 40). A name holds at
+most one CNAME, so CNAME keys use one fixed id, `CNAME_ID`: the key itself says "this name is an
+alias", which lets a write check that with a single key compare.
+
+Besides the records: `status/<ip>` (the scanners' health key, created UP with the SRV ports)
+and `refs/<ip>` ({"keys": [...]}, the record keys that hold that address) under the monitor
+prefix; `refs` is what tells "the last reference to an address is gone" without scanning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from dataclasses import dataclass
+
+from skydns.keys import key_to_path, name_to_key, path_to_name, reverse_name
+
+from .validate import ADDRESS_TYPES, TYPES
+
+ADMIN = "admin"  # the owner recorded for records made with [SkydnsApi] skydns-auth
+CNAME_ID = hashlib.sha1(b"CNAME").hexdigest()[:8]
+_ID_LENGTHS = (8, 16, 40)
+
+
+def value_id(rtype: str, value: str, length: int = 8) -> str:
+    text = value if rtype in ADDRESS_TYPES else f"{rtype}:{value}"
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
+
+
+def candidate_keys(name: str, rtype: str, value: str) -> list[str]:
+    """Keys a value may live at, preferred first (see the module doc on collisions)."""
+    base = name_to_key(name)
+    if rtype == "CNAME":
+        return [f"{base}/{CNAME_ID}"]
+    ids = [value_id(rtype, value, n) for n in _ID_LENGTHS]
+    return [f"{base}/{i}" for i in ids if i != CNAME_ID]
+
+
+def cname_key(name: str) -> str:
+    return f"{name_to_key(name)}/{CNAME_ID}"
+
+
+def ptr_key(ip: str) -> str:
+    return name_to_key(reverse_name(ip))
+
+
+def ip_sort_key(ip: str) -> tuple[int, int]:
+    addr = ipaddress.ip_address(ip)
+    return addr.version, int(addr)
+
+
+# --- stored values -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One key below a name as the API sees it.
+
+    rtype "" marks a key the API did not write (SkyDNS style, no `type`, or unreadable): it
+    still counts for conflicts and ownership, but is never changed by a non-admin.
+    """
+
+    key: str
+    name: str  # the name the key belongs to: the key without its last segment
+    rtype: str
+    value: str  # identity: ip, target name or text
+    owner: str | None
+    mod_revision: int
+    port: int = 0
+    priority: int = 0
+    weight: int = 0
+    ttl: int = 0
+    ptr: bool = False
+    cname_like: bool = False  # answers as a CNAME (a typed CNAME or a SkyDNS host name)
+
+    @property
+    def is_address(self) -> bool:
+        return self.rtype in ADDRESS_TYPES
+
+
+def _num(obj: dict, field: str, high: int) -> int:
+    value = obj.get(field, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        return 0
+    return value
+
+
+def _host(raw) -> str:
+    if not isinstance(raw, str):
+        return ""
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        name = raw.strip().lower()
+        return (name.rstrip(".") + ".") if name else ""
+
+
+def decode(key: str, value: bytes, mod_revision: int) -> Stored | None:
+    """The Stored view of one etcd key under the record tree, None for a key at no name."""
+    path = key_to_path(key)
+    if not path or len(path) < 2:
+        return None
+    name = path_to_name(path[:-1])
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict):
+        return Stored(key, name, "", "", None, mod_revision)
+    owner = obj.get("owner")
+    owner = owner if isinstance(owner, str) and owner else None
+    rtype = obj.get("type")
+    rtype = rtype.upper() if isinstance(rtype, str) else ""
+    host = _host(obj.get("host"))
+    is_ip = bool(host) and not host.endswith(".")
+    if rtype not in TYPES:
+        # SkyDNS style: a host name without a type answers as a CNAME (see dnsserver/answer.py)
+        cname_like = bool(host) and not is_ip and not obj.get("mail")
+        return Stored(key, name, "", host, owner, mod_revision, cname_like=cname_like)
+    if rtype == "TXT":
+        text = obj.get("text")
+        value_text = text if isinstance(text, str) else ""
+    else:
+        if (rtype in ADDRESS_TYPES) != is_ip:
+            return Stored(key, name, "", host, owner, mod_revision)
+        value_text = host
+    if not value_text:
+        return Stored(key, name, "", "", owner, mod_revision)
+    return Stored(
+        key,
+        name,
+        rtype,
+        value_text,
+        owner,
+        mod_revision,
+        port=_num(obj, "port", 65535),
+        priority=_num(obj, "priority", 65535),
+        weight=_num(obj, "weight", 65535),
+        ttl=_num(obj, "ttl", 2**31 - 1),
+        ptr=obj.get("ptr") is True,
+        cname_like=rtype == "CNAME",
+    )
+
+
+def encode(rtype: str, value: str, owner: str, *, port: int = 0, priority: int = 0,
+           weight: int = 0, ttl: int = 0, ptr: bool = False) -> bytes:
+    obj: dict = {"text": value} if rtype == "TXT" else {"host": value}
+    obj["type"] = rtype
+    if rtype == "SRV":
+        obj["port"] = port
+        if priority:
+            obj["priority"] = priority
+        if weight:
+            obj["weight"] = weight
+    if rtype == "MX":
+        obj["priority"] = priority
+    if ttl:
+        obj["ttl"] = ttl
+    if ptr:
+        obj["ptr"] = True
+    obj["owner"] = owner
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encode_ptr(name: str, owner: str) -> bytes:
+    return json.dumps({"host": name, "type": "PTR", "owner": owner},
+                      separators=(",", ":")).encode()
+
+
+def encode_status(ports: list[int]) -> bytes:
+    # A new address counts as UP until a scanner has probed it: DOWN would hide it, and no key
+    # would keep the scheduler from ever assigning it to a scanner.
+    return json.dumps({"status": "UP", "ports": sorted(set(ports))},
+                      separators=(",", ":")).encode()
+
+
+def decode_refs(value: bytes | None) -> list[str]:
+    if not value:
+        return []
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    keys = obj.get("keys") if isinstance(obj, dict) else None
+    return sorted({k for k in keys if isinstance(k, str)}) if isinstance(keys, list) else []
+
+
+def encode_refs(keys) -> bytes:
+    return json.dumps({"keys": sorted(keys)}, separators=(",", ":")).encode()
+
+
+def decode_status(value: bytes) -> str | None:
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    status = obj.get("status") if isinstance(obj, dict) else None
+    if isinstance(status, str) and status.upper() in ("UP", "DOWN"):
+        return status.upper()
+    return None
+
+
+def ptr_target(value: bytes | None) -> str | None:
+    """The name a PTR key points to (any stored layout), or None."""
+    if value is None:
+        return None
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    host = _host(obj.get("host")) if isinstance(obj, dict) else ""
+    return host if host.endswith(".") else None
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+_TYPE_ORDER = {t: i for i, t in enumerate(TYPES)}
+
+
+def _uniform(values: list[int]) -> int:
+    return values[0] if values and all(v == values[0] for v in values) else 0
+
+
+def entries(records: list[Stored], statuses: dict[str, str], rtype: str | None = None,
+            name: str | None = None) -> list[dict]:
+    """Listing entries, one per (domain, type), in a stable sorted order.
+
+    Each entry has the shape of the POST body that would create it (`ips`, `alias`, ...) plus
+    `domain`, `owner` and, for addresses, `status` (the health of each address that has a
+    status key). A CNAME is listed under its target with the aliases pointing to it, as it is
+    created: POST {"type": "cname", "alias": "tv1"} to cctv2 makes tv1 an alias of cctv2.
+    With `name`, only that name's entries, and CNAME entries where it is one of the aliases.
+    """
+    groups: dict[tuple[str, str], list[Stored]] = {}
+    for rec in records:
+        if not rec.rtype or (rtype and rec.rtype != rtype):
+            continue
+        domain = rec.value if rec.rtype == "CNAME" else rec.name
+        if name is not None and domain != name and not (rec.rtype == "CNAME" and rec.name == name):
+            continue
+        groups.setdefault((domain, rec.rtype), []).append(rec)
+    out = []
+    for (domain, kind), recs in sorted(
+        groups.items(), key=lambda item: (item[0][0].rstrip("."), _TYPE_ORDER[item[0][1]])
+    ):
+        out.append(_entry(domain, kind, recs, statuses))
+    return out
+
+
+def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str]) -> dict:
+    entry: dict = {"domain": domain, "type": rtype}
+    owners = sorted({r.owner or "" for r in recs})
+    entry["owner"] = owners[0] if len(owners) == 1 else owners
+    if rtype in ADDRESS_TYPES:
+        recs = sorted(recs, key=lambda r: ip_sort_key(r.value))
+        entry["ips"] = [r.value for r in recs]
+        if rtype == "SRV":
+            entry["ports"] = [r.port for r in recs]
+            for field in ("priority", "weight"):
+                number = _uniform([getattr(r, field) for r in recs])
+                if number:
+                    entry[field] = number
+        ptrs = [r.value for r in recs if r.ptr]
+        if ptrs:
+            entry["ptr"] = ptrs
+        entry["status"] = {r.value: statuses[r.value] for r in recs if r.value in statuses}
+    elif rtype == "CNAME":
+        entry["alias"] = sorted(r.name for r in recs)
+    elif rtype == "NS":
+        entry["nsHost"] = sorted(r.value for r in recs)
+    elif rtype == "MX":
+        recs = sorted(recs, key=lambda r: (r.priority, r.value))
+        entry["mailHost"] = [r.value for r in recs]
+        entry["mailPriority"] = [r.priority for r in recs]
+    else:
+        entry["text"] = sorted(r.value for r in recs)
+    ttl = _uniform([r.ttl for r in recs])
+    if ttl:
+        entry["ttl"] = ttl
+    return entry

@@ -1,0 +1,178 @@
+"""Helpers for the record API tests: the API as a real process, or in-process for the many
+refusal cases, plus plain HTTP and etcd inspection helpers.
+
+Import as `from apitest import ...` (tests/ is on sys.path, like etcdtest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from etcdtest import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "123456789"
+TOKENS = {"alice": "alice-token-0001", "bob": "bob-token-0002"}
+STATUS = "/skydns/monitor/status/"
+REFS = "/skydns/monitor/refs/"
+
+
+def write_config(path: Path, etcd_endpoint: str, port: int, zone: str = "skydns.local.",
+                 admin: str = ADMIN_TOKEN, tokens: dict | None = None, **sections) -> Path:
+    conf: dict[str, dict] = {
+        "General": {"domain": zone},
+        "SkydnsApi": {"api-address": f"127.0.0.1:{port}", "skydns-auth": admin},
+        "Tokens": dict(TOKENS if tokens is None else tokens),
+        "Etcd": {"etcd-servers": etcd_endpoint, "etcd-timeout": 1.0},
+        "Log": {"log-level": "info"},
+    }
+    for section, values in sections.items():
+        conf.setdefault(section, {}).update(values)
+    lines = []
+    for section, values in conf.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {value}" for key, value in values.items())
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class KubeApi:
+    """`python -m kubeapi` on a free 127.0.0.1 port, stopped with SIGTERM."""
+
+    def __init__(self, etcd_endpoint: str, **config):
+        self.dir = Path(tempfile.mkdtemp(prefix="skydns-api-test-"))
+        self.port = free_port()
+        self.config = write_config(self.dir / "api.conf", etcd_endpoint, self.port, **config)
+        self.log = self.dir / "api.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, wait_ready: bool = True) -> KubeApi:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kubeapi", "--config-file", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        if wait_ready:
+            wait_for(self.ready, timeout=20, message=f"kubeapi did not come up: {self.logs()}")
+        return self
+
+    def ready(self) -> bool:
+        assert self.proc.poll() is None, f"kubeapi exited: {self.logs()}"
+        try:
+            return self.request("GET", "/healthz", token=None)[0] == 200
+        except OSError:
+            return False
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def request(self, method: str, path: str, body=None, token: str | None = ADMIN_TOKEN,
+                headers: dict | None = None, timeout: float = 15.0) -> tuple[int, str]:
+        return http_request(self.port, method, path, body, token, headers, timeout)
+
+    def post(self, name: str, body, token: str | None = ADMIN_TOKEN) -> tuple[int, str]:
+        return self.request("POST", f"/skydns/api/{name}", body, token)
+
+    def get_json(self, path: str, token: str | None = ADMIN_TOKEN):
+        status, text = self.request("GET", path, token=token)
+        assert status == 200, (status, text)
+        return json.loads(text)
+
+
+def http_request(port: int, method: str, path: str, body=None, token: str | None = None,
+                 headers: dict | None = None, timeout: float = 15.0) -> tuple[int, str]:
+    """One request on a fresh connection; body dict -> JSON, str/bytes as is."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        if isinstance(body, (dict, list)):
+            data = json.dumps(body).encode()
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = body
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs.setdefault("Authorization", f"Bearer {token}")
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", errors="replace")
+    finally:
+        conn.close()
+
+
+# --- in-process -----------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def api_client(etcd_endpoint: str, zone: str = "skydns.local.", admin: str = ADMIN_TOKEN,
+                     tokens: dict | None = None, max_body: int = 65536,
+                     etcd_timeout: float = 1.0):
+    """An aiohttp TestClient on the real app, backed by the real etcd at etcd_endpoint."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from kubeapi.auth import Authenticator
+    from kubeapi.etcd import EtcdStore
+    from kubeapi.plan import Layout, refs_path_for
+    from kubeapi.routes import make_app
+    from kubeapi.service import RecordService
+
+    section = {"etcd-servers": [etcd_endpoint], "etcd-timeout": etcd_timeout}
+    store = EtcdStore(section)
+    service = RecordService(store, Layout(zone, STATUS, refs_path_for(STATUS)),
+                            deadline=2 * etcd_timeout)
+    app = make_app(service, Authenticator(admin, TOKENS if tokens is None else tokens), zone,
+                   max_body)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+        await store.close()
+
+
+def run(coro, timeout: float = 60.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def auth(token: str = ADMIN_TOKEN) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def records_under(etcd, prefix: str = "/skydns/") -> dict[str, dict]:
+    """Every key under prefix with its JSON value decoded."""
+    out = {}
+    for key, value in etcd.get_prefix(prefix).items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def zone_records(etcd, zone_key: str = "/skydns/local/skydns/") -> dict[str, dict]:
+    return records_under(etcd, zone_key)
