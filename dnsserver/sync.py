@@ -18,6 +18,7 @@ from .engine import Engine
 log = logging.getLogger("skydns.sync")
 
 RECORDS_PREFIX = PREFIX + "/"
+MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-path")
 
 
 class StoreSync:
@@ -28,7 +29,7 @@ class StoreSync:
         # Scanner and scheduler state lives below /skydns too; none of it is a DNS record.
         self.not_records = tuple(
             {RECORDS_PREFIX + "monitor/"}
-            | {etcd_section[k] for k in ("status-path", "report-path", "heart-path", "lock-path")}
+            | {etcd_section[k] for k in MONITOR_PATHS}
         )
         self.status_in_records = self.status_path.startswith(RECORDS_PREFIX)
         self.mirrors: list[store.Mirror] = []

@@ -60,7 +60,7 @@ async def serve(cfg: dict) -> None:
 
     from .auth import Authenticator
     from .etcd import EtcdStore
-    from .plan import Layout, refs_path_for
+    from .plan import Layout
     from .routes import make_app
     from .service import RecordService
 
@@ -71,7 +71,7 @@ async def serve(cfg: dict) -> None:
         log.warning("no tokens configured ([SkydnsApi] skydns-auth and [Tokens] are empty): "
                     "every request except /healthz will be refused with 401")
     store = EtcdStore(etcd)
-    layout = Layout(zone, etcd["status-path"], refs_path_for(etcd["status-path"]))
+    layout = Layout(zone, etcd["status-path"], etcd["refs-path"])
     service = RecordService(store, layout, request_deadline(etcd))
     app = make_app(service, auth, zone, api["max-body"])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -71,6 +71,7 @@ status-path = etcd_path(default="/skydns/monitor/status/")
 report-path = etcd_path(default="/skydns/monitor/report/")
 heart-path = etcd_path(default="/skydns/monitor/heart/")
 lock-path = etcd_path(default="/skydns/monitor/lock/")
+refs-path = etcd_path(default="/skydns/monitor/refs/")
 """
 
 _DNS_SPEC = (
