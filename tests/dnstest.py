@@ -6,7 +6,9 @@ server) lets forwarding be tested without any traffic leaving the machine.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,6 +74,8 @@ class Skydns:
 
     def __init__(self, etcd_endpoint: str, **sections):
         self.dir = Path(tempfile.mkdtemp(prefix="skydns-test-"))
+        # Removed at exit, not in stop(): a failing test still reads the log after stopping.
+        atexit.register(shutil.rmtree, self.dir, ignore_errors=True)
         self.port = free_port()
         self.config = write_config(self.dir / "skydns.conf", etcd_endpoint, self.port, **sections)
         self.log = self.dir / "skydns.log"
