@@ -14,6 +14,7 @@ import sys
 
 from skydns.config import ConfigError, load_config, load_or_exit
 from skydns.logsetup import kv, setup_logging
+from skydns.metrics import serve_metrics, stop_metrics
 
 log = logging.getLogger("skydns.scanner")
 
@@ -30,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
         "scann-ports), and writes status/<ip> UP or DOWN after rise successes or fall "
         "failures in a row. SIGHUP reloads the config ([Check], enable-check and [Log] at "
         "once; the rest needs a restart). SIGTERM or SIGINT revokes the lease and stops, so "
-        "the scheduler moves the addresses at once.",
+        "the scheduler moves the addresses at once. Prometheus metrics at "
+        "http://<metrics-addr>/metrics when metrics-addr is set.",
     )
     parser.add_argument(
         "--config-file",
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_fd_limit(cfg["Check"]["max-concurrency"] + _FD_RESERVE)
 
     from .agent import Agent
+    from .metrics import registry_for
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -81,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload, args.config_file, agent)
-        await agent.run(stop)
+        # Up before the agent registers, so a scrape during a slow start shows the lease and
+        # watches as not (yet) there instead of a refused connection.
+        server = serve_metrics(cfg["General"]["metrics-addr"], registry_for(agent))
+        try:
+            await agent.run(stop)
+        finally:
+            stop_metrics(server)
 
     try:
         import uvloop

@@ -14,7 +14,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from icmplib import ICMPLibError, ICMPv4Socket, async_ping
 
@@ -61,9 +61,11 @@ def icmp_unavailable_reason() -> str:
 class Prober:
     """Runs probes with at most `max_concurrency` sockets open at once.
 
-    Counters (exported later as metrics): probes (single ICMP/TCP attempts), checks (addresses
-    checked), unreachable (checks that found the address down), local_errors (probes that
-    could not run).
+    Counters (read by scanner/metrics.py at scrape time): probes (single ICMP/TCP attempts),
+    outcomes[(kind, answered)] (probes that ran to a verdict, by "icmp"/"tcp"), checks
+    (addresses checked), unreachable (checks that found the address down), local_errors
+    (probes that could not run). `observe(kind, seconds)`, when set, gets the duration of
+    every probe that ran to a verdict (the latency histogram).
     """
 
     def __init__(self, *, tcp_timeout: float, icmp_mode: str | None, ping_count: int = 1,
@@ -79,6 +81,9 @@ class Prober:
         self.checks = 0
         self.unreachable = 0
         self.local_errors = 0
+        self.outcomes: dict[tuple[str, bool], int] = {
+            (kind, ok): 0 for kind in ("icmp", "tcp") for ok in (True, False)}
+        self.observe: Callable[[str, float], None] | None = None
         self._last_error_log = 0.0
         self._errors_since_log = 0
 
@@ -115,10 +120,13 @@ class Prober:
         async with self.slots:
             self.probes += 1
             self.in_flight += 1
+            started = time.monotonic()
             try:
-                return await self._tcp(address, port)
+                ok = await self._tcp(address, port)
             finally:
                 self.in_flight -= 1
+            self._verdict("tcp", ok, started)
+            return ok
 
     async def _tcp(self, address: str, port: int) -> bool | None:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -153,6 +161,7 @@ class Prober:
             async with self.slots:
                 self.probes += 1
                 self.in_flight += 1
+                started = time.monotonic()
                 try:
                     host = await async_ping(address, count=1, timeout=self.ping_timeout,
                                             privileged=self.icmp_mode == RAW)
@@ -163,9 +172,19 @@ class Prober:
                     return None
                 finally:
                     self.in_flight -= 1
+            self._verdict("icmp", host.is_alive, started)
             if host.is_alive:
                 return True
         return False
+
+    def _verdict(self, kind: str, ok: bool | None, started: float) -> None:
+        # Probes cancelled because another probe of the check answered first never get
+        # here, and None (could not run) says nothing about the address: neither is counted.
+        if ok is None:
+            return
+        self.outcomes[(kind, ok)] += 1
+        if self.observe is not None:
+            self.observe(kind, time.monotonic() - started)
 
     def _local_error(self, kind: str, address: str, exc: BaseException) -> None:
         self.local_errors += 1

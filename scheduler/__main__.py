@@ -13,6 +13,7 @@ import sys
 
 from skydns.config import ConfigError, load_config, load_or_exit
 from skydns.logsetup import kv, setup_logging
+from skydns.metrics import serve_metrics, stop_metrics
 
 log = logging.getLogger("skydns.scheduler")
 
@@ -24,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
         "scanner (a key under heart-path) by rendezvous hashing, writing report/<ip>. Several "
         "may run: each puts lock/<hostname> on an etcd lease (TTL agent-downtime), the oldest "
         "key leads and the others stand by. SIGHUP reloads the config (schedule-interval and "
-        "[Log] at once; the rest needs a restart). SIGTERM or SIGINT resigns and stops.",
+        "[Log] at once; the rest needs a restart). SIGTERM or SIGINT resigns and stops. "
+        "Prometheus metrics at http://<metrics-addr>/metrics when metrics-addr is set.",
     )
     parser.add_argument(
         "--config-file",
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg["Log"], "skydns-schedule")
 
     from .loop import Scheduler
+    from .metrics import registry_for
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -62,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload, args.config_file, scheduler)
-        await scheduler.run(stop)
+        # Up before the election, so a scrape during a slow start answers is_leader 0
+        # instead of a refused connection.
+        server = serve_metrics(cfg["General"]["metrics-addr"], registry_for(scheduler))
+        try:
+            await scheduler.run(stop)
+        finally:
+            stop_metrics(server)
 
     try:
         import uvloop

@@ -36,7 +36,8 @@ class NotLeader(Exception):
 
 class Assigner:
     """What the leader knows and writes. Counters: passes, assignments (report writes), moves
-    (writes that take an ip from one scanner to another), removals, assigned_ips."""
+    (writes that take an ip from one scanner to another), removals, write_errors (passes
+    that failed on an etcd error and were retried), assigned_ips."""
 
     def __init__(self, etcd_section: dict, interval: float):
         self.etcd_section = etcd_section
@@ -68,6 +69,7 @@ class Assigner:
         self.assignments = 0
         self.moves = 0
         self.removals = 0
+        self.write_errors = 0
 
     @property
     def assigned_ips(self) -> int:
@@ -169,6 +171,7 @@ class Assigner:
                 raise
             except Exception as exc:
                 failures += 1
+                self.write_errors += 1
                 self._warn_every("pass", "assignment pass failed; retrying",
                                  error=describe_error(exc), attempt=failures)
             delay = self.interval if not failures else min(self.interval, 0.1 * 2 ** failures)

@@ -34,3 +34,31 @@ def serve_metrics(addr: str | tuple[str, int] | None, registry: CollectorRegistr
         return None
     log.info("metrics server", extra={"kv": {"addr": f"{addr[0]}:{addr[1]}"}})
     return server
+
+
+def stop_metrics(server) -> None:
+    """Close what serve_metrics opened (None, for a disabled server, is fine)."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
+def snapshot(read, attempts: int = 20):
+    """read() from the scrape thread while the event loop thread may be changing the same
+    dict or set: a RuntimeError ("changed size during iteration") just means try again."""
+    for _ in range(attempts - 1):
+        try:
+            return read()
+        except RuntimeError:
+            continue
+    return read()
+
+
+def package_version() -> str:
+    """The installed skydns version, for the daemons' *_info metrics."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("skydns")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"

@@ -22,7 +22,11 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from skydns.config import load_config
 
@@ -213,6 +217,65 @@ def closed_port(ip: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((ip, 0))
         return s.getsockname()[1]
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def free_tcp_port(ip: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at ip right now (for a daemon's metrics-addr)."""
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+Samples = dict[tuple[str, frozenset], float]
+
+
+def scrape(addr: str, timeout: float = 5.0) -> Samples | None:
+    """GET http://addr/metrics as {(sample name, frozenset of label items): value}; None
+    while nothing answers there (the daemon is still starting)."""
+    try:
+        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=timeout) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    """The value of one sample, by its full name (with _total etc.) and all its labels."""
+    return samples.get((name, frozenset(labels.items())))
+
+
+def sample_sum(samples: Samples, name: str) -> float:
+    """The sum over every label combination of one sample name."""
+    return sum(value for (key, _), value in samples.items() if key == name)
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """Ports of the TCP sockets in LISTEN state that process pid holds open."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed since the listing
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:  # no IPv6 in this kernel
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 # --- etcd readers ----------------------------------------------------------------------------

@@ -34,6 +34,19 @@ def test_tcp_open_and_refused():
     assert (p.probes, p.checks, p.unreachable) == (5, 2, 1)
 
 
+
+def test_outcomes_and_latency_hook_count_verdicts():
+    seen = []
+    p = prober()
+    p.observe = lambda kind, seconds: seen.append((kind, seconds))
+    with Listener("127.0.0.22") as backend:
+        assert run_async(p.tcp("127.0.0.22", backend.port)) is True
+        assert run_async(p.tcp("127.0.0.22", closed_port("127.0.0.22"))) is False
+    assert p.outcomes == {("tcp", True): 1, ("tcp", False): 1,
+                          ("icmp", True): 0, ("icmp", False): 0}
+    assert [kind for kind, _ in seen] == ["tcp", "tcp"]
+    assert all(seconds >= 0 for _, seconds in seen)
+
 def test_tcp_ipv6_loopback():
     if not socket.has_ipv6:
         pytest.skip("no IPv6 in this kernel")
