@@ -174,6 +174,8 @@ async def serve(cfg: dict, socket_path: str, socket_mode: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # A stray `kill -HUP` (a habit with DNS daemons) must not end the backend pdns relies on.
+    loop.add_signal_handler(signal.SIGHUP, _ignore_hup)
     try:
         await server.start()
         notify.ready(f"serving {socket_path}")
@@ -184,12 +186,17 @@ async def serve(cfg: dict, socket_path: str, socket_mode: int) -> None:
         await server.stop()
 
 
+def _ignore_hup() -> None:
+    log.warning("SIGHUP ignored: the backend has no live reload; restart it to apply changes")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skydns-pdns-backend",
         description="PowerDNS remote backend (unix socket, JSON lines) serving the records in "
         "etcd with skydns's answer rules: DOWN addresses left out, SOA serial = etcd revision. "
-        "Uses the same config file as skydns plus a [Pdns] section. SIGTERM stops.",
+        "Uses the same config file as skydns plus a [Pdns] section. SIGTERM stops; SIGHUP is "
+        "ignored (restart to apply config changes).",
     )
     parser.add_argument(
         "--config-file",

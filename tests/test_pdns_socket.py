@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import time
@@ -185,3 +186,14 @@ def test_without_etcd_it_listens_after_a_while_and_fails_data_requests(tmp_path)
             assert client.call("getAllDomainMetadata", name="example.test.") == {"result": {}}
     finally:
         be.cleanup()
+
+
+def test_sighup_is_logged_and_ignored(backend):
+    """systemd's habit of `kill -HUP` for reload must not take down what pdns depends on."""
+    backend.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP ignored" in backend.logs(), timeout=10,
+             message="no log line for SIGHUP")
+    assert backend.proc.poll() is None
+    with backend.client() as client:
+        reply = client.call("lookup", qname="api.example.test.", qtype="ANY", remote="127.0.0.1")
+        assert addresses(reply) == ["10.0.0.1", "10.0.0.2"]
