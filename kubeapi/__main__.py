@@ -11,7 +11,8 @@ import logging
 import signal
 import sys
 
-from skydns.config import ConfigError, load_or_exit
+from skydns import notify
+from skydns.config import ConfigError, load_config, load_or_exit
 from skydns.logsetup import setup_logging
 
 log = logging.getLogger("skydns.kubeapi")
@@ -26,9 +27,14 @@ read them. Routes (token via ?token= or 'Authorization: Bearer'; /healthz needs 
   PUT    /skydns/api/NAME          swap: {"type":"A","update":{"OLD":"NEW"}}
   DELETE /skydns/api/NAME          remove: {"type":"A","ips":[...]}, no body: the whole name
   GET    /healthz                  200 OK while etcd answers
+  GET    /                         status page (HTML; reads the data below with ?token=)
+  GET    /skydns/status[/events]   names, addresses, UP/DOWN, scanners, leader (JSON / SSE);
+                                   token unless [SkydnsApi] status-public = true
+  GET    /metrics                  Prometheus counters (no token)
 NAME is relative to the zone (cctv2) or fully qualified inside it (cctv2.skydns.local).
 Writes answer OK (201/200), errors one line 'ERR, <reason>' with a 4xx/5xx status.
-SIGTERM or SIGINT stops the server."""
+SIGTERM or SIGINT stops the server; SIGHUP reloads the tokens and [Log] (other changes
+need a restart)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Config keys: [General] domain; [SkydnsApi] api-enable, api-address, "
-        "skydns-auth (admin token), max-body; [Tokens] owner = token; [Etcd]; [Log]. "
+        "skydns-auth (admin token), max-body, status-public; [Tokens] owner = token; [Etcd]; "
+        "[Log]. "
         "See kubeapi/README.md and etc/skydns-api.conf.",
     )
     parser.add_argument(
@@ -55,14 +62,48 @@ def request_deadline(etcd_section: dict) -> float:
     return max(1.0, 2 * float(etcd_section.get("etcd-timeout") or 5.0))
 
 
-async def serve(cfg: dict) -> None:
+# Keys a running API cannot change: a reload that changes them says a restart is needed.
+_RESTART_KEYS = (("General", "domain"), ("SkydnsApi", "api-address"), ("SkydnsApi", "max-body"),
+                 ("SkydnsApi", "status-public"), ("SkydnsApi", "api-enable"))
+
+
+def reload(path: str | None, running: dict, auth) -> None:
+    """SIGHUP: tokens and [Log] at once (rotating a token needs no restart); a bad file is
+    logged and the running config kept."""
+    from .auth import token_problems
+
+    try:
+        cfg = load_config(path, "api")
+        problems = token_problems(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
+        if problems:
+            key, reason = problems[0]
+            raise ConfigError(path, reason, "Tokens", key)
+    except ConfigError as err:
+        log.error("config reload failed; keeping the running config",
+                  extra={"kv": {"error": str(err)}})
+        return
+    setup_logging(cfg["Log"], "skydns-kubeapi")
+    auth.replace(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
+    stale = [f"[{section}] {key}" for section, key in _RESTART_KEYS
+             if cfg[section][key] != running[section][key]]
+    if cfg["Etcd"] != running["Etcd"]:
+        stale.append("[Etcd]")
+    log.info("config reloaded", extra={"kv": {"owners": len(cfg.get("Tokens", {}))}})
+    if stale:
+        log.warning("changes that need a restart were not applied",
+                    extra={"kv": {"keys": ", ".join(stale)}})
+
+
+async def serve(cfg: dict, path: str | None = None) -> None:
     from aiohttp import web
 
     from .auth import Authenticator
     from .etcd import EtcdStore
+    from .metrics import ApiMetrics
     from .plan import Layout
     from .routes import make_app
     from .service import RecordService
+    from .statusfeed import StatusFeed
 
     api, etcd = cfg["SkydnsApi"], cfg["Etcd"]
     zone = cfg["General"]["domain"]
@@ -73,7 +114,10 @@ async def serve(cfg: dict) -> None:
     store = EtcdStore(etcd)
     layout = Layout(zone, etcd["status-path"], etcd["refs-path"])
     service = RecordService(store, layout, request_deadline(etcd))
-    app = make_app(service, auth, zone, api["max-body"])
+    feed = StatusFeed(etcd, zone)
+    metrics = ApiMetrics(store, service, feed)
+    app = make_app(service, auth, zone, api["max-body"], feed=feed, metrics=metrics,
+                   status_public=api["status-public"])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = api["api-address"]
@@ -84,17 +128,26 @@ async def serve(cfg: dict) -> None:
         await store.close()
         raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: "
                          f"{err.strerror or err}") from None
+    # The status view fills from etcd in the background: the API itself does not need it,
+    # and until it is loaded the page says so.
+    await feed.start()
     log.info("listening", extra={"kv": {"address": f"{host}:{port}", "zone": zone,
-                                        "owners": len(cfg.get("Tokens", {}))}})
+                                        "owners": len(cfg.get("Tokens", {})),
+                                        "status_public": api["status-public"]}})
+    notify.ready(f"serving {zone} on {host}:{port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload, path, cfg, auth)
     try:
         await stop.wait()
     finally:
+        notify.stopping()
         log.info("stopping")
+        feed.closed.set()  # ends the open event streams, so the shutdown need not wait
         await runner.cleanup()
+        await feed.stop()
         await store.close()
 
 
@@ -113,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if not cfg["SkydnsApi"]["api-enable"]:
         log.info("[SkydnsApi] api-enable is false: nothing to serve")
         return 0
-    asyncio.run(serve(cfg))
+    asyncio.run(serve(cfg, args.config_file))
     return 0
 
 

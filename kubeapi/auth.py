@@ -28,10 +28,16 @@ def token_problems(admin_token: str, tokens: dict[str, str]) -> list[tuple[str, 
 class Authenticator:
     def __init__(self, admin_token: str, tokens: dict[str, str]):
         self._entries: list[tuple[bytes, Caller]] = []
+        self.replace(admin_token, tokens)
+
+    def replace(self, admin_token: str, tokens: dict[str, str]) -> None:
+        """Swap in a new token set (SIGHUP): one assignment, so a request sees old or new."""
+        entries = []
         if admin_token:
-            self._entries.append((admin_token.encode(), Caller(ADMIN, admin=True)))
+            entries.append((admin_token.encode(), Caller(ADMIN, admin=True)))
         for owner, token in sorted(tokens.items()):
-            self._entries.append((token.encode(), Caller(owner)))
+            entries.append((token.encode(), Caller(owner)))
+        self._entries = entries
 
     @property
     def configured(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 
 import grpc
 from aetcd import rpc
@@ -74,6 +75,9 @@ class EtcdStore:
     def __init__(self, etcd_section: dict):
         self.timeout = float(etcd_section.get("etcd-timeout") or 5.0)
         self.client = make_client(etcd_section)
+        # For the metrics: failed calls by (RPC, gRPC code), and how many were tried again.
+        self.errors: Counter[tuple[str, str]] = Counter()
+        self.retries = 0
 
     async def close(self) -> None:
         try:
@@ -95,6 +99,7 @@ class EtcdStore:
                     request, timeout=min(self.timeout, remaining), metadata=self.client.metadata
                 )
             except grpc.aio.AioRpcError as err:
+                self.errors[(method, err.code().name)] += 1
                 if err.code() not in _RETRYABLE:
                     raise EtcdRefused(describe_error(err)) from None
                 if not retry:
@@ -108,6 +113,7 @@ class EtcdStore:
                 delay = random.uniform(delay / 2, delay)
                 if loop.time() + delay >= deadline:
                     raise EtcdUnavailable(f"etcd unavailable ({reason})") from None
+                self.retries += 1
                 await asyncio.sleep(delay)
 
     async def snapshot(self, keys, prefixes, deadline: float) -> Snapshot:
@@ -160,6 +166,7 @@ class EtcdStore:
             await self.client.maintenancestub.Status(
                 rpc.StatusRequest(), timeout=timeout, metadata=self.client.metadata)
         except grpc.aio.AioRpcError as err:
+            self.errors[("Status", err.code().name)] += 1
             return describe_error(err)
         except (TimeoutError, OSError) as err:
             return describe_error(err)

@@ -6,6 +6,7 @@
     POST   /skydns/api/{domain}     add values        -> 201 OK (200 OK when all were there)
     PUT    /skydns/api/{domain}     swap one value    -> 200 OK
     DELETE /skydns/api/{domain}     remove values, or without a body the whole name -> 200 OK
+    GET    /, /skydns/status[/events], /metrics    the status page and metrics (statushttp.py)
 
 Errors are one line, `ERR, <reason>`, with the status saying what kind; a client that asks
 for `Accept: application/json` gets `{"error": reason, "status": n}` (and `{"result": "OK"}`
@@ -24,7 +25,10 @@ from aiohttp import web
 from .auth import Authenticator, token_of
 from .errors import ApiError
 from .etcd import EtcdRefused, EtcdUnavailable
+from .metrics import METRICS, UNMATCHED, ApiMetrics
 from .service import RecordService
+from .statusfeed import StatusFeed
+from .statushttp import add_routes
 from .validate import parse_body, parse_create, parse_delete, parse_type, parse_update, zone_name
 
 log = logging.getLogger("skydns.kubeapi.http")
@@ -83,12 +87,22 @@ async def errors_and_access_log(request: web.Request, handler):
         log.exception("request failed", extra={"kv": {"method": request.method,
                                                       "path": request.path}})
         response = answer_error(request, 500, "internal error")
+    elapsed = time.monotonic() - start
     # The query string is left out on purpose: it may hold the token.
     log.info("request", extra={"kv": {
         "method": request.method, "path": request.path, "status": response.status,
-        "ms": round((time.monotonic() - start) * 1000, 1),
-        "owner": request.get("owner", "")}})
+        "ms": round(elapsed * 1000, 1), "owner": request.get("owner", "")}})
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.observe(request.method, _route_of(request), response.status, elapsed)
     return response
+
+
+def _route_of(request: web.Request) -> str:
+    """The route template (`/skydns/api/{domain}`), never the raw path: a metrics label must
+    take few values whatever clients request."""
+    resource = request.match_info.route.resource
+    return UNMATCHED if resource is None else resource.canonical
 
 
 def _caller(request: web.Request):
@@ -161,8 +175,10 @@ async def one_name(request: web.Request) -> web.Response:
     return answer_ok(request, status)
 
 
-def make_app(service: RecordService, auth: Authenticator, zone: str,
-             max_body: int) -> web.Application:
+def make_app(service: RecordService, auth: Authenticator, zone: str, max_body: int, *,
+             feed: StatusFeed | None = None, metrics: ApiMetrics | None = None,
+             status_public: bool = False, keepalive: float = 15.0) -> web.Application:
+    """The API; with `feed` also the status page, with `metrics` also GET /metrics."""
     app = web.Application(middlewares=[errors_and_access_log], client_max_size=max_body)
     app[SERVICE] = service
     app[AUTH] = auth
@@ -171,4 +187,5 @@ def make_app(service: RecordService, auth: Authenticator, zone: str,
     app.router.add_get("/skydns/api", list_all)
     app.router.add_get("/skydns/api/", list_all)
     app.router.add_route("*", "/skydns/api/{domain:.+}", one_name)
+    add_routes(app, feed, metrics, None if status_public else _caller, keepalive)
     return app

@@ -150,6 +150,7 @@ api-enable = flag(default=True)
 api-address = hostport(9001, default="127.0.0.1:9001")
 skydns-auth = text(default="")
 max-body = integer_range(1, default=65536)
+status-public = flag(default=False)
 [Tokens]
 __many__ = token
 """

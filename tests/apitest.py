@@ -24,6 +24,9 @@ ADMIN_TOKEN = "123456789"
 TOKENS = {"alice": "alice-token-0001", "bob": "bob-token-0002"}
 STATUS = "/skydns/monitor/status/"
 REFS = "/skydns/monitor/refs/"
+REPORT = "/skydns/monitor/report/"
+HEART = "/skydns/monitor/heart/"
+LOCK = "/skydns/monitor/lock/"
 
 
 def write_config(path: Path, etcd_endpoint: str, port: int, zone: str = "skydns.local.",
@@ -130,28 +133,43 @@ def http_request(port: int, method: str, path: str, body=None, token: str | None
 @asynccontextmanager
 async def api_client(etcd_endpoint: str, zone: str = "skydns.local.", admin: str = ADMIN_TOKEN,
                      tokens: dict | None = None, max_body: int = 65536,
-                     etcd_timeout: float = 1.0):
-    """An aiohttp TestClient on the real app, backed by the real etcd at etcd_endpoint."""
+                     etcd_timeout: float = 1.0, status: bool = False,
+                     status_public: bool = False, keepalive: float = 15.0):
+    """An aiohttp TestClient on the real app, backed by the real etcd at etcd_endpoint.
+
+    status=True adds the status page, its etcd mirrors and /metrics (as the process has them);
+    the feed is then `client.app[FEED]`."""
     from aiohttp.test_utils import TestClient, TestServer
 
     from kubeapi.auth import Authenticator
     from kubeapi.etcd import EtcdStore
+    from kubeapi.metrics import ApiMetrics
     from kubeapi.plan import Layout, refs_path_for
     from kubeapi.routes import make_app
     from kubeapi.service import RecordService
+    from kubeapi.statusfeed import StatusFeed
 
-    section = {"etcd-servers": [etcd_endpoint], "etcd-timeout": etcd_timeout}
+    section = {"etcd-servers": [etcd_endpoint], "etcd-timeout": etcd_timeout,
+               "status-path": STATUS, "report-path": REPORT, "heart-path": HEART,
+               "lock-path": LOCK}
     store = EtcdStore(section)
     service = RecordService(store, Layout(zone, STATUS, refs_path_for(STATUS)),
                             deadline=2 * etcd_timeout)
+    feed = StatusFeed(section, zone, debounce=0.05) if status else None
+    metrics = ApiMetrics(store, service, feed) if status else None
     app = make_app(service, Authenticator(admin, TOKENS if tokens is None else tokens), zone,
-                   max_body)
+                   max_body, feed=feed, metrics=metrics, status_public=status_public,
+                   keepalive=keepalive)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
+    if feed is not None:
+        await feed.start()
     try:
         yield client
     finally:
         await client.close()
+        if feed is not None:
+            await feed.stop()
         await store.close()
 
 
@@ -176,3 +194,30 @@ def records_under(etcd, prefix: str = "/skydns/") -> dict[str, dict]:
 
 def zone_records(etcd, zone_key: str = "/skydns/local/skydns/") -> dict[str, dict]:
     return records_under(etcd, zone_key)
+
+
+# --- status page ----------------------------------------------------------------------------
+
+
+async def sse_events(response):
+    """(event, data) pairs from a text/event-stream response, and ("comment", text) for the
+    lines that start with ':'; as the browser's EventSource splits them."""
+    event, data = "message", []
+    while True:
+        raw = await response.content.readline()
+        if not raw:
+            return
+        line = raw.decode().rstrip("\r\n")
+        if line == "":
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith(":"):
+            yield "comment", line[1:].strip()
+        else:
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)

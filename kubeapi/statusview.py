@@ -1,0 +1,210 @@
+"""The status page's view of the cluster, pure: mirrored etcd keys in, a JSON-ready snapshot out.
+
+`StatusState` is fed by one etcd mirror per source (the zone's records and the monitor
+prefixes status, report, heart and lock) and keeps only what the page shows, decoded once per
+change: a million record keys cost a small tuple each, not their raw values. `build_snapshot`
+turns that into the document served at GET /skydns/status:
+
+    {"zone": "skydns.local.", "revision": 42,
+     "names": [{"name": "cctv2.skydns.local.", "addresses": [
+         {"ip": "192.168.10.1", "type": "A", "status": "UP", "scanner": "scan-1",
+          "scanner_live": true}]}],
+     "names_total": 1, "leader": "sched-1", "schedulers": ["sched-1", "sched-2"],
+     "scanners": [{"hostname": "scan-1", "addresses": 1}],
+     "counts": {"addresses": 1, "up": 1, "down": 0, "unknown": 0, "unassigned": 0}}
+
+`status` is null for an address without a (readable) status key, `scanner` null when no report
+key assigns it; SRV addresses carry their `port`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from skydns.store import KV
+
+from .records import decode, decode_status, ip_sort_key
+from .validate import ADDRESS_TYPES
+
+SOURCES = ("records", "status", "report", "heart", "lock")
+# The page renders every row it gets; past this many names a browser tab grinds, and an
+# operator looking at a zone that size searches with the API or etcdctl instead.
+MAX_NAMES = 5000
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Address:
+    name: str
+    rtype: str
+    ip: str
+    port: int = 0
+
+
+def record_address(key: str, value: bytes) -> Address | None:
+    """The address a record key holds, or None (other types, unreadable values).
+
+    SkyDNS-style keys (no `type`, written by hand) with an IP host count too: the DNS server
+    answers them and the scanners probe them like API records.
+    """
+    rec = decode(key, value, 0)
+    if rec is None or not rec.value:
+        return None
+    if rec.rtype in ADDRESS_TYPES:
+        return Address(rec.name, rec.rtype, rec.value, rec.port if rec.rtype == "SRV" else 0)
+    if rec.rtype == "" and not rec.value.endswith("."):
+        try:
+            version = ipaddress.ip_address(rec.value).version
+        except ValueError:
+            return None
+        return Address(rec.name, "A" if version == 4 else "AAAA", rec.value)
+    return None
+
+
+def report_owner(value: bytes) -> str | None:
+    """The scanner a report value assigns the address to (`{"hostname": ...}`)."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    host = obj.get("hostname") if isinstance(obj, dict) else None
+    return host if isinstance(host, str) and host else None
+
+
+def leader_order(locks: Mapping[str, int]) -> list[str]:
+    """Scheduler candidates in election order: the lowest create revision leads (DESIGN.md)."""
+    return sorted(locks, key=lambda host: (locks[host], host))
+
+
+def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[str, str | None],
+                   reports: Mapping[str, str], hearts: Iterable[str], locks: Mapping[str, int],
+                   revision: int = 0, max_names: int = MAX_NAMES) -> dict:
+    """The status document (see the module doc) from decoded state; pure."""
+    live = set(hearts)
+    by_name: dict[str, set[Address]] = {}
+    for addr in addresses:
+        by_name.setdefault(addr.name, set()).add(addr)
+    counts = {"addresses": 0, "up": 0, "down": 0, "unknown": 0, "unassigned": 0}
+    assigned: dict[str, int] = {host: 0 for host in live}
+    names = []
+    for name in sorted(by_name, key=lambda n: n.rstrip(".")):
+        rows = []
+        for addr in sorted(by_name[name], key=lambda a: (ip_sort_key(a.ip), a.port, a.rtype)):
+            status = statuses.get(addr.ip)
+            owner = reports.get(addr.ip)
+            row = {"ip": addr.ip, "type": addr.rtype, "status": status, "scanner": owner,
+                   "scanner_live": owner in live}
+            if addr.rtype == "SRV":
+                row["port"] = addr.port
+            rows.append(row)
+            counts["addresses"] += 1
+            counts[{"UP": "up", "DOWN": "down"}.get(status or "", "unknown")] += 1
+            if owner is None:
+                counts["unassigned"] += 1
+        if len(names) < max_names:
+            names.append({"name": name, "addresses": rows})
+    # Scanners count each address they own once, however many names share it.
+    for ip in {a.ip for group in by_name.values() for a in group}:
+        owner = reports.get(ip)
+        if owner in assigned:
+            assigned[owner] += 1
+    order = leader_order(locks)
+    return {
+        "zone": zone,
+        "revision": revision,
+        "names": names,
+        "names_total": len(by_name),
+        "leader": order[0] if order else None,
+        "schedulers": order,
+        "scanners": [{"hostname": h, "addresses": assigned[h]} for h in sorted(live)],
+        "counts": counts,
+    }
+
+
+class StatusState:
+    """What the mirrors have delivered, decoded; `version` grows with every change.
+
+    `prefixes` maps each of SOURCES to its etcd prefix. on_change() is called after every
+    reset or batch (the feed debounces).
+    """
+
+    def __init__(self, zone: str, prefixes: Mapping[str, str],
+                 on_change: Callable[[], None] | None = None):
+        self.zone = zone
+        self.prefixes = dict(prefixes)
+        self.on_change = on_change or (lambda: None)
+        self.version = 0
+        self.revision = 0
+        self.addresses: dict[str, Address] = {}  # record key -> its address
+        self.statuses: dict[str, str | None] = {}  # ip -> UP / DOWN / None (unreadable)
+        self.reports: dict[str, str] = {}  # ip -> scanner hostname
+        self.hearts: set[str] = set()  # live scanner hostnames
+        self.locks: dict[str, int] = {}  # scheduler hostname -> create revision of its key
+
+    def _suffix(self, source: str, key: str) -> str:
+        return key[len(self.prefixes[source]):]
+
+    def _put(self, source: str, kv: KV) -> None:
+        if source == "records":
+            addr = record_address(kv.key, kv.value)
+            if addr is None:
+                self.addresses.pop(kv.key, None)
+            else:
+                self.addresses[kv.key] = addr
+        elif source == "status":
+            self.statuses[self._suffix(source, kv.key)] = decode_status(kv.value)
+        elif source == "report":
+            owner = report_owner(kv.value)
+            ip = self._suffix(source, kv.key)
+            if owner is None:
+                self.reports.pop(ip, None)
+            else:
+                self.reports[ip] = owner
+        elif source == "heart":
+            self.hearts.add(self._suffix(source, kv.key))
+        elif source == "lock":
+            # A put to a key already held keeps its place in the queue: etcd keeps the create
+            # revision. A new key is created at this event's revision. (The mirror does not
+            # carry create revisions; after a reload mod_revision stands in for it, which is
+            # exact for schedulers, which put their lock key once.)
+            self.locks.setdefault(self._suffix(source, kv.key), kv.mod_revision)
+
+    def _delete(self, source: str, key: str) -> None:
+        if source == "records":
+            self.addresses.pop(key, None)
+            return
+        item = self._suffix(source, key)
+        table = {"status": self.statuses, "report": self.reports, "lock": self.locks}.get(source)
+        if table is not None:
+            table.pop(item, None)
+        else:
+            self.hearts.discard(item)
+
+    def _clear(self, source: str) -> None:
+        {"records": self.addresses, "status": self.statuses, "report": self.reports,
+         "heart": self.hearts, "lock": self.locks}[source].clear()
+
+    def _changed(self, revision: int) -> None:
+        self.revision = max(self.revision, revision)
+        self.version += 1
+        self.on_change()
+
+    def reset(self, source: str, kvs: list[KV], revision: int) -> None:
+        self._clear(source)
+        for kv in kvs:
+            self._put(source, kv)
+        self._changed(revision)
+
+    def apply(self, source: str, batch: list[tuple[str, KV]], revision: int) -> None:
+        for kind, kv in batch:
+            if kind == "put":
+                self._put(source, kv)
+            else:
+                self._delete(source, kv.key)
+        self._changed(revision)
+
+    def snapshot(self, max_names: int = MAX_NAMES) -> dict:
+        return build_snapshot(self.zone, self.addresses.values(), self.statuses, self.reports,
+                              self.hearts, self.locks, self.revision, max_names)
