@@ -25,6 +25,7 @@ import sys
 from skydns import notify
 from skydns.config import load_or_exit
 from skydns.logsetup import setup_logging
+from skydns.metrics import serve_metrics, stop_metrics
 
 from .engine import Engine
 from .pdns_protocol import LineTooLong, PdnsBackend, Session
@@ -169,7 +170,10 @@ class PdnsServer:
 
 
 async def serve(cfg: dict, socket_path: str, socket_mode: int) -> None:
+    from .pdns_metrics import registry_for
+
     server = PdnsServer(cfg, socket_path, socket_mode)
+    metrics = serve_metrics((cfg.get("Pdns") or {}).get("metrics-addr"), registry_for(server))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -184,6 +188,7 @@ async def serve(cfg: dict, socket_path: str, socket_mode: int) -> None:
         notify.stopping()
     finally:
         await server.stop()
+        stop_metrics(metrics)
 
 
 def _ignore_hup() -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 
 from dnslib import QTYPE, RR
@@ -178,9 +179,20 @@ class PdnsBackend:
             "getdomainmetadata": self.get_domain_metadata,
         }
         self._needs_data = {"lookup", "list", "getalldomains", "getdomaininfo"}
+        # (method, "ok" | "fail") -> requests, for /metrics; method names outside the protocol
+        # count as "unknown", so a confused client cannot grow the label set.
+        self.counts: Counter[tuple[str, str]] = Counter()
 
     def handle(self, request) -> dict:
         """One request object -> one reply object; never raises for bad input."""
+        reply = self._handle(request)
+        method = request.get("method") if isinstance(request, dict) else None
+        name = method.lower() if isinstance(method, str) else ""
+        self.counts[name if name in self.methods else "unknown",
+                    "fail" if reply.get("result") is False else "ok"] += 1
+        return reply
+
+    def _handle(self, request) -> dict:
         if not isinstance(request, dict):
             return _fail(f"request must be a JSON object, got {type(request).__name__}")
         method = request.get("method")

@@ -101,6 +101,7 @@ statsServerAuthToken = text(default="")
 [Pdns]
 socket = text(default="/run/skydns/pdns.sock")
 socket-mode = text(default="0660")
+metrics-addr = optional_hostport(as_text=True, default="")
 """
     + _LOG_SPEC
     + _ETCD_SPEC

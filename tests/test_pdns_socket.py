@@ -8,6 +8,7 @@ import signal
 import socket
 import stat
 import time
+import urllib.request
 
 import pytest
 
@@ -197,3 +198,28 @@ def test_sighup_is_logged_and_ignored(backend):
     with backend.client() as client:
         reply = client.call("lookup", qname="api.example.test.", qtype="ANY", remote="127.0.0.1")
         assert addresses(reply) == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_metrics_count_requests_by_method_and_result(etcd):
+    for key, value in RECORDS.items():
+        etcd.put(key, value)
+    port = free_port()
+    be = Backend(etcd.endpoint, Pdns={"metrics-addr": f"127.0.0.1:{port}"}).start()
+    try:
+        with be.client() as client:
+            client.call("initialize")
+            client.call("lookup", qname="api.example.test.", qtype="ANY", remote="127.0.0.1")
+            client.call("lookup", qname="api.example.test.", qtype="ANY", remote="127.0.0.1")
+            client.call("noSuchMethod-" + "x" * 40)
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        lines = set(text.decode().splitlines())
+        assert 'skydns_pdns_requests_total{method="lookup",result="ok"} 2.0' in lines
+        # initialize: ours plus the readiness checks of the test helper
+        assert any(line.startswith('skydns_pdns_requests_total{method="initialize",result="ok"}')
+                   for line in lines)
+        assert 'skydns_pdns_requests_total{method="unknown",result="fail"} 1.0' in lines
+        assert "skydns_pdns_records 2.0" in lines
+        assert "skydns_pdns_etcd_loaded 1.0" in lines
+        assert "skydns_pdns_connections 1.0" in lines
+    finally:
+        be.cleanup()
