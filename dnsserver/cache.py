@@ -4,6 +4,14 @@ An entry holds one or more variants, each the reply minus ID and question split 
 (10 header bytes for RD=0 and RD=1, and everything after the question), so a hit is a dict
 lookup and one bytes join. Entries remember the index paths and addresses they were built from;
 a change drops exactly the entries that read it. Eviction is CLOCK: a hit only sets a flag.
+
+In front of it sits `front` (UDP only): the query bytes after the ID -> the whole reply after
+the ID, for entries with one variant and no expiry. Those bytes fully decide the reply (case,
+RD and OPT included), so a repeat question costs one lookup and one join. Front keys are
+owned by their entry and go with it, so every invalidation reaches them.
+
+Hit counts live on the entries (the hot path only increments); `fold` moves them into
+per-name totals a slice at a time, so stats never walk the whole cache in one go.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from skydns.keys import Path
 _HONE_MEMO = 4096  # clients remembered per entry; past that the memo starts over
 _MAX_RETIRED_NAMES = 100_000  # random-name floods must not grow the per-name stats forever
 KEY_SUFFIX = 8  # a cache key is the wire name + type, class (4) + EDNS flag (1) + limit (3)
+_FRONTS_PER_ENTRY = 8  # 0x20-randomising resolvers spell a name many ways; keep a few spellings
+FOLD_SLICE = 1000  # entries (or names) handled per step: about a millisecond at most
 
 
 class Entry:
@@ -31,7 +41,10 @@ class Entry:
         "soa",
         "expires",
         "hits",
+        "counted",
         "kind",
+        "key",
+        "fronts",
     )
 
     def __init__(
@@ -48,8 +61,11 @@ class Entry:
         self.ips = ips
         self.soa = soa
         self.expires = expires  # 0: until invalidated; else a time.monotonic() deadline
-        self.hits = 0  # counted on the hot path; folded into the cache's totals on removal
+        self.hits = 0  # counted on the hot path
+        self.counted = 0  # of those, already folded into the cache's totals
         self.kind = kind  # what the answer is, for stats: "", "nxdomain", "nodata", "forward"
+        self.key = b""
+        self.fronts: list | None = None  # front keys answered from this entry
 
     def pick(self, client: str):
         if self.mode == "":
@@ -87,14 +103,15 @@ class AnswerCache:
     def __init__(self, size: int):
         self.size = size
         self.entries: dict[bytes, Entry] = {}
+        self.front: dict[bytes, tuple[bytes, Entry]] = {}
         self.by_path: dict[Path, set[bytes]] = {}
         self.by_ip: dict[str, set[bytes]] = {}
         self.soa_keys: set[bytes] = set()
         self.generation = 0  # bumped by every invalidation, so builds that awaited can tell
         self.misses = 0
         self.evictions = 0
-        self.retired_names: Counter = Counter()  # hits of entries no longer cached, by name
-        self.retired_kinds: Counter = Counter()
+        self.name_hits: Counter = Counter()  # folded hits by wire name (bounded, see fold)
+        self.kind_hits: Counter = Counter()  # folded hits by answer kind
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -109,6 +126,7 @@ class AnswerCache:
             self._remove(key)
         while len(self.entries) >= self.size:
             self._evict_one()
+        entry.key = key
         self.entries[key] = entry
         for path in entry.paths:
             self.by_path.setdefault(path, set()).add(key)
@@ -116,6 +134,24 @@ class AnswerCache:
             self.by_ip.setdefault(ip, set()).add(key)
         if entry.soa:
             self.soa_keys.add(key)
+
+    def add_front(self, fkey: bytes, reply: bytes, entry: Entry) -> None:
+        """Answer `fkey` (query bytes after the ID) with `reply` while `entry` stays cached.
+        Only for entries with one variant and no expiry: nothing else decides their bytes."""
+        if self.entries.get(entry.key) is not entry:
+            return  # served, but not (or no longer) cached: nothing would drop the front key
+        front = self.front
+        if len(front) >= self.size:
+            front.clear()  # rare (sizes match the cache); entries' stale keys pop harmlessly
+        fronts = entry.fronts
+        if fronts is None:
+            fronts = entry.fronts = []
+        elif len(fronts) >= _FRONTS_PER_ENTRY:
+            for old in fronts:
+                front.pop(old, None)
+            fronts.clear()
+        fronts.append(fkey)
+        front[fkey] = (reply, entry)
 
     def _evict_one(self) -> None:
         entries = self.entries
@@ -131,15 +167,26 @@ class AnswerCache:
         self._remove(key)
         self.evictions += 1
 
+    def _fold_one(self, entry: Entry) -> None:
+        new = entry.hits - entry.counted
+        if new:
+            entry.counted = entry.hits
+            name = entry.key[:-KEY_SUFFIX]
+            names = self.name_hits
+            if name in names or len(names) < _MAX_RETIRED_NAMES:
+                names[name] += new
+            self.kind_hits[entry.kind] += new
+
     def _remove(self, key: bytes) -> None:
         entry = self.entries.pop(key, None)
         if entry is None:
             return
-        if entry.hits:
-            name = key[:-KEY_SUFFIX]
-            if name in self.retired_names or len(self.retired_names) < _MAX_RETIRED_NAMES:
-                self.retired_names[name] += entry.hits
-            self.retired_kinds[entry.kind] += entry.hits
+        self._fold_one(entry)
+        if entry.fronts:
+            front = self.front
+            for fkey in entry.fronts:
+                front.pop(fkey, None)
+            entry.fronts = None
         for path in entry.paths:
             _discard(self.by_path, path, key)
         for ip in entry.ips:
@@ -152,7 +199,12 @@ class AnswerCache:
 
     def invalidate_path(self, path: Path) -> int:
         """A record at `path` changed: drop entries that read `path` or any name above it
-        (lookups collect whole subtrees), and those that carry the SOA (its serial moved)."""
+        (lookups collect whole subtrees, and a negative answer for a name turns positive when
+        something appears below it), and those flagged `soa` (the SOA answer itself).
+
+        Negative answers carry the SOA too but are not flagged: one that no change reached
+        keeps its older serial, which only moves their negative-caching TTL basis, not truth.
+        """
         self.generation += 1
         dropped = 0
         keys = list(self.soa_keys)
@@ -173,24 +225,28 @@ class AnswerCache:
             self._remove(key)
         return len(keys)
 
+    def fold(self, entries=None) -> None:
+        """Move hits counted on `entries` (default: all) into name_hits/kind_hits."""
+        fold_one = self._fold_one
+        for entry in self.entries.values() if entries is None else entries:
+            fold_one(entry)
+
     @property
     def hits(self) -> int:
-        return sum(self.hit_counts()[1].values())
+        """Hits so far; read-only, so another thread (a test) may ask."""
+        pending = sum(e.hits - e.counted for e in list(self.entries.values()))
+        return sum(self.kind_hits.values()) + pending
 
     def hit_counts(self) -> tuple[Counter, Counter]:
         """Hits so far by wire name and by answer kind, cached and retired entries together."""
-        names, kinds = Counter(self.retired_names), Counter(self.retired_kinds)
-        for key, entry in self.entries.items():
-            if entry.hits:
-                names[key[:-KEY_SUFFIX]] += entry.hits
-                kinds[entry.kind] += entry.hits
-        return names, kinds
+        self.fold()
+        return Counter(self.name_hits), Counter(self.kind_hits)
 
     def clear(self) -> None:
         self.generation += 1
-        for key in list(self.entries):
-            self._remove(key)
+        self.fold()
         self.entries.clear()
+        self.front.clear()
         self.by_path.clear()
         self.by_ip.clear()
         self.soa_keys.clear()

@@ -1,4 +1,5 @@
-"""UDP transport. The hot path lives here: key the question, look it up, patch ID and RD, send."""
+"""UDP transport. The hot path lives here: the front dict, else key the question, look it up,
+patch ID and RD, send."""
 
 from __future__ import annotations
 
@@ -15,12 +16,20 @@ log = logging.getLogger("skydns.udp")
 class UdpServer(asyncio.DatagramProtocol):
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.front = engine.cache.front  # never rebound: the cache clears it in place
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
+        hit = self.front.get(data[2:])
+        if hit is not None:
+            entry = hit[1]
+            entry.ref = True
+            entry.hits += 1
+            self.transport.sendto(data[:2] + hit[0], addr)
+            return
         engine = self.engine
         try:
             keyed = question_key(data, False, engine.max_udp)
@@ -30,9 +39,10 @@ class UdpServer(asyncio.DatagramProtocol):
                     entry.ref = True
                     entry.hits += 1
                     variant = entry.pick(addr[0])
-                    self.transport.sendto(
-                        data[:2] + variant[keyed[2]] + data[12 : keyed[1]] + variant[2], addr
-                    )
+                    tail = variant[keyed[2]] + data[12 : keyed[1]] + variant[2]
+                    self.transport.sendto(data[:2] + tail, addr)
+                    if not entry.mode and not entry.expires:
+                        engine.cache.add_front(data[2:], tail, entry)
                     return
             reply = engine.miss(data, addr[0], False)
         except Exception:  # one bad packet must never take the worker down
