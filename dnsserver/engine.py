@@ -242,7 +242,9 @@ class Engine:
             mode=mode,
             paths=ans.paths,
             ips=ans.ips,
-            soa=ans.soa,
+            # Only the SOA answer itself must follow every serial change; negative answers
+            # (SOA in authority) are dropped by the paths they read, serial slightly old.
+            soa=ans.soa and q.qtype == QTYPE.SOA,
             expires=expires,
             kind=_kind(ans),
         )

@@ -7,6 +7,7 @@ import threading
 
 import dns.message
 import dns.query
+import dns.rcode
 import pytest
 
 from dnsserver.server import DnsServer
@@ -78,3 +79,67 @@ def test_unrelated_change_keeps_hits_related_change_drops(inproc, etcd):
     hits = cache.hits
     ask(inproc, "a.example.test.")
     assert cache.hits == hits + 1
+
+
+def query(server, name, rdtype="A"):
+    port = server.cfg["Dns"]["dns-addr"][1]
+    return dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port, timeout=2)
+
+
+def test_negative_answers_dropped_only_by_their_path(inproc, etcd):
+    cache = inproc.engine.cache
+    assert query(inproc, "q.r.example.test.").rcode() == dns.rcode.NXDOMAIN
+    hits = cache.hits
+    assert query(inproc, "q.r.example.test.").rcode() == dns.rcode.NXDOMAIN
+    assert cache.hits == hits + 1
+
+    # Beside the name (r/other is neither at nor below q.r): the NXDOMAIN stays cached,
+    # although the zone's serial moved.
+    etcd.put("/skydns/test/example/r/other", {"host": "10.8.0.7"})
+    wait_for(lambda: ask(inproc, "r.example.test.") == ["10.8.0.7"], timeout=2)
+    hits = cache.hits
+    assert query(inproc, "q.r.example.test.").rcode() == dns.rcode.NXDOMAIN
+    assert cache.hits == hits + 1, "an unrelated put dropped a negative answer"
+
+    # Below the name: it exists now, and the cached NXDOMAIN must not be served again.
+    etcd.put("/skydns/test/example/r/q/x", {"host": "10.8.0.8"})
+    wait_for(lambda: ask(inproc, "q.r.example.test.") == ["10.8.0.8"], timeout=2)
+
+
+def test_front_path_follows_record_and_health_changes(inproc, etcd):
+    cache = inproc.engine.cache
+    q = dns.message.make_query("a.example.test.", "A")
+    front_key = q.to_wire()[2:]
+    for _ in range(3):  # miss, hit (fills the front), front hit
+        assert ask(inproc, "a.example.test.") == ["10.8.0.1"]
+    assert front_key in cache.front
+    hits = cache.hits
+    assert ask(inproc, "a.example.test.") == ["10.8.0.1"]
+    assert cache.hits == hits + 1  # front hits are counted like any other
+
+    etcd.put("/skydns/test/example/a/x", {"host": "10.8.0.9"})
+    wait_for(lambda: ask(inproc, "a.example.test.") == ["10.8.0.9"], timeout=2)
+
+    etcd.put("/skydns/test/example/a/y", {"host": "10.8.0.10"})
+    wait_for(lambda: ask(inproc, "a.example.test.") == ["10.8.0.10", "10.8.0.9"], timeout=2)
+    for _ in range(3):
+        ask(inproc, "a.example.test.")
+    assert front_key not in cache.front  # two addresses: shuffled variants never go in front
+
+    etcd.delete("/skydns/test/example/a/y")
+    wait_for(lambda: ask(inproc, "a.example.test.") == ["10.8.0.9"], timeout=2)
+    for _ in range(3):
+        ask(inproc, "a.example.test.")
+    assert front_key in cache.front
+    etcd.put("/skydns/test/example/b/y", {"host": "10.8.0.9"})  # b shares the address
+    for _ in range(3):
+        assert ask(inproc, "b.example.test.") == ["10.8.0.2", "10.8.0.9"]
+    etcd.put("/skydns/monitor/status/10.8.0.2", {"status": "DOWN"})
+    wait_for(lambda: ask(inproc, "b.example.test.") == ["10.8.0.9"], timeout=2)
+    for _ in range(3):
+        ask(inproc, "b.example.test.")
+    b_key = dns.message.make_query("b.example.test.", "A").to_wire()[2:]
+    assert b_key in cache.front  # one healthy address left: one variant
+    etcd.put("/skydns/monitor/status/10.8.0.2", {"status": "UP"})
+    wait_for(lambda: ask(inproc, "b.example.test.") == ["10.8.0.2", "10.8.0.9"], timeout=2)
+    assert b_key not in cache.front
