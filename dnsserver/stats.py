@@ -1,8 +1,8 @@
 """Statistics of skydns: per-worker snapshots, summed by the supervisor, served over HTTP.
 
 Workers cannot share counters, so each one writes a snapshot (JSON, totals since it started)
-to the supervisor's stats directory once a second; the supervisor sums them, keeping the
-totals of workers that were replaced so counters never go backwards, and answers:
+to the supervisor's stats directory once a second (see write_snapshots); the supervisor sums
+them, keeping the totals of workers that were replaced so counters never go backwards, and answers:
 
     GET /skydns/stats            counters and gauges (JSON)
     GET /skydns/stats/{name}     queries for one name
@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,10 +29,14 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .cache import FOLD_SLICE
+
 log = logging.getLogger("skydns.stats")
 
 STATS_DIR_ENV = "SKYDNS_STATS_DIR"
 SNAPSHOT_INTERVAL = 1.0
+NAMES_INTERVAL = 10.0  # per-name counts feed top-N lists: for many names, fresher is not worth it
+NAMES_SMALL = 20_000  # up to this many names, rebuilding them each second costs a few ms of CPU
 
 COUNTERS = (
     "requests",
@@ -62,8 +67,9 @@ def wire_to_name(wire: bytes) -> str:
 # -- worker side ---------------------------------------------------------------------------
 
 
-def snapshot(engine) -> dict:
-    names_wire, kinds = engine.cache.hit_counts()
+def _counters(engine) -> dict:
+    """Counters from what the cache has folded so far (see AnswerCache.fold)."""
+    kinds = engine.cache.kind_hits
     hits = sum(kinds.values())
     built = engine.stats
     counters = {name: built.get(name, 0) for name in COUNTERS}
@@ -73,35 +79,107 @@ def snapshot(engine) -> dict:
     for kind in ("nxdomain", "nodata", "servfail", "fail_open"):
         counters[kind] += kinds.get(kind, 0)
     counters["forward"] += kinds.get("forward", 0)
+    return counters
+
+
+def _gauges(engine) -> dict:
+    return {
+        "cache_size": len(engine.cache),
+        "records": len(engine.index),
+        "down_addresses": len(engine.health.down),
+        "cache_evictions": engine.cache.evictions,
+    }
+
+
+def snapshot(engine) -> dict:
+    """Everything at once (for tests and tools); the worker task builds the same in slices."""
+    engine.cache.fold()
     names = Counter(engine.query_names)
-    for wire, count in names_wire.items():
+    for wire, count in engine.cache.name_hits.items():
         names[wire_to_name(wire)] += count
     return {
         "pid": os.getpid(),
-        "counters": counters,
-        "gauges": {
-            "cache_size": len(engine.cache),
-            "records": len(engine.index),
-            "down_addresses": len(engine.health.down),
-            "cache_evictions": engine.cache.evictions,
-        },
+        "counters": _counters(engine),
+        "gauges": _gauges(engine),
         "names": dict(names),
     }
 
 
+async def _fold_in_slices(cache) -> None:
+    entries = list(cache.entries.values())
+    for start in range(0, len(entries), FOLD_SLICE):
+        cache.fold(entries[start : start + FOLD_SLICE])
+        await asyncio.sleep(0)
+
+
+class _NamesJson:
+    """The per-name counts as a JSON object, rebuilt in slices between queries."""
+
+    def __init__(self) -> None:
+        self.text = "{}"
+        self.count = 0
+        self.spelled: dict[bytes, str] = {}  # wire name -> text, so each is decoded once
+
+    async def rebuild(self, engine) -> None:
+        names = Counter(engine.query_names)
+        await asyncio.sleep(0)
+        spelled = self.spelled
+        if len(spelled) > 2 * len(engine.cache.name_hits) + 1000:
+            spelled.clear()
+        hits = engine.cache.name_hits
+        wires = list(hits)  # keys only: 100k (key, count) tuples at once took 6 ms
+        for start in range(0, len(wires), FOLD_SLICE):
+            for wire in wires[start : start + FOLD_SLICE]:
+                text = spelled.get(wire)
+                if text is None:
+                    text = spelled[wire] = wire_to_name(wire)
+                names[text] += hits.get(wire, 0)
+            await asyncio.sleep(0)
+        keys = list(names)
+        parts = []
+        for start in range(0, len(keys), FOLD_SLICE):
+            part = {k: names[k] for k in keys[start : start + FOLD_SLICE]}
+            parts.append(json.dumps(part)[1:-1])
+            await asyncio.sleep(0)
+        self.text = "{" + ",".join(p for p in parts if p) + "}"
+        self.count = len(keys)
+
+
 async def write_snapshots(engine) -> None:
-    """Worker task: keep `<stats dir>/worker-<pid>.json` current (atomic replace)."""
+    """Worker task: keep `<stats dir>/worker-<pid>.json` current (atomic replace).
+
+    Counters are written each SNAPSHOT_INTERVAL when they changed; per-name counts (only
+    for top-N lists) with them, or past NAMES_SMALL names every NAMES_INTERVAL. No step walks
+    the cache in one go: a 20 ms pause each second showed as the latency maximum under load.
+    """
     directory = os.environ.get(STATS_DIR_ENV)
     if not directory:
         return
     path = Path(directory) / f"worker-{os.getpid()}.json"
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    names = _NamesJson()
+    names_due = 0.0
+    names_stale = True
+    last = None
     while True:
-        try:
-            tmp.write_text(json.dumps(snapshot(engine)))
-            tmp.replace(path)
-        except OSError as err:
-            log.warning("cannot write stats snapshot", extra={"kv": {"error": str(err)}})
+        await _fold_in_slices(engine.cache)
+        head = json.dumps(
+            {"pid": os.getpid(), "counters": _counters(engine), "gauges": _gauges(engine)}
+        )
+        names_stale = names_stale or head != last
+        renamed = names_stale and time.monotonic() >= names_due
+        if renamed:
+            await names.rebuild(engine)
+            names_stale = False
+            big = names.count > NAMES_SMALL
+            names_due = time.monotonic() + (NAMES_INTERVAL if big else 0.0)
+        if head != last or renamed:
+            try:
+                tmp.write_text(head[:-1] + ', "names": ' + names.text + "}")
+                tmp.replace(path)
+                last = head
+            except OSError as err:
+                log.warning("cannot write stats snapshot", extra={"kv": {"error": str(err)}})
         await asyncio.sleep(SNAPSHOT_INTERVAL)
 
 
