@@ -6,6 +6,7 @@ between queries, so an answer never sees half an update.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from skydns import store
@@ -56,6 +57,9 @@ class StoreSync:
         eng.cache.clear()
         eng.ready = True
         self.loaded.set()
+        # The index lives until the next full load: keep cyclic GC from walking it again and
+        # again (a full pass over 1M records is 0.4 s of stalled answers).
+        gc.freeze()
         self._want_leases({r.lease for r in eng.index.records() if r.lease})
         log.info(
             "records loaded",

@@ -9,6 +9,7 @@ revision of progress notifications (how the resume point advances while the pref
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -28,6 +29,9 @@ BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 
 _MIB = 1024 * 1024
+# etcd counts the rest of the range for every page, so small pages make a big load O(N^2) in
+# etcd's CPU: 1M keys took 15 s of it with 5000-key pages, under 3 s with 50000-key ones.
+PAGE_SIZE = 50_000
 CHANNEL_OPTIONS = {
     # A full load of a big prefix comes back in pages, but a single page of large values or
     # a big transaction in one watch response can still exceed gRPC's default 4 MiB.
@@ -165,7 +169,7 @@ def prefix_range_end(prefix: bytes) -> bytes:
 
 
 async def load_prefix(
-    client: aetcd.Client, prefix: str, page_size: int = 5000
+    client: aetcd.Client, prefix: str, page_size: int = PAGE_SIZE
 ) -> tuple[list[KV], int]:
     """Every key under prefix, sorted by key, as of one revision (returned too).
 
@@ -263,7 +267,7 @@ class Mirror:
         on_reset: ResetCallback,
         on_events: EventsCallback,
         name: str = "mirror",
-        page_size: int = 5000,
+        page_size: int = PAGE_SIZE,
     ):
         self.etcd_section = etcd_section
         self.prefix = prefix
@@ -367,6 +371,17 @@ class Mirror:
                 log.debug("%s: closing etcd client: %s", self.name, describe_error(exc))
 
     async def _load(self, client: aetcd.Client) -> None:
+        # A load makes millions of objects that all live on: cyclic GC passes over them find
+        # nothing and cost seconds at 1M keys. Paused for the load, on again after on_reset.
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            await self._load_and_reset(client)
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    async def _load_and_reset(self, client: aetcd.Client) -> None:
         kvs, revision = await load_prefix(client, self.prefix, self.page_size)
         self.revision = revision
         self._need_load = False
