@@ -116,7 +116,12 @@ class Supervisor:
         self._start_stats()
         for slot in range(worker_count(self.cfg)):
             self.workers[slot] = self._spawn(slot)
-        if self.wait_ready(list(self.workers.values()), timeout=STARTUP_READY):
+        ready = self.wait_ready(list(self.workers.values()), timeout=STARTUP_READY)
+        if not ready:
+            self._reap()  # a worker that could not bind the port stops us: no READY for that
+        if self.stopping:
+            pass
+        elif ready:
             host, port = self.cfg["Dns"]["dns-addr"]
             notify.ready(f"serving {self.cfg['Dns']['dns-domain']} on {host}:{port}")
         else:

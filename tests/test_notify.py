@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -49,3 +50,28 @@ def test_pdns_backend_notifies(etcd, tmp_path):
             proc.terminate()
             proc.wait(timeout=10)
         assert "STOPPING=1" in sock.recv(4096).decode()
+
+
+def test_no_ready_when_the_port_cannot_be_bound(etcd, tmp_path):
+    """systemd must see a failed start, not READY=1 followed by an exit."""
+    path = str(tmp_path / "notify.sock")
+    with (socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
+          socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken):
+        sock.bind(path)
+        taken.bind(("127.0.0.1", 0))
+        srv = Skydns(etcd.endpoint)
+        srv.port = taken.getsockname()[1]
+        srv.config.write_text(srv.config.read_text().replace(
+            "dns-addr = 127.0.0.1:", f"dns-addr = 127.0.0.1:{srv.port}  # was "))
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+            srv.start(wait_ready=False)
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        assert srv.proc.wait(timeout=20) != 0
+        sock.setblocking(False)
+        messages = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                messages.extend(sock.recv(4096).decode().split("\n"))
+        assert "READY=1" not in messages, messages
