@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import random
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -85,16 +87,24 @@ def _read_file(section: dict, key: str) -> bytes | None:
         raise ValueError(f"{key} {path}: {e.strerror}") from e
 
 
-class TLSClient(aetcd.Client):
-    """aetcd.Client over a TLS channel; aetcd itself only knows insecure channels."""
+class Client(aetcd.Client):
+    """aetcd.Client on a gRPC target of our making (several etcd members behind one channel)
+    and optionally TLS; aetcd itself only knows one host:port and insecure channels."""
 
-    def __init__(self, *args, credentials: grpc.ChannelCredentials, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, target: str, *, credentials: grpc.ChannelCredentials | None = None,
+                 **kwargs):
+        host, _, port = target.rpartition(":")
+        super().__init__(host, int(port) if port.isdigit() else DEFAULT_PORT, **kwargs)
+        self.target = target
         self._credentials = credentials
+
+    @property
+    def tls(self) -> bool:
+        return self._credentials is not None
 
     async def connect(self) -> None:
         # Same as aetcd.Client.connect (minus user/password auth, which skydns does not
-        # configure), with a secure channel.
+        # configure), on our target and credentials.
         if self._connected.is_set():
             return
         if self._is_connecting:
@@ -102,10 +112,13 @@ class TLSClient(aetcd.Client):
             return
         self._is_connecting = True
         try:
-            target = f"{self._host}:{self._port}"
-            self.channel = grpc.aio.secure_channel(
-                target, self._credentials, options=list(self._options.items())
-            )
+            options = list(self._options.items())
+            if self._credentials is None:
+                self.channel = grpc.aio.insecure_channel(self.target, options=options)
+            else:
+                self.channel = grpc.aio.secure_channel(
+                    self.target, self._credentials, options=options
+                )
             self.kvstub = rpc.KVStub(self.channel)
             self.clusterstub = rpc.ClusterStub(self.channel)
             self.leasestub = rpc.LeaseStub(self.channel)
@@ -118,15 +131,64 @@ class TLSClient(aetcd.Client):
             self._is_connecting = False
 
 
-def make_client(etcd_section: dict) -> aetcd.Client:
-    """An unconnected aetcd client for the [Etcd] section (connect() or any call connects).
+def _addresses(host: str, port: int) -> list[tuple[int, str]]:
+    """(IP version, IP) of an endpoint host; a name is resolved now (getaddrinfo)."""
+    bare = host.strip("[]")
+    try:
+        found = [ipaddress.ip_address(bare)]
+    except ValueError:
+        found = [ipaddress.ip_address(info[4][0].split("%")[0])
+                 for info in socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)]
+    return [(ip.version, str(ip)) for ip in found]
+
+
+def _target_of(members: list[tuple[int, str, int]]) -> str:
+    """gRPC target over several addresses: ipv4: when all are IPv4 (works where IPv6 is off),
+    else ipv6: with IPv4 as v4-mapped addresses (one family per target)."""
+    if all(version == 4 for version, _, _ in members):
+        return "ipv4:" + ",".join(f"{ip}:{port}" for _, ip, port in members)
+    return "ipv6:" + ",".join(f"[{ip if version == 6 else '::ffff:' + ip}]:{port}"
+                              for version, ip, port in members)
+
+
+def channel_target(urls: list[str]) -> tuple[str, bool, str]:
+    """(gRPC target, wants TLS, TLS name) for the configured endpoints.
+
+    One endpoint is `host:port` (gRPC resolves a name itself, so a DNS name with several
+    addresses already fails over). Several become one channel over all of them
+    (`ipv4:a:p,b:p`, gRPC's pick_first policy): it uses the first member that answers
+    and moves to the next when that one goes away, for every client of the process at once,
+    long-lived ones included. Their certificates are checked against one name: `[Etcd]
+    etcd-server-name`, else the first endpoint's host, so with TLS every member's certificate
+    must carry that name (or IP).
+    """
+    parsed = [_split_url(url) for url in urls]
+    https = any(p[2] for p in parsed)
+    first_host = parsed[0][0].strip("[]")
+    if len(parsed) == 1:
+        host, port, _ = parsed[0]
+        return f"{host}:{port}", https, first_host
+    members: list[tuple[int, str, int]] = []
+    for host, port, _ in parsed:
+        try:
+            found = _addresses(host, port)
+        except OSError as err:  # one unresolvable member must not keep us off the others
+            log.warning("etcd endpoint does not resolve; skipped",
+                        extra={"kv": {"host": host, "error": str(err)}})
+            continue
+        members += [(v, ip, port) for v, ip in found if (v, ip, port) not in members]
+    if not members:
+        raise ValueError(f"no etcd endpoint resolves: {', '.join(urls)}")
+    return _target_of(members), https, first_host
+
+
+def make_client(etcd_section: dict) -> Client:
+    """An unconnected etcd client for the [Etcd] section (connect() or any call connects).
 
     https:// or any of etcd-cafile/etcd-certfile/etcd-keyfile set gives a TLS channel.
+    Several etcd-servers give one channel that fails over between them (channel_target).
     """
-    # Only the first server is used for now. etcd_servers() keeps the whole list so that
-    # failover can rotate through it later; Mirror's reconnect loop (which builds a fresh
-    # client per attempt) is the natural place for that.
-    host, port, https = _split_url(etcd_servers(etcd_section)[0])
+    target, https, tls_name = channel_target(etcd_servers(etcd_section))
     timeout = float(etcd_section.get("etcd-timeout") or DEFAULT_TIMEOUT)
     ca = _read_file(etcd_section, "etcd-cafile")
     cert = _read_file(etcd_section, "etcd-certfile")
@@ -135,11 +197,17 @@ def make_client(etcd_section: dict) -> aetcd.Client:
         raise ValueError("etcd-certfile and etcd-keyfile must be set together")
     options = dict(CHANNEL_OPTIONS)
     if not (https or ca or cert):
-        return aetcd.Client(host, port, timeout=timeout, options=options)
+        return Client(target, timeout=timeout, options=options)
+    tls_name = str(etcd_section.get("etcd-server-name") or "").strip() or tls_name
+    if target.startswith(("ipv4:", "ipv6:")) or etcd_section.get("etcd-server-name"):
+        # Over several members the channel's authority would be the address list: check
+        # every member's certificate against one name instead.
+        options["grpc.ssl_target_name_override"] = tls_name
+        options["grpc.default_authority"] = tls_name
     credentials = grpc.ssl_channel_credentials(
         root_certificates=ca, private_key=key, certificate_chain=cert
     )
-    return TLSClient(host, port, timeout=timeout, options=options, credentials=credentials)
+    return Client(target, timeout=timeout, options=options, credentials=credentials)
 
 
 # --- reads -----------------------------------------------------------------------------------

@@ -334,18 +334,18 @@ def test_lease_ttls_reports_live_leases_only(etcd):
 
 
 def test_make_client_parses_servers_and_tls_settings(tmp_path):
-    plain = make_client({"etcd-servers": ["http://127.0.0.1:4001", "http://10.0.0.2:2379"]})
-    assert type(plain) is store.aetcd.Client
-    assert (plain._host, plain._port, plain._timeout) == ("127.0.0.1", 4001, 5.0)
-    assert make_client({"etcd-servers": "10.1.1.1:2380, 10.1.1.2:2380"})._port == 2380
+    plain = make_client({"etcd-servers": ["http://127.0.0.1:4001"]})
+    assert (plain.target, plain.tls, plain._timeout) == ("127.0.0.1:4001", False, 5.0)
+    both = make_client({"etcd-servers": "10.1.1.1:2380, 10.1.1.2:2380"})
+    assert both.target == "ipv4:10.1.1.1:2380,10.1.1.2:2380"
     v6 = make_client({"etcd-servers": ["http://[::1]:2379"], "etcd-timeout": 1.5})
-    assert (v6._host, v6._timeout) == ("[::1]", 1.5)
-    assert isinstance(make_client({"etcd-servers": ["https://etcd.example"]}), store.TLSClient)
+    assert (v6.target, v6._timeout) == ("[::1]:2379", 1.5)
+    assert make_client({"etcd-servers": ["https://etcd.example"]}).tls
 
     ca = tmp_path / "ca.pem"
     ca.write_bytes(b"not really a cert")
     section = {"etcd-servers": ["http://127.0.0.1:2379"], "etcd-cafile": str(ca)}
-    assert isinstance(make_client(section), store.TLSClient)
+    assert make_client(section).tls
     with pytest.raises(ValueError, match="etcd-certfile and etcd-keyfile"):
         make_client({**section, "etcd-certfile": str(ca)})
     with pytest.raises(ValueError, match="etcd-keyfile .*missing"):
