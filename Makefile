@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo lint bench bench-probes clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,8 +21,13 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# DNS throughput (dnsperf), load time/memory, change-to-answer delay: bench/README.md
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Scanner capacity, detection time, failover: bench/README-probes.md
+bench-probes: $(STAMP)
+	$(BIN)/python bench/probe_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
