@@ -6,7 +6,6 @@ skydns --config-file /etc/skydns/skydns.conf
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from skydns.config import load_or_exit
@@ -57,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(cfg: dict) -> int:
+    from skydns.daemon import run_loop
+
     from .server import BindError, DnsServer
     from .workers import EXIT_BIND
 
@@ -64,11 +65,7 @@ def run_worker(cfg: dict) -> int:
         await DnsServer(cfg).serve_forever()
 
     try:
-        import uvloop
-    except ImportError:  # uvloop is a dependency; still run on plain asyncio without it
-        uvloop = None
-    try:
-        (uvloop.run if uvloop else asyncio.run)(run())
+        run_loop(run())
     except BindError as err:
         print(f"skydns: {err}", file=sys.stderr)
         return EXIT_BIND

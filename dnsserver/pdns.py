@@ -24,6 +24,7 @@ import sys
 
 from skydns import notify
 from skydns.config import load_or_exit
+from skydns.daemon import run_loop
 from skydns.logsetup import setup_logging
 from skydns.metrics import serve_metrics, stop_metrics
 
@@ -229,11 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(cfg["Log"], "skydns-pdns-backend")
     try:
-        import uvloop
-    except ImportError:  # uvloop is a dependency; still run on plain asyncio without it
-        uvloop = None
-    try:
-        (uvloop.run if uvloop else asyncio.run)(serve(cfg, socket_path, socket_mode))
+        run_loop(serve(cfg, socket_path, socket_mode))
     except (SocketError, OSError) as err:
         print(f"skydns-pdns-backend: cannot listen on {socket_path}: {err}", file=sys.stderr)
         return 1

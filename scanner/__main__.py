@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import resource
-import signal
 import sys
 
+from skydns import daemon
 from skydns.config import ConfigError, load_config, load_or_exit
 from skydns.logsetup import kv, setup_logging
-from skydns.metrics import serve_metrics, stop_metrics
 
 log = logging.getLogger("skydns.scanner")
 
@@ -77,27 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from .agent import Agent
     from .metrics import registry_for
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        agent = Agent(cfg)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, reload, args.config_file, agent)
-        # Up before the agent registers, so a scrape during a slow start shows the lease and
-        # watches as not (yet) there instead of a refused connection.
-        server = serve_metrics(cfg["General"]["metrics-addr"], registry_for(agent))
-        try:
-            await agent.run(stop)
-        finally:
-            stop_metrics(server)
-
-    try:
-        import uvloop
-    except ImportError:  # uvloop is a dependency; still run on plain asyncio without it
-        asyncio.run(run())
-    else:
-        uvloop.run(run())
+    daemon.serve(lambda: Agent(cfg), config_path=args.config_file, reload=reload,
+                 metrics_addr=cfg["General"]["metrics-addr"], registry_for=registry_for)
     return 0
 
 

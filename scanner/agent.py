@@ -18,6 +18,7 @@ import aetcd
 
 from skydns import notify
 from skydns import txn as etcd
+from skydns.health import report_owner
 from skydns.keys import parse_ip
 from skydns.lease import KeptLease
 from skydns.logsetup import kv
@@ -25,7 +26,7 @@ from skydns.store import KV, Mirror, describe_error, make_client
 
 from .damping import Damper
 from .probes import Prober, detect_icmp_mode, icmp_unavailable_reason
-from .status import iso_time, read_status, render_status, report_owner
+from .status import iso_time, read_status, render_status
 
 log = logging.getLogger("skydns.scanner")
 

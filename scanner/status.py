@@ -77,16 +77,6 @@ def render_status(fields: dict | None, status: str, checker: str,
     return json.dumps(out, separators=(",", ":"), sort_keys=True).encode()
 
 
-def report_owner(value: bytes) -> str | None:
-    """The scanner hostname a report value names; None when the value is unreadable."""
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    host = obj.get("hostname") if isinstance(obj, dict) else None
-    return host if isinstance(host, str) and host else None
-
-
 def iso_time(now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"

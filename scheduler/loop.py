@@ -16,6 +16,7 @@ import aetcd
 
 from skydns import notify
 from skydns import txn as etcd
+from skydns.health import report_owner
 from skydns.keys import parse_ip
 from skydns.logsetup import kv
 from skydns.store import KV, Mirror, describe_error, make_client
@@ -145,7 +146,7 @@ class Assigner:
             if kind == "delete":
                 self.reports.pop(ip, None)
             else:
-                owner = _report_owner(item.value)
+                owner = report_owner(item.value)
                 if owner is None:
                     log.warning("unreadable assignment; it will be rewritten",
                                 extra=kv(key=item.key))
@@ -311,15 +312,6 @@ class Scheduler:
         if not stop.is_set():
             log.warning("lost leadership; campaigning again", extra=kv(reason=reason))
             notify.notify("STATUS=standby")
-
-
-def _report_owner(value: bytes) -> str | None:
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    host = obj.get("hostname") if isinstance(obj, dict) else None
-    return host if isinstance(host, str) and host else None
 
 
 def _iso_now() -> str:

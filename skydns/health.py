@@ -15,6 +15,17 @@ from .keys import canonical_ip
 log = logging.getLogger("skydns.health")
 
 
+def report_owner(value: bytes) -> str | None:
+    """The scanner hostname a report value (`{"hostname": ..., "updatetime": ...}`, written by
+    the scheduler) names; None when the value is unreadable."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    host = obj.get("hostname") if isinstance(obj, dict) else None
+    return host if isinstance(host, str) and host else None
+
+
 def parse_status(key: str, value: bytes) -> str:
     """ "UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP."""
     try:

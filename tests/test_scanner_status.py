@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from scanner.status import parse_ports, read_status, render_status, report_owner
+from scanner.status import parse_ports, read_status, render_status
+from skydns.health import report_owner
 
 NOW = datetime(2024, 5, 1, 12, 30, 45, 123456, tzinfo=UTC)
 
