@@ -9,17 +9,13 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from etcdtest import free_port, wait_for
+from etcdtest import free_port
+from proctest import ROOT as ROOT  # re-exported: tests take the checkout root from here
+from proctest import Process
 
-ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "123456789"
 TOKENS = {"alice": "alice-token-0001", "bob": "bob-token-0002"}
 STATUS = "/skydns/monitor/status/"
@@ -48,50 +44,26 @@ def write_config(path: Path, etcd_endpoint: str, port: int, zone: str = "skydns.
     return path
 
 
-class KubeApi:
+class KubeApi(Process):
     """`python -m kubeapi` on a free 127.0.0.1 port, stopped with SIGTERM."""
 
+    module, what = "kubeapi", "kubeapi"
+
     def __init__(self, etcd_endpoint: str, **config):
-        self.dir = Path(tempfile.mkdtemp(prefix="skydns-api-test-"))
+        super().__init__("skydns-api-test-", "api.log")
         self.port = free_port()
         self.config = write_config(self.dir / "api.conf", etcd_endpoint, self.port, **config)
-        self.log = self.dir / "api.log"
-        self.proc: subprocess.Popen | None = None
 
     @property
     def addr(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, wait_ready: bool = True) -> KubeApi:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kubeapi", "--config-file", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        if wait_ready:
-            wait_for(self.ready, timeout=20, message=f"kubeapi did not come up: {self.logs()}")
-        return self
-
     def ready(self) -> bool:
-        assert self.proc.poll() is None, f"kubeapi exited: {self.logs()}"
+        self.assert_running()
         try:
             return self.request("GET", "/healthz", token=None)[0] == 200
         except OSError:
             return False
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
 
     def request(self, method: str, path: str, body=None, token: str | None = ADMIN_TOKEN,
                 headers: dict | None = None, timeout: float = 15.0) -> tuple[int, str]:

@@ -6,14 +6,7 @@ server) lets forwarding be tested without any traffic leaving the machine.
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,9 +16,8 @@ import dns.rcode
 from dnslib import QTYPE, RR
 from dnslib.server import BaseResolver, DNSServer
 
-from etcdtest import wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
+from proctest import ROOT as ROOT  # re-exported: tests take the checkout root from here
+from proctest import Process
 
 
 def free_port() -> int:
@@ -69,51 +61,23 @@ def write_config(path: Path, etcd_endpoint: str, port: int, **sections) -> Path:
     return path
 
 
-class Skydns:
+class Skydns(Process):
     """A `skydns` process on a free port, stopped with SIGTERM."""
 
+    module, what = "dnsserver", "skydns"
+
     def __init__(self, etcd_endpoint: str, **sections):
-        self.dir = Path(tempfile.mkdtemp(prefix="skydns-test-"))
-        # Removed at exit, not in stop(): a failing test still reads the log after stopping.
-        atexit.register(shutil.rmtree, self.dir, ignore_errors=True)
+        super().__init__("skydns-test-", "skydns.log")
         self.port = free_port()
         self.config = write_config(self.dir / "skydns.conf", etcd_endpoint, self.port, **sections)
-        self.log = self.dir / "skydns.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, wait_ready: bool = True) -> Skydns:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dnsserver", "--config-file", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        if wait_ready:
-            wait_for(self.ready, timeout=20, message=f"skydns did not come up: {self.logs()}")
-        return self
 
     def ready(self) -> bool:
-        assert self.proc.poll() is None, f"skydns exited: {self.logs()}"
+        self.assert_running()
         try:
             reply = self.query("example.test.", "SOA", timeout=0.5)
         except (OSError, dns.exception.Timeout):
             return False
         return reply.rcode() == dns.rcode.NOERROR
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
 
     def query(self, name, rdtype="A", timeout=2.0, source="127.0.0.1", tcp=False, **kw):
         q = dns.message.make_query(name, rdtype, **kw)

@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,8 +22,9 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from dnstest import ROOT, free_port, write_config
+from dnstest import free_port, write_config
 from etcdtest import wait_for
+from proctest import Process
 
 MODULE_DIRS = ("/usr/lib/*/pdns", "/usr/lib/pdns", "/usr/lib64/pdns", "/usr/local/lib/pdns")
 
@@ -97,36 +97,25 @@ class Client:
         self.close()
 
 
-class Backend:
+class Backend(Process):
     """`skydns-pdns-backend` as a process (python -m dnsserver.pdns), socket in a temp dir."""
+
+    module, what = "dnsserver.pdns", "backend"
 
     def __init__(self, etcd_endpoint: str, socket_path: Path | None = None, extra_args=(),
                  **sections):
-        self.dir = Path(tempfile.mkdtemp(prefix="skydns-pdns-"))
+        super().__init__("skydns-pdns-", "backend.log")
         self.socket = socket_path or self.dir / "run" / "pdns.sock"
         sections.setdefault("Log", {"log-level": "debug"})
         self.config = write_config(self.dir / "skydns.conf", etcd_endpoint, free_port(),
                                    **sections)
         self.extra_args = list(extra_args)
-        self.log = self.dir / "backend.log"
-        self.proc: subprocess.Popen | None = None
 
-    def start(self, wait_ready: bool = True) -> Backend:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dnsserver.pdns", "--config-file", str(self.config),
-                 "--socket", str(self.socket), *self.extra_args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        if wait_ready:
-            wait_for(self.ready, timeout=20, message=f"backend did not come up: {self.logs()}")
-        return self
+    def args(self) -> list[str]:
+        return ["--socket", str(self.socket), *self.extra_args]
 
     def ready(self) -> bool:
-        assert self.proc.poll() is None, f"backend exited: {self.logs()}"
+        self.assert_running()
         try:
             with Client(self.socket, timeout=2) as client:
                 return client.call("initialize", path=str(self.socket))["result"] is True
@@ -136,24 +125,11 @@ class Backend:
     def client(self) -> Client:
         return Client(self.socket)
 
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
     def kill(self) -> None:
         """SIGKILL: no clean-up, the socket file stays behind (stale)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
 
     def cleanup(self) -> None:
         self.stop()
