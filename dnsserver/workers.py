@@ -8,6 +8,7 @@ beside the old one before the old one stops, so the port never goes unanswered.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -78,9 +79,16 @@ class Supervisor:
         while waiting and time.monotonic() < deadline and not self.stopping:
             readable, _, _ = select.select(list(waiting), [], [], 0.1)
             for fd in readable:
-                all_ready &= os.read(fd, 1) == b"R"  # EOF: the worker died before it was ready
+                ok = os.read(fd, 1) == b"R"  # EOF: the worker died before it was ready
                 os.close(fd)
-                waiting.pop(fd).ready_fd = None
+                proc = waiting.pop(fd)
+                proc.ready_fd = None
+                if not ok:
+                    all_ready = False
+                    # The pipe closes as the worker exits: wait for its status, so the caller's
+                    # reap sees why (EXIT_BIND) instead of a process not yet gone.
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=5)
         return all_ready and not waiting
 
     def _on_term(self, signum, frame) -> None:
