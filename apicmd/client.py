@@ -50,7 +50,7 @@ def _reason(status: int, body: bytes) -> str:
     text = body.decode("utf-8", errors="replace").strip()
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         obj = None
     if isinstance(obj, dict) and isinstance(obj.get("error"), str):
         return obj["error"]
@@ -98,7 +98,7 @@ class Client:
         _, raw = self.request(method, path, **kwargs)
         try:
             obj = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Unreachable(f"{self.base} did not answer JSON; is it the skydns API?") from None
         if not isinstance(obj, dict):
             raise Unreachable(f"{self.base} answered unexpected JSON")
@@ -114,6 +114,6 @@ class Client:
         status, raw = self.request(method, f"/skydns/api/{name}", body=body)
         try:
             obj = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = {"result": raw.decode("utf-8", errors="replace").strip()}
         return status, obj if isinstance(obj, dict) else {"result": obj}

@@ -93,6 +93,11 @@ class StoreSync:
             log.warning("bad record skipped", extra={"kv": {"key": kv.key, "error": str(err)}})
             self.engine.index.delete(kv.key)  # the key no longer holds what we served
             return path
+        except Exception:  # a bug on one value must not cost the zone (a load that never ends)
+            self.bad_records += 1
+            log.exception("bad record skipped: unexpected error", extra={"kv": {"key": kv.key}})
+            self.engine.index.delete(kv.key)
+            return path
         self.engine.index.put(record)
         return path
 

@@ -26,7 +26,7 @@ class StatusValue:
 def read_status(value: bytes) -> StatusValue:
     try:
         obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep is bad JSON too
         return StatusValue(None, None, (), ("not valid JSON",))
     if not isinstance(obj, dict):
         return StatusValue(None, None, (), (f"a JSON {type(obj).__name__}, not an object",))

@@ -43,7 +43,7 @@ class Entry:
     def json(self) -> dict:
         try:
             obj = json.loads(self.value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}
         return obj if isinstance(obj, dict) else {}
 

@@ -20,7 +20,7 @@ def report_owner(value: bytes) -> str | None:
     the scheduler) names; None when the value is unreadable."""
     try:
         obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep is bad JSON too
         return None
     host = obj.get("hostname") if isinstance(obj, dict) else None
     return host if isinstance(host, str) and host else None
@@ -31,7 +31,7 @@ def parse_status(key: str, value: bytes) -> str:
     try:
         obj = json.loads(value)
         status = obj.get("status", "UP") if isinstance(obj, dict) else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep is bad JSON too
         status = None
     if not isinstance(status, str) or status.upper() not in ("UP", "DOWN"):
         log.warning("unreadable status value, counted as UP", extra={"kv": {"key": key}})

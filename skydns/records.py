@@ -79,7 +79,7 @@ def parse_record(
     """Decode and validate one etcd value; RecordError says what is wrong with it."""
     try:
         obj = json.loads(value.decode() if isinstance(value, bytes) else value)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise RecordError(f"not valid JSON: {err}") from None
     if not isinstance(obj, dict):
         raise RecordError("not a JSON object")
