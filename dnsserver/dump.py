@@ -17,9 +17,10 @@ from dnslib import QTYPE
 
 from skydns import store
 from skydns.config import load_or_exit
-from skydns.keys import name_to_path
+from skydns.keys import name_to_path, path_to_name
 from skydns.logsetup import setup_logging
 
+from .answer import REVERSE_ZONES
 from .engine import Engine
 from .sync import RECORDS_PREFIX, StoreSync
 from .zone import zone_rrs
@@ -62,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg["Log"]["log-level"] = "warning"  # keep stdout/stderr for the zone itself
     setup_logging(cfg["Log"], "skydns-dump")
     zone = (args.zone or cfg["Dns"]["dns-domain"]).lower().rstrip(".") + "."
+    domain = cfg["Dns"]["dns-domain"].lower().rstrip(".") + "."
+    if name_to_path(zone) not in (name_to_path(domain), *REVERSE_ZONES):
+        served = ", ".join([domain, *(path_to_name(z) for z in REVERSE_ZONES)])
+        print(f"skydns dump: {zone} is not a zone skydns serves ({served})", file=sys.stderr)
+        return 2
     try:
         engine = asyncio.run(asyncio.wait_for(load(cfg), cfg["Etcd"]["etcd-timeout"] * 3))
     except Exception as err:

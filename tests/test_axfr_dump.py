@@ -96,3 +96,11 @@ def test_axfr_refused_outside_allow_list_and_over_udp(server):
     assert reply.rcode() == dns.rcode.FORMERR
     with pytest.raises(dns.xfr.TransferError):
         axfr_lines(server.port, "other.test.")
+
+
+def test_dump_of_a_zone_not_served_says_so(server):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dnsserver", "dump", "--config-file", str(server.config),
+         "--zone", "other.org"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "other.org. is not a zone skydns serves (example.test., " in proc.stderr
