@@ -72,7 +72,7 @@ def test_dns_sample_values():
     assert cfg["Dns"]["dns-addr"] == ("127.0.0.1", 5353)
     assert cfg["Dns"]["dns-domain"] == "skydns.local."
     assert cfg["Dns"]["nameservers"] == []
-    assert cfg["Dns"]["workers"] == 1
+    assert cfg["Dns"]["workers"] == 0
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -91,7 +91,7 @@ DEFAULTS = [
     ("dns", "Dns", "subDomainServers", {}),
     ("dns", "Dns", "cacheSize", 100000),
     ("dns", "Dns", "ip-monitor-path", "/skydns/monitor/status/"),
-    ("dns", "Dns", "workers", 1),
+    ("dns", "Dns", "workers", 0),
     ("dns", "Dns", "ttl", 30),
     ("dns", "Dns", "min-ttl", 30),
     ("dns", "Dns", "forward-timeout", 2.0),
