@@ -167,6 +167,8 @@ class StoreSync:
                 await asyncio.sleep(1.0)
                 self._pending_leases |= batch
                 continue
+            if not ttls:  # all already expired: nothing to shorten, skip the index scan
+                continue
             eng.ctx.lease_ttls.update(ttls)
             for record in list(eng.index.records()):
                 if record.lease in ttls:

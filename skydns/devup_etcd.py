@@ -56,7 +56,7 @@ def get_prefix(endpoint: str, prefix: str) -> list[Entry]:
         return []
     return [
         Entry(
-            base64.b64decode(kv["key"]).decode(),
+            base64.b64decode(kv["key"]).decode(errors="replace"),
             base64.b64decode(kv.get("value", "")),
             int(kv.get("create_revision", 0)),
         )
