@@ -45,16 +45,31 @@ class Entry:
         "kind",
         "key",
         "fronts",
+        "ring",
+        "turn",
+        "restricted",
     )
 
     def __init__(
-        self, variants, addrs=(), mode="", paths=(), ips=(), soa=False, expires=0.0, kind=""
+        self,
+        variants,
+        addrs=(),
+        mode="",
+        paths=(),
+        ips=(),
+        soa=False,
+        expires=0.0,
+        kind="",
+        ring=None,
+        restricted=False,
     ):
         # A question with `*` reads every name a wildcard matches: depend on the part above it.
         paths = {p[: p.index("*")] if "*" in p else p for p in paths}
         self.variants = variants  # list of (hdr_rd0, hdr_rd1, tail)
         self.addrs = addrs  # for hone-one: the address each variant answers with
-        self.mode = mode  # "" one variant; "random" any variant; "hone" rendezvous by client
+        # "" one variant; "random" any variant; "hone" rendezvous by client; "ring" the one
+        # variant with its address records rotated one step per hit (engine.address_ring)
+        self.mode = mode
         self.memo: dict = {}
         self.ref = False
         self.paths = paths
@@ -66,12 +81,28 @@ class Entry:
         self.kind = kind  # what the answer is, for stats: "", "nxdomain", "nodata", "forward"
         self.key = b""
         self.fronts: list | None = None  # front keys answered from this entry
+        self.ring = ring
+        # a random start, so workers and rebuilt entries do not all lead with one address
+        self.turn = random.randrange(ring[3]) if ring else 0
+        # Only for clients allowed to forward (upstream data in it): the transports check
+        # forward-allow on a hit for these alone. Such entries always expire, so the check
+        # sits behind the expiry test that entries without expiry skip.
+        self.restricted = restricted
 
     def pick(self, client: str):
         if self.mode == "":
             return self.variants[0]
         if self.mode == "random":
             return random.choice(self.variants)
+        if self.mode == "ring":
+            prefix, ring, size, n, span, suffix = self.ring
+            turn = self.turn + 1
+            if turn >= n:
+                turn = 0
+            self.turn = turn
+            rd0, rd1, _ = self.variants[0]
+            start = turn * size
+            return rd0, rd1, prefix + ring[start : start + span] + suffix
         chosen = self.memo.get(client)
         if chosen is None:
             if len(self.memo) >= _HONE_MEMO:
@@ -120,8 +151,8 @@ class AnswerCache:
         return self.entries.get(key)
 
     def put(self, key: bytes, entry: Entry) -> None:
-        if self.size <= 0:
-            return
+        if self.size <= 0 or (entry.restricted and not entry.expires):
+            return  # the transports test `restricted` only for entries that expire
         if key in self.entries:
             self._remove(key)
         while len(self.entries) >= self.size:
@@ -140,6 +171,8 @@ class AnswerCache:
         Only for entries with one variant and no expiry: nothing else decides their bytes."""
         if self.entries.get(entry.key) is not entry:
             return  # served, but not (or no longer) cached: nothing would drop the front key
+        if entry.mode or entry.expires or entry.restricted:
+            return  # the front checks nothing: these need a pick, a clock or forward-allow
         front = self.front
         if len(front) >= self.size:
             front.clear()  # rare (sizes match the cache); entries' stale keys pop harmlessly

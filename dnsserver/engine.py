@@ -29,6 +29,7 @@ from .wire import (
     Query,
     error_reply,
     parse_query,
+    question_bytes,
     question_key,
     render,
     udp_limit,
@@ -37,7 +38,7 @@ from .zone import reverse_zones, zone_rrs
 
 log = logging.getLogger("skydns.engine")
 
-_MAX_VARIANTS = 16  # rotations kept for shuffled answers; enough that every address leads often
+_MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
 _BADVERS = 16
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
@@ -134,7 +135,12 @@ class Engine:
                     return self._error(q, RCODE.SERVFAIL)
                 ans = answer(self.ctx, q.qname, q.qtype)
                 if ans.external is not None:
-                    return self._resolve_external(q, data, client, tcp, ans)
+                    if self.nameservers and self.allowed(client):
+                        return self._resolve_external(q, data, client, tcp, ans)
+                    # The chain as far as our zone goes; the client resolves the rest itself,
+                    # and the cache keeps nothing: its entry is the resolved answer.
+                    ans.external = None
+                    return self._finish(q, data, client, tcp, ans, cacheable=False)
                 return self._finish(q, data, client, tcp, ans)
             servers = self.nameservers
         if not servers or not self.allowed(client):
@@ -211,29 +217,47 @@ class Engine:
         rotations = [head + group[r:] + group[:r] for r in range(0, n, step)][:_MAX_VARIANTS]
         return rotations, [], "random"
 
-    def _finish(self, q, data, client, tcp, ans: Answer, expires=0.0, cacheable=True) -> bytes:
+    def _render(self, q: Query, ans: Answer, rrs: list, limit: int) -> bytes:
+        return render(
+            q,
+            ans.rcode,
+            rrs,
+            ans.authority,
+            ans.additional,
+            limit,
+            aa=True,
+            ra=self.zone.recursion,
+            max_udp=self.max_udp,
+        )
+
+    def _shuffled(self, q: Query, ans: Answer, limit: int):
+        """One reply whose address records a hit rotates as bytes (see cache.Entry.pick), so
+        every address takes its turn first without a variant per address; None if the
+        rendered records do not allow it."""
+        wire = self._render(q, ans, ans.answer, limit)
+        full = wire if not wire[2] & 0x02 else self._render(q, ans, ans.answer, TCP_LIMIT)
+        ring = address_ring(wire, full, ans.pick_from, len(ans.picks))
+        return None if ring is None else (wire, ring)
+
+    def _finish(
+        self, q, data, client, tcp, ans: Answer, expires=0.0, cacheable=True, restricted=False
+    ) -> bytes:
         limit = self._limit(q, tcp)
-        lists, addrs, mode = self._variants(ans)
-        wires = [
-            render(
-                q,
-                ans.rcode,
-                rrs,
-                ans.authority,
-                ans.additional,
-                limit,
-                aa=True,
-                ra=self.zone.recursion,
-                max_udp=self.max_udp,
-            )
-            for rrs in lists
-        ]
+        ring = None
+        if not self.mode and ans.pick_from >= 0 and len(ans.picks) > 1:
+            shuffled = self._shuffled(q, ans, limit)
+            if shuffled is not None:
+                wires, ring = [shuffled[0]], shuffled[1]
+                addrs, mode = [], "ring"
+        if ring is None:
+            lists, addrs, mode = self._variants(ans)
+            wires = [self._render(q, ans, rrs, limit) for rrs in lists]
         self._count(ans, wires[0])
         keyed = question_key(data, tcp, self.max_udp)
         if keyed is None:  # an unusual but valid query: answer it, but it has no cache key
             return struct.pack("!H", q.id) + _with_rd(wires[0], q.rd)[2:]
         key, qend, rd = keyed
-        qbytes = data[12:qend].lower()
+        qbytes = question_bytes(data, qend)
         if any(w[12:qend] != qbytes for w in wires):  # dnslib spelled the name otherwise
             return struct.pack("!H", q.id) + _with_rd(wires[0], q.rd)[2:]
         entry = Entry(
@@ -246,7 +270,9 @@ class Engine:
             # (SOA in authority) are dropped by the paths they read, serial slightly old.
             soa=ans.soa and q.qtype == QTYPE.SOA,
             expires=expires,
-            kind=_kind(ans),
+            kind=_kind(ans, wires[0]),
+            ring=ring,
+            restricted=restricted,
         )
         if cacheable:
             self.cache.put(key, entry)
@@ -289,12 +315,13 @@ class Engine:
             return
         key, qend, _ = keyed
         ttl = cache_ttl(reply)
-        if ttl <= 0 or reply[12:qend].lower() != data[12:qend].lower():
+        if ttl <= 0 or question_bytes(reply, qend) != question_bytes(data, qend):
             return
         entry = Entry(
             [split_reply(reply, qend)],
             expires=time.monotonic() + min(ttl, FORWARD_CACHE_MAX),
             kind="forward",
+            restricted=True,  # a hit must not make us an open resolver (forward-allow)
         )
         self.cache.put(key, entry)
 
@@ -320,17 +347,78 @@ class Engine:
                 cacheable = generation == self.cache.generation and ttl > 0
             except Exception:  # a broken upstream reply: answer with the chain we have
                 log.warning("unreadable upstream reply", extra={"kv": {"name": target}})
-        return self._finish(q, data, client, tcp, ans, expires=expires, cacheable=cacheable)
+        # Upstream data in the answer: a hit serves it only to clients allowed to forward.
+        return self._finish(
+            q, data, client, tcp, ans, expires=expires, cacheable=cacheable, restricted=True
+        )
 
 
-def _kind(ans: Answer) -> str:
+def _kind(ans: Answer, wire: bytes) -> str:
+    """What a hit on this answer counts as in the stats: one kind, "+truncated" if TC."""
     if ans.rcode == RCODE.NXDOMAIN:
-        return "nxdomain"
-    if ans.rcode == RCODE.SERVFAIL:
-        return "servfail"
-    if not ans.answer:
-        return "nodata"
-    return "fail_open" if ans.fail_open else ""
+        kind = "nxdomain"
+    elif ans.rcode == RCODE.SERVFAIL:
+        kind = "servfail"
+    elif not ans.answer:
+        kind = "nodata"
+    else:
+        kind = "fail_open" if ans.fail_open else ""
+    return kind + "+truncated" if wire[2] & 0x02 else kind
+
+
+def _skip_name(wire: bytes, i: int) -> int:
+    while True:
+        length = wire[i]
+        if length >= 0xC0:
+            return i + 2
+        if length == 0:
+            return i + 1
+        i += length + 1
+
+
+def _skip_rr(wire: bytes, i: int) -> int:
+    i = _skip_name(wire, i) + 8
+    return i + 2 + int.from_bytes(wire[i : i + 2], "big")
+
+
+def address_ring(wire: bytes, full: bytes, first: int, n: int):
+    """The byte layout that lets a hit rotate the address records of a rendered reply.
+
+    `wire` is the reply as sent (maybe truncated to k of the n address records that start at
+    answer record `first`), `full` the same untruncated. It works when every address record
+    is the same size and its owner is a pointer to a name before them (A/AAAA rdata hold no
+    names), so any k consecutive records of the cycle make the same reply with other bytes.
+    Returns (prefix, ring, size, n, span, suffix): ring is the n records followed by the
+    first k-1 again, so rotation r is ring[r*size : r*size + span]; or None.
+    """
+    try:
+        qend = _skip_name(wire, 12) + 4
+        k = int.from_bytes(wire[6:8], "big") - first
+        if k < 1 or int.from_bytes(full[6:8], "big") != first + n:
+            return None
+        start = qend
+        for _ in range(first):
+            start = _skip_rr(wire, start)
+        if full[12:start] != wire[12:start]:
+            return None
+        size = 0
+        for j in range(n):
+            i = start + j * size if size else start
+            if full[i] < 0xC0 or (int.from_bytes(full[i : i + 2], "big") & 0x3FFF) >= start:
+                return None
+            if full[i + 2 : i + 4] not in (b"\x00\x01", b"\x00\x1c"):
+                return None
+            length = _skip_rr(full, i) - i
+            if size and length != size:
+                return None
+            size = length
+        group = full[start : start + n * size]
+        end = start + k * size
+        if wire[start:end] != group[: k * size]:
+            return None
+    except IndexError:
+        return None
+    return wire[qend:start], group + group[: (k - 1) * size], size, n, k * size, wire[end:]
 
 
 def cache_ttl(reply: bytes) -> int:

@@ -35,7 +35,15 @@ class UdpServer(asyncio.DatagramProtocol):
             keyed = question_key(data, False, engine.max_udp)
             if keyed is not None:
                 entry = engine.cache.entries.get(keyed[0])
-                if entry is not None and (not entry.expires or entry.expires > time.monotonic()):
+                # Only entries that expire can be restricted (upstream data, for clients in
+                # forward-allow): hits on all others pay nothing for that check.
+                if entry is not None and (
+                    not entry.expires
+                    or (
+                        entry.expires > time.monotonic()
+                        and (not entry.restricted or engine.allowed(addr[0]))
+                    )
+                ):
                     entry.ref = True
                     entry.hits += 1
                     variant = entry.pick(addr[0])

@@ -14,10 +14,12 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+from dnslib import QTYPE, RR, SOA, A
+from dnslib.server import BaseResolver, DNSServer
 
 from skydns.keys import name_to_key, reverse_name
 
-from dnstest import Skydns, Upstream, send_raw
+from dnstest import Skydns, Upstream, free_port, send_raw
 from etcdtest import wait_for
 
 API = {
@@ -259,7 +261,7 @@ def test_etcd_restart_under_server(server, etcd):
 def test_junk_bytes_do_not_crash(server):
     port = server.port
     good = dns.message.make_query("api.example.test.", "A").to_wire()
-    assert send_raw(port, b"") is None or True
+    assert send_raw(port, b"") is None  # not even a header: nothing to answer
     for junk in (
         b"\x00",
         b"\xff" * 12,
@@ -351,3 +353,81 @@ def test_ipv6_address_and_ptr(server, etcd):
     ptr = server.query(reverse_name("2001:db8::10"), "PTR")
     assert str(ptr.answer[0][0]) == "v6.example.test."
     assert name_to_key(reverse_name("2001:db8::10")).startswith("/skydns/arpa/ip6/2/0/0/1/0/d/b/8/")
+
+
+def test_cached_forwarded_answers_only_for_allowed_clients(etcd):
+    """A hit must not serve upstream data to a client outside forward-allow (UDP front and
+    cache, TCP cache), and an out-of-zone CNAME target is not resolved for such a client."""
+    etcd.put("/skydns/test/example/ext/x", {"host": "www.elsewhere.test"})
+    with Upstream({"host.other.test": "192.0.2.11", "www.elsewhere.test": "192.0.2.10"}) as up:
+        srv = Skydns(
+            etcd.endpoint,
+            Dns={"nameservers": f"127.0.0.1:{up.port}", "forward-allow": "127.0.0.1/32"},
+        ).start()
+        try:
+            for tcp in (False, True):
+                for _ in range(3):  # miss, then hits (UDP: the third comes from the front)
+                    assert srv.addresses("host.other.test.", tcp=tcp) == ["192.0.2.11"]
+                stranger = srv.query("host.other.test.", source="127.0.0.2", tcp=tcp)
+                assert stranger.rcode() == dns.rcode.REFUSED and not stranger.answer, tcp
+                ext = srv.query("ext.example.test.", tcp=tcp)
+                assert [str(rrset[0]) for rrset in ext.answer] == [
+                    "www.elsewhere.test.",
+                    "192.0.2.10",
+                ]
+                asked = up.resolver.asked.count("www.elsewhere.test.")
+                ext = srv.query("ext.example.test.", source="127.0.0.2", tcp=tcp)
+                assert [str(rrset[0]) for rrset in ext.answer] == ["www.elsewhere.test."], tcp
+                assert up.resolver.asked.count("www.elsewhere.test.") == asked
+            assert up.resolver.asked.count("host.other.test.") == 2  # once per transport key
+        finally:
+            srv.stop()
+
+
+class _ShortTtl(BaseResolver):
+    """An upstream whose answers live 1 s: A for short.other.test, else NXDOMAIN whose SOA
+    (TTL 300) has a 1 s minimum, which is what negative caching must go by (RFC 2308)."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def resolve(self, request, handler):
+        reply = request.reply()
+        qname = str(request.q.qname).lower()
+        self.asked.append(qname)
+        if qname == "short.other.test.":
+            reply.add_answer(RR(qname, QTYPE.A, ttl=1, rdata=A("192.0.2.30")))
+        else:
+            reply.header.rcode = 3
+            soa = SOA("ns.other.test.", "h.other.test.", (1, 3600, 600, 86400, 1))
+            reply.add_auth(RR("other.test.", QTYPE.SOA, ttl=300, rdata=soa))
+        return reply
+
+
+class _Silent:
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
+def test_forwarded_answers_cached_for_their_ttl_negative_for_soa_minimum(etcd):
+    resolver = _ShortTtl()
+    port = free_port()
+    upstream = DNSServer(resolver, address="127.0.0.1", port=port, logger=_Silent())
+    upstream.start_thread()
+    srv = Skydns(etcd.endpoint, Dns={"nameservers": f"127.0.0.1:{port}"}).start()
+    try:
+        for name, rcode in (("short.other.test.", 0), ("gone.other.test.", 3)):
+            assert srv.query(name).rcode() == rcode
+            cached_at = time.monotonic()
+            assert srv.query(name).rcode() == rcode
+            if time.monotonic() - cached_at < 0.9:  # well within the second it may be kept
+                assert resolver.asked.count(name) == 1, f"{name} not cached for its TTL"
+
+            def asked_again(name=name, rcode=rcode):
+                assert srv.query(name).rcode() == rcode
+                return resolver.asked.count(name) >= 2
+
+            wait_for(asked_again, timeout=10, interval=0.1, message=f"{name} kept past its TTL")
+    finally:
+        srv.stop()
+        upstream.stop()

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
+import time
 
 import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from dnslib import QTYPE, RR, SOA, A, DNSRecord
 
 from dnsserver.cache import AnswerCache, Entry, rendezvous
-from dnsserver.engine import Engine
+from dnsserver.engine import FORWARD_CACHE_MAX, Engine
 from dnsserver.wire import question_key
 from skydns.config import load_config
 from skydns.keys import key_to_path
@@ -33,10 +36,15 @@ def make_engine(records: dict, mode: str = "", **dns) -> Engine:
 
 
 def ask(engine, name, rdtype="A", client="127.0.0.1", tcp=False, **kw):
+    """Answer as the transports do: a usable cache entry, else the engine's slow path."""
     query = dns.message.make_query(name, rdtype, **kw)
     wire = query.to_wire()
     keyed = question_key(wire, tcp, engine.max_udp)
     entry = engine.cache.get(keyed[0]) if keyed else None
+    if entry is not None and entry.expires and (
+        entry.expires <= time.monotonic() or (entry.restricted and not engine.allowed(client))
+    ):
+        entry = None
     if entry is not None:
         variant = entry.pick(client)
         reply = wire[:2] + variant[keyed[2]] + wire[12 : keyed[1]] + variant[2]
@@ -223,3 +231,91 @@ def test_formerr_for_truncated_question():
     good = dns.message.make_query("api.example.test.", "A").to_wire()
     reply = dns.message.from_wire(engine.miss(good[:-2], "127.0.0.1", False))
     assert reply.rcode() == dns.rcode.FORMERR
+
+
+def test_https_and_other_types_from_65_are_cached_under_their_own_type():
+    engine = make_engine({"/skydns/test/example/api/x": {"host": "10.0.0.1"}})
+    for rdtype in ("HTTPS", "TYPE90", "SVCB"):
+        first, hit = ask(engine, "api.example.test.", rdtype)
+        assert not hit and first.rcode() == dns.rcode.NOERROR and not first.answer
+        second, hit = ask(engine, "api.example.test.", rdtype)
+        assert hit, f"{rdtype} answered again on the slow path"
+        assert second.question[0].rdtype == dns.rdatatype.from_text(rdtype)
+    # 65 and 97 differ only in the bit that upper/lower case flips: two keys, not one
+    key65 = question_key(dns.message.make_query("a.b.", "TYPE65").to_wire(), False, 1232)[0]
+    key97 = question_key(dns.message.make_query("a.b.", "TYPE97").to_wire(), False, 1232)[0]
+    assert key65 != key97
+    reply, hit = ask(engine, "api.example.test.", "TYPE97")
+    assert not hit and reply.question[0].rdtype == 97
+
+
+FORTY = {f"/skydns/test/example/many/i{i:02d}": {"host": f"10.6.0.{i}"} for i in range(1, 41)}
+
+
+@pytest.mark.parametrize(
+    "how",
+    [{"use_edns": 0, "payload": 1232}, {"tcp": True}, {}],
+    ids=["udp-edns", "tcp", "udp-truncated"],
+)
+def test_shuffled_answers_let_every_address_lead(how):
+    engine = make_engine(FORTY)
+    everything = {f"10.6.0.{i}" for i in range(1, 41)}
+    firsts = set()
+    for n in range(400):
+        reply, hit = ask(engine, "many.example.test.", **how)
+        assert hit or n == 0
+        addrs = [rr.address for rr in reply.answer[0]]
+        firsts.add(addrs[0])
+        if reply.flags & dns.flags.TC:  # whole records that fit, in the cycle's order
+            start = int(addrs[0].rsplit(".", 1)[1])
+            assert addrs == [f"10.6.0.{(start - 1 + j) % 40 + 1}" for j in range(len(addrs))]
+        else:
+            assert set(addrs) == everything and len(addrs) == 40
+    assert firsts == everything
+    entry = next(iter(engine.cache.entries.values()))
+    # memory stays one reply (plus the records once more), not a reply per address
+    assert len(entry.variants) == 1 and len(entry.ring[1]) < 2 * 40 * 28
+
+
+def test_shuffled_cname_target_addresses_rotate_after_the_cname():
+    records = dict(FORTY)
+    records["/skydns/test/example/alias/x"] = {"host": "many.example.test"}
+    engine = make_engine(records)
+    firsts = set()
+    for _ in range(80):
+        reply, _ = ask(engine, "ALIAS.example.test.", use_edns=0)
+        assert [rrset.rdtype for rrset in reply.answer] == [5, 1]
+        assert len(reply.answer[1]) == 40
+        firsts.add(reply.answer[1][0].address)
+    assert len(firsts) == 40
+
+
+def _forwarded(query: bytes, rcode: int, ttl: int, minimum: int) -> bytes:
+    reply = DNSRecord.parse(query).reply()
+    reply.header.rcode = rcode
+    if rcode == 0:
+        reply.add_answer(RR("x.example.org.", QTYPE.A, ttl=ttl, rdata=A("192.0.2.1")))
+    else:
+        soa = SOA("ns.example.org.", "h.example.org.", (1, 2, 3, 4, minimum))
+        reply.add_auth(RR("example.org.", QTYPE.SOA, ttl=ttl, rdata=soa))
+    return reply.pack()
+
+
+def test_forwarded_answers_cached_bounded_and_for_allowed_clients_only():
+    only = {"forward-allow": [ipaddress.ip_network("127.0.0.1/32")]}
+    engine = make_engine({}, nameservers=[("127.0.0.1", 9)], **only)
+    query = dns.message.make_query("x.example.org.", "A").to_wire()
+    key = question_key(query, False, engine.max_udp)[0]
+    engine._cache_forwarded(query, False, _forwarded(query, 3, 86400, 86400))
+    entry = engine.cache.get(key)
+    assert entry.restricted and entry.kind == "forward"
+    assert entry.expires - time.monotonic() <= FORWARD_CACHE_MAX
+    engine._cache_forwarded(query, False, _forwarded(query, 0, 60, 0))
+    entry = engine.cache.get(key)
+    assert 50 < entry.expires - time.monotonic() <= 60
+    engine.cache.add_front(query[2:], b"reply", entry)
+    assert query[2:] not in engine.cache.front  # the front checks nobody's address
+    reply, hit = ask(engine, "x.example.org.")
+    assert hit and reply.answer[0][0].address == "192.0.2.1"
+    reply, hit = ask(engine, "x.example.org.", client="127.0.0.2")
+    assert not hit and reply.rcode() == dns.rcode.REFUSED
