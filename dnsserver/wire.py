@@ -60,7 +60,8 @@ def question_key(data: bytes, tcp: bool, max_udp: int):
         flags = b"D" if data[qend + 7] & 0x80 else b"E"
     else:
         return None
-    key = data[12:qend].lower() + flags + limit.to_bytes(3, "big")
+    # Only the name is case-folded: type and class bytes such as 0x41 (HTTPS) are not letters.
+    key = data[12 : qend - 4].lower() + data[qend - 4 : qend] + flags + limit.to_bytes(3, "big")
     return key, qend, data[2] & 1
 
 
@@ -180,6 +181,11 @@ def render(
             msg.ar = []
         wire = msg.pack()
     return wire
+
+
+def question_bytes(data: bytes, qend: int) -> bytes:
+    """The question as a key compares it: the name case-folded, type and class as they are."""
+    return data[12 : qend - 4].lower() + data[qend - 4 : qend]
 
 
 def lower_labels(labels: tuple) -> tuple:

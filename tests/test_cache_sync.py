@@ -8,6 +8,7 @@ import threading
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdatatype
 import pytest
 
 from dnsserver.server import DnsServer
@@ -143,3 +144,15 @@ def test_front_path_follows_record_and_health_changes(inproc, etcd):
     etcd.put("/skydns/monitor/status/10.8.0.2", {"status": "UP"})
     wait_for(lambda: ask(inproc, "b.example.test.") == ["10.8.0.2", "10.8.0.9"], timeout=2)
     assert b_key not in cache.front
+
+
+def test_https_questions_hit_the_cache(inproc):
+    """Type 65 (HTTPS) is 0x41, "A": case-folding the type made it uncacheable."""
+    cache = inproc.engine.cache
+    for rdtype in ("HTTPS", "TYPE66"):
+        assert query(inproc, "a.example.test.", rdtype).rcode() == dns.rcode.NOERROR
+        hits = cache.hits
+        reply = query(inproc, "a.example.test.", rdtype)
+        assert reply.rcode() == dns.rcode.NOERROR and not reply.answer and reply.authority
+        assert reply.question[0].rdtype == dns.rdatatype.from_text(rdtype)
+        assert cache.hits == hits + 1, f"{rdtype} not answered from the cache"
