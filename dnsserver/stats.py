@@ -54,6 +54,8 @@ COUNTERS = (
     "axfr",
 )
 GAUGES = ("cache_size", "records", "down_addresses", "cache_evictions")
+# what a cache hit counts as besides a request, from its entry's kind ("nodata+truncated")
+HIT_KINDS = ("nxdomain", "nodata", "servfail", "fail_open", "forward", "truncated")
 
 
 def wire_to_name(wire: bytes) -> str:
@@ -76,9 +78,10 @@ def _counters(engine) -> dict:
     counters["cache_hits"] = hits
     counters["cache_misses"] = engine.cache.misses
     counters["requests"] = hits + built.get("requests", 0)
-    for kind in ("nxdomain", "nodata", "servfail", "fail_open"):
-        counters[kind] += kinds.get(kind, 0)
-    counters["forward"] += kinds.get("forward", 0)
+    for kind, count in kinds.items():
+        for part in kind.split("+"):
+            if part in HIT_KINDS:
+                counters[part] += count
     return counters
 
 
@@ -299,10 +302,12 @@ def serve(book: StatsBook, addr: tuple[str, int], token: str) -> ThreadingHTTPSe
                 return self._send(404, b'{"error": "not found"}\n')
             totals = book.totals()
             names = totals.pop("names")
+            # ASCII digits only: isdigit() takes "²" (a raw 0xB2 byte), which int() refuses
+            count = parts[3] if len(parts) == 4 and parts[2] == "top" else ""
             if len(parts) == 2:
                 body = totals
-            elif len(parts) == 4 and parts[2] == "top" and parts[3].isdigit():
-                n = min(int(parts[3]), 10_000)
+            elif count.isascii() and count.isdigit():
+                n = min(int(count), 10_000)
                 body = [{"name": k, "queries": v} for k, v in names.most_common(n)]
             elif len(parts) == 3:
                 name = parts[2].lower().rstrip(".") + "."

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import urllib.error
 import urllib.request
 
 import pytest
 
-from dnstest import Skydns, free_port
+from dnstest import Skydns, Upstream, free_port
 from etcdtest import wait_for
 
 
@@ -78,3 +79,58 @@ def test_token_required(stats_server):
                                  headers={"Authorization": "Bearer s3cret"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
+
+
+def test_non_ascii_digit_in_top_is_an_answer_not_a_traceback(stats_server):
+    """'²' (a raw 0xB2 byte, read as latin-1) passes str.isdigit() but not int()."""
+    _, port = stats_server
+    for path in (b"/skydns/stats/top/\xb2", b"/skydns/stats/top/\xd9\xa3"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET " + path + b"?token=s3cret HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+        status = data.split(b"\r\n", 1)[0]
+        assert status.startswith(b"HTTP/1.0 4"), (path, data[:200])
+    assert isinstance(get(port, "/skydns/stats/top/1"), list)  # still serving
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+def test_forward_truncation_fail_open_and_miss_counters_move(etcd):
+    for i in range(1, 41):  # 40 addresses: over 512 bytes, so plain UDP gets TC=1
+        etcd.put(f"/skydns/test/example/big/i{i:02d}", {"host": f"10.1.0.{i}"})
+    etcd.put("/skydns/test/example/dead/x", {"host": "10.0.5.1"})
+    etcd.put("/skydns/monitor/status/10.0.5.1", {"status": "DOWN"})
+    port = free_port()
+    with Upstream({"host.other.test": "192.0.2.11"}) as up:
+        srv = Skydns(
+            etcd.endpoint,
+            Dns={"workers": 2, "nameservers": f"127.0.0.1:{up.port}"},
+            Stats={"statsServer": f"127.0.0.1:{port}", "statsServerAuthToken": "s3cret"},
+        ).start()
+        try:
+            before = get(port, "/skydns/stats")
+            for _ in range(3):  # a miss, then hits (in one worker or the other)
+                assert srv.addresses("host.other.test.") == ["192.0.2.11"]
+                assert srv.query("big.example.test.").flags & 0x0200  # TC
+                assert srv.addresses("dead.example.test.") == ["10.0.5.1"]
+            moved = ("forward", "truncated", "fail_open")
+
+            def counted():
+                stats = get(port, "/skydns/stats")
+                grown = all(stats[name] >= before[name] + 3 for name in moved)
+                return grown and stats["cache_misses"] >= before["cache_misses"] + 3 and stats
+
+            stats = wait_for(counted, timeout=10, interval=0.2, message="counters did not move")
+            assert stats["forward_fail"] == before["forward_fail"]
+            metrics = get(port, "/metrics")
+            for name in (*moved, "cache_misses"):
+                assert _metric(metrics, f"skydns_{name}_total") >= stats[name]
+        finally:
+            srv.stop()
