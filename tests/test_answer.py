@@ -248,3 +248,50 @@ def test_index_delete_prunes_and_exists():
     assert index.exists(("test", "example", "a")) and len(index) == 1
     index.delete(key)
     assert not index.exists(("test", "example")) and len(index) == 0
+
+
+def test_ns_and_mx_glue_in_additional():
+    records = dict(RECORDS)
+    records["/skydns/test/example/dns/ns/ns2"] = {"host": "ns2.example.test"}
+    records["/skydns/test/example/ns2/x"] = {"host": "10.0.9.2"}
+    mx2 = {"host": "mx.example.test", "mail": True, "priority": 10}
+    records["/skydns/test/example/mail/mx2"] = mx2
+    records["/skydns/test/example/mx/x"] = {"host": "10.0.2.2"}
+    ctx = make_ctx(records)
+    ns = answer(ctx, "example.test.", QTYPE.NS)
+    assert texts(ns.answer) == [
+        "example.test. 30 NS ns1.ns.dns.example.test.",
+        "example.test. 30 NS ns2.example.test.",
+    ]
+    assert texts(ns.additional) == [
+        "ns1.ns.dns.example.test. 30 A 10.0.9.1",
+        "ns2.example.test. 30 A 10.0.9.2",
+    ]
+    mx = answer(ctx, "mail.example.test.", QTYPE.MX)
+    assert texts(mx.answer) == [
+        "mail.example.test. 30 MX 10 mx.example.test.",
+        "mail.example.test. 30 MX 5 mx1.mail.example.test.",
+    ]
+    assert texts(mx.additional) == [
+        "mx.example.test. 30 A 10.0.2.2",
+        "mx1.mail.example.test. 30 A 10.0.2.1",
+    ]
+
+
+def _chain(hops: int) -> dict:
+    """c0 -> c1 -> ... -> c{hops} (an address): `hops` CNAME records to follow."""
+    chain = {
+        f"/skydns/test/example/c{i}/x": {"host": f"c{i + 1}.example.test"} for i in range(hops)
+    }
+    chain[f"/skydns/test/example/c{hops}/x"] = {"host": "10.9.9.9"}
+    return chain
+
+
+def test_cname_chain_boundary_eight_hops_answered_nine_stopped():
+    """DESIGN: "at most 8 hops"; EXAMPLES: "a chain longer than 8 ... stops"."""
+    ans = answer(make_ctx(_chain(8)), "c0.example.test.", QTYPE.A)
+    assert ans.rcode == RCODE.NOERROR
+    assert [QTYPE[rr.rtype] for rr in ans.answer] == ["CNAME"] * 8 + ["A"]
+    assert "c8.example.test. 30 A 10.9.9.9" in texts(ans.answer)
+    ans = answer(make_ctx(_chain(9)), "c0.example.test.", QTYPE.A)
+    assert ans.rcode == RCODE.SERVFAIL and not ans.answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -23,15 +24,37 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def names_asked(pid: int) -> dict[str, int]:
+    """Per-name query counts from a worker's own stats snapshot (written each second)."""
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    stats_dir = next(v.split(b"=", 1)[1] for v in env if v.startswith(b"SKYDNS_STATS_DIR="))
+    try:
+        return json.loads((Path(stats_dir.decode()) / f"worker-{pid}.json").read_text())["names"]
+    except (OSError, ValueError):
+        return {}  # not written yet, or being replaced
+
+
 def test_workers_share_port_and_answer_alike(etcd):
     for i in range(1, 6):
         etcd.put(f"/skydns/test/example/h/i{i}", {"host": f"10.3.0.{i}"})
     srv = Skydns(etcd.endpoint, Dns={"workers": 2}, Fun={"hone-one": True}).start()
     try:
         wait_for(lambda: len(children(srv.proc.pid)) == 2, timeout=10)
-        # each query has a fresh source port, so the kernel spreads them over both workers
-        got = {tuple(srv.addresses("h.example.test.", source="127.0.0.7")) for _ in range(50)}
-        assert len(got) == 1 and len(next(iter(got))) == 1
+        workers = children(srv.proc.pid)
+        sources = [f"127.0.0.{n}" for n in range(7, 13)]
+        picks: dict[str, set] = {source: set() for source in sources}
+
+        def both_answered():
+            # each query has a fresh socket (source port), so the kernel spreads them
+            for source in sources:
+                for _ in range(5):
+                    picks[source].add(tuple(srv.addresses("h.example.test.", source=source)))
+            return all(names_asked(pid).get("h.example.test.", 0) > 0 for pid in workers)
+
+        wait_for(both_answered, timeout=15, interval=0.2, message="one worker took everything")
+        # and they answered alike: one address per client, whichever worker it reached
+        for source, got in picks.items():
+            assert len(got) == 1 and len(next(iter(got))) == 1, (source, got)
     finally:
         assert srv.stop() == 0
     assert not children(srv.proc.pid)
