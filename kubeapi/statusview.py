@@ -20,10 +20,10 @@ key assigns it; SRV addresses carry their `port`.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from skydns.health import ip_of_status_key, report_owner
 from skydns.store import KV
 
 from .records import decode, decode_status, ip_sort_key
@@ -61,16 +61,6 @@ def record_address(key: str, value: bytes) -> Address | None:
             return None
         return Address(rec.name, "A" if version == 4 else "AAAA", rec.value)
     return None
-
-
-def report_owner(value: bytes) -> str | None:
-    """The scanner a report value assigns the address to (`{"hostname": ...}`)."""
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    host = obj.get("hostname") if isinstance(obj, dict) else None
-    return host if isinstance(host, str) and host else None
 
 
 def leader_order(locks: Mapping[str, int]) -> list[str]:
@@ -146,6 +136,11 @@ class StatusState:
     def _suffix(self, source: str, key: str) -> str:
         return key[len(self.prefixes[source]):]
 
+    def _ip(self, source: str, key: str) -> str | None:
+        # Records hold canonical addresses; a status or report key written by hand as
+        # `2001:DB8::1` must still land on the record's `2001:db8::1`.
+        return ip_of_status_key(key, self.prefixes[source])
+
     def _put(self, source: str, kv: KV) -> None:
         if source == "records":
             addr = record_address(kv.key, kv.value)
@@ -154,10 +149,14 @@ class StatusState:
             else:
                 self.addresses[kv.key] = addr
         elif source == "status":
-            self.statuses[self._suffix(source, kv.key)] = decode_status(kv.value)
+            ip = self._ip(source, kv.key)
+            if ip is not None:
+                self.statuses[ip] = decode_status(kv.value)
         elif source == "report":
+            ip = self._ip(source, kv.key)
+            if ip is None:
+                return
             owner = report_owner(kv.value)
-            ip = self._suffix(source, kv.key)
             if owner is None:
                 self.reports.pop(ip, None)
             else:
@@ -175,12 +174,13 @@ class StatusState:
         if source == "records":
             self.addresses.pop(key, None)
             return
-        item = self._suffix(source, key)
-        table = {"status": self.statuses, "report": self.reports, "lock": self.locks}.get(source)
-        if table is not None:
-            table.pop(item, None)
+        if source in ("status", "report"):
+            table = self.statuses if source == "status" else self.reports
+            table.pop(self._ip(source, key), None)
+        elif source == "lock":
+            self.locks.pop(self._suffix(source, key), None)
         else:
-            self.hearts.discard(item)
+            self.hearts.discard(self._suffix(source, key))
 
     def _clear(self, source: str) -> None:
         {"records": self.addresses, "status": self.statuses, "report": self.reports,

@@ -20,7 +20,7 @@ from apitest import (
     run,
     sse_events,
 )
-from etcdtest import wait_for
+from etcdtest import async_wait_for, wait_for
 
 ZONE_KEY = "/skydns/local/skydns/"
 PREFIXES = {"records": ZONE_KEY, "status": STATUS, "report": REPORT, "heart": HEART,
@@ -130,6 +130,53 @@ def test_events_change_the_snapshot():
     # A reload replaces what a source held.
     state.reset("records", [], 40)
     assert state.snapshot()["names"] == [] and state.snapshot()["counts"]["addresses"] == 0
+
+
+def test_status_and_report_keys_are_matched_by_canonical_address():
+    # etcdctl users write addresses as they like; the record holds the canonical form.
+    state = StatusState("skydns.local.", PREFIXES)
+    state.reset("records", [
+        kv(ZONE_KEY + "six/cccc0001", {"host": "2001:DB8::1", "type": "AAAA"})], 10)
+    state.reset("status", [kv(STATUS + "2001:DB8:0::1", {"status": "DOWN"}),
+                           kv(STATUS + "not-an-ip", {"status": "DOWN"})], 11)
+    state.reset("report", [kv(REPORT + "2001:db8:0:0::1", {"hostname": "scan-1"}),
+                           kv(REPORT + "not-an-ip", {"hostname": "scan-1"})], 12)
+    state.reset("heart", [kv(HEART + "scan-1", {"hostname": "scan-1"})], 13)
+    snap = state.snapshot()
+    assert snap["names"] == [{"name": "six.skydns.local.", "addresses": [
+        {"ip": "2001:db8::1", "type": "AAAA", "status": "DOWN", "scanner": "scan-1",
+         "scanner_live": True}]}]
+    assert snap["scanners"] == [{"hostname": "scan-1", "addresses": 1}]
+    state.apply("status", [("delete", kv(STATUS + "2001:DB8:0::1", b"", 14))], 14)
+    state.apply("report", [("delete", kv(REPORT + "2001:db8:0:0::1", b"", 15))], 15)
+    state.apply("status", [("delete", kv(STATUS + "not-an-ip", b"", 16))], 16)
+    row = state.snapshot()["names"][0]["addresses"][0]
+    assert (row["status"], row["scanner"]) == (None, None)
+
+
+def test_listing_and_status_use_canonical_status_keys(etcd):
+    async def main():
+        async with api_client(etcd.endpoint, status=True) as client:
+            resp = await client.post("/skydns/api/six", json={"type": "AAAA",
+                                                              "ips": ["2001:db8::5"]},
+                                     headers=auth())
+            assert resp.status == 201
+            # A scanner (or an operator) that spells the address differently.
+            etcd.delete(STATUS + "2001:db8::5")
+            etcd.put(STATUS + "2001:DB8::5", {"status": "DOWN"})
+            etcd.put(REPORT + "2001:DB8::5", {"hostname": "scan-1"})
+            listing = await (await client.get("/skydns/api/six", headers=auth())).json()
+            assert listing["records"][0]["status"] == {"2001:db8::5": "DOWN"}
+
+            async def page_row():
+                snap = await (await client.get("/skydns/status", headers=auth())).json()
+                rows = [a for n in snap["names"] for a in n["addresses"]]
+                return rows and rows[0]["status"] == "DOWN" and rows[0]["scanner"] and rows[0]
+
+            row = await async_wait_for(page_row, timeout=15, message="status shows DOWN")
+            assert (row["ip"], row["scanner"]) == ("2001:db8::5", "scan-1")
+
+    run(main())
 
 
 def test_snapshot_caps_names_and_counts_shared_addresses_once():
