@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import math
 import os
 import sys
 
@@ -35,6 +36,18 @@ examples:
 
 exit status: 0 done, 1 the API answered an error, 2 bad usage or no token,
 3 the API could not be reached."""
+
+
+def _timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    # urllib takes 0 as "non-blocking" and fails in the middle of a request; inf and nan do
+    # not fit a socket timeout at all.
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
+    return seconds
 
 
 class _Usage(Exception):
@@ -79,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     flag("ptr", action="store_true", help="also create the reverse (PTR) record of each address")
     flag("updates", metavar='"KIND:OLD->NEW"',
          help="for -method update: ips:, alias:, nshost:, mailhost: or text:OLD->NEW")
-    flag("timeout", metavar="SECONDS", type=float, default=15.0,
+    flag("timeout", metavar="SECONDS", type=_timeout, default=15.0,
          help="HTTP timeout (default 15)")
     parser.add_argument("--json", "-json", action="store_true",
                         help="print the API's JSON answer instead of the table or OK")

@@ -60,6 +60,27 @@ def _reason(status: int, body: bytes) -> str:
     return first[:200] or f"HTTP {status}"
 
 
+_LIST_FIELDS = ("ips", "ports", "alias", "nsHost", "mailHost", "mailPriority", "text", "ptr")
+
+
+def _entry_problem(entry) -> str | None:
+    """What is wrong with one listing entry, or None when the table can show it."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    for field in ("domain", "type"):
+        if not isinstance(entry.get(field), str):
+            return f"has no string {field!r}"
+    for field in _LIST_FIELDS:
+        values = entry.get(field, [])
+        if not isinstance(values, list) or not all(
+                isinstance(v, (str, int, float)) for v in values):
+            return f"{field!r} is not a list of plain values"
+    status = entry.get("status", {})
+    if not isinstance(status, dict):
+        return "'status' is not an object"
+    return None
+
+
 class Client:
     def __init__(self, addr: str, token: str, timeout: float = 15.0):
         self.base = base_url(addr)
@@ -82,7 +103,7 @@ class Client:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
-            raise ApiAnswer(err.code, _reason(err.code, err.read() or b"")) from None
+            raise ApiAnswer(err.code, self._error_reason(err)) from None
         except urllib.error.URLError as err:
             reason = err.reason
             text = getattr(reason, "strerror", None) or str(reason)
@@ -93,6 +114,16 @@ class Client:
         except (http.client.HTTPException, ConnectionError, OSError) as err:
             raise Unreachable(f"cannot talk to the API at {self.base}: "
                               f"{type(err).__name__}: {err}") from None
+
+    def _error_reason(self, err: urllib.error.HTTPError) -> str:
+        # The status line arrived, the body may not: a reset or a timeout while reading it
+        # must still end as the API's error, not as a traceback from inside this handler.
+        try:
+            body = err.read() or b""
+        except (http.client.HTTPException, OSError) as exc:
+            detail = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            return f"{err.reason or 'error'} (the rest of the answer was lost: {detail})"
+        return _reason(err.code, body)
 
     def json(self, method: str, path: str, **kwargs) -> dict:
         _, raw = self.request(method, path, **kwargs)
@@ -105,10 +136,26 @@ class Client:
         return obj
 
     def listing(self, rtype: str | None = None) -> dict:
-        return self.json("GET", "/skydns/api", query={"type": rtype} if rtype else None)
+        return self._records(
+            self.json("GET", "/skydns/api", query={"type": rtype} if rtype else None))
 
     def show(self, name: str, rtype: str | None = None) -> dict:
-        return self.json("GET", f"/skydns/api/{name}", query={"type": rtype} if rtype else None)
+        return self._records(
+            self.json("GET", f"/skydns/api/{name}", query={"type": rtype} if rtype else None))
+
+    def _records(self, answer: dict) -> dict:
+        """The listing as the table and the type lookup expect it, or Unreachable: whatever
+        answered is not the skydns API, and its JSON must not turn into a traceback."""
+        records = answer.get("records", [])
+        if not isinstance(records, list):
+            raise Unreachable(f"{self.base} answered unexpected JSON: 'records' is not a list; "
+                              "is it the skydns API?")
+        for i, entry in enumerate(records):
+            problem = _entry_problem(entry)
+            if problem:
+                raise Unreachable(f"{self.base} answered unexpected JSON: records[{i}] "
+                                  f"{problem}; is it the skydns API?")
+        return answer
 
     def write(self, method: str, name: str, body: dict | None) -> tuple[int, dict]:
         status, raw = self.request(method, f"/skydns/api/{name}", body=body)
