@@ -13,6 +13,7 @@ import sys
 
 from skydns import notify
 from skydns.config import ConfigError, load_config, load_or_exit
+from skydns.daemon import run_loop
 from skydns.logsetup import setup_logging
 
 log = logging.getLogger("skydns.kubeapi")
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if not cfg["SkydnsApi"]["api-enable"]:
         log.info("[SkydnsApi] api-enable is false: nothing to serve")
         return 0
-    asyncio.run(serve(cfg, args.config_file))
+    run_loop(serve(cfg, args.config_file))
     return 0
 
 

@@ -19,6 +19,7 @@ import grpc
 from aetcd import rpc
 
 from skydns.store import KV, describe_error, make_client, prefix_range_end
+from skydns.txn import delete_op, mod_is, put_op
 
 from .plan import MAX_OPS_PER_TXN, Plan, Snapshot
 
@@ -67,6 +68,8 @@ def _flatten(responses) -> list:
     return out
 
 
+# skydns.store has the same converter, but private to it (store.py is shared code this
+# component does not change), so the three lines are repeated rather than imported.
 def _kv(kv) -> KV:
     return KV(kv.key.decode("utf-8", errors="replace"), kv.value, kv.mod_revision, kv.lease)
 
@@ -136,11 +139,7 @@ class EtcdStore:
 
     async def commit(self, plan: Plan, deadline: float) -> bool:
         """Apply a plan if its guards hold; False when they did not (nothing was written)."""
-        compares = [
-            rpc.Compare(key=key.encode(), target=rpc.Compare.MOD, result=rpc.Compare.EQUAL,
-                        mod_revision=revision)
-            for key, revision in plan.key_guards.items()
-        ]
+        compares = [mod_is(key, revision) for key, revision in plan.key_guards.items()]
         for prefix, kind in plan.range_guards.items():
             raw = prefix.encode()
             if kind == "create":
@@ -151,10 +150,8 @@ class EtcdStore:
                 compares.append(rpc.Compare(
                     key=raw, range_end=prefix_range_end(raw), target=rpc.Compare.MOD,
                     result=rpc.Compare.LESS, mod_revision=plan.revision + 1))
-        ops = [rpc.RequestOp(request_put=rpc.PutRequest(key=k.encode(), value=v))
-               for k, v in plan.puts.items()]
-        ops += [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k.encode()))
-                for k in plan.deletes]
+        ops = [put_op(k, v) for k, v in plan.puts.items()]
+        ops += [delete_op(k) for k in plan.deletes]
         request = rpc.TxnRequest(compare=compares, success=_chunks(ops))
         resp = await self._call("Txn", request, deadline, retry=False)
         return resp.succeeded

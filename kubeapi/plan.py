@@ -20,6 +20,7 @@ NeedReads and is run again on a bigger snapshot; planners never do I/O.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from skydns.keys import key_to_path, name_to_key, name_to_path, path_to_name
@@ -73,12 +74,6 @@ class Layout:
         return self.refs_path + ip
 
 
-def refs_path_for(status_path: str) -> str:
-    """`refs/` beside the status prefix: /skydns/monitor/status/ -> /skydns/monitor/refs/."""
-    parent = status_path.rstrip("/").rsplit("/", 1)[0]
-    return parent + "/refs/"
-
-
 class NeedReads(Exception):
     """The planner needs these keys/prefixes in the snapshot; read them and plan again."""
 
@@ -96,6 +91,7 @@ class Snapshot:
         self.kvs = kvs
         self.keys = set(keys)
         self.prefixes = set(prefixes)
+        self._sorted: list[str] | None = None  # built on the first under(), kvs never change
 
     def _has_key(self, key: str) -> bool:
         return key in self.keys or any(key.startswith(p) for p in self.prefixes)
@@ -115,8 +111,16 @@ class Snapshot:
 
     def under(self, prefix: str) -> list[KV]:
         self.require(prefixes=[prefix])
-        return sorted((kv for k, kv in self.kvs.items() if k.startswith(prefix)),
-                      key=lambda kv: kv.key)
+        # A plan calls this several times on a snapshot that may hold a whole zone: sorting
+        # once and bisecting keeps each call to the keys under the prefix.
+        if self._sorted is None:
+            self._sorted = sorted(self.kvs)
+        keys, out = self._sorted, []
+        i = bisect_left(keys, prefix)
+        while i < len(keys) and keys[i].startswith(prefix):
+            out.append(self.kvs[keys[i]])
+            i += 1
+        return out
 
 
 @dataclass

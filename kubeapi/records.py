@@ -205,6 +205,11 @@ def encode_refs(keys) -> bytes:
 
 
 def decode_status(value: bytes) -> str | None:
+    """ "UP", "DOWN", or None for a value without a readable status.
+
+    Not skydns.health.parse_status: the DNS server must count anything unreadable as UP (and
+    logs it), while the API shows it as unknown (no status in listings, null on the page).
+    """
     try:
         obj = json.loads(value)
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -49,11 +49,6 @@ def key_to_path(key: str, prefix: str = PREFIX) -> Path | None:
     return tuple(sys.intern(seg) for seg in key[len(head) :].lower().split("/") if seg)
 
 
-def key_to_name(key: str, prefix: str = PREFIX) -> str | None:
-    path = key_to_path(key, prefix)
-    return None if path is None else path_to_name(path)
-
-
 def is_subdomain(name: str, zone: str) -> bool:
     """True when `name` is `zone` or below it (both absolute or both relative, any case)."""
     name, zone = name.lower().rstrip("."), zone.lower().rstrip(".")

@@ -116,7 +116,7 @@ async def api_client(etcd_endpoint: str, zone: str = "skydns.local.", admin: str
     from kubeapi.auth import Authenticator
     from kubeapi.etcd import EtcdStore
     from kubeapi.metrics import ApiMetrics
-    from kubeapi.plan import Layout, refs_path_for
+    from kubeapi.plan import Layout
     from kubeapi.routes import make_app
     from kubeapi.service import RecordService
     from kubeapi.statusfeed import StatusFeed
@@ -125,7 +125,7 @@ async def api_client(etcd_endpoint: str, zone: str = "skydns.local.", admin: str
                "status-path": STATUS, "report-path": REPORT, "heart-path": HEART,
                "lock-path": LOCK}
     store = EtcdStore(section)
-    service = RecordService(store, Layout(zone, STATUS, refs_path_for(STATUS)),
+    service = RecordService(store, Layout(zone, STATUS, REFS),
                             deadline=2 * etcd_timeout)
     feed = StatusFeed(section, zone, debounce=0.05) if status else None
     metrics = ApiMetrics(store, service, feed) if status else None
@@ -162,10 +162,6 @@ def records_under(etcd, prefix: str = "/skydns/") -> dict[str, dict]:
         except ValueError:
             out[key] = value
     return out
-
-
-def zone_records(etcd, zone_key: str = "/skydns/local/skydns/") -> dict[str, dict]:
-    return records_under(etcd, zone_key)
 
 
 # --- status page ----------------------------------------------------------------------------

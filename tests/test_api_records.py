@@ -15,7 +15,6 @@ from kubeapi.plan import (
     Planner,
     Snapshot,
     ancestors,
-    refs_path_for,
 )
 from kubeapi.records import (
     CNAME_ID,
@@ -139,8 +138,6 @@ def test_entries_are_sorted_and_shaped_like_post_bodies():
 def test_helpers():
     assert ancestors("a.b.c.skydns.local.", ZONE) == ["b.c.skydns.local.", "c.skydns.local."]
     assert ancestors("c.skydns.local.", ZONE) == []
-    assert refs_path_for("/skydns/monitor/status/") == "/skydns/monitor/refs/"
-    assert refs_path_for("/hades/status") == "/hades/refs/"
 
 
 # --- plans ---------------------------------------------------------------------------------------
@@ -297,3 +294,14 @@ def test_big_deletes_fold_their_guards():
     assert len(p.key_guards) + len(p.range_guards) <= MAX_COMPARES
     assert p.range_guards == {"/skydns/monitor/refs/": "mod", f"{BASE}/": "mod"}
     assert apply(data, p) == {}
+
+
+def test_snapshot_under_lists_exactly_the_prefix_in_key_order():
+    keys = ["/z/a/b/2", "/z/a/b", "/z/a/b/1", "/z/a/bb/1", "/z/a/b0", "/z/a/", "/z/b/1", "/y"]
+    snap = Snapshot(7, {k: KV(k, b"", 1, 0) for k in keys}, prefixes=["/z/"])
+    assert [kv.key for kv in snap.under("/z/a/b/")] == ["/z/a/b/1", "/z/a/b/2"]
+    assert [kv.key for kv in snap.under("/z/a/")] == [
+        "/z/a/", "/z/a/b", "/z/a/b/1", "/z/a/b/2", "/z/a/b0", "/z/a/bb/1"]
+    assert snap.under("/z/c/") == [] and snap.under("/z/a/b/") == snap.under("/z/a/b/")
+    with pytest.raises(NeedReads):
+        snap.under("/y")
