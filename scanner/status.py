@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+
+from skydns.monitor import iso_time
 
 from .damping import DOWN, UP
+
+# A check opens one socket per port, so a value listing thousands of ports would take every
+# probe slot of the scanner; no real service needs more than a few.
+MAX_PORTS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +46,19 @@ def read_status(value: bytes) -> StatusValue:
         status = None
     ports, bad = parse_ports(obj.get("ports"))
     if bad:
-        problems.append(f"ignored ports {bad!r}")
+        problems.append(f"ignored ports {_listing(bad)}")
+    if len(ports) > MAX_PORTS:
+        problems.append(f"ignored ports {_listing(list(ports[MAX_PORTS:]))}: "
+                        f"at most {MAX_PORTS} are probed")
+        ports = ports[:MAX_PORTS]
     return StatusValue(obj, status, ports, tuple(problems))
+
+
+def _listing(items: list) -> str:
+    """The first MAX_PORTS entries and a count of the rest: a log line, not a dump."""
+    if len(items) <= MAX_PORTS:
+        return repr(items)
+    return f"{items[:MAX_PORTS]!r} and {len(items) - MAX_PORTS} more"
 
 
 def parse_ports(raw) -> tuple[tuple[int, ...], list]:
@@ -49,20 +66,25 @@ def parse_ports(raw) -> tuple[tuple[int, ...], list]:
     if raw is None:
         return (), []
     items = raw if isinstance(raw, list) else [raw]
-    ports: list[int] = []
+    ports: dict[int, None] = {}  # ordered, and a repeat costs O(1) whatever the length
     bad = []
     for item in items:
         port = None
         # bool is an int in Python; `true` in JSON is no port.
         if isinstance(item, int) and not isinstance(item, bool):
             port = item
-        elif isinstance(item, str) and item.strip().isdigit():
+        elif isinstance(item, str) and _is_port_text(item.strip()):
             port = int(item.strip())
         if port is None or not 1 <= port <= 65535:
             bad.append(item)
-        elif port not in ports:
-            ports.append(port)
+        else:
+            ports[port] = None
     return tuple(ports), bad
+
+
+def _is_port_text(text: str) -> bool:
+    # int() refuses what str.isdigit() accepts beyond ASCII ("²") and beyond 4300 digits.
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit()
 
 
 def render_status(fields: dict | None, status: str, checker: str,
@@ -75,8 +97,3 @@ def render_status(fields: dict | None, status: str, checker: str,
     out["checker"] = checker
     out["updatetime"] = iso_time(now)
     return json.dumps(out, separators=(",", ":"), sort_keys=True).encode()
-
-
-def iso_time(now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from scanner.status import parse_ports, read_status, render_status
+from scanner.status import MAX_PORTS, parse_ports, read_status, render_status
 from skydns.health import report_owner
 
 NOW = datetime(2024, 5, 1, 12, 30, 45, 123456, tzinfo=UTC)
@@ -70,3 +70,26 @@ def test_parse_ports_reports_bad_entries():
 )
 def test_report_owner(value, owner):
     assert report_owner(value) == owner
+
+
+def test_ports_are_capped_and_the_rest_reported():
+    listed = list(range(1, 101))
+    got = read_status(json.dumps({"ports": listed}).encode())
+    assert got.ports == tuple(range(1, MAX_PORTS + 1))
+    assert got.problems == (f"ignored ports {list(range(MAX_PORTS + 1, MAX_PORTS * 2 + 1))!r} "
+                            f"and {100 - 2 * MAX_PORTS} more: at most {MAX_PORTS} are probed",)
+
+
+def test_a_huge_ports_list_is_read_in_one_pass():
+    # Every port twice and a pile of junk: repeats collapse, junk is listed only in part.
+    raw = list(range(1, 65536)) * 2 + ["x"] * 50_000
+    ports, bad = parse_ports(raw)
+    assert ports == tuple(range(1, 65536)) and len(bad) == 50_000
+    got = read_status(json.dumps({"ports": raw}).encode())
+    assert len(got.ports) == MAX_PORTS
+    assert "and 49968 more" in got.problems[0] and len(got.problems[0]) < 1000
+
+
+def test_port_strings_int_would_refuse_are_bad_entries():
+    # str.isdigit() is true for both; int() raises on the first and refuses the second.
+    assert parse_ports(["²", "9" * 5000, " 443 "]) == ((443,), ["²", "9" * 5000])
