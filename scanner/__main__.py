@@ -11,7 +11,7 @@ import resource
 import sys
 
 from skydns import daemon
-from skydns.config import ConfigError, load_config, load_or_exit
+from skydns.config import load_or_exit
 from skydns.logsetup import kv, setup_logging
 
 log = logging.getLogger("skydns.scanner")
@@ -49,21 +49,17 @@ def raise_fd_limit(wanted: int) -> None:
         return
     new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if new > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError) as exc:
+            # An "unlimited" hard limit still has a kernel ceiling (fs.nr_open); a scanner
+            # with fewer sockets than it wanted still works, so this must not stop it.
+            log.warning("cannot raise the open-files limit; probes beyond it will wait or be "
+                        "skipped", extra=kv(limit=soft, wanted=wanted, error=str(exc)))
+            return
     if new < wanted:
         log.warning("open-files limit is below what max-concurrency needs; probes beyond it "
                     "will wait or be skipped", extra=kv(limit=new, wanted=wanted))
-
-
-def reload(path: str | None, agent) -> None:
-    """SIGHUP: re-read the config; a bad file is logged and the running config kept."""
-    try:
-        cfg = load_config(path, "scanner")
-    except ConfigError as err:
-        log.error("config reload failed; keeping the running config", extra=kv(error=str(err)))
-        return
-    setup_logging(cfg["Log"], "skydns-scanner")
-    agent.reconfigure(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     from .agent import Agent
     from .metrics import registry_for
 
-    daemon.serve(lambda: Agent(cfg), config_path=args.config_file, reload=reload,
-                 metrics_addr=cfg["General"]["metrics-addr"], registry_for=registry_for)
+    daemon.serve(lambda: Agent(cfg), config_path=args.config_file, kind="scanner",
+                 program="skydns-scanner", metrics_addr=cfg["General"]["metrics-addr"],
+                 registry_for=registry_for, logger=log)
     return 0
 
 

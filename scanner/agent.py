@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import random
-import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import aetcd
@@ -22,24 +22,24 @@ from skydns.health import report_owner
 from skydns.keys import parse_ip
 from skydns.lease import KeptLease
 from skydns.logsetup import kv
+from skydns.monitor import Warner, iso_time
 from skydns.store import KV, Mirror, describe_error, make_client
 
 from .damping import Damper
 from .probes import Prober, detect_icmp_mode, icmp_unavailable_reason
-from .status import iso_time, read_status, render_status
+from .status import StatusValue, read_status, render_status
 
 log = logging.getLogger("skydns.scanner")
 
 WRITE_ATTEMPTS = 3  # a write that keeps losing races to other writers waits for the next round
-_LOG_EVERY = 10.0  # seconds between repeated warnings of one kind
 
 
 @dataclass(eq=False, slots=True)
 class Target:
     """One address this scanner probes."""
 
-    ip: str  # as written in the status key (the key is status-path + ip)
-    address: str  # canonical form, what the probes connect to
+    ip: str  # canonical: the key of Agent.targets and Agent.statuses
+    address: str  # what the probes connect to: as the status key writes it (with a zone)
     damper: Damper
     task: asyncio.Task | None = None
 
@@ -68,7 +68,12 @@ class Agent:
                                on_granted=self._register)
 
         self.statuses: dict[str, KV] = {}  # every monitored ip -> its status key
-        self.assigned: set[str] = set()  # ips the scheduler gave to this scanner
+        # statuses[ip] read once when it arrived, with the KV it was read from (a value is
+        # looked at every round of every address: parsing it each time would cost the loop).
+        self._read: dict[str, tuple[KV, StatusValue]] = {}
+        # ips the scheduler gave to this scanner -> the report keys that say so (two spellings
+        # of one address are one address; deleting one of them must not drop the other).
+        self.assigned: dict[str, set[str]] = {}
         self.targets: dict[str, Target] = {}  # assigned and monitored: being probed
         self.status_mirror = Mirror(etcd_section, self.status_path, self._on_status_reset,
                                     self._on_status_events, name="scanner-status")
@@ -78,8 +83,7 @@ class Agent:
         self._tasks: list[asyncio.Task] = []
         self._ready_task: asyncio.Task | None = None
         self._stopping = False
-        self._warned_keys: set[str] = set()
-        self._last_log: dict[str, float] = {}
+        self._warn = Warner(log)
 
         self.status_writes = 0
         self.write_conflicts = 0
@@ -203,19 +207,23 @@ class Agent:
 
     # -- etcd state --------------------------------------------------------------------------
 
-    def _ip_of(self, key: str, prefix: str) -> str | None:
-        ip = key[len(prefix):]
-        if ip and "/" not in ip and parse_ip(ip) is not None:
-            return ip
-        if key not in self._warned_keys:  # once per key: a reload must not repeat them all
-            self._warned_keys.add(key)
-            log.warning("key does not name an IP address; ignored", extra=kv(key=key))
-        return None
+    def _read_status(self, ip: str, item: KV) -> StatusValue:
+        """item's value, read once: the reading of the last KV seen for ip is kept."""
+        known = self._read.get(ip)
+        if known is not None and known[0] is item:
+            return known[1]
+        value = read_status(item.value)
+        self._read[ip] = (item, value)
+        return value
+
+    def _forget_status(self, ip: str) -> None:
+        self.statuses.pop(ip, None)
+        self._read.pop(ip, None)
 
     def _on_status_reset(self, kvs: list[KV], revision: int) -> None:
         fresh: dict[str, KV] = {}
         for item in kvs:
-            ip = self._ip_of(item.key, self.status_path)
+            ip = self._warn.ip_of(item.key, self.status_path)
             if ip is not None:
                 fresh[ip] = item
         # A write of ours that landed after the snapshot's revision is still the truth.
@@ -225,33 +233,44 @@ class Agent:
         for ip, item in fresh.items():
             self._note_status(ip, self.statuses.get(ip), item)
         self.statuses = fresh
+        self._read = {ip: read for ip, read in self._read.items() if ip in fresh}
         self._reconcile()
 
     def _on_status_events(self, events: list[tuple[str, KV]], revision: int) -> None:
+        appeared_or_gone: set[str] = set()
         for kind, item in events:
-            ip = self._ip_of(item.key, self.status_path)
+            ip = self._warn.ip_of(item.key, self.status_path)
             if ip is None:
                 continue
             known = self.statuses.get(ip)
             if known is not None and item.mod_revision <= known.mod_revision:
                 continue  # our own write, already applied, or older than it
             if kind == "delete":
-                self.statuses.pop(ip, None)
+                # Another spelling of the address going away leaves the one we follow.
+                if known is not None and known.key == item.key:
+                    self._forget_status(ip)
+                    appeared_or_gone.add(ip)
             else:
                 self._note_status(ip, known, item)
                 self.statuses[ip] = item
-        self._reconcile()
+                if known is None:
+                    appeared_or_gone.add(ip)
+        # Every scanner sees every other scanner's status writes, and those change nothing
+        # about what is probed here: only keys appearing or going away do.
+        if appeared_or_gone:
+            self._reconcile(appeared_or_gone)
 
     def _note_status(self, ip: str, old: KV | None, new: KV) -> None:
         """A status value changed under us: log bad input, follow other writers' verdicts."""
-        value = read_status(new.value)
+        before = self._read_status(ip, old).status if old is not None else None
+        value = self._read_status(ip, new)
         if value.problems and (old is None or old.value != new.value):
             log.warning("status value has problems", extra=kv(
                 key=new.key, problems="; ".join(value.problems)))
         target = self.targets.get(ip)
         if target is None or old is None:
             return
-        if value.status != read_status(old.value).status and value.status is not None:
+        if value.status != before and value.status is not None:
             # Someone else (an operator, the previous owner during a handover) decided after
             # our last look; start counting from their verdict instead of overwriting it.
             if target.damper.status != value.status:
@@ -260,47 +279,71 @@ class Agent:
                 target.damper.reset(value.status)
 
     def _on_report_reset(self, kvs: list[KV], revision: int) -> None:
-        self.assigned = set()
-        self._on_report_events([("put", item) for item in kvs], revision)
+        self.assigned = {}
+        self._apply_reports([("put", item) for item in kvs])
+        self._reconcile()
 
     def _on_report_events(self, events: list[tuple[str, KV]], revision: int) -> None:
+        changed = self._apply_reports(events)
+        if changed:
+            self._reconcile(changed)
+
+    def _apply_reports(self, events: list[tuple[str, KV]]) -> set[str]:
+        """Follow report events; the ips that became or stopped being ours."""
+        changed: set[str] = set()
         for kind, item in events:
-            ip = self._ip_of(item.key, self.report_path)
+            ip = self._warn.ip_of(item.key, self.report_path)
             if ip is None:
                 continue
             owner = report_owner(item.value) if kind == "put" else None
             if kind == "put" and owner is None:
                 log.warning("unreadable assignment; ignored", extra=kv(key=item.key))
+            keys = self.assigned.get(ip)
             if owner == self.hostname:
-                self.assigned.add(ip)
-            else:
-                self.assigned.discard(ip)
-        self._reconcile()
+                if keys is None:
+                    self.assigned[ip] = {item.key}
+                    changed.add(ip)
+                else:
+                    keys.add(item.key)
+            elif keys is not None and item.key in keys:
+                keys.discard(item.key)
+                if not keys:
+                    del self.assigned[ip]
+                    changed.add(ip)
+        return changed
 
-    def _reconcile(self) -> None:
-        """Probe exactly the addresses that are both assigned to us and monitored."""
+    def _reconcile(self, ips: Iterable[str] | None = None) -> None:
+        """Probe exactly the addresses that are both assigned to us and monitored; look at
+        `ips` only when nothing else can have changed, at all of them otherwise."""
         if self._stopping:
             return
-        wanted = {ip for ip in self.assigned if ip in self.statuses} if self.enabled else set()
-        for ip in [ip for ip in self.targets if ip not in wanted]:
-            task = self.targets.pop(ip).task
-            if task is not None:
-                task.cancel()
-        added = wanted - self.targets.keys()
-        for ip in added:
-            stored = read_status(self.statuses[ip].value).status
-            target = Target(ip, str(parse_ip(ip)), Damper(self.rise, self.fall, stored))
-            target.task = asyncio.create_task(self._probe_loop(target), name=f"probe-{ip}")
-            self.targets[ip] = target
+        if ips is None:
+            ips = self.targets.keys() | self.assigned.keys()
+        added = 0
+        for ip in ips:
+            wanted = self.enabled and ip in self.assigned and ip in self.statuses
+            target = self.targets.get(ip)
+            if target is not None and not wanted:
+                del self.targets[ip]
+                if target.task is not None:
+                    target.task.cancel()
+            elif target is None and wanted:
+                item = self.statuses[ip]
+                stored = self._read_status(ip, item).status
+                # The key's own spelling keeps an IPv6 zone, which the canonical ip drops.
+                address = str(parse_ip(item.key[len(self.status_path):]) or ip)
+                target = Target(ip, address, Damper(self.rise, self.fall, stored))
+                target.task = asyncio.create_task(self._probe_loop(target), name=f"probe-{ip}")
+                self.targets[ip] = target
+                added += 1
         if added:
-            log.debug("probing new addresses", extra=kv(added=len(added),
-                                                        total=len(self.targets)))
+            log.debug("probing new addresses", extra=kv(added=added, total=len(self.targets)))
 
     # -- probing -----------------------------------------------------------------------------
 
     def _ports(self, ip: str) -> tuple[int, ...]:
         item = self.statuses.get(ip)
-        ports = read_status(item.value).ports if item is not None else ()
+        ports = self._read_status(ip, item).ports if item is not None else ()
         return ports or self.default_ports
 
     async def _probe_loop(self, target: Target) -> None:
@@ -323,7 +366,7 @@ class Agent:
             delay = next_round - loop.time()
             if delay < 0:
                 self.overruns += 1
-                self._warn_every("overrun", "probe rounds take longer than check-interval; "
+                self._warn.every("overrun", "probe rounds take longer than check-interval; "
                                  "raise max-concurrency or check-interval",
                                  late=round(-delay, 3), targets=len(self.targets))
                 next_round = loop.time()
@@ -337,7 +380,7 @@ class Agent:
             item = self.statuses.get(target.ip)
             if desired is None or item is None or self.targets.get(target.ip) is not target:
                 return
-            stored = read_status(item.value)
+            stored = self._read_status(target.ip, item)
             if stored.status == desired:
                 return
             if not await self._write(target, item, stored.fields, stored.status, desired):
@@ -355,7 +398,7 @@ class Agent:
                                     [etcd.get_op(item.key)])
         except Exception as exc:
             self.write_errors += 1
-            self._warn_every("write", "status write failed; retrying next round",
+            self._warn.every("write", "status write failed; retrying next round",
                              key=item.key, error=describe_error(exc))
             return False
         if result.succeeded:
@@ -370,8 +413,8 @@ class Agent:
             known = self.statuses.get(target.ip)
             if known is not None and known.mod_revision < result.revision:
                 # Deleted: no longer monitored. (A newer put from the watch would win.)
-                self.statuses.pop(target.ip)
-                self._reconcile()
+                self._forget_status(target.ip)
+                self._reconcile([target.ip])
             return False
         fresh_kv = KV(fresh.key, fresh.value, fresh.mod_revision, fresh.lease)
         self._note_status(target.ip, item, fresh_kv)
@@ -385,9 +428,3 @@ class Agent:
         known = self.statuses.get(ip)
         if known is not None and known.mod_revision < item.mod_revision:
             self.statuses[ip] = item
-
-    def _warn_every(self, what: str, message: str, **fields) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(what, -_LOG_EVERY) >= _LOG_EVERY:
-            self._last_log[what] = now
-            log.warning(message, extra=kv(**fields))

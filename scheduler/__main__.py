@@ -10,8 +10,8 @@ import logging
 import sys
 
 from skydns import daemon
-from skydns.config import ConfigError, load_config, load_or_exit
-from skydns.logsetup import kv, setup_logging
+from skydns.config import load_or_exit
+from skydns.logsetup import setup_logging
 
 log = logging.getLogger("skydns.scheduler")
 
@@ -37,17 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def reload(path: str | None, scheduler) -> None:
-    """SIGHUP: re-read the config; a bad file is logged and the running config kept."""
-    try:
-        cfg = load_config(path, "schedule")
-    except ConfigError as err:
-        log.error("config reload failed; keeping the running config", extra=kv(error=str(err)))
-        return
-    setup_logging(cfg["Log"], "skydns-schedule")
-    scheduler.reconfigure(cfg)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "schedule")
@@ -56,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     from .loop import Scheduler
     from .metrics import registry_for
 
-    daemon.serve(lambda: Scheduler(cfg), config_path=args.config_file, reload=reload,
-                 metrics_addr=cfg["General"]["metrics-addr"], registry_for=registry_for)
+    daemon.serve(lambda: Scheduler(cfg), config_path=args.config_file, kind="schedule",
+                 program="skydns-schedule", metrics_addr=cfg["General"]["metrics-addr"],
+                 registry_for=registry_for, logger=log)
     return 0
 
 

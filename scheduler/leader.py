@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aetcd
 import grpc
@@ -49,11 +49,13 @@ class WatchEnded(Exception):
     """The watch stream stopped before the event came; look again."""
 
 
-async def wait_deleted(client: aetcd.Client, key: str, after_revision: int) -> bool:
+async def wait_deleted(client: aetcd.Client, key: str, after_revision: int,
+                       on_created: Callable[[], None] | None = None) -> bool:
     """True once `key` is deleted at a revision after `after_revision`.
 
     False if that history was compacted: the caller must look again rather than wait for an
-    event that may already be gone. Raises WatchEnded when the stream breaks.
+    event that may already be gone. Raises WatchEnded when the stream breaks. `on_created` is
+    called once etcd has set the watch up.
     """
     await client.connect()
     call = rpc.WatchStub(client.channel).Watch(metadata=client.metadata)
@@ -69,6 +71,8 @@ async def wait_deleted(client: aetcd.Client, key: str, after_revision: int) -> b
                 return False
             if resp.canceled:
                 raise WatchEnded(f"watch on {key} canceled: {resp.cancel_reason}")
+            if resp.created and on_created is not None:
+                on_created()
             if any(ev.type == rpc.Event.DELETE for ev in resp.events):
                 return True
     finally:
@@ -78,7 +82,9 @@ async def wait_deleted(client: aetcd.Client, key: str, after_revision: int) -> b
 class Elector:
     """One candidate. campaign() returns when it leads; guard() protects the leader's writes.
 
-    Counters: terms (times elected), is_leader.
+    Counters: terms (times elected), is_leader. `waiting_for` is the key whose deletion it
+    is watching for right now (the one ahead, its own name held by another lease, or its own
+    key while leading), set once etcd has the watch; None otherwise.
     """
 
     def __init__(self, etcd_section: dict, hostname: str, ttl: float):
@@ -95,6 +101,7 @@ class Elector:
         self.terms = 0
         self._client: aetcd.Client | None = None
         self._warned_foreign = False
+        self.waiting_for: str | None = None
 
     @property
     def client(self) -> aetcd.Client:
@@ -160,7 +167,7 @@ class Elector:
                             "expired, or a duplicate hostname); waiting for it to go",
                             extra=kv(key=self.key, lease=f"{result.found[0].lease:x}"))
                 self._warned_foreign = True
-            await self._wait_or_lease_lost(wait_deleted(client, self.key, result.revision))
+            await self._wait_or_lease_lost(self._watch(client, self.key, result.revision))
             return False
         else:
             self.create_revision = result.found[0].create_revision
@@ -174,7 +181,7 @@ class Elector:
             return True
         log.info("standing by", extra=kv(key=self.key, waiting_for=ahead,
                                          leader=leader_of(candidates)))
-        await self._wait_or_lease_lost(wait_deleted(client, ahead, revision))
+        await self._wait_or_lease_lost(self._watch(client, ahead, revision))
         return False
 
     async def _candidates(self, client: aetcd.Client) -> tuple[dict[str, int], int]:
@@ -190,12 +197,21 @@ class Elector:
     async def _wait_or_lease_lost(self, waiting) -> None:
         await wait_first(waiting, self.lease_lost.wait())
 
+    async def _watch(self, client: aetcd.Client, key: str, after_revision: int) -> bool:
+        def created() -> None:
+            self.waiting_for = key
+
+        try:
+            return await wait_deleted(client, key, after_revision, on_created=created)
+        finally:
+            self.waiting_for = None
+
     async def watch_deposed(self) -> str:
         """While leading: return the reason once leadership is certainly or possibly gone."""
         while True:
             try:
                 first, deleted = await wait_first(
-                    wait_deleted(self.client, self.key, self.create_revision),
+                    self._watch(self.client, self.key, self.create_revision),
                     self.lease_lost.wait())
                 if first == 1:
                     return "lease lost"

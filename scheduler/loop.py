@@ -10,15 +10,14 @@ import asyncio
 import json
 import logging
 import time
-from datetime import UTC, datetime
 
 import aetcd
 
 from skydns import notify
 from skydns import txn as etcd
 from skydns.health import report_owner
-from skydns.keys import parse_ip
 from skydns.logsetup import kv
+from skydns.monitor import Warner, iso_time
 from skydns.store import KV, Mirror, describe_error, make_client
 
 from .assign import assign, diff
@@ -28,7 +27,6 @@ log = logging.getLogger("skydns.scheduler")
 
 TXN_OPS = 128  # etcd's default --max-txn-ops
 SETTLE = 0.05  # seconds to let a burst of changes (a scanner's death, a bulk load) arrive
-_LOG_EVERY = 10.0
 
 
 class NotLeader(Exception):
@@ -53,6 +51,9 @@ class Assigner:
         self.reports: dict[str, tuple[str, int]] = {}
         # ip -> revision of our delete, so an older put still in the watch pipe is not revived.
         self._deleted: dict[str, int] = {}
+        # report keys spelling an address other than canonically (2001:DB8::1): the canonical
+        # key is the one written, these are deleted so that a scanner sees one owner per address.
+        self._stray: set[str] = set()
         self.changed = asyncio.Event()
         self.mirrors = [
             Mirror(etcd_section, self.heart_path, self._heart_reset, self._heart_events,
@@ -63,8 +64,7 @@ class Assigner:
                    name="scheduler-report"),
         ]
         self._client: aetcd.Client | None = None
-        self._warned_keys: set[str] = set()
-        self._last_log: dict[str, float] = {}
+        self._warn = Warner(log)
 
         self.passes = 0
         self.assignments = 0
@@ -77,15 +77,6 @@ class Assigner:
         return sum(1 for ip in self.monitored if self.reports.get(ip, ("", 0))[0])
 
     # -- mirrors -----------------------------------------------------------------------------
-
-    def _ip_of(self, key: str, prefix: str) -> str | None:
-        ip = key[len(prefix):]
-        if ip and "/" not in ip and parse_ip(ip) is not None:
-            return ip
-        if key not in self._warned_keys:
-            self._warned_keys.add(key)
-            log.warning("key does not name an IP address; ignored", extra=kv(key=key))
-        return None
 
     def _heart_reset(self, kvs: list[KV], revision: int) -> None:
         self.scanners = set()
@@ -115,7 +106,7 @@ class Assigner:
 
     def _status_events(self, events: list[tuple[str, KV]], revision: int) -> None:
         for kind, item in events:
-            ip = self._ip_of(item.key, self.status_path)
+            ip = self._warn.ip_of(item.key, self.status_path)
             if ip is None:
                 continue
             # Status flips are most of this traffic and change nothing here; only keys
@@ -130,13 +121,21 @@ class Assigner:
     def _report_reset(self, kvs: list[KV], revision: int) -> None:
         self.reports = {}
         self._deleted = {}
+        self._stray = set()
         self._report_events([("put", item) for item in kvs], revision)
         self.changed.set()
 
     def _report_events(self, events: list[tuple[str, KV]], revision: int) -> None:
         for kind, item in events:
-            ip = self._ip_of(item.key, self.report_path)
+            ip = self._warn.ip_of(item.key, self.report_path)
             if ip is None:
+                continue
+            if item.key != self.report_path + ip:
+                if kind == "put":
+                    self._stray.add(item.key)
+                    self.changed.set()
+                else:
+                    self._stray.discard(item.key)
                 continue
             known = self.reports.get(ip)
             newest = max(known[1] if known else 0, self._deleted.get(ip, 0))
@@ -173,7 +172,7 @@ class Assigner:
             except Exception as exc:
                 failures += 1
                 self.write_errors += 1
-                self._warn_every("pass", "assignment pass failed; retrying",
+                self._warn.every("pass", "assignment pass failed; retrying",
                                  error=describe_error(exc), attempt=failures)
             delay = self.interval if not failures else min(self.interval, 0.1 * 2 ** failures)
             try:
@@ -188,23 +187,28 @@ class Assigner:
         target = assign(self.monitored, self.scanners, current)
         writes, deletes = diff(current, target)
         if self.monitored and not self.scanners:
-            self._warn_every("no-scanner", "no live scanner: addresses are not probed",
+            self._warn.every("no-scanner", "no live scanner: addresses are not probed",
                              monitored=len(self.monitored))
-        if not writes and not deletes:
+        stray = sorted(self._stray)
+        if not writes and not deletes and not stray:
             return
         moves = sum(1 for ip in writes if current.get(ip))
-        now = _iso_now()
+        now = iso_time()
+        # (ip, op, new owner or None to delete); ip None: a stray key, deleted.
         ops = [(ip, etcd.put_op(self.report_path + ip, json.dumps(
                     {"hostname": owner, "updatetime": now}).encode()), owner)
                for ip, owner in sorted(writes.items())]
         ops += [(ip, etcd.delete_op(self.report_path + ip), None) for ip in deletes]
+        ops += [(None, etcd.delete_op(key), key) for key in stray]
         for start in range(0, len(ops), TXN_OPS):
             chunk = ops[start:start + TXN_OPS]
             result = await etcd.txn(self._client, guard, [op for _, op, _ in chunk])
             if not result.succeeded:
                 raise NotLeader("lock key changed; a guarded write was refused")
             for ip, _, owner in chunk:
-                if owner is None:
+                if ip is None:
+                    self._stray.discard(owner)
+                elif owner is None:
                     self.reports.pop(ip, None)
                     self._deleted[ip] = result.revision
                     self.removals += 1
@@ -215,7 +219,8 @@ class Assigner:
                     self.reports[ip] = (owner, result.revision)
                     self.assignments += 1
         log.info("assignments updated", extra=kv(
-            written=len(writes), moved=moves, removed=len(deletes), ips=len(self.monitored),
+            written=len(writes), moved=moves, removed=len(deletes), stray_removed=len(stray),
+            ips=len(self.monitored),
             scanners=len(self.scanners)))
 
     async def close(self) -> None:
@@ -223,12 +228,6 @@ class Assigner:
         if self._client is not None:
             await self._client.close()
             self._client = None
-
-    def _warn_every(self, what: str, message: str, **fields) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(what, -_LOG_EVERY) >= _LOG_EVERY:
-            self._last_log[what] = now
-            log.warning(message, extra=kv(**fields))
 
 
 class Scheduler:
@@ -312,8 +311,3 @@ class Scheduler:
         if not stop.is_set():
             log.warning("lost leadership; campaigning again", extra=kv(reason=reason))
             notify.notify("STATUS=standby")
-
-
-def _iso_now() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"

@@ -1,6 +1,7 @@
 import pytest
 
 from etcdtest import EtcdServer
+from healthtest import Daemon
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +19,21 @@ def etcd(etcd_server):
     etcd_server.ensure_running()  # an earlier test may have stopped or paused it
     etcd_server.delete_prefix("/skydns")
     return etcd_server
+
+
+@pytest.fixture
+def daemons():
+    """daemons(kind, etcd, hostname, **config) starts a scanner or scheduler process; all of
+    them are killed at the end (no graceful stop: a test that wants one stops it itself)."""
+    started: list[Daemon] = []
+
+    def start(kind, etcd, hostname, **overrides) -> Daemon:
+        daemon = Daemon(kind, etcd.endpoint, hostname, **overrides).start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.kill()
+    for daemon in started:
+        daemon.close()

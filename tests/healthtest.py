@@ -15,11 +15,9 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -31,8 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from skydns.config import load_config
 
 from etcdtest import wait_for
+from proctest import ROOT, Process
 
-ROOT = Path(__file__).resolve().parent.parent
 MONITOR = "/skydns/monitor/"
 STATUS = MONITOR + "status/"
 REPORT = MONITOR + "report/"
@@ -96,27 +94,29 @@ def load(kind: str, etcd_endpoint: str, hostname: str, tmp_path: Path, **overrid
 # --- processes -------------------------------------------------------------------------------
 
 
-class Daemon:
+class Daemon(Process):
     """A skydns-scanner or skydns-schedule process with its own config and log file."""
 
     def __init__(self, kind: str, etcd_endpoint: str, hostname: str, **overrides):
+        super().__init__(f"skydns-{kind}-", f"{hostname}.log")
         self.kind = kind
         self.hostname = hostname
         self.etcd_endpoint = etcd_endpoint
-        self.dir = Path(tempfile.mkdtemp(prefix=f"skydns-{kind}-"))
+        self.module = "scanner" if kind == "scanner" else "scheduler"
+        self.what = f"{kind} {hostname}"
         self.config = write_ini(self.dir / f"{kind}.conf",
                                 sections_for(kind, etcd_endpoint, hostname, **overrides))
-        self.log = self.dir / f"{hostname}.log"
-        self.proc: subprocess.Popen | None = None
 
     def __repr__(self) -> str:
         return f"<Daemon {self.kind} {self.hostname} pid={self.proc and self.proc.pid}>"
 
     def start(self, **env: str) -> Daemon:
-        module = "scanner" if self.kind == "scanner" else "scheduler"
+        """Start without waiting (tests wait for what they need); env adds variables, e.g.
+        NOTIFY_SOCKET, which Process.start cannot pass."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", module, "--config-file", str(self.config)],
+                [sys.executable, "-m", self.module, "--config-file", str(self.config),
+                 *self.args()],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
         return self
@@ -132,22 +132,6 @@ class Daemon:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self, timeout: float = 10) -> int | None:
-        """SIGTERM and wait; the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
     def kill(self) -> None:
         """SIGKILL: no chance to revoke anything."""
@@ -213,20 +197,14 @@ class Listener:
 
 
 def closed_port(ip: str = "127.0.0.1") -> int:
-    """A port that nothing listens on at ip (bound, then released): connects get RST."""
+    """A port that nothing listens on at ip (bound, then released): connects get RST, and a
+    daemon can bind it (a metrics-addr)."""
     with socket.socket() as s:
         s.bind((ip, 0))
         return s.getsockname()[1]
 
 
 # --- metrics -------------------------------------------------------------------------------
-
-
-def free_tcp_port(ip: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on at ip right now (for a daemon's metrics-addr)."""
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
 
 
 Samples = dict[tuple[str, frozenset], float]

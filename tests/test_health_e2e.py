@@ -43,22 +43,6 @@ SLACK = 3.0  # seconds of scheduling noise tolerated on top of every target
 DOWNTIME = 2.0  # agent-downtime of scanners and schedulers in these tests
 
 
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def start(kind, etcd, hostname, **overrides) -> Daemon:
-        daemon = Daemon(kind, etcd.endpoint, hostname, **overrides).start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.kill()
-    for daemon in started:
-        daemon.close()
-
-
 def check_alive(*daemons: Daemon) -> bool:
     for daemon in daemons:
         assert daemon.running, f"{daemon} exited:\n{daemon.logs()[-3000:]}"

@@ -1,8 +1,6 @@
 """/metrics of skydns-scanner and skydns-schedule: real processes, a real etcd, scraped over
 HTTP on 127.0.0.1 the way Prometheus would."""
 
-import pytest
-
 from etcdtest import wait_for
 from healthtest import (
     HEART,
@@ -10,7 +8,7 @@ from healthtest import (
     STATUS,
     Daemon,
     Listener,
-    free_tcp_port,
+    closed_port,
     leader,
     listening_tcp_ports,
     reports,
@@ -25,22 +23,6 @@ SLACK = 8.0  # a busy 2-core machine runs several of these processes at once
 IPS = [f"127.0.8.{i}" for i in range(1, 5)]
 
 
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def start(kind, etcd, hostname, **overrides) -> Daemon:
-        daemon = Daemon(kind, etcd.endpoint, hostname, **overrides).start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.kill()
-    for daemon in started:
-        daemon.close()
-
-
 def alive(*daemons: Daemon) -> bool:
     for daemon in daemons:
         if not daemon.running:
@@ -49,7 +31,7 @@ def alive(*daemons: Daemon) -> bool:
 
 
 def with_metrics(kind, etcd, daemons, hostname):
-    addr = f"127.0.0.1:{free_tcp_port()}"
+    addr = f"127.0.0.1:{closed_port()}"
     daemon = daemons(kind, etcd, hostname, General={"metrics-addr": addr})
     daemon.metrics = addr
     return daemon

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import socket
 
 import pytest
 
@@ -214,7 +215,12 @@ def test_enable_check_false_registers_but_does_not_probe(etcd, tmp_path):
     assign(etcd, "127.0.0.40")
     with InThread(lambda: Agent(config)) as agent:
         wait_for(lambda: etcd.get(HEART + HOST), timeout=10, message="heartbeat registered")
-        wait_for(lambda: agent.obj.report_mirror.ready.is_set(), timeout=10)
+        # Both watches loaded: it knows the address is assigned and monitored, and still
+        # probes nothing.
+        wait_for(lambda: agent.obj.report_mirror.ready.is_set()
+                 and agent.obj.status_mirror.ready.is_set(), timeout=10,
+                 message="both watches loaded")
+        assert agent.obj.assigned.keys() == {"127.0.0.40"} and "127.0.0.40" in agent.obj.statuses
         assert not agent.obj.targets and agent.obj.prober.checks == 0
 
 
@@ -232,5 +238,30 @@ def test_survives_an_etcd_restart(etcd, config):
             wait_status(etcd, "127.0.0.41", "DOWN", timeout=15)
             wait_for(lambda: agent.obj.lease.refreshes > 0 and etcd.get(HEART + HOST),
                      timeout=10, message="heartbeat kept alive after the restart")
+    finally:
+        backend.stop()
+
+
+def test_an_address_spelled_two_ways_is_one_address(etcd, config):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    try:
+        backend = Listener("::1").start()
+    except OSError as exc:
+        pytest.skip(f"cannot listen on ::1: {exc}")
+    long_form = "0:0:0:0:0:0:0:1"
+    try:
+        etcd.put(STATUS + long_form, {"ports": [backend.port]})
+        assign(etcd, "::1")
+        assign(etcd, "0::1")
+        with InThread(lambda: Agent(config)) as agent:
+            wait_status(etcd, long_form, "UP", timeout=10)  # the key as it was written
+            assert set(agent.obj.targets) == {"::1"}
+            assert etcd.get(STATUS + "::1") is None  # no second key made up
+            # One spelling of the assignment going away leaves the other in force.
+            etcd.delete(REPORT + "0::1")
+            wait_for(lambda: agent.obj.assigned == {"::1": {REPORT + "::1"}}, timeout=5,
+                     message="the deleted spelling forgotten")
+            assert set(agent.obj.targets) == {"::1"}
     finally:
         backend.stop()

@@ -2,6 +2,8 @@
 
 import asyncio
 import errno
+import os
+import select
 import shutil
 import socket
 import sys
@@ -12,7 +14,7 @@ import pytest
 from scanner import probes
 from scanner.probes import Prober, detect_icmp_mode
 
-from etcdtest import run_async
+from etcdtest import run_async, wait_for
 from healthtest import ROOT, BareNetns, Listener, NetnsUnavailable, closed_port
 
 
@@ -60,12 +62,18 @@ def test_tcp_ipv6_loopback():
         backend.stop()
 
 
+def _connected(sock: socket.socket) -> bool:
+    # A non-blocking connect is writable once it ended; SO_ERROR says whether it succeeded.
+    _, writable, _ = select.select([], [sock], [], 0)
+    return bool(writable) and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+
+
 def _full_backlog(ip: str):
     """A listener that never accepts, its queue filled: further SYNs are dropped, so a
     connect hangs until the probe's timeout (a backend that is wedged, not down)."""
     server = socket.socket()
     server.bind((ip, 0))
-    server.listen(0)
+    server.listen(0)  # room for one connection: the first filler that connects fills it
     port = server.getsockname()[1]
     fillers = []
     for _ in range(4):
@@ -73,7 +81,9 @@ def _full_backlog(ip: str):
         c.setblocking(False)
         c.connect_ex((ip, port))
         fillers.append(c)
-    time.sleep(0.05)
+    # The rest of the fillers stay in SYN_SENT, their SYNs dropped like the probe's will be.
+    wait_for(lambda: any(_connected(c) for c in fillers), timeout=5,
+             message="a filler connection fills the accept queue")
     return server, port, fillers
 
 
@@ -148,8 +158,17 @@ def test_icmp_mode_and_loopback_echo():
 
 
 def test_icmp_reason_names_the_sysctl():
-    assert "ping_group_range" in probes.icmp_unavailable_reason() or \
-        "not supported" in probes.icmp_unavailable_reason()
+    reason = probes.icmp_unavailable_reason()
+    try:
+        with open("/proc/sys/net/ipv4/ping_group_range") as f:
+            low, high = f.read().split()
+    except OSError:
+        assert "unprivileged ICMP sockets are not supported here" in reason
+    else:
+        # The range as the kernel has it now: what an operator has to change.
+        assert f"net.ipv4.ping_group_range is '{low} {high}'" in reason
+    assert "CAP_NET_RAW" in reason and f"our group is {os.getgid()}" in reason
+    assert "enable-icmp = false" in reason
 
 
 _UNPRIVILEGED_PROBE = """

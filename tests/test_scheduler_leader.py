@@ -73,9 +73,9 @@ def test_resign_hands_over_at_once_and_deposed_writes_fail(etcd, section):
         assert a.is_leader and a.terms == 1
         b = await started(Elector(section, "sch-b", TTL))
         standby = asyncio.create_task(b.campaign())
-        await async_wait_for(lambda: holds_key(section, b), timeout=5, message="b queued")
-        await asyncio.sleep(0.2)  # give a wrong implementation the chance to lead too
-        assert not standby.done()
+        # Watching a's key for its deletion: b has decided it does not lead.
+        await async_wait_for(lambda: b.waiting_for == a.key, timeout=5, message="b stands by")
+        assert not standby.done() and not b.is_leader
         assert await try_write(section, a.guard())
 
         old_guard = a.guard()
@@ -121,8 +121,10 @@ def test_same_hostname_waits_instead_of_stealing(etcd, section):
         await first.campaign()
         second = await started(Elector(section, "sch-same", TTL))
         waiting = asyncio.create_task(second.campaign())
-        await asyncio.sleep(0.5)
-        assert not waiting.done() and first.is_leader
+        # Watching its own name, held by first's lease: it waits instead of taking it over.
+        await async_wait_for(lambda: second.waiting_for == second.key, timeout=5,
+                             message="second waits for the name")
+        assert not waiting.done() and not second.is_leader and first.is_leader
         assert await try_write(section, first.guard())
         await first.close(resign=True)
         await asyncio.wait_for(waiting, 5)
@@ -138,7 +140,8 @@ def test_leader_notices_its_key_deleted(etcd, section):
         a = await started(Elector(section, "sch-a", TTL))
         await a.campaign()
         watch = asyncio.create_task(a.watch_deposed())
-        await asyncio.sleep(0.2)
+        # The watch is set up and has not fired: holding the key is not mistaken for losing it.
+        await async_wait_for(lambda: a.waiting_for == a.key, timeout=5, message="watch set up")
         assert not watch.done()
         await asyncio.to_thread(etcd.delete, a.key)
         assert await asyncio.wait_for(watch, 5) == "lock key deleted"

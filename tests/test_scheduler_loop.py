@@ -89,6 +89,18 @@ def test_bad_and_stale_reports_are_repaired(etcd, config, caplog):
     assert {"key": STATUS + "no-ip-here"} in fields
 
 
+def test_an_address_spelled_two_ways_is_one_address(etcd, config):
+    add_scanner(etcd, "scan-a")
+    etcd.put(STATUS + "2001:DB8::7", {"status": "UP"})
+    etcd.put(STATUS + "2001:db8:0:0:0:0:0:8", {"status": "UP"})
+    # Written by hand, or by a scheduler that did not canonicalize: replaced by the one key.
+    etcd.put(REPORT + "2001:DB8::7", {"hostname": "scan-gone"})
+    with InThread(lambda: Scheduler(config)) as sched:
+        wait_for(lambda: reports(etcd) == {"2001:db8::7": "scan-a", "2001:db8::8": "scan-a"},
+                 timeout=10, message="one canonical report key per address")
+        assert sched.obj.assigner.monitored == {"2001:db8::7", "2001:db8::8"}
+
+
 def test_no_scanner_keeps_assignments(etcd, config):
     etcd.put(STATUS + "127.3.2.1", {"status": "UP"})
     etcd.put(REPORT + "127.3.2.1", {"hostname": "scan-gone"})
