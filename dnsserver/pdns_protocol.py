@@ -41,6 +41,7 @@ from .zone import reverse_zones, zone_rrs
 log = logging.getLogger("skydns.pdns")
 
 MAX_LINE = 1024 * 1024  # a request line longer than this closes the connection
+MEMO_MAX = 50_000  # memoized lookups kept between changes of the data
 
 # What an ANY lookup collects, by zone kind. PTR is a reverse-zone type here, as in skydns
 # (the forward zone answers PTR only for keys that are PTR records, an oddity not worth
@@ -182,6 +183,8 @@ class PdnsBackend:
         # (method, "ok" | "fail") -> requests, for /metrics; method names outside the protocol
         # count as "unknown", so a confused client cannot grow the label set.
         self.counts: Counter[tuple[str, str]] = Counter()
+        self._memo: dict[tuple[str, str], list[dict]] = {}
+        self._memo_stamp: tuple = ()
 
     def handle(self, request) -> dict:
         """One request object -> one reply object; never raises for bad input."""
@@ -223,6 +226,22 @@ class PdnsBackend:
         return self.lookup_records(qname, qtype, remote)
 
     def lookup_records(self, qname: str, qtype: str, remote: str = "") -> list[dict]:
+        if self.mode:  # one address per client or per query: nothing to reuse
+            return self._lookup(qname, qtype, remote)
+        # pdns asks the same few names again and again (ANY, then SOA probes up the tree),
+        # each answer costing several walks of the index; reuse it until the data changes.
+        ctx = self.ctx
+        stamp = (ctx.serial, ctx.health.version, len(ctx.lease_ttls))
+        if stamp != self._memo_stamp or len(self._memo) >= MEMO_MAX:
+            self._memo.clear()
+            self._memo_stamp = stamp
+        key = (qname, qtype)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = self._lookup(qname, qtype, remote)
+        return found
+
+    def _lookup(self, qname: str, qtype: str, remote: str) -> list[dict]:
         ctx = self.ctx
         path = name_to_path(qname)
         zone = _served_zone_of(ctx, path)

@@ -122,7 +122,7 @@ class StoreSync:
 
     def _reset_health(self, kvs) -> None:
         eng = self.engine
-        eng.health.down.clear()
+        eng.health.clear()
         for kv in kvs:
             ip = ip_of_status_key(kv.key, self.status_path)
             if ip is not None:

@@ -48,15 +48,21 @@ def ip_of_status_key(key: str, status_path: str) -> str | None:
 
 
 class HealthView:
-    """The set of DOWN addresses; everything else is UP."""
+    """The set of DOWN addresses; everything else is UP. `version` moves whenever the set
+    changes, so answers memoized elsewhere (the pdns backend) know when they are stale."""
 
-    __slots__ = ("down",)
+    __slots__ = ("down", "version")
 
     def __init__(self) -> None:
         self.down: set[str] = set()
+        self.version = 0
 
     def is_down(self, ip: str) -> bool:
         return ip in self.down
+
+    def clear(self) -> None:
+        self.down.clear()
+        self.version += 1
 
     def set(self, ip: str, status: str | None) -> bool:
         """Record a status (None: key deleted); True when the DOWN set changed."""
@@ -65,4 +71,7 @@ class HealthView:
             self.down.add(ip)
         else:
             self.down.discard(ip)
-        return was != (ip in self.down)
+        changed = was != (ip in self.down)
+        if changed:
+            self.version += 1
+        return changed

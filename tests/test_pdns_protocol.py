@@ -390,3 +390,33 @@ def test_root_and_names_without_the_trailing_dot():
     assert lookup(be, ".", "SOA") == []
     assert lookup(be, ".", "ANY") == []
     assert lines(lookup(be, "example.test", "SOA")) == [f"example.test. 10 SOA {ZONE_SOA}"]
+
+
+def test_memoized_lookups_follow_health_records_and_leases():
+    """Lookups are reused between changes; a DOWN flip, a record change (serial) and a lease
+    TTL each make the next lookup fresh."""
+    be = backend()
+    first = lookup(be, "api.example.test.", "A")
+    assert lookup(be, "api.example.test.", "A") is first  # reused, not rebuilt
+    assert len(lines(first)) == 2
+
+    be.ctx.health.set("10.0.0.2", "DOWN")
+    assert lines(lookup(be, "api.example.test.", "A")) == ["api.example.test. 60 A 10.0.0.1"]
+
+    key = "/skydns/test/example/api/i9"
+    be.ctx.index.put(parse_record(key, key_to_path(key), b'{"host": "10.0.0.9", "lease": 0}'))
+    be.ctx.serial += 1  # what the sync does with every record event
+    assert "api.example.test. 30 A 10.0.0.9" in lines(lookup(be, "api.example.test.", "A"))
+
+    be.ctx.index.put(parse_record(key, key_to_path(key), b'{"host": "10.0.0.9"}', lease=77))
+    be.ctx.serial += 1
+    lookup(be, "api.example.test.", "A")
+    be.ctx.lease_ttls[77] = 5  # the lease's TTL arrives after the record
+    assert "api.example.test. 5 A 10.0.0.9" in lines(lookup(be, "api.example.test.", "A"))
+
+
+def test_no_memo_when_one_address_is_picked_per_client():
+    be = backend(mode="hone")
+    picks = {lookup(be, "api.example.test.", "A", remote=f"10.9.0.{i}")[0]["content"]
+             for i in range(40)}
+    assert picks == {"10.0.0.1", "10.0.0.2"}
