@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 
 import grpc
 from aetcd import rpc
 
-from skydns.store import KV, describe_error, make_client, prefix_range_end
+from skydns.store import KV, backoff, describe_error, make_client, prefix_range_end
 from skydns.txn import delete_op, mod_is, put_op
 
 from .plan import MAX_OPS_PER_TXN, Plan, Snapshot
@@ -112,8 +111,7 @@ class EtcdStore:
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("etcd call failed, retrying", extra={"kv": {
                         "call": method, "attempt": attempt, "error": reason}})
-                delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (attempt - 1))
-                delay = random.uniform(delay / 2, delay)
+                delay = backoff(attempt, BACKOFF_MIN, BACKOFF_MAX)
                 if loop.time() + delay >= deadline:
                     raise EtcdUnavailable(f"etcd unavailable ({reason})") from None
                 self.retries += 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable, Mapping
 
 import aetcd
@@ -23,7 +22,7 @@ from aetcd import rpc
 from skydns import txn as etcd
 from skydns.lease import KeptLease
 from skydns.logsetup import kv
-from skydns.store import BACKOFF_MAX, BACKOFF_MIN, describe_error, make_client, prefix_range_end
+from skydns.store import BACKOFF_MIN, backoff, describe_error, make_client, prefix_range_end
 
 log = logging.getLogger("skydns.scheduler.leader")
 
@@ -130,8 +129,7 @@ class Elector:
         failures = 0
         while True:
             if failures:
-                delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (failures - 1))
-                await asyncio.sleep(random.uniform(delay / 2, delay))
+                await asyncio.sleep(backoff(failures))
             lease_id = await self.lease.wait_granted()
             self.lease_lost.clear()
             try:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable
 
 import aetcd
 
 from skydns.logsetup import kv
-from skydns.store import BACKOFF_MAX, BACKOFF_MIN, describe_error, make_client
+from skydns.store import backoff, describe_error, make_client
 
 log = logging.getLogger("skydns.lease")
 
@@ -89,8 +88,7 @@ class KeptLease:
         failures = 0
         while True:
             if failures:
-                delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (failures - 1))
-                await asyncio.sleep(random.uniform(delay / 2, delay))
+                await asyncio.sleep(backoff(failures))
             try:
                 await self._session()
             except asyncio.CancelledError:

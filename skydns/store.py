@@ -30,6 +30,13 @@ DEFAULT_PORT = 2379
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 
+
+def backoff(failures: int, low: float = BACKOFF_MIN, high: float = BACKOFF_MAX) -> float:
+    """Seconds to wait after the n-th failure in a row (n >= 1): doubling from `low` up to
+    `high`, jittered so that many clients do not retry in step after an outage."""
+    delay = min(high, low * 2 ** (min(failures, 32) - 1))
+    return random.uniform(delay / 2, delay)
+
 _MIB = 1024 * 1024
 # etcd counts the rest of the range for every page, so small pages make a big load O(N^2) in
 # etcd's CPU: 1M keys took 15 s of it with 5000-key pages, under 3 s with 50000-key ones.
@@ -393,8 +400,7 @@ class Mirror:
         failures = 0
         while True:
             if failures:
-                delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (failures - 1))
-                await asyncio.sleep(random.uniform(delay / 2, delay))
+                await asyncio.sleep(backoff(failures))
                 await self.reconnect_gate.wait()
             self._healthy = False
             try:
