@@ -10,8 +10,11 @@ the whole time.
 import errno
 import json
 import random
+import resource
 import socket
 import time
+
+import pytest
 
 from scanner.agent import Agent
 from scanner.metrics import registry_for
@@ -108,7 +111,20 @@ def heart(etcd) -> tuple[int, int, int, int] | None:
             int(kv.get("version", 0)))
 
 
-def test_hanging_probe_rounds_never_block_the_heartbeat(etcd, tmp_path):
+@pytest.fixture
+def enough_files():
+    """Two sockets per address plus the probes': more than a default soft limit of 1024."""
+    need = 2 * ADDRESSES + MAX_CONCURRENCY + 500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            pytest.skip(f"needs {need} open files; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_hanging_probe_rounds_never_block_the_heartbeat(etcd, tmp_path, enough_files):
     second = random.randrange(64, 250)  # away from the 127.0.0.x other tests use
     ips = [f"127.{second}.{i // 250}.{i % 250 + 1}" for i in range(ADDRESSES)]
     config = load("scanner", etcd.endpoint, HOST, tmp_path,
