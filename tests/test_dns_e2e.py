@@ -350,8 +350,9 @@ def test_ipv6_address_and_ptr(server, etcd):
     etcd.put("/skydns/test/example/v6/x", {"host": "2001:db8::10"})
     etcd.put(name_to_key(reverse_name("2001:db8::10")), {"host": "v6.example.test"})
     wait_for(lambda: server.addresses("v6.example.test.", "AAAA") == ["2001:db8::10"], timeout=2)
-    ptr = server.query(reverse_name("2001:db8::10"), "PTR")
-    assert str(ptr.answer[0][0]) == "v6.example.test."
+    # The PTR is a second etcd event: it may land after the AAAA answered.
+    ptr = wait_for(lambda: server.query(reverse_name("2001:db8::10"), "PTR").answer, timeout=2)
+    assert str(ptr[0][0]) == "v6.example.test."
     assert name_to_key(reverse_name("2001:db8::10")).startswith("/skydns/arpa/ip6/2/0/0/1/0/d/b/8/")
 
 
