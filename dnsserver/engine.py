@@ -96,6 +96,16 @@ class Engine:
                 return servers
         return None
 
+    def log_query(self, data: bytes, client: str, tcp: bool) -> None:
+        """[Log] log-queries: one line per query, hit or miss (the transports call this only
+        when it is on, so the hot path never pays for it)."""
+        try:
+            q = parse_query(data)
+        except FormErr:
+            return  # miss() logs it as malformed
+        log.info("query", extra={"kv": {"client": client, "name": q.qname,
+                                        "type": QTYPE.get(q.qtype), "tcp": tcp}})
+
     def miss(self, data: bytes, client: str, tcp: bool):
         self.stats["requests"] += 1
         self.cache.misses += 1
@@ -107,18 +117,6 @@ class Engine:
             return err.reply
         if q.qname in self.query_names or len(self.query_names) < MAX_NAMES:
             self.query_names[q.qname] += 1
-        if self.log_queries:
-            log.info(
-                "query",
-                extra={
-                    "kv": {
-                        "client": client,
-                        "name": q.qname,
-                        "type": QTYPE.get(q.qtype),
-                        "tcp": tcp,
-                    }
-                },
-            )
         if q.edns and q.edns_version != 0:
             return self._error(q, _BADVERS)
         if q.qclass != 1:

@@ -63,6 +63,8 @@ class TcpConnection(asyncio.Protocol):
 
     def _handle(self, data: bytes) -> None:
         engine = self.engine
+        if engine.log_queries:
+            engine.log_query(data, self.client, True)
         try:
             keyed = question_key(data, True, engine.max_udp)
             if keyed is not None:

@@ -18,6 +18,14 @@ class UdpServer(asyncio.DatagramProtocol):
         self.engine = engine
         self.front = engine.cache.front  # never rebound: the cache clears it in place
         self.transport: asyncio.DatagramTransport | None = None
+        if engine.log_queries:  # swapped in, so that with it off the hot path has no check
+            answer = self.datagram_received
+
+            def logged(data: bytes, addr) -> None:
+                engine.log_query(data, addr[0], False)
+                answer(data, addr)
+
+            self.datagram_received = logged
 
     def connection_made(self, transport):
         self.transport = transport

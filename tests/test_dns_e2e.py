@@ -432,3 +432,25 @@ def test_forwarded_answers_cached_for_their_ttl_negative_for_soa_minimum(etcd):
     finally:
         srv.stop()
         upstream.stop()
+
+
+def test_log_queries_logs_hits_too_and_is_off_by_default(etcd):
+    load(etcd, {"/skydns/test/example/lq/x": {"host": "10.0.7.1"}})
+    quiet = Skydns(etcd.endpoint).start()
+    chatty = Skydns(etcd.endpoint, Log={"log-queries": True}).start()
+    try:
+        for srv in (quiet, chatty):
+            for _ in range(3):  # a miss, then cache hits (the third from the UDP front dict)
+                assert srv.addresses("lq.example.test.") == ["10.0.7.1"]
+            assert srv.addresses("lq.example.test.", tcp=True) == ["10.0.7.1"]
+
+        def logged(srv):
+            return [line for line in srv.logs().splitlines()
+                    if "msg=query" in line and "name=lq.example.test." in line]
+
+        wait_for(lambda: len(logged(chatty)) == 4, timeout=5, message=chatty.logs())
+        assert sum("tcp=true" in line.lower() for line in logged(chatty)) == 1
+        assert logged(quiet) == []
+    finally:
+        quiet.stop()
+        chatty.stop()
