@@ -17,7 +17,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -29,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from skydns.config import load_config
 
 from etcdtest import wait_for
-from proctest import ROOT, Process
+from proctest import Process
 
 MONITOR = "/skydns/monitor/"
 STATUS = MONITOR + "status/"
@@ -111,15 +110,8 @@ class Daemon(Process):
         return f"<Daemon {self.kind} {self.hostname} pid={self.proc and self.proc.pid}>"
 
     def start(self, **env: str) -> Daemon:
-        """Start without waiting (tests wait for what they need); env adds variables, e.g.
-        NOTIFY_SOCKET, which Process.start cannot pass."""
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, "--config-file", str(self.config),
-                 *self.args()],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
-        return self
+        """Start without waiting (tests wait for what they need)."""
+        return super().start(wait_ready=False, **env)
 
     def rewrite_config(self, **overrides) -> None:
         """Replace the config file (the process reads it again on SIGHUP)."""

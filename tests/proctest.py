@@ -36,14 +36,17 @@ class Process:
     def ready(self) -> bool:
         raise NotImplementedError
 
-    def start(self, wait_ready: bool = True):
+    def start(self, wait_ready: bool = True, **env: str):
+        """Start the process; env adds variables (e.g. NOTIFY_SOCKET)."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", self.module, "--config-file", str(self.config),
                  *self.args()],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
             )
+        # A test that fails before its stop() must not leave the process running.
+        atexit.register(self.stop)
         if wait_ready:
             wait_for(self.ready, timeout=20,
                      message=f"{self.what} did not come up: {self.logs()}")
