@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from skydns.config import load_config
 
 from etcdtest import wait_for
+from proctest import ROOT as ROOT  # re-exported: tests take the checkout root from here
 from proctest import Process
 
 MONITOR = "/skydns/monitor/"
