@@ -22,6 +22,7 @@ from dnslib import QTYPE, DNSRecord
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from dnstest import free_port, write_config  # noqa: E402  (tests/ is not a package)
+from proctest import children  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -54,19 +55,6 @@ def kill_pids(pids) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return sorted(found)
 
 
 def cpu_seconds(pids) -> float:
@@ -176,7 +164,8 @@ class Skydns:
                 raise RuntimeError(f"skydns did not come up; see {self.proc.args[-1]} and its log")
             time.sleep(0.05)
         wait_answer(self.port, probe_name, deadline, self.proc)
-        self.worker_pids = [p for p in children(self.proc.pid) if b"--worker" in _cmdline(p)]
+        self.worker_pids = [p for p in sorted(children(self.proc.pid))
+                            if b"--worker" in _cmdline(p)]
 
     def pin(self, cpus: list[int]) -> None:
         """Workers round-robin over `cpus`."""

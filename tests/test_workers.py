@@ -9,19 +9,7 @@ from pathlib import Path
 
 from dnstest import Skydns
 from etcdtest import wait_for
-
-
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
+from proctest import children
 
 
 def names_asked(pid: int) -> dict[str, int]:
