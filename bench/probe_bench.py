@@ -65,11 +65,53 @@ while True:
 """
 
 
-class Acceptor:
-    """Listeners on ip:port for every ip, in a child process; stop() makes them refuse."""
+# HTTP backends in a child process: a bare asyncio protocol on uvloop answers every request
+# with a fixed 200 and closes (the cheapest server there is, so the scanner is what is
+# measured). With a cert and key file given, the listeners speak TLS.
+_HTTP_SERVER = r"""
+import asyncio, ssl, sys
+port, cert, key, ips = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
-    def __init__(self, ips: list[str], port: int):
-        self.proc = subprocess.Popen([sys.executable, "-c", _ACCEPTOR, str(port), *ips],
+class Answer(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(ANSWER)
+        self.transport.close()
+    def connection_lost(self, exc):
+        pass
+
+async def main():
+    tls = None
+    if cert != "-":
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
+    loop = asyncio.get_running_loop()
+    for ip in ips:
+        await loop.create_server(Answer, ip, port, backlog=4096, ssl=tls)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+
+
+class Acceptor:
+    """Listeners on ip:port for every ip, in a child process; stop() makes them refuse.
+    With http=True they answer HTTP (TLS with tls=(cert file, key file))."""
+
+    def __init__(self, ips: list[str], port: int, http: bool = False,
+                 tls: tuple[str, str] | None = None):
+        argv = ["-c", _ACCEPTOR, str(port), *ips]
+        if http:
+            cert, key = tls or ("-", "-")
+            argv = ["-c", _HTTP_SERVER, str(port), cert, key, *ips]
+        self.proc = subprocess.Popen([sys.executable, *argv],
                                      stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("acceptor did not start")
@@ -106,13 +148,14 @@ def cpu_seconds() -> float:
 # --- prober ----------------------------------------------------------------------------------
 
 
-async def saturate(prober: Prober, ips: list[str], ports: list[int], seconds: float) -> dict:
+async def saturate(prober: Prober, ips: list[str], ports: list[int], seconds: float,
+                   checks=()) -> dict:
     """Check every ip over and over for `seconds`; checks and probes per second."""
     checks0, probes0, cpu0 = prober.checks, prober.probes, cpu_seconds()
     start = time.monotonic()
     results: dict = {}
     while time.monotonic() - start < seconds:
-        for ok in await asyncio.gather(*(prober.check(ip, ports) for ip in ips)):
+        for ok in await asyncio.gather(*(prober.check(ip, ports, checks) for ip in ips)):
             results[ok] = results.get(ok, 0) + 1
     elapsed = time.monotonic() - start
     return {
@@ -137,6 +180,7 @@ def bench_prober(args) -> dict:
         out["tcp_open"] = run(ips=ips, ports=[port])
         refused = closed_port("127.3.0.1")
         out["tcp_refused"] = run(ips=loopback_ips(args.targets, 3), ports=[refused])
+        out.update(bench_http(args))
         mode = detect_icmp_mode()
         if mode:
             out[f"icmp_{mode}"] = run(ips=ips, ports=[], icmp=mode)
@@ -146,6 +190,87 @@ def bench_prober(args) -> dict:
     finally:
         acceptor.stop()
     return out
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.0/8 work (cryptography), as (cert, key) files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "skydns-bench")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+def bench_http(args) -> dict:
+    """HTTP and HTTPS checks (GET, status line and headers read, connection reset) against a
+    child process answering 200 on every address, by the prober alone."""
+    from skydns.checks import parse_check
+
+    out = {}
+    for scheme, octet in (("http", 7), ("https", 8)):
+        ips = loopback_ips(args.targets, octet)
+        port = closed_port(f"127.{octet}.0.1")
+        with tempfile.TemporaryDirectory() as tmp:
+            tls = self_signed(Path(tmp)) if scheme == "https" else None
+            server = Acceptor(ips, port, http=True, tls=tls)
+        check = parse_check({"http": "/healthz", "port": port, "scheme": scheme,
+                             "tls-skip-verify": True})
+        try:
+            prober = Prober(tcp_timeout=2.0, icmp_mode=None, max_concurrency=args.concurrency)
+            out[f"{scheme}_200"] = run_loop(saturate(prober, ips, [], args.seconds, [check]))
+        finally:
+            server.stop()
+    if args.aiohttp:
+        out["http_200_aiohttp_client"] = bench_aiohttp(args)
+    return out
+
+
+def bench_aiohttp(args) -> dict:
+    """The same HTTP checks made with aiohttp's client (no keep-alive, body not read, no
+    redirects), for comparison with the prober's own status-line reader."""
+    import aiohttp
+
+    ips = loopback_ips(args.targets, 7)
+    port = closed_port("127.7.0.1")
+    server = Acceptor(ips, port, http=True)
+
+    async def main():
+        connector = aiohttp.TCPConnector(limit=args.concurrency, force_close=True)
+        timeout = aiohttp.ClientTimeout(total=2.0)
+        done = 0
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            async def one(ip):
+                async with session.get(f"http://{ip}:{port}/healthz",
+                                       allow_redirects=False) as resp:
+                    return 200 <= resp.status < 400
+            cpu0, start = cpu_seconds(), time.monotonic()
+            while time.monotonic() - start < args.seconds:
+                results = await asyncio.gather(*(one(ip) for ip in ips))
+                done += len(results)
+            elapsed = time.monotonic() - start
+        return {"checks_per_s": round(done / elapsed),
+                "cpu_per_s": round((cpu_seconds() - cpu0) / elapsed, 2)}
+
+    try:
+        return run_loop(main())
+    finally:
+        server.stop()
 
 
 # --- a whole agent ---------------------------------------------------------------------------
@@ -162,9 +287,10 @@ def scanner_config(etcd: EtcdServer, tmp: Path, **check) -> dict:
 def bench_agent(args, etcd: EtcdServer, tmp: Path) -> dict:
     ips = loopback_ips(args.targets, 4)
     port = closed_port("127.4.0.1")
-    acceptor = Acceptor(ips, port)
+    acceptor = Acceptor(ips, port, http=args.http)
     etcd.delete_prefix("/skydns")
-    etcd.put_many({f"/skydns/monitor/status/{ip}": {"ports": [port]} for ip in ips})
+    value = {"checks": [{"http": "/healthz", "port": port}]} if args.http else {"ports": [port]}
+    etcd.put_many({f"/skydns/monitor/status/{ip}": value for ip in ips})
     etcd.put_many({f"/skydns/monitor/report/{ip}": {"hostname": "bench-scan"} for ip in ips})
     # An interval no scanner can keep: every address is due all the time, so the agent
     # runs flat out and what it does per second is what it can sustain.
@@ -182,6 +308,7 @@ def bench_agent(args, etcd: EtcdServer, tmp: Path) -> dict:
         await asyncio.sleep(args.seconds)
         elapsed = time.monotonic() - start
         result = {"addresses": len(ips), "icmp": bool(agent.prober.icmp_mode),
+                  "http": args.http,
                   "checks_per_s": round((agent.prober.checks - checks0) / elapsed),
                   "cpu_per_s": round((cpu_seconds() - cpu0) / elapsed, 2),
                   "status_writes": agent.status_writes}
@@ -363,6 +490,12 @@ def main() -> int:
                         help="max-concurrency (default 256, the config default)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring window")
     parser.add_argument("--icmp", action="store_true", help="agent section: ICMP on too")
+    parser.add_argument("--http", action="store_true",
+                        help="agent section: every address has an HTTP check (GET /healthz "
+                        "on the same port) instead of a TCP port")
+    parser.add_argument("--aiohttp", action="store_true",
+                        help="prober section: also time aiohttp's client making the same "
+                        "HTTP checks")
     parser.add_argument("--rounds", type=int, default=10, help="detect section: repetitions")
     parser.add_argument("--interval", type=float, default=0.2,
                         help="detect section: check-interval (default 0.2)")

@@ -18,6 +18,7 @@ import aetcd
 
 from skydns import notify
 from skydns import txn as etcd
+from skydns.checks import HttpCheck
 from skydns.health import report_owner
 from skydns.keys import parse_ip
 from skydns.lease import KeptLease
@@ -42,6 +43,7 @@ class Target:
     address: str  # what the probes connect to: as the status key writes it (with a zone)
     damper: Damper
     task: asyncio.Task | None = None
+    reason: str | None = None  # why the latest failed check failed (written with a DOWN)
 
 
 class Agent:
@@ -341,10 +343,16 @@ class Agent:
 
     # -- probing -----------------------------------------------------------------------------
 
-    def _ports(self, ip: str) -> tuple[int, ...]:
+    def _probes(self, ip: str) -> tuple[tuple[int, ...], tuple[HttpCheck, ...]]:
+        """(TCP ports, HTTP checks) of an address. Without ports of its own it gets
+        scann-ports, unless it has checks: those say where the service answers."""
         item = self.statuses.get(ip)
-        ports = self._read_status(ip, item).ports if item is not None else ()
-        return ports or self.default_ports
+        if item is None:
+            return self.default_ports, ()
+        value = self._read_status(ip, item)
+        if value.ports or value.checks:
+            return value.ports, value.checks
+        return self.default_ports, ()
 
     async def _probe_loop(self, target: Target) -> None:
         loop = asyncio.get_running_loop()
@@ -354,9 +362,12 @@ class Agent:
         next_round = loop.time()
         while True:
             try:
-                ok = await self.prober.check(target.address, self._ports(target.ip))
+                ports, checks = self._probes(target.ip)
+                ok, reason = await self.prober.verdict(target.address, ports, checks)
                 if ok is not None:
                     target.damper.feed(ok)
+                if ok is False:
+                    target.reason = reason
                 await self._sync_status(target)
             except asyncio.CancelledError:
                 raise
@@ -389,7 +400,7 @@ class Agent:
     async def _write(self, target: Target, item: KV, fields: dict | None, old: str | None,
                      new: str) -> bool:
         """One guarded write; True when it lost a race and should be tried again."""
-        data = render_status(fields, new, self.hostname)
+        data = render_status(fields, new, self.hostname, reason=target.reason)
         if fields is None:
             log.warning("replacing unreadable status value", extra=kv(key=item.key))
         try:

@@ -16,13 +16,13 @@ from prometheus_client.registry import Collector
 from skydns.metrics import package_version, snapshot
 
 from .damping import DOWN, UP
+from .probes import KINDS
 
 PREFIX = "skydns_scanner_"
 # Loopback answers in well under a millisecond, a LAN in a few, a silent address only at
 # check-timeout (default 2 s; up to 10 s is plausible): ms to seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0)
-KINDS = ("icmp", "tcp")
 
 
 class AgentCollector(Collector):
@@ -40,8 +40,10 @@ class AgentCollector(Collector):
             return GaugeMetricFamily(PREFIX + name, doc, value=value)
 
         probes = CounterMetricFamily(
-            PREFIX + "probes", "Probes that ran to a verdict: ok (answered) or fail (refused, "
-            "timed out, no echo reply), by kind.", labels=["kind", "result"])
+            PREFIX + "probes", "Probes that ran to a verdict: ok (answered; for http/https "
+            "checks: a status that expect accepts) or fail (refused, timed out, no echo "
+            "reply, wrong status, TLS refused), by kind (icmp, tcp, http, https).",
+            labels=["kind", "result"])
         for (kind, ok), count in sorted(dict(prober.outcomes).items()):
             probes.add_metric([kind, "ok" if ok else "fail"], count)
         yield probes
@@ -51,10 +53,10 @@ class AgentCollector(Collector):
         yield gauge("probes_in_flight", "Probes (sockets) open right now.", prober.in_flight)
         yield gauge("max_concurrency", "[Check] max-concurrency: most probes in flight.",
                     prober.max_concurrency)
-        yield counter("checks", "Checks of an address (one round: ICMP and TCP probes "
-                      "together).", prober.checks)
-        yield counter("check_failures", "Checks in which no probe got an answer.",
-                      prober.unreachable)
+        yield counter("checks", "Checks of an address (one round: its ICMP, TCP and "
+                      "HTTP(S) probes together).", prober.checks)
+        yield counter("check_failures", "Checks that failed: no ICMP/TCP probe got an "
+                      "answer, or an HTTP(S) check failed.", prober.unreachable)
         yield counter("round_overruns", "Probe rounds that started late: raise "
                       "max-concurrency or check-interval.", agent.overruns)
 

@@ -1,8 +1,9 @@
 """The values the scanner reads and writes, as pure functions over bytes.
 
-status/<ip> -> {"status": "UP"|"DOWN", "ports": [80, 443], ...}: the scanner owns "status" and
-adds "checker" and "updatetime"; every other field (ports, fields of newer tools) belongs to
-someone else and is written back unchanged.
+status/<ip> -> {"status": "UP"|"DOWN", "ports": [80, 443], "checks": [...], ...}: the scanner
+owns "status" and adds "checker", "updatetime" and, with a DOWN, "reason" (why the last check
+failed); every other field (ports, checks, fields of newer tools) belongs to someone else and
+is written back unchanged.
 report/<ip> -> {"hostname": "<scanner>", "updatetime": "..."}: written by the scheduler.
 """
 
@@ -12,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from skydns.checks import HttpCheck, parse_checks
 from skydns.monitor import iso_time
 
 from .damping import DOWN, UP
@@ -27,6 +29,7 @@ class StatusValue:
     status: str | None  # UP, DOWN, or None when absent or not one of those
     ports: tuple[int, ...]  # valid ports listed in "ports"; () when none
     problems: tuple[str, ...] = field(default=())  # what was wrong with the value, for a log
+    checks: tuple[HttpCheck, ...] = field(default=())  # valid entries of "checks"
 
 
 def read_status(value: bytes) -> StatusValue:
@@ -51,7 +54,9 @@ def read_status(value: bytes) -> StatusValue:
         problems.append(f"ignored ports {_listing(list(ports[MAX_PORTS:]))}: "
                         f"at most {MAX_PORTS} are probed")
         ports = ports[:MAX_PORTS]
-    return StatusValue(obj, status, ports, tuple(problems))
+    checks, bad_checks = parse_checks(obj.get("checks"), strict=False)
+    problems.extend(bad_checks)
+    return StatusValue(obj, status, ports, tuple(problems), tuple(checks))
 
 
 def _listing(items: list) -> str:
@@ -87,13 +92,20 @@ def _is_port_text(text: str) -> bool:
     return 0 < len(text) <= 5 and text.isascii() and text.isdigit()
 
 
+# A reason names a check and what it got; past this it is someone's response text, not that.
+MAX_REASON = 300
+
+
 def render_status(fields: dict | None, status: str, checker: str,
-                  now: datetime | None = None) -> bytes:
-    """The new value: every existing field kept, status set, who and when noted."""
+                  now: datetime | None = None, reason: str | None = None) -> bytes:
+    """The new value: every existing field kept, status set, who and when noted; a DOWN with
+    a reason records it (an UP keeps the last one: it says what happened last time)."""
     if status not in (UP, DOWN):
         raise ValueError(f"status must be UP or DOWN, got {status!r}")
     out = dict(fields or {})
     out["status"] = status
     out["checker"] = checker
     out["updatetime"] = iso_time(now)
+    if status == DOWN and reason:
+        out["reason"] = reason[:MAX_REASON]
     return json.dumps(out, separators=(",", ":"), sort_keys=True).encode()

@@ -476,3 +476,138 @@ class BareNetns:
 
     def __exit__(self, *exc) -> None:
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=10)
+
+
+# --- HTTP(S) backends ------------------------------------------------------------------------
+
+
+def self_signed_cert(directory: Path, names: tuple[str, ...] = ("127.0.0.1",)) -> tuple[str, str]:
+    """A self-signed certificate (cryptography) valid for `names` (IPs or host names), as
+    (cert file, key file)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def alt(name):
+        try:
+            return x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            return x509.DNSName(name)
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([alt(n) for n in names]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+class HttpBackend:
+    """An HTTP (or, with tls=(cert, key), HTTPS) server on ip:port in a thread of its own,
+    answering every request with `status` (and `location` for a 3xx). `hang = True` makes it
+    accept and read requests but never answer; `body_forever = True` sends the head and then
+    a body that never ends (a check must not wait for it). `requests` holds the request heads
+    it got; stop() makes the port refuse."""
+
+    def __init__(self, ip: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None):
+        self.ip = ip
+        self.port = port
+        self.tls = tls
+        self.status = 200
+        self.hang = False
+        self.body_forever = False
+        self.requests: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.requests.append(head)
+            if self.hang:
+                await asyncio.sleep(3600)
+            reason = {200: "OK", 204: "No Content", 302: "Found", 503: "Service Unavailable"}
+            extra = "Location: /elsewhere\r\n" if 300 <= self.status < 400 else ""
+            if self.body_forever:
+                writer.write(f"HTTP/1.1 {self.status} {reason.get(self.status, 'X')}\r\n"
+                             f"Content-Length: 1000000000\r\n{extra}\r\n".encode())
+                while True:
+                    writer.write(b"x" * 4096)
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+            writer.write(f"HTTP/1.1 {self.status} {reason.get(self.status, 'X')}\r\n"
+                         f"Content-Length: 2\r\nConnection: close\r\n{extra}\r\nok".encode())
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    def _main(self) -> None:
+        import ssl
+
+        async def run():
+            self._loop = asyncio.get_running_loop()
+            ctx = None
+            if self.tls is not None:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(*self.tls)
+            self._server = await asyncio.start_server(self._serve, self.ip, self.port, ssl=ctx,
+                                                      reuse_address=True)
+            self.port = self._server.sockets[0].getsockname()[1]
+            self._ready.set()
+            async with self._server:
+                try:
+                    await self._server.serve_forever()
+                except asyncio.CancelledError:
+                    pass
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    def start(self) -> HttpBackend:
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10) or self._error is not None:
+            raise AssertionError(f"HTTP backend did not start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        loop, server = self._loop, self._server
+
+        def close():
+            server.close()
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+
+        loop.call_soon_threadsafe(close)
+        self._thread.join(10)
+        self._thread = None
+
+    def __enter__(self) -> HttpBackend:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

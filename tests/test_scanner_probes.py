@@ -45,7 +45,9 @@ def test_outcomes_and_latency_hook_count_verdicts():
         assert run_async(p.tcp("127.0.0.22", backend.port)) is True
         assert run_async(p.tcp("127.0.0.22", closed_port("127.0.0.22"))) is False
     assert p.outcomes == {("tcp", True): 1, ("tcp", False): 1,
-                          ("icmp", True): 0, ("icmp", False): 0}
+                          ("icmp", True): 0, ("icmp", False): 0,
+                          ("http", True): 0, ("http", False): 0,
+                          ("https", True): 0, ("https", False): 0}
     assert [kind for kind, _ in seen] == ["tcp", "tcp"]
     assert all(seconds >= 0 for _, seconds in seen)
 
