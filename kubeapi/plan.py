@@ -41,6 +41,7 @@ from .records import (
     encode_status,
     ptr_key,
     ptr_target,
+    status_with_checks,
 )
 from .validate import ADDRESS_TYPES, Change
 
@@ -146,6 +147,7 @@ class _Refs:
     current: set[str]
     added: bool = False
     ports: list[int] = field(default_factory=list)
+    checks: tuple[dict, ...] | None = None  # to write into its status key; None: leave them
 
 
 def ancestors(name: str, zone: str) -> list[str]:
@@ -185,6 +187,8 @@ class Planner:
         return self._finish(created_status=201)
 
     def update(self, name: str, change: Change) -> Plan:
+        if change.update is None and change.checks is not None:
+            return self._set_checks(name, change)
         old, new = change.update
         children = self._children(name)
         if not children:
@@ -275,6 +279,35 @@ class Planner:
             value = encode(change.rtype, ip, owner, port=port, priority=change.priority,
                            weight=change.weight, ttl=change.ttl, ptr=change.ptr)
             self._add_address(name, ip, key, value, [port] if port else [], change.ptr, owner)
+            if change.checks is not None:
+                self._refs_of(ip).checks = change.checks
+
+    def _set_checks(self, name: str, change: Change) -> Plan:
+        """PUT checks: replace the health checks in the status keys of the name's addresses
+        of one type (or of the ips given), never their status."""
+        children = self._children(name)
+        if not children:
+            raise not_found(f"{name} does not exist")
+        of_type = {c.value: c for c in children if c.rtype == change.rtype}
+        if not of_type:
+            raise not_found(f"{name} has no {change.rtype} records")
+        for ip in change.values:
+            if ip not in of_type:
+                raise not_found(f"{ip} is not a {change.rtype} value of {name}")
+        recs = [of_type[ip] for ip in change.values] if change.values else list(of_type.values())
+        self._check_owner(recs, name)
+        self._prepare_ips([r.value for r in recs])
+        for rec in recs:
+            skey = self.layout.status_key(rec.value)
+            kv = self.snap.get(skey)
+            # Guarded: a scanner's verdict written meanwhile makes this plan again on top of it.
+            self._guard(skey)
+            if kv is None:  # deleted behind the API's back: monitored again, as at creation
+                ports = sorted({c.port for c in children if c.value == rec.value and c.port})
+                self._put(skey, encode_status(ports, change.checks))
+            else:
+                self._put(skey, status_with_checks(kv.value, change.checks))
+        return self._finish()
 
     def _create_values(self, name: str, change: Change, children: list[Stored],
                        owner: str) -> None:
@@ -411,10 +444,16 @@ class Planner:
                 continue
             if refs.current != refs.listed:
                 self._put(rkey, encode_refs(refs.current))
-            if refs.added and self.snap.get(skey) is None:
+            status = self.snap.get(skey)
+            if refs.added and status is None:
                 # Guarded: a scanner's status written meanwhile must not be reset to UP.
                 self._guard(skey)
-                self._put(skey, encode_status(refs.ports))
+                self._put(skey, encode_status(refs.ports, refs.checks))
+            elif refs.added and refs.checks is not None:
+                # The address was already monitored (another name holds it): the checks go
+                # into its status key beside the verdict, which stays as it is.
+                self._guard(skey)
+                self._put(skey, status_with_checks(status.value, refs.checks))
 
     # --- checks ----------------------------------------------------------------------------
 

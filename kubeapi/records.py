@@ -16,9 +16,10 @@ values of one name ever share 8 digits, the later one takes 16 (then all 40). A 
 most one CNAME, so CNAME keys use one fixed id, `CNAME_ID`: the key itself says "this name is an
 alias", which lets a write check that with a single key compare.
 
-Besides the records: `status/<ip>` (the scanners' health key, created UP with the SRV ports)
-and `refs/<ip>` ({"keys": [...]}, the record keys that hold that address) under the monitor
-prefix; `refs` is what tells "the last reference to an address is gone" without scanning.
+Besides the records: `status/<ip>` (the scanners' health key, created UP with the SRV ports
+and the request's HTTP checks) and `refs/<ip>` ({"keys": [...]}, the record keys that hold
+that address) under the monitor prefix; `refs` is what tells "the last reference to an
+address is gone" without scanning.
 """
 
 from __future__ import annotations
@@ -182,11 +183,42 @@ def encode_ptr(name: str, owner: str) -> bytes:
                       separators=(",", ":")).encode()
 
 
-def encode_status(ports: list[int]) -> bytes:
+def encode_status(ports: list[int], checks: tuple[dict, ...] | None = None) -> bytes:
     # A new address counts as UP until a scanner has probed it: DOWN would hide it, and no key
     # would keep the scheduler from ever assigning it to a scanner.
-    return json.dumps({"status": "UP", "ports": sorted(set(ports))},
-                      separators=(",", ":")).encode()
+    obj: dict = {"status": "UP", "ports": sorted(set(ports))}
+    if checks:
+        obj["checks"] = list(checks)
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def status_with_checks(value: bytes, checks: tuple[dict, ...]) -> bytes:
+    """A status value with its `checks` replaced (removed when empty) and every other field,
+    the scanners' verdict above all, as it was. An unreadable value keeps no fields: the
+    scanners replace such a value with a valid one anyway."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict):
+        obj = {}
+    obj.pop("checks", None)
+    if checks:
+        obj["checks"] = list(checks)
+    # ASCII escapes: a hand-written value may hold lone surrogates, which UTF-8 cannot carry.
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def decode_checks(value: bytes) -> list:
+    """The raw `checks` of a status value ([] when none or unreadable), for listings."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    checks = obj.get("checks") if isinstance(obj, dict) else None
+    if checks is None:
+        return []
+    return checks if isinstance(checks, list) else [checks]
 
 
 def decode_refs(value: bytes | None) -> list[str]:
@@ -242,13 +274,14 @@ def _uniform(values: list[int]) -> int:
 
 
 def entries(records: list[Stored], statuses: dict[str, str], rtype: str | None = None,
-            name: str | None = None) -> list[dict]:
+            name: str | None = None, checks: dict[str, list] | None = None) -> list[dict]:
     """Listing entries, one per (domain, type), in a stable sorted order.
 
     Each entry has the shape of the POST body that would create it (`ips`, `alias`, ...) plus
     `domain`, `owner` and, for addresses, `status` (the health of each address that has a
-    status key). A CNAME is listed under its target with the aliases pointing to it, as it is
-    created: POST {"type": "cname", "alias": "tv1"} to cctv2 makes tv1 an alias of cctv2.
+    status key) and `checks` (the health checks of each address that has some). A CNAME is
+    listed under its target with the aliases pointing to it, as it is created:
+    POST {"type": "cname", "alias": "tv1"} to cctv2 makes tv1 an alias of cctv2.
     With `name`, only that name's entries, and CNAME entries where it is one of the aliases.
     """
     groups: dict[tuple[str, str], list[Stored]] = {}
@@ -263,11 +296,12 @@ def entries(records: list[Stored], statuses: dict[str, str], rtype: str | None =
     for (domain, kind), recs in sorted(
         groups.items(), key=lambda item: (item[0][0].rstrip("."), _TYPE_ORDER[item[0][1]])
     ):
-        out.append(_entry(domain, kind, recs, statuses))
+        out.append(_entry(domain, kind, recs, statuses, checks or {}))
     return out
 
 
-def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str]) -> dict:
+def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str],
+           checks: dict[str, list]) -> dict:
     entry: dict = {"domain": domain, "type": rtype}
     owners = sorted({r.owner or "" for r in recs})
     entry["owner"] = owners[0] if len(owners) == 1 else owners
@@ -284,6 +318,9 @@ def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str]
         if ptrs:
             entry["ptr"] = ptrs
         entry["status"] = {r.value: statuses[r.value] for r in recs if r.value in statuses}
+        with_checks = {r.value: checks[r.value] for r in recs if checks.get(r.value)}
+        if with_checks:
+            entry["checks"] = with_checks
     elif rtype == "CNAME":
         entry["alias"] = sorted(r.name for r in recs)
     elif rtype == "NS":

@@ -18,7 +18,7 @@ from skydns.keys import name_to_key
 from .errors import ApiError
 from .etcd import CommitUnknown, EtcdStore
 from .plan import Caller, Layout, NeedReads, Planner
-from .records import decode, decode_status, entries
+from .records import decode, decode_checks, decode_status, entries
 from .validate import Change
 
 log = logging.getLogger("skydns.kubeapi")
@@ -135,11 +135,16 @@ class RecordService:
             rec = decode(kv.key, kv.value, kv.mod_revision)
             if rec is not None:
                 records.append(rec)
-        statuses = {}
+        statuses, checks = {}, {}
         for kv in snap.under(lay.status_path):
             # Canonical, as the records' addresses are: a hand-written `2001:DB8::1` counts.
             ip = ip_of_status_key(kv.key, lay.status_path)
+            if ip is None:
+                continue
             status = decode_status(kv.value)
-            if ip is not None and status is not None:
+            if status is not None:
                 statuses[ip] = status
-        return entries(records, statuses, rtype, name)
+            found = decode_checks(kv.value)
+            if found:
+                checks[ip] = found
+        return entries(records, statuses, rtype, name, checks)

@@ -12,6 +12,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from skydns.checks import CheckError, parse_checks
+
 from .errors import bad_request
 
 TYPES = ("A", "AAAA", "SRV", "CNAME", "NS", "MX", "TXT")
@@ -32,9 +34,9 @@ VALUE_FIELD = {
     "TXT": "text",
 }
 _EXTRA_FIELDS = {
-    "A": {"ttl", "ptr"},
-    "AAAA": {"ttl", "ptr"},
-    "SRV": {"ttl", "ports", "priority", "weight"},
+    "A": {"ttl", "ptr", "check", "checks"},
+    "AAAA": {"ttl", "ptr", "check", "checks"},
+    "SRV": {"ttl", "ports", "priority", "weight", "check", "checks"},
     "CNAME": {"ttl"},
     "NS": {"ttl"},
     "MX": {"ttl", "mailPriority"},
@@ -61,6 +63,9 @@ class Change:
     weight: int = 0
     ptr: bool = False
     update: tuple[str, str] | None = None
+    # HTTP(S) health checks for the addresses' status keys, in their stored form; None when
+    # the request says nothing about them, () to remove them (a PUT).
+    checks: tuple[dict, ...] | None = None
 
 
 # --- names -------------------------------------------------------------------------------------
@@ -242,6 +247,28 @@ def _object(obj) -> dict:
     return obj
 
 
+def parse_health_checks(obj: dict) -> tuple[dict, ...] | None:
+    """`"check": {...}` (one) or `"checks": [...]`, validated, as stored; None when absent."""
+    if "check" in obj and "checks" in obj:
+        raise bad_request('give "check" (one) or "checks" (a list), not both')
+    if "check" in obj:
+        raw, what = obj["check"], "check"
+        if not isinstance(raw, dict):
+            raise bad_request('check must be one JSON object, e.g. {"http": "/healthz", '
+                              '"port": 8080}; use "checks" for a list')
+    elif "checks" in obj:
+        raw, what = obj["checks"], "checks"
+        if not isinstance(raw, list):
+            raise bad_request('checks must be a list of check objects')
+    else:
+        return None
+    try:
+        checks, _ = parse_checks(raw, strict=True)
+    except CheckError as err:
+        raise bad_request(f"{what}: {err}") from None
+    return tuple(c.to_dict() for c in checks)
+
+
 # --- bodies ------------------------------------------------------------------------------------
 
 
@@ -293,13 +320,22 @@ def parse_create(obj, zone: str) -> Change:
         priority=_int(obj.get("priority", 0), "priority", 0, 65535),
         weight=_int(obj.get("weight", 0), "weight", 0, 65535),
         ptr=ptr,
+        checks=parse_health_checks(obj),
     )
 
 
 def parse_update(obj, zone: str) -> Change:
-    """PUT: `{"type": .., "update": {"old": "new"}}` swaps one value for another."""
+    """PUT: `{"type": .., "update": {"old": "new"}}` swaps one value for another;
+    `{"type": A|AAAA|SRV, "checks": [...], "ips"?: [...]}` sets the health checks of the
+    name's addresses of that type (or of those ips), `"checks": []` removes them."""
     obj = _object(obj)
     rtype = parse_type(obj["type"])
+    if "update" not in obj and ("check" in obj or "checks" in obj) and rtype in ADDRESS_TYPES:
+        _check_fields(obj, {"type", "ips", "check", "checks"}, rtype)
+        values: list[str] = []
+        if "ips" in obj:
+            values, _ = _values(rtype, obj["ips"], zone)
+        return Change(rtype=rtype, values=tuple(values), checks=parse_health_checks(obj))
     _check_fields(obj, {"type", "update"}, rtype)
     update = obj.get("update")
     if not isinstance(update, dict) or len(update) != 1:
