@@ -31,6 +31,8 @@ td.name { font-weight: 600; }
 .UP { color: #0f7a2e; font-weight: 600; }
 .DOWN { color: #b3261e; font-weight: 600; }
 .none, .gone { color: #888; }
+td.checks { font-family: ui-monospace, monospace; font-size: .92em; }
+td.reason { color: #8a4b00; }
 """
 
 SCRIPT = """
@@ -89,6 +91,8 @@ SCRIPT = """
         var owner = a.scanner === null ? "not assigned"
           : a.scanner + (a.scanner_live ? "" : " (not live)");
         tr.appendChild(cell(owner, a.scanner !== null && a.scanner_live ? "" : "gone"));
+        tr.appendChild(cell((a.checks || []).join("; "), "checks"));
+        tr.appendChild(cell(a.reason || "", "reason"));
         rows.appendChild(tr);
       });
     });
@@ -181,7 +185,7 @@ standby: <span id="standby">-</span></p>
 <p id="summary"></p>
 <table>
 <thead><tr><th>Name</th><th>Type</th><th>Address</th><th>Port</th><th>State</th>
-<th>Scanner</th></tr></thead>
+<th>Scanner</th><th>Checks</th><th>Last failure</th></tr></thead>
 <tbody id="rows"></tbody>
 </table>
 <script>{SCRIPT}</script>

@@ -8,21 +8,25 @@ turns that into the document served at GET /skydns/status:
     {"zone": "skydns.local.", "revision": 42,
      "names": [{"name": "cctv2.skydns.local.", "addresses": [
          {"ip": "192.168.10.1", "type": "A", "status": "UP", "scanner": "scan-1",
-          "scanner_live": true}]}],
+          "scanner_live": true, "checks": ["http:8080/healthz"], "reason": null}]}],
      "names_total": 1, "leader": "sched-1", "schedulers": ["sched-1", "sched-2"],
      "scanners": [{"hostname": "scan-1", "addresses": 1}],
      "counts": {"addresses": 1, "up": 1, "down": 0, "unknown": 0, "unassigned": 0}}
 
 `status` is null for an address without a (readable) status key, `scanner` null when no report
-key assigns it; SRV addresses carry their `port`.
+key assigns it; SRV addresses carry their `port`. `checks` are the address' HTTP(S) checks in
+their one-line spelling (skydns/checks.py), `reason` why a scanner last found it DOWN (it
+stays after the address is UP again: the last failure), or null.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from skydns.checks import describe
 from skydns.health import ip_of_status_key, report_owner
 from skydns.store import KV
 
@@ -68,10 +72,26 @@ def leader_order(locks: Mapping[str, int]) -> list[str]:
     return sorted(locks, key=lambda host: (locks[host], host))
 
 
+def status_details(value: bytes) -> tuple[tuple[str, ...], str | None]:
+    """(checks as one-line spellings, last failure reason) of a status value."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return (), None
+    if not isinstance(obj, dict):
+        return (), None
+    reason = obj.get("reason")
+    return tuple(describe(obj.get("checks"))), reason if isinstance(reason, str) else None
+
+
 def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[str, str | None],
                    reports: Mapping[str, str], hearts: Iterable[str], locks: Mapping[str, int],
-                   revision: int = 0, max_names: int = MAX_NAMES) -> dict:
-    """The status document (see the module doc) from decoded state; pure."""
+                   revision: int = 0, max_names: int = MAX_NAMES,
+                   details: Mapping[str, tuple[tuple[str, ...], str | None]] | None = None
+                   ) -> dict:
+    """The status document (see the module doc) from decoded state; pure. `details`: ip ->
+    status_details() of its status value."""
+    details = details or {}
     live = set(hearts)
     by_name: dict[str, set[Address]] = {}
     for addr in addresses:
@@ -84,8 +104,9 @@ def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[st
         for addr in sorted(by_name[name], key=lambda a: (ip_sort_key(a.ip), a.port, a.rtype)):
             status = statuses.get(addr.ip)
             owner = reports.get(addr.ip)
+            checks, reason = details.get(addr.ip, ((), None))
             row = {"ip": addr.ip, "type": addr.rtype, "status": status, "scanner": owner,
-                   "scanner_live": owner in live}
+                   "scanner_live": owner in live, "checks": list(checks), "reason": reason}
             if addr.rtype == "SRV":
                 row["port"] = addr.port
             rows.append(row)
@@ -129,6 +150,7 @@ class StatusState:
         self.revision = 0
         self.addresses: dict[str, Address] = {}  # record key -> its address
         self.statuses: dict[str, str | None] = {}  # ip -> UP / DOWN / None (unreadable)
+        self.details: dict[str, tuple] = {}  # ip -> (checks, reason) when it has either
         self.reports: dict[str, str] = {}  # ip -> scanner hostname
         self.hearts: set[str] = set()  # live scanner hostnames
         self.locks: dict[str, int] = {}  # scheduler hostname -> create revision of its key
@@ -152,6 +174,11 @@ class StatusState:
             ip = self._ip(source, kv.key)
             if ip is not None:
                 self.statuses[ip] = decode_status(kv.value)
+                details = status_details(kv.value)
+                if details[0] or details[1]:
+                    self.details[ip] = details
+                else:
+                    self.details.pop(ip, None)
         elif source == "report":
             ip = self._ip(source, kv.key)
             if ip is None:
@@ -177,12 +204,16 @@ class StatusState:
         if source in ("status", "report"):
             table = self.statuses if source == "status" else self.reports
             table.pop(self._ip(source, key), None)
+            if source == "status":
+                self.details.pop(self._ip(source, key), None)
         elif source == "lock":
             self.locks.pop(self._suffix(source, key), None)
         else:
             self.hearts.discard(self._suffix(source, key))
 
     def _clear(self, source: str) -> None:
+        if source == "status":
+            self.details.clear()
         {"records": self.addresses, "status": self.statuses, "report": self.reports,
          "heart": self.hearts, "lock": self.locks}[source].clear()
 
@@ -207,4 +238,4 @@ class StatusState:
 
     def snapshot(self, max_names: int = MAX_NAMES) -> dict:
         return build_snapshot(self.zone, self.addresses.values(), self.statuses, self.reports,
-                              self.hearts, self.locks, self.revision, max_names)
+                              self.hearts, self.locks, self.revision, max_names, self.details)

@@ -71,18 +71,18 @@ def test_snapshot_from_mirrored_keys():
         "names": [
             {"name": "cctv2.skydns.local.", "addresses": [
                 {"ip": "192.168.10.1", "type": "A", "status": "UP", "scanner": "scan-1",
-                 "scanner_live": True},
+                 "scanner_live": True, "checks": [], "reason": None},
                 {"ip": "192.168.10.2", "type": "A", "status": "DOWN", "scanner": "scan-gone",
-                 "scanner_live": False}]},
+                 "scanner_live": False, "checks": [], "reason": None}]},
             {"name": "legacy.skydns.local.", "addresses": [
                 {"ip": "10.0.0.9", "type": "A", "status": None, "scanner": "scan-2",
-                 "scanner_live": True}]},
+                 "scanner_live": True, "checks": [], "reason": None}]},
             {"name": "six.skydns.local.", "addresses": [
                 {"ip": "2001:db8::1", "type": "AAAA", "status": None, "scanner": None,
-                 "scanner_live": False}]},
+                 "scanner_live": False, "checks": [], "reason": None}]},
             {"name": "web.http.tcp.skydns.local.", "addresses": [
                 {"ip": "10.0.0.1", "type": "SRV", "port": 8080, "status": None,
-                 "scanner": None, "scanner_live": False}]},
+                 "scanner": None, "scanner_live": False, "checks": [], "reason": None}]},
         ],
         "names_total": 4,
         "leader": "sched-b",
@@ -91,6 +91,22 @@ def test_snapshot_from_mirrored_keys():
                      {"hostname": "scan-2", "addresses": 1}],
         "counts": {"addresses": 5, "up": 1, "down": 1, "unknown": 3, "unassigned": 2},
     }
+
+
+def test_snapshot_shows_checks_and_the_last_failure():
+    state = loaded_state()
+    reason = "http:8080/healthz: status 503, expected 200-399"
+    state.apply("status", [("put", kv(STATUS + "192.168.10.2", {
+        "status": "DOWN", "reason": reason, "checks": [
+            {"http": "/healthz", "port": 8080},
+            {"http": "/", "port": 8443, "scheme": "https", "expect": "200"}, "junk"]}, 30))], 30)
+    rows = {row["ip"]: row for name in state.snapshot()["names"] for row in name["addresses"]}
+    assert rows["192.168.10.2"]["checks"][:2] == ["http:8080/healthz", "https:8443/ expect=200"]
+    assert rows["192.168.10.2"]["checks"][2].startswith("(unreadable check")
+    assert rows["192.168.10.2"]["reason"] == reason
+    assert rows["192.168.10.1"]["checks"] == [] and rows["192.168.10.1"]["reason"] is None
+    state.apply("status", [("delete", kv(STATUS + "192.168.10.2", b"", 31))], 31)
+    assert "192.168.10.2" not in state.details
 
 
 def test_events_change_the_snapshot():
@@ -120,11 +136,11 @@ def test_events_change_the_snapshot():
                                                   "web.http.tcp.skydns.local."]
     assert snap["names"][0]["addresses"] == [
         {"ip": "192.168.10.1", "type": "A", "status": "DOWN", "scanner": "scan-1",
-         "scanner_live": False},
+         "scanner_live": False, "checks": [], "reason": None},
         {"ip": "192.168.10.2", "type": "A", "status": "DOWN", "scanner": None,
-         "scanner_live": False},
+         "scanner_live": False, "checks": [], "reason": None},
         {"ip": "192.168.10.3", "type": "A", "status": None, "scanner": None,
-         "scanner_live": False},
+         "scanner_live": False, "checks": [], "reason": None},
     ]
     assert snap["scanners"] == [{"hostname": "scan-2", "addresses": 0}]
     # A reload replaces what a source held.
@@ -145,7 +161,7 @@ def test_status_and_report_keys_are_matched_by_canonical_address():
     snap = state.snapshot()
     assert snap["names"] == [{"name": "six.skydns.local.", "addresses": [
         {"ip": "2001:db8::1", "type": "AAAA", "status": "DOWN", "scanner": "scan-1",
-         "scanner_live": True}]}]
+         "scanner_live": True, "checks": [], "reason": None}]}]
     assert snap["scanners"] == [{"hostname": "scan-1", "addresses": 1}]
     state.apply("status", [("delete", kv(STATUS + "2001:DB8:0::1", b"", 14))], 14)
     state.apply("report", [("delete", kv(REPORT + "2001:db8:0:0::1", b"", 15))], 15)
@@ -225,7 +241,7 @@ def test_status_needs_a_token_but_the_page_and_metrics_do_not(etcd):
         assert snap["connected"] is True
         assert snap["names"] == [{"name": "cctv2.skydns.local.", "addresses": [
             {"ip": "192.168.10.1", "type": "A", "status": "UP", "scanner": None,
-             "scanner_live": False}]}]
+             "scanner_live": False, "checks": [], "reason": None}]}]
     finally:
         api.stop()
 

@@ -167,8 +167,13 @@ def test_down_flip_shows_without_reload(api, etcd, browser):
             loaded_at = await page.eval("window.skydnsStatusLoadedAt")
             await page.eval("window.testMarker = 'still the same page'")
 
-            etcd.put(STATUS + "192.168.10.1", json.dumps({"status": "DOWN", "ports": []}))
+            etcd.put(STATUS + "192.168.10.1", json.dumps({
+                "status": "DOWN", "ports": [], "checks": [{"http": "/healthz", "port": 8080}],
+                "reason": "http:8080/healthz: status 503, expected 200-399"}))
             await page.wait(f"{row_status('192.168.10.1')} === 'DOWN'", "page shows .1 DOWN")
+            row = await page.eval("document.querySelector('tr[data-ip=\"192.168.10.1\"]')"
+                                  ".innerText")
+            assert "http:8080/healthz" in row and "status 503, expected 200-399" in row
             assert await page.eval("window.testMarker") == "still the same page"
             assert await page.eval("window.skydnsStatusLoadedAt") == loaded_at
             assert await page.eval("document.body.dataset.mode") == "live"
