@@ -14,6 +14,8 @@ import math
 import os
 import sys
 
+from skydns.checks import CheckError, parse_spec
+
 from .client import DEFAULT_ADDR, ApiAnswer, Client, Unreachable
 from .table import table
 
@@ -29,10 +31,20 @@ examples:
   skydns-apicmd -method create -domain cctv2 -ips "192.168.10.1;192.168.10.2"
   skydns-apicmd -method create -domain cctv2 -alias tv1      (tv1 becomes an alias of cctv2)
   skydns-apicmd -method create -domain _http._tcp.web -type SRV -ips 10.0.0.1 -ports 80
+  skydns-apicmd -method create -domain web -ips 10.0.0.5 -check "http:8080/healthz"
+  skydns-apicmd -method update -domain web -check "https:8443/healthz expect=200,204 \
+                host=web.example.com timeout=2 tls-skip-verify" -check "http:8080/ready"
+  skydns-apicmd -method update -domain web -ips 10.0.0.5 -check none   (remove its checks)
   skydns-apicmd -method update -domain cctv2 -updates "ips:192.168.10.1->192.168.10.9"
   skydns-apicmd -method update -domain cctv2 -updates "alias:tv1->tv2"
   skydns-apicmd -method delete -domain cctv2 -ips 192.168.10.2
   skydns-apicmd -method delete -domain cctv2                (the whole name)
+
+health checks (-check, repeatable; every one must pass for an address to stay UP):
+  [SCHEME:][PORT][/PATH] [host=NAME] [expect=CODES] [timeout=SECONDS] [tls-skip-verify]
+  SCHEME http (default) or https; PORT defaults to 80 / 443; PATH to "/", with its query,
+  spaces percent-encoded; expect: status codes, default 200-399 (e.g. 200 or 200,204);
+  timeout: seconds (default the scanner's check-timeout). "none" removes the checks.
 
 exit status: 0 done, 1 the API answered an error, 2 bad usage or no token,
 3 the API could not be reached."""
@@ -90,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     flag("text", metavar="TEXT", help="TXT text")
     flag("ttl", metavar="SECONDS", type=int, help="TTL of created records")
     flag("ptr", action="store_true", help="also create the reverse (PTR) record of each address")
+    flag("check", metavar='"[SCHEME:]PORT/PATH ..."', action="append",
+         help="HTTP(S) health check of the addresses (repeatable; syntax below): with "
+         "-method create for the new addresses, with -method update (no -updates) to replace "
+         "the checks of -domain's addresses (or of -ips); \"none\" removes them")
     flag("updates", metavar='"KIND:OLD->NEW"',
          help="for -method update: ips:, alias:, nshost:, mailhost: or text:OLD->NEW")
     flag("timeout", metavar="SECONDS", type=_timeout, default=15.0,
@@ -151,10 +167,24 @@ def _ints(text: str, flag: str) -> list[int]:
         raise _Usage(f"-{flag} {text!r}: expected numbers separated by ';'") from None
 
 
+def _checks(args) -> list[dict]:
+    """The -check flags as check objects ([] for "none"); bad ones are a usage error."""
+    if args.check == ["none"]:
+        return []
+    if "none" in args.check:
+        raise _Usage('-check none removes every check; it cannot be combined with others')
+    try:
+        return [parse_spec(text) for text in args.check]
+    except CheckError as err:
+        raise _Usage(f"-check: {err}") from None
+
+
 def create_body(args) -> dict:
     implied, field, values = _values(args)
     if field is None:
         raise _Usage("-method create needs -ips, -alias, -nshost, -mailhost or -text")
+    if args.check is not None and field != "ips":
+        raise _Usage("-check goes with -ips (health checks are for addresses)")
     rtype = _type(args) or implied or ("SRV" if args.ports else _ip_type(values))
     body: dict = {"type": rtype, field: values if field != "text" else values[0]}
     if args.ports is not None:
@@ -165,6 +195,33 @@ def create_body(args) -> dict:
         body["ttl"] = args.ttl
     if args.ptr:
         body["ptr"] = True
+    if args.check is not None:
+        checks = _checks(args)
+        if checks:
+            body["checks"] = checks
+    return body
+
+
+def checks_body(args, client: Client) -> dict:
+    """-method update -check ...: PUT the checks of the name's addresses (or of -ips)."""
+    implied, field, values = _values(args)
+    if field not in (None, "ips"):
+        raise _Usage("-check goes with -ips (health checks are for addresses)")
+    rtype = _type(args)
+    if rtype is None and values:
+        rtype = _address_type(client, args.domain, values[0])
+    if rtype is None:
+        try:
+            shown = client.show(args.domain)
+        except ApiAnswer:
+            shown = {}
+        types = sorted({e["type"] for e in shown.get("records", []) if "ips" in e})
+        if len(types) > 1:
+            raise _Usage(f"{args.domain} has {' and '.join(types)} addresses: give -type")
+        rtype = types[0] if types else "A"
+    body: dict = {"type": rtype, "checks": _checks(args)}
+    if values:
+        body["ips"] = values
     return body
 
 
@@ -238,7 +295,11 @@ def run(args, client: Client) -> int:
         raise _Usage(f"-method {args.method} needs -domain NAME")
     if args.method == "create":
         method, body = "POST", create_body(args)
+    elif args.method == "update" and args.check is not None and not args.updates:
+        method, body = "PUT", checks_body(args, client)
     elif args.method == "update":
+        if args.check is not None:
+            raise _Usage("-check with -method update replaces checks: leave out -updates")
         method, body = "PUT", update_body(args, client)
     else:
         method, body = "DELETE", delete_body(args, client)

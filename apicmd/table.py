@@ -5,12 +5,16 @@
 
 Names are right-aligned to the longest one so the `val:` column lines up. An address whose
 health is known to be DOWN is marked `192.168.10.1(DOWN)`; UP is the normal case and, as in
-the original tool, not marked (`--json` has every status).
+the original tool, not marked (`--json` has every status). Health checks follow the values:
+`checks:[http:8080/healthz]` when every address has the same, else per address
+`checks:{10.0.0.1:[http:8080/healthz] 10.0.0.2:[]}`.
 """
 
 from __future__ import annotations
 
 import json
+
+from skydns.checks import describe as describe_checks
 
 MIN_WIDTH = 30
 TYPE_LABELS = {"CNAME": "Cname"}
@@ -24,6 +28,13 @@ def _items(values) -> str:
     return "[" + " ".join(str(v) for v in values) + "]"
 
 
+def _checks(ips: list, checks: dict) -> str:
+    spelled = {ip: "[" + "; ".join(describe_checks(checks.get(ip))) + "]" for ip in ips}
+    if len(set(spelled.values())) == 1:
+        return next(iter(spelled.values()))
+    return "{" + " ".join(f"{ip}:{text}" for ip, text in spelled.items()) + "}"
+
+
 def describe(entry: dict) -> str:
     """The `{ ... }` part of one line."""
     rtype = str(entry.get("type", "?"))
@@ -34,6 +45,8 @@ def describe(entry: dict) -> str:
         parts.append(f"ips:{_items(ips)}")
         if "ports" in entry:
             parts.append(f"ports:{_items(entry['ports'])}")
+        if entry.get("checks"):
+            parts.append(f"checks:{_checks(entry['ips'], entry['checks'])}")
     if "alias" in entry:
         aliases = [_bare(a) for a in entry["alias"]]
         parts.append(f"alias:{aliases[0]}" if len(aliases) == 1 else f"alias:{_items(aliases)}")

@@ -134,3 +134,37 @@ def test_help():
     for flag in ("-addr", "-token", "-list", "-show", "-method", "-domain", "-ips", "-alias",
                  "-updates", "--json", "SKYDNS_API_ADDR", "SKYDNS_API_TOKEN", "exit status"):
         assert flag in done.stdout
+
+
+def test_checks_are_set_shown_and_removed(api, etcd):
+    create = apicmd("-method", "create", "-domain", "chk", "-ips", "10.2.0.1;10.2.0.2",
+                    "-check", "http:8080/healthz", addr=api.addr)
+    assert (create.returncode, create.stdout) == (0, "OK\n"), create.stderr
+    assert json.loads(etcd.get(STATUS + "10.2.0.1"))["checks"] == [
+        {"http": "/healthz", "port": 8080}]
+    show = apicmd("-show", "chk", addr=api.addr)
+    assert show.stdout.rstrip().endswith(
+        "{ type:A  ips:[10.2.0.1 10.2.0.2]  checks:[http:8080/healthz] }"), show.stdout
+    # Replaced on one address (two checks), its verdict untouched.
+    etcd.put(STATUS + "10.2.0.2", {"status": "DOWN", "ports": [], "checks": []})
+    update = apicmd("-method", "update", "-domain", "chk", "-ips", "10.2.0.2",
+                    "-check", "https:8443/healthz expect=200,204 tls-skip-verify",
+                    "-check", "http:8080/ready", addr=api.addr)
+    assert update.returncode == 0, update.stderr
+    value = json.loads(etcd.get(STATUS + "10.2.0.2"))
+    assert value["status"] == "DOWN" and value["checks"] == [
+        {"http": "/healthz", "port": 8443, "scheme": "https", "expect": "200,204",
+         "tls-skip-verify": True}, {"http": "/ready", "port": 8080}]
+    show = apicmd("-show", "chk", addr=api.addr)
+    assert ("checks:{10.2.0.1:[http:8080/healthz] 10.2.0.2:[https:8443/healthz "
+            "expect=200,204 tls-skip-verify; http:8080/ready]}") in show.stdout, show.stdout
+    removed = apicmd("-method", "update", "-domain", "chk", "-check", "none", addr=api.addr)
+    assert removed.returncode == 0, removed.stderr
+    assert "checks" not in json.loads(etcd.get(STATUS + "10.2.0.1"))
+    assert "checks" not in apicmd("-show", "chk", addr=api.addr).stdout
+    bad = apicmd("-method", "update", "-domain", "chk", "-check", "http:8080/a b",
+                 addr=api.addr)
+    assert bad.returncode == 2 and "-check" in bad.stderr
+    bad = apicmd("-method", "update", "-domain", "chk", "-check", "http:99999/",
+                 addr=api.addr)
+    assert bad.returncode == 2 and "port" in bad.stderr

@@ -113,3 +113,18 @@ def test_base_url(addr, url):
 def test_base_url_refuses(addr):
     with pytest.raises(ValueError):
         base_url(addr)
+
+
+def test_check_flags():
+    body = create_body(args("-method", "create", "-domain", "w", "-ips", "10.0.0.1",
+                            "-check", "http:8080/healthz", "-check", "https:/ready timeout=2"))
+    assert body["checks"] == [{"http": "/healthz", "port": 8080, "scheme": "http"},
+                              {"http": "/ready", "scheme": "https", "timeout": "2"}]
+    for argv in (["-ips", "10.0.0.1", "-check", "ftp:21/"],
+                 ["-ips", "10.0.0.1", "-check", "none", "-check", "http:80/"],
+                 ["-alias", "x", "-check", "http:80/"]):
+        with pytest.raises(_Usage):
+            create_body(args("-method", "create", "-domain", "w", *argv))
+    assert describe({"type": "A", "ips": ["10.0.0.1"], "checks": {
+        "10.0.0.1": [{"http": "/h", "port": 81, "expect": "200"}]}}) == (
+        "type:A  ips:[10.0.0.1]  checks:[http:81/h expect=200]")
