@@ -26,11 +26,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Health agent: registers heart/<hostname> on an etcd lease (TTL "
         "agent-downtime), probes the addresses the scheduler assigns to it in report/<ip> "
         "every check-interval (ICMP echo and TCP connect to the status value's ports, else "
-        "scann-ports, and its HTTP(S) checks, which must all pass), and writes status/<ip> UP or DOWN after rise successes or fall "
-        "failures in a row. SIGHUP reloads the config ([Check], enable-check and [Log] at "
-        "once; the rest needs a restart). SIGTERM or SIGINT revokes the lease and stops, so "
-        "the scheduler moves the addresses at once. Prometheus metrics at "
-        "http://<metrics-addr>/metrics when metrics-addr is set.",
+        "scann-ports, and its HTTP(S) checks, which must all pass), and writes status/<ip> "
+        "UP or DOWN after rise successes or fall failures in a row. SIGHUP reloads the "
+        "config ([Check], enable-check and [Log] at once; the rest needs a restart). "
+        "SIGTERM or SIGINT revokes the lease and stops, so the scheduler moves the "
+        "addresses at once. Prometheus metrics at http://<metrics-addr>/metrics when "
+        "metrics-addr is set.",
     )
     parser.add_argument(
         "--config-file",
