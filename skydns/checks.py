@@ -203,30 +203,38 @@ def parse_check(obj, *, strict: bool = True) -> HttpCheck:
 
 def parse_checks(raw, *, strict: bool = True) -> tuple[list[HttpCheck], list[str]]:
     """(checks, problems) from a `checks` list (or one object). Not strict: every bad entry
-    is a problem and is skipped. Strict: the first problem raises CheckError."""
+    is a problem and is skipped. Strict: the first problem raises CheckError. Past MAX_CHECKS
+    nothing more is parsed: a value from etcd may be a list of any length."""
     if raw is None:
         return [], []
     items = raw if isinstance(raw, list) else [raw]
     checks: list[HttpCheck] = []
     problems: list[str] = []
+    bad = 0
     for i, item in enumerate(items):
+        if len(checks) == MAX_CHECKS:
+            if strict:
+                raise CheckError(f"at most {MAX_CHECKS} checks per address")
+            problems.append(f"only the first {MAX_CHECKS} checks are run; "
+                            f"{len(items) - i} more entries ignored")
+            break
         try:
             check = parse_check(item, strict=strict)
         except CheckError as err:
             if strict:
                 raise CheckError(f"check {i + 1}: {err}") from None
-            problems.append(f"check {i + 1} skipped: {err}")
+            bad += 1
+            if bad <= _MAX_PROBLEMS:  # one log line, not a dump of a broken value
+                problems.append(f"check {i + 1} skipped: {err}")
             continue
         if check not in checks:
             checks.append(check)
-    if len(checks) > MAX_CHECKS:
-        if strict:
-            raise CheckError(f"at most {MAX_CHECKS} checks per address")
-        problems.append(f"only the first {MAX_CHECKS} of {len(checks)} checks are run")
-        checks = checks[:MAX_CHECKS]
+    if bad > _MAX_PROBLEMS:
+        problems.append(f"{bad - _MAX_PROBLEMS} more bad checks skipped")
     return checks, problems
 
 
+_MAX_PROBLEMS = 5
 _SPEC_HEAD_RE = re.compile(r"(?:(?P<scheme>[A-Za-z]+):)?(?P<port>[0-9]+)?(?P<path>/\S*)?")
 
 
@@ -263,10 +271,13 @@ def describe(raw) -> list[str]:
     shown as such rather than dropped, so an operator sees that something is there."""
     if raw is None:
         return []
+    items = raw if isinstance(raw, list) else [raw]
     out = []
-    for item in raw if isinstance(raw, list) else [raw]:
+    for item in items[:MAX_CHECKS]:
         try:
             out.append(parse_check(item, strict=False).spec())
         except CheckError as err:
             out.append(f"(unreadable check: {err})")
+    if len(items) > MAX_CHECKS:
+        out.append(f"({len(items) - MAX_CHECKS} more, not run)")
     return out

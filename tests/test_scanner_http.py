@@ -308,3 +308,13 @@ def test_scanner_with_only_checks_and_bad_checks(etcd, daemons):
         # One bad check, nothing left to run: judged by scann-ports (9, refused): DOWN.
         wait_status(etcd, "127.0.0.50", "DOWN", timeout=20)
         assert scanner.running
+
+
+def test_huge_check_lists_cost_little():
+    start = time.monotonic()
+    checks, problems = parse_checks([{"http": f"/{i}", "port": 80} for i in range(100000)],
+                                    strict=False)
+    assert len(checks) == 8 and "99992 more entries ignored" in problems[-1]
+    checks, problems = parse_checks(["junk"] * 100000, strict=False)
+    assert checks == [] and len(problems) == 6 and "99995 more" in problems[-1]
+    assert time.monotonic() - start < 5
