@@ -251,21 +251,30 @@ def bench_aiohttp(args) -> dict:
     server = Acceptor(ips, port, http=True)
 
     async def main():
-        connector = aiohttp.TCPConnector(limit=args.concurrency, force_close=True)
+        # Concurrency bounded as the prober bounds it (a semaphore), so a check's timeout
+        # runs from its start, not from when it was queued for a connection.
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
         timeout = aiohttp.ClientTimeout(total=2.0)
+        slots = asyncio.Semaphore(args.concurrency)
         done = 0
+        results: dict = {}
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             async def one(ip):
-                async with session.get(f"http://{ip}:{port}/healthz",
-                                       allow_redirects=False) as resp:
-                    return 200 <= resp.status < 400
+                async with slots:
+                    try:
+                        async with session.get(f"http://{ip}:{port}/healthz",
+                                               allow_redirects=False) as resp:
+                            return 200 <= resp.status < 400
+                    except (aiohttp.ClientError, TimeoutError):
+                        return False
             cpu0, start = cpu_seconds(), time.monotonic()
             while time.monotonic() - start < args.seconds:
-                results = await asyncio.gather(*(one(ip) for ip in ips))
-                done += len(results)
+                for ok in await asyncio.gather(*(one(ip) for ip in ips)):
+                    results[str(ok)] = results.get(str(ok), 0) + 1
+                    done += 1
             elapsed = time.monotonic() - start
         return {"checks_per_s": round(done / elapsed),
-                "cpu_per_s": round((cpu_seconds() - cpu0) / elapsed, 2)}
+                "cpu_per_s": round((cpu_seconds() - cpu0) / elapsed, 2), "results": results}
 
     try:
         return run_loop(main())
