@@ -318,3 +318,20 @@ def test_huge_check_lists_cost_little():
     checks, problems = parse_checks(["junk"] * 100000, strict=False)
     assert checks == [] and len(problems) == 6 and "99995 more" in problems[-1]
     assert time.monotonic() - start < 5
+
+
+def test_scanner_https_with_and_without_tls_skip_verify(etcd, daemons, tmp_path):
+    tls = self_signed_cert(tmp_path, ("127.0.0.53",))
+    with HttpBackend("127.0.0.53", tls=tls) as web:
+        strict = {"http": "/healthz", "port": web.port, "scheme": "https"}
+        etcd.put(STATUS + "127.0.0.53", {"status": "UP", "checks": [strict]})
+        etcd.put(REPORT + "127.0.0.53", {"hostname": "scan-tls"})
+        scanner = daemons("scanner", etcd, "scan-tls")
+        # A self-signed certificate fails verification...
+        wait_status(etcd, "127.0.0.53", "DOWN", timeout=20)
+        assert "TLS" in _status(etcd, "127.0.0.53")["reason"]
+        # ...and passes with tls-skip-verify.
+        etcd.put(STATUS + "127.0.0.53", {"status": "DOWN", "checks": [
+            {**strict, "tls-skip-verify": True}]})
+        wait_status(etcd, "127.0.0.53", "UP", timeout=20)
+        assert scanner.running
