@@ -16,13 +16,11 @@ from collections import Counter
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from skydns.health import HealthView
 from skydns.keys import name_to_path
 
-from .answer import Answer, Context, ZoneSettings, answer, owns
+from .answer import Answer, ZoneSettings, answer, owns
 from .cache import AnswerCache, Entry, split_reply
 from .forward import forward
-from .index import RecordIndex
 from .wire import (
     TCP_LIMIT,
     FormErr,
@@ -35,6 +33,7 @@ from .wire import (
     udp_limit,
 )
 from .zone import reverse_zones, zone_rrs
+from .zonestate import Change, ZoneState
 
 log = logging.getLogger("skydns.engine")
 
@@ -46,33 +45,56 @@ FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
 _AXFR_CHUNK = 100  # records per AXFR message: well under 64 KB even with long TXT
 
 
+def zone_settings(cfg: dict) -> ZoneSettings:
+    """The zone as the [Dns] section describes it."""
+    dns = cfg["Dns"]
+    return ZoneSettings(
+        domain=dns["dns-domain"],
+        ttl=dns["ttl"],
+        min_ttl=dns["min-ttl"],
+        recursion=bool(dns["nameservers"] or dns["subDomainServers"]),
+    )
+
+
+def answer_mode(cfg: dict) -> str:
+    """The [Fun] policy for names with several addresses: "random", "hone" or "" (all)."""
+    fun = cfg["Fun"]
+    return "random" if fun["random-one"] else "hone" if fun["hone-one"] else ""
+
+
 class Engine:
-    def __init__(self, cfg: dict):
+    """Answers queries from a ZoneState (the sync fills it) and keeps the answer cache equal to
+    it by subscribing to its changes."""
+
+    def __init__(self, cfg: dict, state: ZoneState | None = None):
         dns = cfg["Dns"]
-        fun = cfg["Fun"]
         self.nameservers = list(dns["nameservers"])
         # longest zone first, so the most specific sub-domain server wins
         self.subdomains = sorted(dns["subDomainServers"].items(), key=lambda item: -len(item[0]))
-        self.zone = ZoneSettings(
-            domain=dns["dns-domain"],
-            ttl=dns["ttl"],
-            min_ttl=dns["min-ttl"],
-            recursion=bool(self.nameservers or self.subdomains),
-        )
-        self.index = RecordIndex()
-        self.health = HealthView()
-        self.ctx = Context(self.index, self.health, self.zone)
+        self.state = state if state is not None else ZoneState(zone_settings(cfg))
+        self.zone = self.state.zone
         self.cache = AnswerCache(dns["cacheSize"])
+        self.state.subscribe(self._on_change)
         self.max_udp = dns["max-udp-size"]
-        self.mode = "random" if fun["random-one"] else "hone" if fun["hone-one"] else ""
+        self.mode = answer_mode(cfg)
         self.forward_timeout = dns["forward-timeout"]
         self.allow = list(dns["forward-allow"])
         self.axfr_allow = list(dns["axfr-allow"])
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
-        self.ready = False  # set once the first etcd load is in: before that, zone answers SERVFAIL
         self.stats: Counter = Counter()
         self.query_names: Counter = Counter()  # names asked on the slow path (hits: cache)
+
+    def _on_change(self, change: Change) -> None:
+        """Drop the cached answers that read what changed."""
+        cache = self.cache
+        if change.everything:
+            cache.clear()
+            return
+        for path in change.paths:
+            cache.invalidate_path(path)
+        for ip in change.ips:
+            cache.invalidate_ip(ip)
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -128,10 +150,10 @@ class Engine:
 
         servers = self._servers_for(q.qname)
         if servers is None:
-            if owns(self.ctx, q.qname):
-                if not self.ready:
+            if owns(self.state, q.qname):
+                if not self.state.ready:
                     return self._error(q, RCODE.SERVFAIL)
-                ans = answer(self.ctx, q.qname, q.qtype)
+                ans = answer(self.state, q.qname, q.qtype)
                 if ans.external is not None:
                     if self.nameservers and self.allowed(client):
                         return self._resolve_external(q, data, client, tcp, ans)
@@ -153,13 +175,13 @@ class Engine:
         if not tcp:
             return self._error(q, RCODE.FORMERR)  # RFC 5936 4.2: AXFR needs a stream
         path = name_to_path(q.qname)
-        zones = [self.zone.domain_path, *reverse_zones(self.ctx)]
+        zones = [self.zone.domain_path, *reverse_zones(self.state)]
         if path not in zones or not self._axfr_allowed(client):
             self.stats["refused"] += 1
             return self._error(q, RCODE.REFUSED)
-        if not self.ready:
+        if not self.state.ready:
             return self._error(q, RCODE.SERVFAIL)
-        rrs = [rr for rr, _ in zone_rrs(self.ctx, path)]
+        rrs = [rr for rr, _ in zone_rrs(self.state, path)]
         rrs.append(rrs[0])
         self.stats["axfr"] += 1
         log.info(

@@ -2,7 +2,7 @@
 
     skydns-pdns-backend --config-file /etc/skydns/skydns.conf [--socket /run/skydns/pdns.sock]
 
-Mirrors etcd into an Engine with StoreSync (the same code, answers and health filtering as
+Mirrors etcd into a ZoneState with StoreSync (the same code, answers and health filtering as
 `skydns`) and serves PowerDNS's remote backend protocol (pdns_protocol.py) on a unix socket:
 one JSON request per line, one JSON reply per line, any number of long-lived connections
 (pdns opens one per backend thread). The socket appears once the first etcd load is in (or
@@ -28,9 +28,10 @@ from skydns.daemon import run_loop
 from skydns.logsetup import setup_logging
 from skydns.metrics import serve_metrics, stop_metrics
 
-from .engine import Engine
+from .engine import answer_mode, zone_settings
 from .pdns_protocol import LineTooLong, PdnsBackend, Session
 from .sync import StoreSync
+from .zonestate import ZoneState
 
 log = logging.getLogger("skydns.pdns")
 
@@ -87,11 +88,9 @@ class PdnsServer:
         self.cfg = cfg
         self.socket_path = socket_path
         self.socket_mode = socket_mode
-        self.engine = Engine(cfg)
-        self.sync = StoreSync(self.engine, cfg["Etcd"])
-        self.backend = PdnsBackend(
-            self.engine.ctx, mode=self.engine.mode, is_ready=lambda: self.engine.ready
-        )
+        self.state = ZoneState(zone_settings(cfg))
+        self.sync = StoreSync(self.state, cfg["Etcd"])
+        self.backend = PdnsBackend(self.state, mode=answer_mode(cfg))
         self.server: asyncio.AbstractServer | None = None
         self.connections: set[asyncio.Task] = set()
         self._sync_task: asyncio.Task | None = None
@@ -116,8 +115,8 @@ class PdnsServer:
                 "kv": {
                     "socket": self.socket_path,
                     "mode": f"{self.socket_mode:04o}",
-                    "zone": self.engine.zone.domain,
-                    "records": len(self.engine.index),
+                    "zone": self.state.zone.domain,
+                    "records": len(self.state.index),
                 }
             },
         )

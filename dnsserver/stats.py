@@ -88,8 +88,8 @@ def _counters(engine) -> dict:
 def _gauges(engine) -> dict:
     return {
         "cache_size": len(engine.cache),
-        "records": len(engine.index),
-        "down_addresses": len(engine.health.down),
+        "records": len(engine.state.index),
+        "down_addresses": len(engine.state.health.down),
         "cache_evictions": engine.cache.evictions,
     }
 

@@ -29,9 +29,9 @@ def make_engine(records: dict, mode: str = "", **dns) -> Engine:
     cfg["Fun"]["random-one"] = mode == "random"
     cfg["Fun"]["hone-one"] = mode == "hone"
     engine = Engine(cfg)
-    for key, value in records.items():
-        engine.index.put(parse_record(key, key_to_path(key), json.dumps(value).encode()))
-    engine.ready = True
+    engine.state.load(
+        [parse_record(k, key_to_path(k), json.dumps(v).encode()) for k, v in records.items()], 1
+    )
     return engine
 
 
@@ -135,7 +135,7 @@ def test_out_of_zone_refused_without_nameservers_or_for_strangers():
 def test_random_one_variants_never_down():
     records = {f"/skydns/test/example/r/i{i}": {"host": f"10.2.0.{i}"} for i in range(1, 6)}
     engine = make_engine(records, mode="random")
-    engine.health.down.add("10.2.0.3")
+    engine.state.set_health("10.2.0.3", "DOWN")
     seen = set()
     for _ in range(200):
         reply, _ = ask(engine, "r.example.test.")
@@ -158,8 +158,7 @@ def test_hone_one_stable_per_client_and_spread():
     assert len(set(chosen.values())) >= 3
     # Take one address down: only its clients move.
     victim = chosen["127.0.0.1"]
-    engine.health.down.add(victim)
-    engine.cache.invalidate_ip(victim)
+    engine.state.set_health(victim, "DOWN")
     for client, before in chosen.items():
         after = ask(engine, "h.example.test.", client=client)[0].answer[0][0].address
         assert after != victim
