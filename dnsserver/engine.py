@@ -20,11 +20,12 @@ from skydns.keys import name_to_path
 
 from .answer import Answer, ZoneSettings, answer, owns
 from .cache import AnswerCache, Entry, split_reply
-from .forward import forward
+from .forward import cache_ttl, forward
 from .wire import (
     TCP_LIMIT,
     FormErr,
     Query,
+    address_ring,
     error_reply,
     parse_query,
     question_bytes,
@@ -296,8 +297,7 @@ class Engine:
         )
         if cacheable:
             self.cache.put(key, entry)
-        variant = entry.pick(client)
-        return data[:2] + variant[rd] + data[12:qend] + variant[2]
+        return data[:2] + entry.reply(data, qend, rd, client)
 
     def _count(self, ans: Answer, wire: bytes) -> None:
         if ans.rcode == RCODE.NXDOMAIN:
@@ -384,79 +384,6 @@ def _kind(ans: Answer, wire: bytes) -> str:
     else:
         kind = "fail_open" if ans.fail_open else ""
     return kind + "+truncated" if wire[2] & 0x02 else kind
-
-
-def _skip_name(wire: bytes, i: int) -> int:
-    while True:
-        length = wire[i]
-        if length >= 0xC0:
-            return i + 2
-        if length == 0:
-            return i + 1
-        i += length + 1
-
-
-def _skip_rr(wire: bytes, i: int) -> int:
-    i = _skip_name(wire, i) + 8
-    return i + 2 + int.from_bytes(wire[i : i + 2], "big")
-
-
-def address_ring(wire: bytes, full: bytes, first: int, n: int):
-    """The byte layout that lets a hit rotate the address records of a rendered reply.
-
-    `wire` is the reply as sent (maybe truncated to k of the n address records that start at
-    answer record `first`), `full` the same untruncated. It works when every address record
-    is the same size and its owner is a pointer to a name before them (A/AAAA rdata hold no
-    names), so any k consecutive records of the cycle make the same reply with other bytes.
-    Returns (prefix, ring, size, n, span, suffix): ring is the n records followed by the
-    first k-1 again, so rotation r is ring[r*size : r*size + span]; or None.
-    """
-    try:
-        qend = _skip_name(wire, 12) + 4
-        k = int.from_bytes(wire[6:8], "big") - first
-        if k < 1 or int.from_bytes(full[6:8], "big") != first + n:
-            return None
-        start = qend
-        for _ in range(first):
-            start = _skip_rr(wire, start)
-        if full[12:start] != wire[12:start]:
-            return None
-        size = 0
-        for j in range(n):
-            i = start + j * size if size else start
-            if full[i] < 0xC0 or (int.from_bytes(full[i : i + 2], "big") & 0x3FFF) >= start:
-                return None
-            if full[i + 2 : i + 4] not in (b"\x00\x01", b"\x00\x1c"):
-                return None
-            length = _skip_rr(full, i) - i
-            if size and length != size:
-                return None
-            size = length
-        group = full[start : start + n * size]
-        end = start + k * size
-        if wire[start:end] != group[: k * size]:
-            return None
-    except IndexError:
-        return None
-    return wire[qend:start], group + group[: (k - 1) * size], size, n, k * size, wire[end:]
-
-
-def cache_ttl(reply: bytes) -> int:
-    """How long an upstream reply may be reused: 0 for errors and truncated replies, the
-    smallest TTL for answers, the SOA minimum (capped by the SOA's TTL) for negative ones."""
-    try:
-        msg = DNSRecord.parse(reply)
-    except Exception:
-        return 0
-    rcode = msg.header.rcode
-    if msg.header.tc or rcode not in (RCODE.NOERROR, RCODE.NXDOMAIN):
-        return 0
-    if msg.rr and rcode == RCODE.NOERROR:
-        return min(rr.ttl for rr in msg.rr)
-    soas = [rr for rr in msg.auth if rr.rtype == QTYPE.SOA]
-    if not soas:
-        return 0  # a negative answer without SOA must not be cached (RFC 2308 5)
-    return min(soas[0].ttl, soas[0].rdata.times[-1])
 
 
 def _with_rd(wire: bytes, rd: int) -> bytes:

@@ -36,21 +36,13 @@ def make_engine(records: dict, mode: str = "", **dns) -> Engine:
 
 
 def ask(engine, name, rdtype="A", client="127.0.0.1", tcp=False, **kw):
-    """Answer as the transports do: a usable cache entry, else the engine's slow path."""
+    """Answer as the transports do: the cache's hit path, else the engine's slow path."""
     query = dns.message.make_query(name, rdtype, **kw)
     wire = query.to_wire()
     keyed = question_key(wire, tcp, engine.max_udp)
-    entry = engine.cache.get(keyed[0]) if keyed else None
-    if entry is not None and entry.expires and (
-        entry.expires <= time.monotonic() or (entry.restricted and not engine.allowed(client))
-    ):
-        entry = None
-    if entry is not None:
-        variant = entry.pick(client)
-        reply = wire[:2] + variant[keyed[2]] + wire[12 : keyed[1]] + variant[2]
-    else:
-        reply = engine.miss(wire, client, tcp)
-    return dns.message.from_wire(reply), entry is not None
+    hit = engine.cache.hit(wire, keyed, client, engine.allowed) if keyed else None
+    reply = wire[:2] + hit[0] if hit is not None else engine.miss(wire, client, tcp)
+    return dns.message.from_wire(reply), hit is not None
 
 
 MANY = {f"/skydns/test/example/big/i{i:03d}": {"host": f"10.1.0.{i}"} for i in range(1, 101)}
