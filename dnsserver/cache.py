@@ -16,12 +16,12 @@ per-name totals a slice at a time, so stats never walk the whole cache in one go
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections import Counter
 
 from skydns.keys import Path
+from skydns.rendezvous import choose
 
 from .wire import Ring
 
@@ -110,7 +110,7 @@ class Entry:
         if chosen is None:
             if len(self.memo) >= _HONE_MEMO:
                 self.memo.clear()
-            chosen = self.memo[client] = self.variants[rendezvous(client, self.addrs)]
+            chosen = self.memo[client] = self.variants[choose(client, self.addrs)]
         return chosen
 
     def reply(self, data: bytes, qend: int, rd: int, client: str) -> bytes:
@@ -118,17 +118,6 @@ class Entry:
         query's own question bytes (the client's casing), then the records."""
         variant = self.pick(client)
         return variant[rd] + data[12:qend] + variant[2]
-
-
-def rendezvous(client: str, addrs) -> int:
-    """Highest-random-weight choice: stable for a client across processes and restarts, and
-    when an address leaves only the clients that had it move."""
-    best, best_i = b"", 0
-    for i, addr in enumerate(addrs):
-        score = hashlib.blake2b(f"{client}|{addr}".encode(), digest_size=8).digest()
-        if score > best:
-            best, best_i = score, i
-    return best_i
 
 
 def split_reply(wire: bytes, qend: int) -> tuple[bytes, bytes, bytes]:

@@ -18,7 +18,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from skydns.keys import name_to_path
 
-from .answer import Answer, ZoneSettings, answer, owns
+from .answer import Answer, answer, answer_mode, owns, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
 from .wire import (
@@ -44,23 +44,6 @@ _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
 _AXFR_CHUNK = 100  # records per AXFR message: well under 64 KB even with long TXT
-
-
-def zone_settings(cfg: dict) -> ZoneSettings:
-    """The zone as the [Dns] section describes it."""
-    dns = cfg["Dns"]
-    return ZoneSettings(
-        domain=dns["dns-domain"],
-        ttl=dns["ttl"],
-        min_ttl=dns["min-ttl"],
-        recursion=bool(dns["nameservers"] or dns["subDomainServers"]),
-    )
-
-
-def answer_mode(cfg: dict) -> str:
-    """The [Fun] policy for names with several addresses: "random", "hone" or "" (all)."""
-    fun = cfg["Fun"]
-    return "random" if fun["random-one"] else "hone" if fun["hone-one"] else ""
 
 
 class Engine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import random
@@ -14,12 +15,13 @@ import dns.rdatatype
 import pytest
 from dnslib import QTYPE, RR, SOA, A, DNSRecord
 
-from dnsserver.cache import AnswerCache, Entry, rendezvous
+from dnsserver.cache import AnswerCache, Entry
 from dnsserver.engine import FORWARD_CACHE_MAX, Engine
 from dnsserver.wire import question_key
 from skydns.config import load_config
 from skydns.keys import key_to_path
 from skydns.records import parse_record
+from skydns.rendezvous import choose as rendezvous
 
 
 def make_engine(records: dict, mode: str = "", **dns) -> Engine:
@@ -161,6 +163,21 @@ def test_hone_one_stable_per_client_and_spread():
 def test_rendezvous_is_deterministic():
     addrs = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
     assert rendezvous("127.0.0.7", addrs) == rendezvous("127.0.0.7", list(addrs))
+
+
+def test_hone_one_choice_is_the_one_every_version_made():
+    """Workers and replicas of different versions must give a client the same address: the
+    choice is blake2b("<client>|<address>"), highest wins, as it always was."""
+
+    def old(client, addrs):
+        scores = [
+            hashlib.blake2b(f"{client}|{a}".encode(), digest_size=8).digest() for a in addrs
+        ]
+        return scores.index(max(scores))
+
+    addrs = [f"10.0.0.{i}" for i in range(1, 9)]
+    for n in range(1, 200):
+        assert rendezvous(f"127.0.{n}.1", addrs) == old(f"127.0.{n}.1", addrs)
 
 
 def test_shuffled_answers_rotate():

@@ -40,7 +40,7 @@ def test_pdns_backend_notifies(etcd, tmp_path):
         sock.bind(path)
         sock.settimeout(30)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dnsserver.pdns", "--config-file", str(conf),
+            [sys.executable, "-m", "pdnsbackend", "--config-file", str(conf),
              "--socket", str(tmp_path / "pdns.sock")],
             env={**os.environ, "NOTIFY_SOCKET": path}, cwd=ROOT)
         try:

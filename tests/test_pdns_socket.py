@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from dnsserver.pdns import DEFAULT_SOCKET, pdns_settings
+from pdnsbackend.server import DEFAULT_SOCKET, pdns_settings
 
 from dnstest import free_port
 from etcdtest import wait_for

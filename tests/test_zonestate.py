@@ -8,8 +8,8 @@ import dns.message
 
 from dnsserver.answer import ZoneSettings
 from dnsserver.engine import Engine
-from dnsserver.pdns_protocol import PdnsBackend
 from dnsserver.zonestate import EVERYTHING, Change, ZoneState
+from pdnsbackend.protocol import PdnsBackend
 from skydns.config import load_config
 from skydns.keys import key_to_path
 from skydns.records import parse_record

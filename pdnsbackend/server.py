@@ -3,11 +3,11 @@
     skydns-pdns-backend --config-file /etc/skydns/skydns.conf [--socket /run/skydns/pdns.sock]
 
 Mirrors etcd into a ZoneState with StoreSync (the same code, answers and health filtering as
-`skydns`) and serves PowerDNS's remote backend protocol (pdns_protocol.py) on a unix socket:
+`skydns`) and serves PowerDNS's remote backend protocol (protocol.py) on a unix socket:
 one JSON request per line, one JSON reply per line, any number of long-lived connections
 (pdns opens one per backend thread). The socket appears once the first etcd load is in (or
 after STARTUP_WAIT; until the load, data requests fail and pdns answers REFUSED).
-See dnsserver/PDNS.md for the pdns side.
+See pdnsbackend/README.md for the pdns side.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ import socket
 import stat
 import sys
 
+from dnsserver.answer import answer_mode, zone_settings
+from dnsserver.sync import StoreSync
+from dnsserver.zonestate import ZoneState
 from skydns import notify
 from skydns.config import load_or_exit
 from skydns.daemon import run_loop
 from skydns.logsetup import setup_logging
 from skydns.metrics import serve_metrics, stop_metrics
 
-from .engine import answer_mode, zone_settings
-from .pdns_protocol import LineTooLong, PdnsBackend, Session
-from .sync import StoreSync
-from .zonestate import ZoneState
+from .protocol import LineTooLong, PdnsBackend, Session
 
 log = logging.getLogger("skydns.pdns")
 
@@ -170,7 +170,7 @@ class PdnsServer:
 
 
 async def serve(cfg: dict, socket_path: str, socket_mode: int) -> None:
-    from .pdns_metrics import registry_for
+    from .metrics import registry_for
 
     server = PdnsServer(cfg, socket_path, socket_mode)
     metrics = serve_metrics((cfg.get("Pdns") or {}).get("metrics-addr"), registry_for(server))

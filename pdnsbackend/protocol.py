@@ -3,7 +3,7 @@
 Pure: no sockets, no asyncio, no etcd. `PdnsBackend.handle` answers one request from a
 ZoneState with the same answer rules as `skydns` (health filtering, the SkyDNS rule that a
 name answers with the instances below it, random-one/hone-one); `Session` turns the bytes of
-one connection into reply bytes, one JSON object per line each way. pdns.py puts a unix
+one connection into reply bytes, one JSON object per line each way. server.py puts a unix
 socket around them.
 
 What PowerDNS (4.x, checked against 4.7.3) expects, and where it differs from the docs' hints:
@@ -31,12 +31,11 @@ from collections import Counter
 
 from dnslib import QTYPE, RR
 
+from dnsserver.answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
+from dnsserver.zone import reverse_zones, zone_rrs
+from dnsserver.zonestate import ZoneState
 from skydns.keys import Path, name_to_path, path_to_name
-
-from .answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
-from .cache import rendezvous
-from .zone import reverse_zones, zone_rrs
-from .zonestate import ZoneState
+from skydns.rendezvous import choose
 
 log = logging.getLogger("skydns.pdns")
 
@@ -290,7 +289,7 @@ class PdnsBackend:
             return rrs
         if self.mode == "random":
             return [random.choice(rrs)]
-        return [rrs[rendezvous(remote, [str(rr.rdata) for rr in rrs])]]
+        return [rrs[choose(remote, [str(rr.rdata) for rr in rrs])]]
 
     def list(self, params: dict) -> list[dict]:
         """The whole zone for AXFR: what `skydns dump` prints, plus the empty non-terminals."""
