@@ -11,8 +11,8 @@ import gc
 import logging
 
 from skydns import store
-from skydns.health import ip_of_status_key, parse_status
-from skydns.keys import PREFIX, key_to_path
+from skydns.health import parse_status
+from skydns.keys import PREFIX, ip_of_key, key_to_path
 from skydns.records import RecordError, parse_record
 
 from .zonestate import ZoneState
@@ -114,7 +114,7 @@ class StoreSync:
     def _reset_health(self, kvs) -> None:
         statuses = []
         for kv in kvs:
-            ip = ip_of_status_key(kv.key, self.status_path)
+            ip = ip_of_key(kv.key, self.status_path)
             if ip is not None:
                 statuses.append((ip, parse_status(kv.key, kv.value)))
         self.state.load_health(statuses)
@@ -124,7 +124,7 @@ class StoreSync:
 
     def on_status_events(self, events, revision: int) -> None:
         for kind, kv in events:
-            ip = ip_of_status_key(kv.key, self.status_path)
+            ip = ip_of_key(kv.key, self.status_path)
             if ip is None:
                 continue
             status = parse_status(kv.key, kv.value) if kind == "put" else None

@@ -8,11 +8,13 @@ import dns.message
 
 from dnsserver.answer import ZoneSettings
 from dnsserver.engine import Engine
+from dnsserver.sync import StoreSync
 from dnsserver.zonestate import EVERYTHING, Change, ZoneState
 from pdnsbackend.protocol import PdnsBackend
 from skydns.config import load_config
 from skydns.keys import key_to_path
 from skydns.records import parse_record
+from skydns.store import KV
 
 
 def rec(key: str, value: dict, lease: int = 0):
@@ -82,3 +84,16 @@ def test_engine_and_backend_read_one_state():
     assert dns_answer() == pdns_answer() == ["10.0.0.1", "10.0.0.2"]  # and the backend's memo
     state.set_health("10.0.0.1", "DOWN")
     assert dns_answer() == pdns_answer() == ["10.0.0.2"]
+
+
+def test_dns_reads_status_keys_as_the_monitors_do():
+    """A key the scanner and scheduler do not take for an address (trailing slash, nested)
+    must not take one out of DNS answers either: one parser, skydns.keys.ip_of_key."""
+    etcd = load_config(None, "dns")["Etcd"]
+    state = ZoneState(ZoneSettings(domain="example.test."))
+    sync = StoreSync(state, etcd)
+    status = etcd["status-path"]
+    down = b'{"status": "DOWN"}'
+    kvs = [KV(status + k, down, 1, 0) for k in ("10.0.0.1/", "x/10.0.0.2", "10.0.0.3")]
+    sync.on_status_reset(kvs, 1)
+    assert state.health.down == {"10.0.0.3"}
