@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hmac
 
+from skydns.httpauth import UnsupportedScheme, request_token
+
 from .errors import ApiError
 from .plan import Caller
 from .records import ADMIN
@@ -59,11 +61,8 @@ class Authenticator:
 
 
 def token_of(headers, query) -> str | None:
-    """The token from `Authorization: Bearer x` (preferred) or `?token=x`."""
-    header = headers.get("Authorization")
-    if header is not None:
-        scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            raise ApiError(401, "unsupported Authorization scheme; use Bearer <token>")
-        return value.strip() or None
-    return query.get("token") or None
+    """The token from `Authorization: Bearer x` (preferred) or `?token=x` (skydns.httpauth)."""
+    try:
+        return request_token(headers.get("Authorization"), query.get("token"))
+    except UnsupportedScheme as err:
+        raise ApiError(401, str(err)) from None
