@@ -71,14 +71,8 @@ _RESTART_KEYS = (("General", "domain"), ("SkydnsApi", "api-address"), ("SkydnsAp
 def reload(path: str | None, running: dict, auth) -> None:
     """SIGHUP: tokens and [Log] at once (rotating a token needs no restart); a bad file is
     logged and the running config kept."""
-    from .auth import token_problems
-
     try:
         cfg = load_config(path, "api")
-        problems = token_problems(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
-        if problems:
-            key, reason = problems[0]
-            raise ConfigError(path, reason, "Tokens", key)
     except ConfigError as err:
         log.error("config reload failed; keeping the running config",
                   extra={"kv": {"error": str(err)}})
@@ -155,14 +149,6 @@ async def serve(cfg: dict, path: str | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "api")
-    from .auth import token_problems
-
-    problems = token_problems(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
-    if problems:
-        key, reason = problems[0]
-        err = ConfigError(args.config_file, reason, "Tokens", key)
-        print(f"skydns: config error: {err}", file=sys.stderr)
-        return 2
     setup_logging(cfg["Log"], "skydns-kubeapi")
     if not cfg["SkydnsApi"]["api-enable"]:
         log.info("[SkydnsApi] api-enable is false: nothing to serve")

@@ -12,21 +12,6 @@ from .plan import Caller
 from .records import ADMIN
 
 
-def token_problems(admin_token: str, tokens: dict[str, str]) -> list[tuple[str, str]]:
-    """(key, reason) for each [Tokens] entry that would make an owner ambiguous."""
-    problems = []
-    seen: dict[str, str] = {}
-    for owner, token in tokens.items():
-        if owner == ADMIN:
-            problems.append((owner, f"the owner name {ADMIN!r} is kept for the skydns-auth token"))
-        elif admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
-            problems.append((owner, "same token as [SkydnsApi] skydns-auth"))
-        elif token in seen:
-            problems.append((owner, f"same token as owner {seen[token]!r}"))
-        seen.setdefault(token, owner)
-    return problems
-
-
 class Authenticator:
     def __init__(self, admin_token: str, tokens: dict[str, str]):
         self._entries: list[tuple[bytes, Caller]] = []

@@ -36,7 +36,6 @@ from .protocol import LineTooLong, PdnsBackend, Session
 log = logging.getLogger("skydns.pdns")
 
 DEFAULT_SOCKET = "/run/skydns/pdns.sock"
-DEFAULT_SOCKET_MODE = "0660"
 STARTUP_WAIT = 5.0  # seconds to wait for the first etcd load before listening anyway
 READ_SIZE = 65536
 
@@ -46,17 +45,10 @@ class SocketError(Exception):
 
 
 def pdns_settings(cfg: dict, socket_arg: str | None) -> tuple[str, int]:
-    """(socket path, permission bits) from --socket and the [Pdns] section, with defaults."""
-    section = cfg.get("Pdns") or {}
-    path = socket_arg or section.get("socket") or DEFAULT_SOCKET
-    mode_text = str(section.get("socket-mode") or DEFAULT_SOCKET_MODE).strip()
-    try:
-        mode = int(mode_text, 8)
-    except ValueError:
-        raise ValueError(f"[Pdns] socket-mode: {mode_text!r} is not an octal mode") from None
-    if not 0 <= mode <= 0o777:
-        raise ValueError(f"[Pdns] socket-mode: {mode_text!r} out of range 0000-0777")
-    return os.path.abspath(path), mode
+    """(socket path, permission bits) from --socket and the [Pdns] section (which
+    skydns.config has checked and resolved: the mode is an int in 0-0o777)."""
+    section = cfg["Pdns"]
+    return os.path.abspath(socket_arg or section["socket"]), section["socket-mode"]
 
 
 def prepare_socket_path(path: str) -> None:
@@ -222,11 +214,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "dns")
-    try:
-        socket_path, socket_mode = pdns_settings(cfg, args.socket)
-    except ValueError as err:
-        print(f"skydns-pdns-backend: config error: {err}", file=sys.stderr)
-        return 2
+    socket_path, socket_mode = pdns_settings(cfg, args.socket)
     setup_logging(cfg["Log"], "skydns-pdns-backend")
     try:
         run_loop(serve(cfg, socket_path, socket_mode))
