@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import stat
 import sys
@@ -25,11 +24,9 @@ import sys
 from dnsserver.answer import answer_mode, zone_settings
 from dnsserver.sync import StoreSync
 from dnsserver.zonestate import ZoneState
-from skydns import notify
+from skydns import daemon, notify
 from skydns.config import load_or_exit
-from skydns.daemon import run_loop
 from skydns.logsetup import setup_logging
-from skydns.metrics import serve_metrics, stop_metrics
 
 from .protocol import LineTooLong, PdnsBackend, Session
 
@@ -154,6 +151,22 @@ class PdnsServer:
             self._sync_task.cancel()
             await asyncio.gather(self._sync_task, return_exceptions=True)
 
+    async def run(self, stop: asyncio.Event) -> None:
+        """The process's life, under skydns.daemon.serve: listen, serve until `stop`."""
+        try:
+            await self.start()
+            notify.ready(f"serving {self.socket_path}")
+            await stop.wait()
+            log.info("stopping")
+            notify.stopping()
+        finally:
+            await self.stop()
+
+    def reconfigure(self, cfg: dict) -> None:
+        """SIGHUP (systemd's reload, a habit with DNS daemons) must not end what pdns relies
+        on: skydns.daemon has applied [Log]; the rest needs a restart."""
+        log.warning("config reloaded: [Log] applied; restart to apply other changes")
+
     def _remove_socket(self) -> None:
         # Only our own socket: a newer backend may already have replaced the file.
         with contextlib.suppress(OSError):
@@ -161,30 +174,6 @@ class PdnsServer:
                 os.unlink(self.socket_path)
 
 
-async def serve(cfg: dict, socket_path: str, socket_mode: int) -> None:
-    from .metrics import registry_for
-
-    server = PdnsServer(cfg, socket_path, socket_mode)
-    metrics = serve_metrics((cfg.get("Pdns") or {}).get("metrics-addr"), registry_for(server))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # A stray `kill -HUP` (a habit with DNS daemons) must not end the backend pdns relies on.
-    loop.add_signal_handler(signal.SIGHUP, _ignore_hup)
-    try:
-        await server.start()
-        notify.ready(f"serving {socket_path}")
-        await stop.wait()
-        log.info("stopping")
-        notify.stopping()
-    finally:
-        await server.stop()
-        stop_metrics(metrics)
-
-
-def _ignore_hup() -> None:
-    log.warning("SIGHUP ignored: the backend has no live reload; restart it to apply changes")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -192,8 +181,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="skydns-pdns-backend",
         description="PowerDNS remote backend (unix socket, JSON lines) serving the records in "
         "etcd with skydns's answer rules: DOWN addresses left out, SOA serial = etcd revision. "
-        "Uses the same config file as skydns plus a [Pdns] section. SIGTERM stops; SIGHUP is "
-        "ignored (restart to apply config changes).",
+        "Uses the same config file as skydns plus a [Pdns] section. SIGTERM stops; SIGHUP "
+        "re-reads [Log] (restart to apply other changes).",
     )
     parser.add_argument(
         "--config-file",
@@ -216,8 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_or_exit(args.config_file, "dns")
     socket_path, socket_mode = pdns_settings(cfg, args.socket)
     setup_logging(cfg["Log"], "skydns-pdns-backend")
+    from .metrics import registry_for
+
     try:
-        run_loop(serve(cfg, socket_path, socket_mode))
+        daemon.serve(lambda: PdnsServer(cfg, socket_path, socket_mode),
+                     config_path=args.config_file, kind="dns", program="skydns-pdns-backend",
+                     metrics_addr=cfg["Pdns"].get("metrics-addr"), registry_for=registry_for,
+                     logger=log)
     except (SocketError, OSError) as err:
         print(f"skydns-pdns-backend: cannot listen on {socket_path}: {err}", file=sys.stderr)
         return 1
