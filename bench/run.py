@@ -43,7 +43,7 @@ from procs import (
     write_config,
 )
 
-from skydns.localetcd import LocalEtcd
+from devup.localetcd import LocalEtcd
 
 TARGET_RATIO = 1.25
 TARGET_DELAY_P99_MS = 100

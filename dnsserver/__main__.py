@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 
 SUBCOMMANDS = {
     "dump": "dnsserver.dump",  # print the zone from etcd
-    "up": "skydns.devup",  # start a local etcd and the whole suite, for a demo
+    "up": "devup.up",  # start a local etcd and the whole suite, for a demo
 }
 
 

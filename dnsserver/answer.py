@@ -37,6 +37,23 @@ class ZoneSettings:
         return name_to_path(self.domain)
 
 
+def zone_settings(cfg: dict) -> ZoneSettings:
+    """The zone as the [Dns] section describes it."""
+    dns = cfg["Dns"]
+    return ZoneSettings(
+        domain=dns["dns-domain"],
+        ttl=dns["ttl"],
+        min_ttl=dns["min-ttl"],
+        recursion=bool(dns["nameservers"] or dns["subDomainServers"]),
+    )
+
+
+def answer_mode(cfg: dict) -> str:
+    """The [Fun] policy for names with several addresses: "random", "hone" or "" (all)."""
+    fun = cfg["Fun"]
+    return "random" if fun["random-one"] else "hone" if fun["hone-one"] else ""
+
+
 @dataclass(slots=True)
 class Answer:
     rcode: int = RCODE.NOERROR

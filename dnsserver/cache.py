@@ -16,11 +16,14 @@ per-name totals a slice at a time, so stats never walk the whole cache in one go
 
 from __future__ import annotations
 
-import hashlib
 import random
+import time
 from collections import Counter
 
 from skydns.keys import Path
+from skydns.rendezvous import choose
+
+from .wire import Ring
 
 _HONE_MEMO = 4096  # clients remembered per entry; past that the memo starts over
 _MAX_RETIRED_NAMES = 100_000  # random-name floods must not grow the per-name stats forever
@@ -68,7 +71,7 @@ class Entry:
         self.variants = variants  # list of (hdr_rd0, hdr_rd1, tail)
         self.addrs = addrs  # for hone-one: the address each variant answers with
         # "" one variant; "random" any variant; "hone" rendezvous by client; "ring" the one
-        # variant with its address records rotated one step per hit (engine.address_ring)
+        # variant with its address records rotated one step per hit (wire.Ring)
         self.mode = mode
         self.memo: dict = {}
         self.ref = False
@@ -81,9 +84,9 @@ class Entry:
         self.kind = kind  # what the answer is, for stats: "", "nxdomain", "nodata", "forward"
         self.key = b""
         self.fronts: list | None = None  # front keys answered from this entry
-        self.ring = ring
+        self.ring: Ring | None = ring
         # a random start, so workers and rebuilt entries do not all lead with one address
-        self.turn = random.randrange(ring[3]) if ring else 0
+        self.turn = random.randrange(ring.n) if ring else 0
         # Only for clients allowed to forward (upstream data in it): the transports check
         # forward-allow on a hit for these alone. Such entries always expire, so the check
         # sits behind the expiry test that entries without expiry skip.
@@ -95,31 +98,26 @@ class Entry:
         if self.mode == "random":
             return random.choice(self.variants)
         if self.mode == "ring":
-            prefix, ring, size, n, span, suffix = self.ring
+            ring = self.ring
             turn = self.turn + 1
-            if turn >= n:
+            if turn >= ring.n:
                 turn = 0
             self.turn = turn
             rd0, rd1, _ = self.variants[0]
-            start = turn * size
-            return rd0, rd1, prefix + ring[start : start + span] + suffix
+            start = turn * ring.size
+            return rd0, rd1, ring.prefix + ring.records[start : start + ring.span] + ring.suffix
         chosen = self.memo.get(client)
         if chosen is None:
             if len(self.memo) >= _HONE_MEMO:
                 self.memo.clear()
-            chosen = self.memo[client] = self.variants[rendezvous(client, self.addrs)]
+            chosen = self.memo[client] = self.variants[choose(client, self.addrs)]
         return chosen
 
-
-def rendezvous(client: str, addrs) -> int:
-    """Highest-random-weight choice: stable for a client across processes and restarts, and
-    when an address leaves only the clients that had it move."""
-    best, best_i = b"", 0
-    for i, addr in enumerate(addrs):
-        score = hashlib.blake2b(f"{client}|{addr}".encode(), digest_size=8).digest()
-        if score > best:
-            best, best_i = score, i
-    return best_i
+    def reply(self, data: bytes, qend: int, rd: int, client: str) -> bytes:
+        """The reply to the query `data` minus its ID: our header with the query's RD bit, the
+        query's own question bytes (the client's casing), then the records."""
+        variant = self.pick(client)
+        return variant[rd] + data[12:qend] + variant[2]
 
 
 def split_reply(wire: bytes, qend: int) -> tuple[bytes, bytes, bytes]:
@@ -149,6 +147,26 @@ class AnswerCache:
 
     def get(self, key: bytes) -> Entry | None:
         return self.entries.get(key)
+
+    def hit(self, data: bytes, keyed, client: str, allowed) -> tuple[bytes, Entry] | None:
+        """The hit path of every transport: the cached reply to `data` minus its ID, and its
+        entry; None when there is no usable entry (then the engine's `miss` answers).
+
+        `keyed` is wire.question_key(data, ...); `allowed(client)` says whether the client may
+        see upstream data (forward-allow), asked only for the entries that hold it.
+        """
+        entry = self.entries.get(keyed[0])
+        if entry is None:
+            return None
+        # Only entries that expire can be restricted (upstream data): hits on all others pay
+        # nothing for that check.
+        if entry.expires and (
+            entry.expires <= time.monotonic() or (entry.restricted and not allowed(client))
+        ):
+            return None
+        entry.ref = True
+        entry.hits += 1
+        return entry.reply(data, keyed[1], keyed[2], client), entry
 
     def put(self, key: bytes, entry: Entry) -> None:
         if self.size <= 0 or (entry.restricted and not entry.expires):

@@ -21,14 +21,15 @@ from skydns.keys import name_to_path, path_to_name
 from skydns.logsetup import setup_logging
 
 from .answer import REVERSE_ZONES
-from .engine import Engine
+from .engine import zone_settings
 from .sync import RECORDS_PREFIX, StoreSync
 from .zone import zone_rrs
+from .zonestate import ZoneState
 
 
-async def load(cfg: dict) -> Engine:
-    engine = Engine(cfg)
-    sync = StoreSync(engine, cfg["Etcd"])
+async def load(cfg: dict) -> ZoneState:
+    state = ZoneState(zone_settings(cfg))
+    sync = StoreSync(state, cfg["Etcd"])
     client = store.make_client(cfg["Etcd"])
     try:
         kvs, revision = await store.load_prefix(client, RECORDS_PREFIX)
@@ -38,14 +39,14 @@ async def load(cfg: dict) -> Engine:
             sync.on_status_reset(status, revision)
     finally:
         await client.close()
-    return engine
+    return state
 
 
-def rows(engine: Engine, zone: str):
-    for rr, rec in zone_rrs(engine.ctx, name_to_path(zone)):
+def rows(state: ZoneState, zone: str):
+    for rr, rec in zone_rrs(state, name_to_path(zone)):
         health = ""
         if rec is not None and rec.ip and rr.rtype in (QTYPE.A, QTYPE.AAAA):
-            health = "DOWN" if engine.health.is_down(rec.ip) else "UP"
+            health = "DOWN" if state.health.is_down(rec.ip) else "UP"
         yield rr, rec, health
 
 
@@ -69,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skydns dump: {zone} is not a zone skydns serves ({served})", file=sys.stderr)
         return 2
     try:
-        engine = asyncio.run(asyncio.wait_for(load(cfg), cfg["Etcd"]["etcd-timeout"] * 3))
+        state = asyncio.run(asyncio.wait_for(load(cfg), cfg["Etcd"]["etcd-timeout"] * 3))
     except Exception as err:
         print(f"skydns dump: cannot read etcd: {store.describe_error(err)}", file=sys.stderr)
         return 1
     out = sys.stdout
-    for rr, rec, health in rows(engine, zone):
+    for rr, rec, health in rows(state, zone):
         if args.json:
             obj = {
                 "name": str(rr.rname),

@@ -16,17 +16,16 @@ from collections import Counter
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from skydns.health import HealthView
 from skydns.keys import name_to_path
 
-from .answer import Answer, Context, ZoneSettings, answer, owns
+from .answer import Answer, answer, answer_mode, owns, zone_settings
 from .cache import AnswerCache, Entry, split_reply
-from .forward import forward
-from .index import RecordIndex
+from .forward import cache_ttl, forward
 from .wire import (
     TCP_LIMIT,
     FormErr,
     Query,
+    address_ring,
     error_reply,
     parse_query,
     question_bytes,
@@ -35,6 +34,7 @@ from .wire import (
     udp_limit,
 )
 from .zone import reverse_zones, zone_rrs
+from .zonestate import Change, ZoneState
 
 log = logging.getLogger("skydns.engine")
 
@@ -47,32 +47,38 @@ _AXFR_CHUNK = 100  # records per AXFR message: well under 64 KB even with long T
 
 
 class Engine:
-    def __init__(self, cfg: dict):
+    """Answers queries from a ZoneState (the sync fills it) and keeps the answer cache equal to
+    it by subscribing to its changes."""
+
+    def __init__(self, cfg: dict, state: ZoneState | None = None):
         dns = cfg["Dns"]
-        fun = cfg["Fun"]
         self.nameservers = list(dns["nameservers"])
         # longest zone first, so the most specific sub-domain server wins
         self.subdomains = sorted(dns["subDomainServers"].items(), key=lambda item: -len(item[0]))
-        self.zone = ZoneSettings(
-            domain=dns["dns-domain"],
-            ttl=dns["ttl"],
-            min_ttl=dns["min-ttl"],
-            recursion=bool(self.nameservers or self.subdomains),
-        )
-        self.index = RecordIndex()
-        self.health = HealthView()
-        self.ctx = Context(self.index, self.health, self.zone)
+        self.state = state if state is not None else ZoneState(zone_settings(cfg))
+        self.zone = self.state.zone
         self.cache = AnswerCache(dns["cacheSize"])
+        self.state.subscribe(self._on_change)
         self.max_udp = dns["max-udp-size"]
-        self.mode = "random" if fun["random-one"] else "hone" if fun["hone-one"] else ""
+        self.mode = answer_mode(cfg)
         self.forward_timeout = dns["forward-timeout"]
         self.allow = list(dns["forward-allow"])
         self.axfr_allow = list(dns["axfr-allow"])
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
-        self.ready = False  # set once the first etcd load is in: before that, zone answers SERVFAIL
         self.stats: Counter = Counter()
         self.query_names: Counter = Counter()  # names asked on the slow path (hits: cache)
+
+    def _on_change(self, change: Change) -> None:
+        """Drop the cached answers that read what changed."""
+        cache = self.cache
+        if change.everything:
+            cache.clear()
+            return
+        for path in change.paths:
+            cache.invalidate_path(path)
+        for ip in change.ips:
+            cache.invalidate_ip(ip)
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -128,10 +134,10 @@ class Engine:
 
         servers = self._servers_for(q.qname)
         if servers is None:
-            if owns(self.ctx, q.qname):
-                if not self.ready:
+            if owns(self.state, q.qname):
+                if not self.state.ready:
                     return self._error(q, RCODE.SERVFAIL)
-                ans = answer(self.ctx, q.qname, q.qtype)
+                ans = answer(self.state, q.qname, q.qtype)
                 if ans.external is not None:
                     if self.nameservers and self.allowed(client):
                         return self._resolve_external(q, data, client, tcp, ans)
@@ -153,13 +159,13 @@ class Engine:
         if not tcp:
             return self._error(q, RCODE.FORMERR)  # RFC 5936 4.2: AXFR needs a stream
         path = name_to_path(q.qname)
-        zones = [self.zone.domain_path, *reverse_zones(self.ctx)]
+        zones = [self.zone.domain_path, *reverse_zones(self.state)]
         if path not in zones or not self._axfr_allowed(client):
             self.stats["refused"] += 1
             return self._error(q, RCODE.REFUSED)
-        if not self.ready:
+        if not self.state.ready:
             return self._error(q, RCODE.SERVFAIL)
-        rrs = [rr for rr, _ in zone_rrs(self.ctx, path)]
+        rrs = [rr for rr, _ in zone_rrs(self.state, path)]
         rrs.append(rrs[0])
         self.stats["axfr"] += 1
         log.info(
@@ -274,8 +280,7 @@ class Engine:
         )
         if cacheable:
             self.cache.put(key, entry)
-        variant = entry.pick(client)
-        return data[:2] + variant[rd] + data[12:qend] + variant[2]
+        return data[:2] + entry.reply(data, qend, rd, client)
 
     def _count(self, ans: Answer, wire: bytes) -> None:
         if ans.rcode == RCODE.NXDOMAIN:
@@ -362,79 +367,6 @@ def _kind(ans: Answer, wire: bytes) -> str:
     else:
         kind = "fail_open" if ans.fail_open else ""
     return kind + "+truncated" if wire[2] & 0x02 else kind
-
-
-def _skip_name(wire: bytes, i: int) -> int:
-    while True:
-        length = wire[i]
-        if length >= 0xC0:
-            return i + 2
-        if length == 0:
-            return i + 1
-        i += length + 1
-
-
-def _skip_rr(wire: bytes, i: int) -> int:
-    i = _skip_name(wire, i) + 8
-    return i + 2 + int.from_bytes(wire[i : i + 2], "big")
-
-
-def address_ring(wire: bytes, full: bytes, first: int, n: int):
-    """The byte layout that lets a hit rotate the address records of a rendered reply.
-
-    `wire` is the reply as sent (maybe truncated to k of the n address records that start at
-    answer record `first`), `full` the same untruncated. It works when every address record
-    is the same size and its owner is a pointer to a name before them (A/AAAA rdata hold no
-    names), so any k consecutive records of the cycle make the same reply with other bytes.
-    Returns (prefix, ring, size, n, span, suffix): ring is the n records followed by the
-    first k-1 again, so rotation r is ring[r*size : r*size + span]; or None.
-    """
-    try:
-        qend = _skip_name(wire, 12) + 4
-        k = int.from_bytes(wire[6:8], "big") - first
-        if k < 1 or int.from_bytes(full[6:8], "big") != first + n:
-            return None
-        start = qend
-        for _ in range(first):
-            start = _skip_rr(wire, start)
-        if full[12:start] != wire[12:start]:
-            return None
-        size = 0
-        for j in range(n):
-            i = start + j * size if size else start
-            if full[i] < 0xC0 or (int.from_bytes(full[i : i + 2], "big") & 0x3FFF) >= start:
-                return None
-            if full[i + 2 : i + 4] not in (b"\x00\x01", b"\x00\x1c"):
-                return None
-            length = _skip_rr(full, i) - i
-            if size and length != size:
-                return None
-            size = length
-        group = full[start : start + n * size]
-        end = start + k * size
-        if wire[start:end] != group[: k * size]:
-            return None
-    except IndexError:
-        return None
-    return wire[qend:start], group + group[: (k - 1) * size], size, n, k * size, wire[end:]
-
-
-def cache_ttl(reply: bytes) -> int:
-    """How long an upstream reply may be reused: 0 for errors and truncated replies, the
-    smallest TTL for answers, the SOA minimum (capped by the SOA's TTL) for negative ones."""
-    try:
-        msg = DNSRecord.parse(reply)
-    except Exception:
-        return 0
-    rcode = msg.header.rcode
-    if msg.header.tc or rcode not in (RCODE.NOERROR, RCODE.NXDOMAIN):
-        return 0
-    if msg.rr and rcode == RCODE.NOERROR:
-        return min(rr.ttl for rr in msg.rr)
-    soas = [rr for rr in msg.auth if rr.rtype == QTYPE.SOA]
-    if not soas:
-        return 0  # a negative answer without SOA must not be cached (RFC 2308 5)
-    return min(soas[0].ttl, soas[0].rdata.times[-1])
 
 
 def _with_rd(wire: bytes, rd: int) -> bytes:

@@ -11,6 +11,8 @@ import logging
 import secrets
 import struct
 
+from dnslib import QTYPE, RCODE, DNSRecord
+
 log = logging.getLogger("skydns.forward")
 
 
@@ -88,3 +90,21 @@ async def forward(servers, wire: bytes, timeout: float, tcp: bool = False) -> by
                 extra={"kv": {"server": f"{server[0]}:{server[1]}", "error": repr(err)}},
             )
     return None
+
+
+def cache_ttl(reply: bytes) -> int:
+    """How long an upstream reply may be reused: 0 for errors and truncated replies, the
+    smallest TTL for answers, the SOA minimum (capped by the SOA's TTL) for negative ones."""
+    try:
+        msg = DNSRecord.parse(reply)
+    except Exception:
+        return 0
+    rcode = msg.header.rcode
+    if msg.header.tc or rcode not in (RCODE.NOERROR, RCODE.NXDOMAIN):
+        return 0
+    if msg.rr and rcode == RCODE.NOERROR:
+        return min(rr.ttl for rr in msg.rr)
+    soas = [rr for rr in msg.auth if rr.rtype == QTYPE.SOA]
+    if not soas:
+        return 0  # a negative answer without SOA must not be cached (RFC 2308 5)
+    return min(soas[0].ttl, soas[0].rdata.times[-1])

@@ -35,7 +35,7 @@ class DnsServer:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.engine = Engine(cfg)
-        self.sync = StoreSync(self.engine, cfg["Etcd"])
+        self.sync = StoreSync(self.engine.state, cfg["Etcd"])
         self.udp_transport = None
         self.tcp_server = None
         self._sync_task = None

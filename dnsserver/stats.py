@@ -29,6 +29,8 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from skydns.httpauth import UnsupportedScheme, request_token
+
 from .cache import FOLD_SLICE
 
 log = logging.getLogger("skydns.stats")
@@ -88,8 +90,8 @@ def _counters(engine) -> dict:
 def _gauges(engine) -> dict:
     return {
         "cache_size": len(engine.cache),
-        "records": len(engine.index),
-        "down_addresses": len(engine.health.down),
+        "records": len(engine.state.index),
+        "down_addresses": len(engine.state.health.down),
         "cache_evictions": engine.cache.evictions,
     }
 
@@ -280,19 +282,24 @@ def serve(book: StatsBook, addr: tuple[str, int], token: str) -> ThreadingHTTPSe
             self.end_headers()
             self.wfile.write(body)
 
-        def _authorized(self, query: dict) -> bool:
+        def _refusal(self, query: dict) -> str | None:
+            """Why the request may not read (None: it may)."""
             if not token:
-                return True
-            given = (query.get("token") or [""])[0]
-            auth = self.headers.get("Authorization", "")
-            if auth.startswith("Bearer "):
-                given = auth[7:].strip()
-            return hmac.compare_digest(given.encode(), token.encode())
+                return None
+            try:
+                given = request_token(self.headers.get("Authorization"),
+                                      (query.get("token") or [""])[0])
+            except UnsupportedScheme as err:
+                return str(err)
+            if hmac.compare_digest((given or "").encode(), token.encode()):
+                return None
+            return "missing or wrong token"
 
         def do_GET(self):  # noqa: N802 - the name http.server calls
             url = urlsplit(self.path)
-            if not self._authorized(parse_qs(url.query)):
-                return self._send(401, b'{"error": "missing or wrong token"}\n')
+            refusal = self._refusal(parse_qs(url.query))
+            if refusal is not None:
+                return self._send(401, json.dumps({"error": refusal}).encode() + b"\n")
             parts = [p for p in url.path.split("/") if p]
             if parts == ["metrics"]:
                 return self._send(

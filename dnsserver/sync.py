@@ -1,6 +1,7 @@
-"""Keeps the engine's index and health view equal to etcd, and drops the cache entries a change
-touches. The Mirror (skydns.store) does the etcd side; these callbacks run in the event loop
-between queries, so an answer never sees half an update.
+"""Keeps a ZoneState equal to etcd. The Mirror (skydns.store) does the etcd side, this turns its
+keys into records and statuses and writes them into the state, which tells its readers (the
+engine's cache, the pdns backend) what changed. The callbacks run in the event loop between
+queries, so an answer never sees half an update.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import gc
 import logging
 
 from skydns import store
-from skydns.health import ip_of_status_key, parse_status
-from skydns.keys import PREFIX, key_to_path
+from skydns.health import parse_status
+from skydns.keys import PREFIX, ip_of_key, key_to_path
 from skydns.records import RecordError, parse_record
 
-from .engine import Engine
+from .zonestate import ZoneState
 
 log = logging.getLogger("skydns.sync")
 
@@ -23,8 +24,8 @@ MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-
 
 
 class StoreSync:
-    def __init__(self, engine: Engine, etcd_section: dict):
-        self.engine = engine
+    def __init__(self, state: ZoneState, etcd_section: dict):
+        self.state = state
         self.etcd_section = etcd_section
         self.status_path = etcd_section["status-path"]
         # Scanner and scheduler state lives below /skydns too; none of it is a DNS record.
@@ -43,31 +44,33 @@ class StoreSync:
     # -- records -----------------------------------------------------------------------------
 
     def on_records_reset(self, kvs, revision: int) -> None:
-        eng = self.engine
-        eng.index.clear()
+        state = self.state
         statuses = []
-        for kv in kvs:
-            if self.status_in_records and kv.key.startswith(self.status_path):
-                statuses.append(kv)
-            elif not kv.key.startswith(self.not_records):
-                self._put_record(kv)
+
+        def records():
+            for kv in kvs:
+                if self.status_in_records and kv.key.startswith(self.status_path):
+                    statuses.append(kv)
+                elif not kv.key.startswith(self.not_records):
+                    record = self._parse(kv)
+                    if record is not None:
+                        yield record
+
+        state.load(records(), revision)
         if self.status_in_records:
             self._reset_health(statuses)
-        eng.ctx.serial = revision
-        eng.cache.clear()
-        eng.ready = True
         self.loaded.set()
         # The index lives until the next full load: keep cyclic GC from walking it again and
         # again (a full pass over 1M records is 0.4 s of stalled answers).
         gc.freeze()
-        self._want_leases({r.lease for r in eng.index.records() if r.lease})
+        self._want_leases({r.lease for r in state.index.records() if r.lease})
         log.info(
             "records loaded",
             extra={
                 "kv": {
-                    "records": len(eng.index),
+                    "records": len(state.index),
                     "revision": revision,
-                    "down": len(eng.health.down),
+                    "down": len(state.health.down),
                 }
             },
         )
@@ -82,71 +85,56 @@ class StoreSync:
         if status_events:
             self.on_status_events(status_events, revision)
 
-    def _put_record(self, kv):
+    def _parse(self, kv):
+        """The record a key holds, or None (not a record key, or a bad value: logged)."""
         path = key_to_path(kv.key)
         if not path:
             return None
         try:
-            record = parse_record(kv.key, path, kv.value, kv.lease, kv.mod_revision)
+            return parse_record(kv.key, path, kv.value, kv.lease, kv.mod_revision)
         except RecordError as err:
             self.bad_records += 1
             log.warning("bad record skipped", extra={"kv": {"key": kv.key, "error": str(err)}})
-            self.engine.index.delete(kv.key)  # the key no longer holds what we served
-            return path
         except Exception:  # a bug on one value must not cost the zone (a load that never ends)
             self.bad_records += 1
             log.exception("bad record skipped: unexpected error", extra={"kv": {"key": kv.key}})
-            self.engine.index.delete(kv.key)
-            return path
-        self.engine.index.put(record)
-        return path
+        return None
 
     def _record_event(self, kind: str, kv, revision: int) -> None:
-        eng = self.engine
-        if kind == "put":
-            path = self._put_record(kv)
+        record = self._parse(kv) if kind == "put" else None
+        if record is not None:
+            self.state.put(record, revision)
             if kv.lease:
                 self._want_leases({kv.lease})
-        else:
-            old = eng.index.delete(kv.key)
-            path = old.path if old is not None else key_to_path(kv.key)
-        if path is None:
-            return
-        eng.ctx.serial = revision
-        if "*" in path:
-            eng.cache.clear()  # a stored wildcard can answer for any name beside it
-        else:
-            eng.cache.invalidate_path(path)
+        else:  # deleted, or now holding what we cannot serve: what we served from it is gone
+            self.state.delete(kv.key, key_to_path(kv.key) or None, revision)
 
     # -- health ------------------------------------------------------------------------------
 
     def _reset_health(self, kvs) -> None:
-        eng = self.engine
-        eng.health.clear()
+        statuses = []
         for kv in kvs:
-            ip = ip_of_status_key(kv.key, self.status_path)
+            ip = ip_of_key(kv.key, self.status_path)
             if ip is not None:
-                eng.health.set(ip, parse_status(kv.key, kv.value))
-        eng.cache.clear()
+                statuses.append((ip, parse_status(kv.key, kv.value)))
+        self.state.load_health(statuses)
 
     def on_status_reset(self, kvs, revision: int) -> None:
         self._reset_health(kvs)
 
     def on_status_events(self, events, revision: int) -> None:
-        eng = self.engine
         for kind, kv in events:
-            ip = ip_of_status_key(kv.key, self.status_path)
+            ip = ip_of_key(kv.key, self.status_path)
             if ip is None:
                 continue
             status = parse_status(kv.key, kv.value) if kind == "put" else None
-            if eng.health.set(ip, status):
-                eng.cache.invalidate_ip(ip)
+            if self.state.set_health(ip, status):
                 log.info("health changed", extra={"kv": {"ip": ip, "status": status or "UP"}})
 
     # -- leases ------------------------------------------------------------------------------
 
     def _want_leases(self, lease_ids: set[int]) -> None:
-        new = lease_ids - self.engine.ctx.lease_ttls.keys()
+        new = lease_ids - self.state.lease_ttls.keys()
         if not new:
             return
         self._pending_leases |= new
@@ -155,7 +143,6 @@ class StoreSync:
 
     async def _fetch_leases(self) -> None:
         """Learn granted lease TTLs, so a record on a 10 s lease is not cached for 30 s."""
-        eng = self.engine
         while self._pending_leases:
             batch, self._pending_leases = self._pending_leases, set()
             try:
@@ -167,12 +154,8 @@ class StoreSync:
                 await asyncio.sleep(1.0)
                 self._pending_leases |= batch
                 continue
-            if not ttls:  # all already expired: nothing to shorten, skip the index scan
-                continue
-            eng.ctx.lease_ttls.update(ttls)
-            for record in list(eng.index.records()):
-                if record.lease in ttls:
-                    eng.cache.invalidate_path(record.path)
+            # all already expired: nothing to shorten, and the state skips the index scan
+            self.state.add_lease_ttls(ttls)
 
     # -- running -----------------------------------------------------------------------------
 

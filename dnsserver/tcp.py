@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import time
 
 from .engine import Engine
 from .wire import question_key
@@ -68,20 +67,9 @@ class TcpConnection(asyncio.Protocol):
         try:
             keyed = question_key(data, True, engine.max_udp)
             if keyed is not None:
-                entry = engine.cache.entries.get(keyed[0])
-                # Only entries that expire can be restricted (upstream data, for clients in
-                # forward-allow): hits on all others pay nothing for that check.
-                if entry is not None and (
-                    not entry.expires
-                    or (
-                        entry.expires > time.monotonic()
-                        and (not entry.restricted or engine.allowed(self.client))
-                    )
-                ):
-                    entry.ref = True
-                    entry.hits += 1
-                    variant = entry.pick(self.client)
-                    self._send(data[:2] + variant[keyed[2]] + data[12 : keyed[1]] + variant[2])
+                hit = engine.cache.hit(data, keyed, self.client, engine.allowed)
+                if hit is not None:
+                    self._send(data[:2] + hit[0])
                     return
             reply = engine.miss(data, self.client, True)
         except Exception:

@@ -1,11 +1,10 @@
-"""UDP transport. The hot path lives here: the front dict, else key the question, look it up,
-patch ID and RD, send."""
+"""UDP transport. The hot path starts here: the front dict, else key the question and take the
+cache's hit path (AnswerCache.hit, shared with TCP), else the engine's miss."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from .engine import Engine
 from .wire import question_key
@@ -42,20 +41,9 @@ class UdpServer(asyncio.DatagramProtocol):
         try:
             keyed = question_key(data, False, engine.max_udp)
             if keyed is not None:
-                entry = engine.cache.entries.get(keyed[0])
-                # Only entries that expire can be restricted (upstream data, for clients in
-                # forward-allow): hits on all others pay nothing for that check.
-                if entry is not None and (
-                    not entry.expires
-                    or (
-                        entry.expires > time.monotonic()
-                        and (not entry.restricted or engine.allowed(addr[0]))
-                    )
-                ):
-                    entry.ref = True
-                    entry.hits += 1
-                    variant = entry.pick(addr[0])
-                    tail = variant[keyed[2]] + data[12 : keyed[1]] + variant[2]
+                hit = engine.cache.hit(data, keyed, addr[0], engine.allowed)
+                if hit is not None:
+                    tail, entry = hit
                     self.transport.sendto(data[:2] + tail, addr)
                     if not entry.mode and not entry.expires:
                         engine.cache.add_front(data[2:], tail, entry)

@@ -8,6 +8,7 @@ we do not understand) returns None and takes the slow path, where dnslib parses 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
@@ -196,3 +197,69 @@ def error_reply(query: Query, rcode: int, max_udp: int = 1232, ra: bool = False)
     return render(
         query, rcode, [], [], [], TCP_LIMIT, aa=False, ra=ra, max_udp=max_udp, rd=query.rd
     )
+
+
+class Ring(NamedTuple):
+    """A reply whose address records a cache hit rotates as bytes (cache.Entry.pick): rotation
+    r is prefix + records[r*size : r*size + span] + suffix."""
+
+    prefix: bytes  # the reply after the question, up to the first address record
+    records: bytes  # the n address records, followed by the first k-1 of them again
+    size: int  # bytes per address record (all the same)
+    n: int  # address records in the full answer
+    span: int  # bytes of the k records the reply holds (k < n when truncated)
+    suffix: bytes  # the rest of the reply after them
+
+
+def _skip_name(wire: bytes, i: int) -> int:
+    while True:
+        length = wire[i]
+        if length >= 0xC0:
+            return i + 2
+        if length == 0:
+            return i + 1
+        i += length + 1
+
+
+def _skip_rr(wire: bytes, i: int) -> int:
+    i = _skip_name(wire, i) + 8
+    return i + 2 + int.from_bytes(wire[i : i + 2], "big")
+
+
+def address_ring(wire: bytes, full: bytes, first: int, n: int) -> Ring | None:
+    """The byte layout that lets a hit rotate the address records of a rendered reply.
+
+    `wire` is the reply as sent (maybe truncated to k of the n address records that start at
+    answer record `first`), `full` the same untruncated. It works when every address record
+    is the same size and its owner is a pointer to a name before them (A/AAAA rdata hold no
+    names), so any k consecutive records of the cycle make the same reply with other bytes.
+    Returns a Ring, or None.
+    """
+    try:
+        qend = _skip_name(wire, 12) + 4
+        k = int.from_bytes(wire[6:8], "big") - first
+        if k < 1 or int.from_bytes(full[6:8], "big") != first + n:
+            return None
+        start = qend
+        for _ in range(first):
+            start = _skip_rr(wire, start)
+        if full[12:start] != wire[12:start]:
+            return None
+        size = 0
+        for j in range(n):
+            i = start + j * size if size else start
+            if full[i] < 0xC0 or (int.from_bytes(full[i : i + 2], "big") & 0x3FFF) >= start:
+                return None
+            if full[i + 2 : i + 4] not in (b"\x00\x01", b"\x00\x1c"):
+                return None
+            length = _skip_rr(full, i) - i
+            if size and length != size:
+                return None
+            size = length
+        group = full[start : start + n * size]
+        end = start + k * size
+        if wire[start:end] != group[: k * size]:
+            return None
+    except IndexError:
+        return None
+    return Ring(wire[qend:start], group + group[: (k - 1) * size], size, n, k * size, wire[end:])

@@ -8,12 +8,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
-from skydns import notify
-from skydns.config import ConfigError, load_config, load_or_exit
-from skydns.daemon import run_loop
+from skydns import daemon, notify
+from skydns.config import load_or_exit
 from skydns.logsetup import setup_logging
 
 log = logging.getLogger("skydns.kubeapi")
@@ -68,34 +66,33 @@ _RESTART_KEYS = (("General", "domain"), ("SkydnsApi", "api-address"), ("SkydnsAp
                  ("SkydnsApi", "status-public"), ("SkydnsApi", "api-enable"))
 
 
-def reload(path: str | None, running: dict, auth) -> None:
-    """SIGHUP: tokens and [Log] at once (rotating a token needs no restart); a bad file is
-    logged and the running config kept."""
-    from .auth import token_problems
+class ApiProcess:
+    """The API's life under skydns.daemon.serve: `run` until stopped; `reconfigure` on SIGHUP
+    (the daemon has re-read the file and applied [Log]; a bad file never gets here)."""
 
-    try:
-        cfg = load_config(path, "api")
-        problems = token_problems(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
-        if problems:
-            key, reason = problems[0]
-            raise ConfigError(path, reason, "Tokens", key)
-    except ConfigError as err:
-        log.error("config reload failed; keeping the running config",
-                  extra={"kv": {"error": str(err)}})
-        return
-    setup_logging(cfg["Log"], "skydns-kubeapi")
-    auth.replace(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
-    stale = [f"[{section}] {key}" for section, key in _RESTART_KEYS
-             if cfg[section][key] != running[section][key]]
-    if cfg["Etcd"] != running["Etcd"]:
-        stale.append("[Etcd]")
-    log.info("config reloaded", extra={"kv": {"owners": len(cfg.get("Tokens", {}))}})
-    if stale:
-        log.warning("changes that need a restart were not applied",
-                    extra={"kv": {"keys": ", ".join(stale)}})
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.auth = None
+
+    def reconfigure(self, cfg: dict) -> None:
+        """Tokens at once (rotating a token needs no restart); the rest is reported."""
+        if self.auth is not None:
+            self.auth.replace(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
+        running = self.cfg
+        stale = [f"[{section}] {key}" for section, key in _RESTART_KEYS
+                 if cfg[section][key] != running[section][key]]
+        if cfg["Etcd"] != running["Etcd"]:
+            stale.append("[Etcd]")
+        log.info("config reloaded", extra={"kv": {"owners": len(cfg.get("Tokens", {}))}})
+        if stale:
+            log.warning("changes that need a restart were not applied",
+                        extra={"kv": {"keys": ", ".join(stale)}})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await serve(self.cfg, stop, self)
 
 
-async def serve(cfg: dict, path: str | None = None) -> None:
+async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
     from aiohttp import web
 
     from .auth import Authenticator
@@ -108,7 +105,7 @@ async def serve(cfg: dict, path: str | None = None) -> None:
 
     api, etcd = cfg["SkydnsApi"], cfg["Etcd"]
     zone = cfg["General"]["domain"]
-    auth = Authenticator(api["skydns-auth"], cfg.get("Tokens", {}))
+    auth = process.auth = Authenticator(api["skydns-auth"], cfg.get("Tokens", {}))
     if not auth.configured:
         log.warning("no tokens configured ([SkydnsApi] skydns-auth and [Tokens] are empty): "
                     "every request except /healthz will be refused with 401")
@@ -136,11 +133,6 @@ async def serve(cfg: dict, path: str | None = None) -> None:
                                         "owners": len(cfg.get("Tokens", {})),
                                         "status_public": api["status-public"]}})
     notify.ready(f"serving {zone} on {host}:{port}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload, path, cfg, auth)
     try:
         await stop.wait()
     finally:
@@ -155,19 +147,12 @@ async def serve(cfg: dict, path: str | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "api")
-    from .auth import token_problems
-
-    problems = token_problems(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
-    if problems:
-        key, reason = problems[0]
-        err = ConfigError(args.config_file, reason, "Tokens", key)
-        print(f"skydns: config error: {err}", file=sys.stderr)
-        return 2
     setup_logging(cfg["Log"], "skydns-kubeapi")
     if not cfg["SkydnsApi"]["api-enable"]:
         log.info("[SkydnsApi] api-enable is false: nothing to serve")
         return 0
-    run_loop(serve(cfg, args.config_file))
+    daemon.serve(lambda: ApiProcess(cfg), config_path=args.config_file, kind="api",
+                 program="skydns-kubeapi", logger=log)
     return 0
 
 

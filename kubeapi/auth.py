@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import hmac
 
+from skydns.httpauth import UnsupportedScheme, request_token
+
 from .errors import ApiError
 from .plan import Caller
 from .records import ADMIN
-
-
-def token_problems(admin_token: str, tokens: dict[str, str]) -> list[tuple[str, str]]:
-    """(key, reason) for each [Tokens] entry that would make an owner ambiguous."""
-    problems = []
-    seen: dict[str, str] = {}
-    for owner, token in tokens.items():
-        if owner == ADMIN:
-            problems.append((owner, f"the owner name {ADMIN!r} is kept for the skydns-auth token"))
-        elif admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
-            problems.append((owner, "same token as [SkydnsApi] skydns-auth"))
-        elif token in seen:
-            problems.append((owner, f"same token as owner {seen[token]!r}"))
-        seen.setdefault(token, owner)
-    return problems
 
 
 class Authenticator:
@@ -59,11 +46,8 @@ class Authenticator:
 
 
 def token_of(headers, query) -> str | None:
-    """The token from `Authorization: Bearer x` (preferred) or `?token=x`."""
-    header = headers.get("Authorization")
-    if header is not None:
-        scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            raise ApiError(401, "unsupported Authorization scheme; use Bearer <token>")
-        return value.strip() or None
-    return query.get("token") or None
+    """The token from `Authorization: Bearer x` (preferred) or `?token=x` (skydns.httpauth)."""
+    try:
+        return request_token(headers.get("Authorization"), query.get("token"))
+    except UnsupportedScheme as err:
+        raise ApiError(401, str(err)) from None

@@ -85,7 +85,7 @@ class EtcdStore:
         try:
             await self.client.close()
         except Exception as exc:  # closing a broken channel is best effort
-            log.debug("closing etcd client: %s", describe_error(exc))
+            log.debug("closing etcd client failed", extra={"kv": {"error": describe_error(exc)}})
 
     async def _call(self, method: str, request, deadline: float, retry: bool = True):
         loop = asyncio.get_running_loop()

@@ -29,11 +29,12 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
+from skydns.config import ADMIN_OWNER
 from skydns.keys import key_to_path, name_to_key, path_to_name, reverse_name
 
 from .validate import ADDRESS_TYPES, TYPES
 
-ADMIN = "admin"  # the owner recorded for records made with [SkydnsApi] skydns-auth
+ADMIN = ADMIN_OWNER  # the owner recorded for records made with [SkydnsApi] skydns-auth
 CNAME_ID = hashlib.sha1(b"CNAME").hexdigest()[:8]
 _ID_LENGTHS = (8, 16, 40)
 

@@ -12,8 +12,7 @@ import logging
 import random
 from contextlib import asynccontextmanager
 
-from skydns.health import ip_of_status_key
-from skydns.keys import name_to_key
+from skydns.keys import ip_of_key, name_to_key
 
 from .errors import ApiError
 from .etcd import CommitUnknown, EtcdStore
@@ -138,7 +137,7 @@ class RecordService:
         statuses, checks = {}, {}
         for kv in snap.under(lay.status_path):
             # Canonical, as the records' addresses are: a hand-written `2001:DB8::1` counts.
-            ip = ip_of_status_key(kv.key, lay.status_path)
+            ip = ip_of_key(kv.key, lay.status_path)
             if ip is None:
                 continue
             status = decode_status(kv.value)

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from skydns.checks import describe
-from skydns.health import ip_of_status_key, report_owner
+from skydns.health import report_owner
+from skydns.keys import ip_of_key
 from skydns.store import KV
 
 from .records import decode, decode_status, ip_sort_key
@@ -161,7 +162,7 @@ class StatusState:
     def _ip(self, source: str, key: str) -> str | None:
         # Records hold canonical addresses; a status or report key written by hand as
         # `2001:DB8::1` must still land on the record's `2001:db8::1`.
-        return ip_of_status_key(key, self.prefixes[source])
+        return ip_of_key(key, self.prefixes[source])
 
     def _put(self, source: str, kv: KV) -> None:
         if source == "records":

@@ -21,15 +21,15 @@ Consequences, each tested in tests/test_scheduler_assign.py:
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 
+from skydns.rendezvous import weight
+
 
 def score(scanner: str, ip: str) -> int:
-    """The rendezvous weight of (scanner, ip): a stable 64-bit hash, same on every host."""
-    digest = hashlib.blake2b(f"{scanner}\0{ip}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    """The rendezvous weight of (scanner, ip): skydns.rendezvous, the same on every host."""
+    return weight(ip, scanner)
 
 
 def ranking(ip: str, scanners: Iterable[str]) -> list[str]:

@@ -9,6 +9,7 @@ read these in a terminal or a journal and need to know exactly which line to fix
 from __future__ import annotations
 
 import difflib
+import hmac
 import ipaddress
 import math
 import os
@@ -627,6 +628,12 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
             mode = -1
         if not 0 <= mode <= 0o777:
             raise ConfigError(path, "must be an octal file mode like 0660", "Pdns", "socket-mode")
+        pdns["socket-mode"] = mode  # the permission bits, ready for chmod
+    elif kind == "api":
+        problems = token_problems(result["SkydnsApi"]["skydns-auth"], result.get("Tokens", {}))
+        if problems:
+            key, reason = problems[0]
+            raise ConfigError(path, reason, "Tokens", key)
     elif kind == "scanner":
         if general["heartbeat-interval"] >= general["agent-downtime"]:
             raise ConfigError(
@@ -636,6 +643,26 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
                 "General",
                 "heartbeat-interval",
             )
+
+
+ADMIN_OWNER = "admin"  # the owner the API records for the [SkydnsApi] skydns-auth token
+
+
+def token_problems(admin_token: str, tokens: dict[str, str]) -> list[tuple[str, str]]:
+    """(key, reason) for each [Tokens] entry that would make an API caller ambiguous."""
+    problems = []
+    seen: dict[str, str] = {}
+    for owner, token in tokens.items():
+        if owner == ADMIN_OWNER:
+            problems.append(
+                (owner, f"the owner name {ADMIN_OWNER!r} is kept for the skydns-auth token")
+            )
+        elif admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+            problems.append((owner, "same token as [SkydnsApi] skydns-auth"))
+        elif token in seen:
+            problems.append((owner, f"same token as owner {seen[token]!r}"))
+        seen.setdefault(token, owner)
+    return problems
 
 
 def load_config(path: str | None, kind: str) -> dict:

@@ -1,4 +1,5 @@
-"""The asyncio main of a long-running component (scanner, scheduler): signals, /metrics, loop.
+"""The asyncio main of a long-running component (scanner, scheduler, API, pdns backend):
+signals, /metrics, loop.
 
 SIGTERM/SIGINT end `thing.run(stop)`, SIGHUP re-reads the config and hands it to
 `thing.reconfigure(cfg)`, and the metrics server runs for the life of the process (up before
@@ -44,9 +45,11 @@ def reload(path: str | None, kind: str, program: str, apply: Callable[[dict], ob
 
 
 def serve(build: Callable[[], object], *, config_path: str | None, kind: str, program: str,
-          metrics_addr: str, registry_for: Callable[[object], object],
+          metrics_addr: str | None = None,
+          registry_for: Callable[[object], object] | None = None,
           logger: logging.Logger = log) -> None:
-    """Run `build()` until SIGTERM/SIGINT; SIGHUP reloads (see reload) into its reconfigure."""
+    """Run `build()` until SIGTERM/SIGINT; SIGHUP reloads (see reload) into its reconfigure.
+    Without registry_for there is no metrics server here (the API serves /metrics itself)."""
     async def main() -> None:
         stop = asyncio.Event()
         thing = build()
@@ -55,7 +58,7 @@ def serve(build: Callable[[], object], *, config_path: str | None, kind: str, pr
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload, config_path, kind, program,
                                 thing.reconfigure, logger)
-        server = serve_metrics(metrics_addr, registry_for(thing))
+        server = serve_metrics(metrics_addr, registry_for(thing)) if registry_for else None
         try:
             await thing.run(stop)
         finally:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 
-from .keys import canonical_ip
-
 log = logging.getLogger("skydns.health")
 
 
@@ -37,14 +35,6 @@ def parse_status(key: str, value: bytes) -> str:
         log.warning("unreadable status value, counted as UP", extra={"kv": {"key": key}})
         return "UP"
     return status.upper()
-
-
-def ip_of_status_key(key: str, status_path: str) -> str | None:
-    """The canonical IP a status key is about, or None for a key that names no address."""
-    if not key.startswith(status_path):
-        return None
-    ip, _ = canonical_ip(key[len(status_path) :].strip("/"))
-    return ip or None
 
 
 class HealthView:

@@ -81,6 +81,20 @@ def canonical_ip(text: str) -> tuple[str, int]:
     return socket.inet_ntop(family, packed), 6 if family == socket.AF_INET6 else 4
 
 
+def ip_of_key(key: str, prefix: str) -> str | None:
+    """The canonical IP `prefix + ip` names, or None (not under prefix, nested, a trailing
+    slash, not an IP): the one reading of status/report/refs keys, for the DNS server, the
+    API, the scanner and the scheduler alike, so they never disagree on which keys are
+    addresses. Canonical, so `2001:DB8::1` and `2001:db8::1` are one address."""
+    if not key.startswith(prefix):
+        return None
+    rest = key[len(prefix) :]
+    if not rest or "/" in rest:
+        return None
+    ip, _ = canonical_ip(rest)
+    return ip or None
+
+
 def valid_hostname(name: str) -> bool:
     """A plausible DNS name: labels of 1-63 octets, 253 in all; `*` and `_` are allowed."""
     name = name.rstrip(".")

@@ -163,4 +163,4 @@ class KeptLease:
             try:
                 await client.close()
             except Exception as exc:  # closing a broken channel
-                log.debug("closing etcd client: %s", describe_error(exc))
+                log.debug("closing etcd client failed", extra=kv(error=describe_error(exc)))

@@ -1,6 +1,6 @@
-"""What the monitor daemons (scanner, scheduler) share: the IP a monitor key names, their
-timestamps, and warnings that must not flood a log. The daemons never import each other, so
-this lives in the core.
+"""What the monitor daemons (scanner, scheduler) share: their timestamps, and warnings that
+must not flood a log (the IP a monitor key names is skydns.keys.ip_of_key, for every reader).
+The daemons never import each other, so this lives in the core.
 """
 
 from __future__ import annotations
@@ -9,24 +9,10 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from .keys import canonical_ip
+from .keys import ip_of_key
 from .logsetup import kv
 
 LOG_EVERY = 10.0  # seconds between repeated warnings of one kind
-
-
-def ip_of_key(key: str, prefix: str) -> str | None:
-    """The canonical IP `prefix + ip` names, or None (not under prefix, nested, not an IP).
-
-    Canonical, so that `2001:DB8::1` and `2001:db8::1` are one address for every daemon,
-    as they are for the DNS server (skydns.health.ip_of_status_key)."""
-    if not key.startswith(prefix):
-        return None
-    rest = key[len(prefix):]
-    if not rest or "/" in rest:
-        return None
-    ip, _ = canonical_ip(rest)
-    return ip or None
 
 
 def iso_time(now: datetime | None = None) -> str:

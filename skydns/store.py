@@ -23,6 +23,8 @@ import aetcd.watcher
 import grpc
 from aetcd import rpc
 
+from .logsetup import kv
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
@@ -181,7 +183,7 @@ def channel_target(urls: list[str]) -> tuple[str, bool, str]:
             found = _addresses(host, port)
         except OSError as err:  # one unresolvable member must not keep us off the others
             log.warning("etcd endpoint does not resolve; skipped",
-                        extra={"kv": {"host": host, "error": str(err)}})
+                        extra=kv(host=host, error=str(err)))
             continue
         members += [(v, ip, port) for v, ip in found if (v, ip, port) not in members]
     if not members:
@@ -413,11 +415,9 @@ class Mirror:
                     (grpc.aio.AioRpcError, aetcd.ClientError, OSError, TimeoutError, _WatchEnded),
                 )
                 log.warning(
-                    "%s %s: etcd session failed (attempt %d): %s",
-                    self.name,
-                    self.prefix,
-                    failures,
-                    describe_error(exc),
+                    "etcd session failed",
+                    extra=kv(mirror=self.name, prefix=self.prefix, attempt=failures,
+                             error=describe_error(exc)),
                     exc_info=None if known else exc,
                 )
             finally:
@@ -433,7 +433,8 @@ class Mirror:
             try:
                 await self._watch(client)
             except _Compacted as exc:
-                log.warning("%s %s: %s; reloading", self.name, self.prefix, exc)
+                log.warning("watch compacted, reloading",
+                            extra=kv(mirror=self.name, prefix=self.prefix, error=str(exc)))
                 self._need_load = True
 
     async def _close_client(self) -> None:
@@ -442,7 +443,8 @@ class Mirror:
             try:
                 await client.close()
             except Exception as exc:  # closing a broken channel is best effort
-                log.debug("%s: closing etcd client: %s", self.name, describe_error(exc))
+                log.debug("closing etcd client failed",
+                          extra=kv(mirror=self.name, error=describe_error(exc)))
 
     async def _load(self, client: aetcd.Client) -> None:
         # A load makes millions of objects that all live on: cyclic GC passes over them find
@@ -460,17 +462,13 @@ class Mirror:
         self.revision = revision
         self._need_load = False
         self.resets += 1
-        log.info("%s %s: loaded %d keys at revision %d", self.name, self.prefix, len(kvs), revision)
+        log.info("loaded", extra=kv(mirror=self.name, prefix=self.prefix, keys=len(kvs),
+                                    revision=revision))
         try:
             self.on_reset(kvs, revision)
         except Exception:
-            log.exception(
-                "%s %s: on_reset callback failed (%d keys, revision %d)",
-                self.name,
-                self.prefix,
-                len(kvs),
-                revision,
-            )
+            log.exception("on_reset callback failed", extra=kv(
+                mirror=self.name, prefix=self.prefix, keys=len(kvs), revision=revision))
         self.ready.set()
 
     async def _watch(self, client: aetcd.Client) -> None:
@@ -527,9 +525,8 @@ class Mirror:
             if resp.created:
                 self.connected = True
                 self._healthy = True
-                log.info(
-                    "%s %s: watching from revision %d", self.name, self.prefix, self.revision + 1
-                )
+                log.info("watching", extra=kv(mirror=self.name, prefix=self.prefix,
+                                              revision=self.revision + 1))
                 continue
             pending.extend(resp.events)
             if resp.fragment:
@@ -550,14 +547,7 @@ class Mirror:
         try:
             self.on_events(batch, revision)
         except Exception:
-            keys = ", ".join(kv.key for _, kv in batch[:5])
-            more = f" and {len(batch) - 5} more" if len(batch) > 5 else ""
-            log.exception(
-                "%s %s: on_events callback failed at revision %d for %s%s",
-                self.name,
-                self.prefix,
-                revision,
-                keys,
-                more,
-            )
+            log.exception("on_events callback failed", extra=kv(
+                mirror=self.name, prefix=self.prefix, revision=revision, events=len(batch),
+                keys=[item.key for _, item in batch[:5]]))
         self.revision = max(self.revision, revision)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from skydns.localetcd import find_binary
+from devup.localetcd import find_binary
 
 STARTUP_TIMEOUT = 30.0
 TXN_MAX_OPS = 128  # etcd's default --max-txn-ops

@@ -98,9 +98,9 @@ class Client:
 
 
 class Backend(Process):
-    """`skydns-pdns-backend` as a process (python -m dnsserver.pdns), socket in a temp dir."""
+    """`skydns-pdns-backend` as a process (python -m pdnsbackend), socket in a temp dir."""
 
-    module, what = "dnsserver.pdns", "backend"
+    module, what = "pdnsbackend", "backend"
 
     def __init__(self, etcd_endpoint: str, socket_path: Path | None = None, extra_args=(),
                  **sections):

@@ -61,14 +61,15 @@ def test_unrelated_change_keeps_hits_related_change_drops(inproc, etcd):
     assert cache.hits == hits + 1
 
     etcd.put("/skydns/test/example/c/x", {"host": "10.8.0.3"})  # unrelated name
-    wait_for(lambda: inproc.engine.index.get("/skydns/test/example/c/x") is not None, timeout=2)
+    index = inproc.engine.state.index
+    wait_for(lambda: index.get("/skydns/test/example/c/x") is not None, timeout=2)
     hits = cache.hits
     ask(inproc, "a.example.test.")
     ask(inproc, "b.example.test.")
     assert cache.hits == hits + 2, "an unrelated change flushed cached answers"
 
     etcd.put("/skydns/monitor/status/10.8.0.1", {"status": "DOWN"})  # a's address only
-    wait_for(lambda: inproc.engine.health.is_down("10.8.0.1"), timeout=2)
+    wait_for(lambda: inproc.engine.state.health.is_down("10.8.0.1"), timeout=2)
     hits = cache.hits
     ask(inproc, "b.example.test.")
     assert cache.hits == hits + 1

@@ -501,6 +501,25 @@ def test_pdns_section(tmp_path):
     path.write_text("[Pdns]\nsocket = run/pdns.sock\nsocket-mode = 0600\n")
     cfg = load_config(str(path), "dns")
     assert cfg["Pdns"]["socket"] == str(tmp_path / "run" / "pdns.sock")
+    assert cfg["Pdns"]["socket-mode"] == 0o600  # checked and parsed here, nowhere else
     path.write_text("[Pdns]\nsocket-mode = 999\n")
     with pytest.raises(ConfigError, match=r"\[Pdns\] socket-mode"):
         load_config(str(path), "dns")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[Tokens]\nadmin = tok-1\n", "[Tokens] admin: the owner name 'admin' is kept"),
+        ("[Tokens]\na = same\nb = same\n", "[Tokens] b: same token as owner 'a'"),
+        ("[SkydnsApi]\nskydns-auth = t1\n[Tokens]\na = t1\n",
+         "[Tokens] a: same token as [SkydnsApi] skydns-auth"),
+    ],
+)
+def test_api_token_rules_live_in_the_config_layer(tmp_path, text, message):
+    """Checked by load_config itself, so start-up and SIGHUP reload apply the same rules."""
+    path = tmp_path / "api.conf"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path), "api")
+    assert message in str(err.value)

@@ -17,7 +17,7 @@ import dns.message
 import dns.query
 
 from apicmd.client import Client
-from skydns.localetcd import find_binary
+from devup.localetcd import find_binary
 
 from dnstest import ROOT, free_port
 from etcdtest import wait_for

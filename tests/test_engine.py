@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import random
@@ -14,12 +15,13 @@ import dns.rdatatype
 import pytest
 from dnslib import QTYPE, RR, SOA, A, DNSRecord
 
-from dnsserver.cache import AnswerCache, Entry, rendezvous
+from dnsserver.cache import AnswerCache, Entry
 from dnsserver.engine import FORWARD_CACHE_MAX, Engine
 from dnsserver.wire import question_key
 from skydns.config import load_config
 from skydns.keys import key_to_path
 from skydns.records import parse_record
+from skydns.rendezvous import choose as rendezvous
 
 
 def make_engine(records: dict, mode: str = "", **dns) -> Engine:
@@ -29,28 +31,20 @@ def make_engine(records: dict, mode: str = "", **dns) -> Engine:
     cfg["Fun"]["random-one"] = mode == "random"
     cfg["Fun"]["hone-one"] = mode == "hone"
     engine = Engine(cfg)
-    for key, value in records.items():
-        engine.index.put(parse_record(key, key_to_path(key), json.dumps(value).encode()))
-    engine.ready = True
+    engine.state.load(
+        [parse_record(k, key_to_path(k), json.dumps(v).encode()) for k, v in records.items()], 1
+    )
     return engine
 
 
 def ask(engine, name, rdtype="A", client="127.0.0.1", tcp=False, **kw):
-    """Answer as the transports do: a usable cache entry, else the engine's slow path."""
+    """Answer as the transports do: the cache's hit path, else the engine's slow path."""
     query = dns.message.make_query(name, rdtype, **kw)
     wire = query.to_wire()
     keyed = question_key(wire, tcp, engine.max_udp)
-    entry = engine.cache.get(keyed[0]) if keyed else None
-    if entry is not None and entry.expires and (
-        entry.expires <= time.monotonic() or (entry.restricted and not engine.allowed(client))
-    ):
-        entry = None
-    if entry is not None:
-        variant = entry.pick(client)
-        reply = wire[:2] + variant[keyed[2]] + wire[12 : keyed[1]] + variant[2]
-    else:
-        reply = engine.miss(wire, client, tcp)
-    return dns.message.from_wire(reply), entry is not None
+    hit = engine.cache.hit(wire, keyed, client, engine.allowed) if keyed else None
+    reply = wire[:2] + hit[0] if hit is not None else engine.miss(wire, client, tcp)
+    return dns.message.from_wire(reply), hit is not None
 
 
 MANY = {f"/skydns/test/example/big/i{i:03d}": {"host": f"10.1.0.{i}"} for i in range(1, 101)}
@@ -135,7 +129,7 @@ def test_out_of_zone_refused_without_nameservers_or_for_strangers():
 def test_random_one_variants_never_down():
     records = {f"/skydns/test/example/r/i{i}": {"host": f"10.2.0.{i}"} for i in range(1, 6)}
     engine = make_engine(records, mode="random")
-    engine.health.down.add("10.2.0.3")
+    engine.state.set_health("10.2.0.3", "DOWN")
     seen = set()
     for _ in range(200):
         reply, _ = ask(engine, "r.example.test.")
@@ -158,8 +152,7 @@ def test_hone_one_stable_per_client_and_spread():
     assert len(set(chosen.values())) >= 3
     # Take one address down: only its clients move.
     victim = chosen["127.0.0.1"]
-    engine.health.down.add(victim)
-    engine.cache.invalidate_ip(victim)
+    engine.state.set_health(victim, "DOWN")
     for client, before in chosen.items():
         after = ask(engine, "h.example.test.", client=client)[0].answer[0][0].address
         assert after != victim
@@ -170,6 +163,21 @@ def test_hone_one_stable_per_client_and_spread():
 def test_rendezvous_is_deterministic():
     addrs = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
     assert rendezvous("127.0.0.7", addrs) == rendezvous("127.0.0.7", list(addrs))
+
+
+def test_hone_one_choice_is_the_one_every_version_made():
+    """Workers and replicas of different versions must give a client the same address: the
+    choice is blake2b("<client>|<address>"), highest wins, as it always was."""
+
+    def old(client, addrs):
+        scores = [
+            hashlib.blake2b(f"{client}|{a}".encode(), digest_size=8).digest() for a in addrs
+        ]
+        return scores.index(max(scores))
+
+    addrs = [f"10.0.0.{i}" for i in range(1, 9)]
+    for n in range(1, 200):
+        assert rendezvous(f"127.0.{n}.1", addrs) == old(f"127.0.{n}.1", addrs)
 
 
 def test_shuffled_answers_rotate():

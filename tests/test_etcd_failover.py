@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from skydns.localetcd import find_binary
+from devup.localetcd import find_binary
 from skydns.store import channel_target, make_client
 
 from dnstest import Skydns, free_port

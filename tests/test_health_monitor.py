@@ -9,7 +9,8 @@ import pytest
 
 from scanner.__main__ import raise_fd_limit
 from skydns import daemon
-from skydns.monitor import Warner, ip_of_key, iso_time
+from skydns.keys import ip_of_key
+from skydns.monitor import Warner, iso_time
 
 STATUS = "/skydns/monitor/status/"
 

@@ -7,47 +7,35 @@ from collections import Counter
 
 import pytest
 
-from dnsserver.answer import Context, ZoneSettings
-from dnsserver.index import RecordIndex
-from dnsserver.pdns_protocol import LineTooLong, PdnsBackend, Session
-from skydns.health import HealthView
+from dnsserver.answer import ZoneSettings
+from dnsserver.zonestate import ZoneState
+from pdnsbackend.protocol import LineTooLong, PdnsBackend, Session
 from skydns.keys import key_to_path
 from skydns.records import parse_record
 
-RECORDS = {  # EXAMPLES.md, plus a few shapes the protocol must render
-    "/skydns/test/example/api/i1": {"host": "10.0.0.1", "ttl": 60},
-    "/skydns/test/example/api/i2": {"host": "10.0.0.2", "ttl": 60},
-    "/skydns/test/example/west/db/1": {"host": "10.0.1.1", "port": 5432, "priority": 10,
-                                       "weight": 50},
-    "/skydns/test/example/west/db/2": {"host": "10.0.1.2", "port": 5432, "priority": 10,
-                                       "weight": 150},
-    "/skydns/test/example/west/db/3": {"host": "db3.example.test", "port": 5432, "priority": 20},
-    "/skydns/test/example/db3/x": {"host": "10.0.1.3"},
-    "/skydns/test/example/www/x": {"host": "api.example.test"},
-    "/skydns/test/example/motd/x": {"text": "maintenance at 02:00"},
-    "/skydns/arpa/in-addr/10/0/0/1": {"host": "api.example.test"},
-    "/skydns/test/example/dns/ns/ns1": {"host": "10.0.9.1"},
-    "/skydns/test/example/v6/a": {"host": "2001:db8::1"},
-    "/skydns/test/example/mail/mx1": {"host": "10.0.2.1", "mail": True, "priority": 5},
+from samples import EXAMPLES
+
+RECORDS = {  # EXAMPLES.md, plus a shape the protocol must render
+    **EXAMPLES,
     "/skydns/test/example/wild/*": {"host": "10.0.3.1"},
 }
 
 
-def make_ctx(records=RECORDS, down=()) -> Context:
-    index = RecordIndex()
-    for key, value in records.items():
-        index.put(parse_record(key, key_to_path(key), json.dumps(value).encode()))
-    health = HealthView()
-    health.down.update(down)
-    return Context(index, health, ZoneSettings(domain="example.test.", ttl=30, min_ttl=10))
+def make_state(records=RECORDS, down=(), serial=7, ready=True) -> ZoneState:
+    state = ZoneState(ZoneSettings(domain="example.test.", ttl=30, min_ttl=10))
+    if ready:
+        state.load(
+            [parse_record(k, key_to_path(k), json.dumps(v).encode()) for k, v in records.items()],
+            serial,
+        )
+        state.load_health((ip, "DOWN") for ip in down)
+    return state
 
 ZONE_SOA = "ns.dns.example.test. hostmaster.example.test. 7 28800 7200 604800 10"
 
 
 def backend(records=RECORDS, down=(), mode="", serial=7) -> PdnsBackend:
-    ctx = make_ctx(records, down)
-    ctx.serial = serial
-    return PdnsBackend(ctx, mode=mode)
+    return PdnsBackend(make_state(records, down, serial), mode=mode)
 
 
 def lookup(be: PdnsBackend, qname: str, qtype: str = "ANY", remote: str = "127.0.0.1"):
@@ -237,7 +225,7 @@ def test_metadata_and_initialize():
 
 
 def test_not_ready_fails_data_requests_only():
-    be = PdnsBackend(make_ctx(), is_ready=lambda: False)
+    be = PdnsBackend(make_state(ready=False))
     assert be.handle({"method": "initialize"}) == {"result": True}
     reply = be.handle({"method": "lookup", "parameters": {"qname": "example.test.",
                                                           "qtype": "SOA"}})
@@ -393,25 +381,23 @@ def test_root_and_names_without_the_trailing_dot():
 
 
 def test_memoized_lookups_follow_health_records_and_leases():
-    """Lookups are reused between changes; a DOWN flip, a record change (serial) and a lease
+    """Lookups are reused between changes; a DOWN flip, a record change and a lease
     TTL each make the next lookup fresh."""
     be = backend()
     first = lookup(be, "api.example.test.", "A")
     assert lookup(be, "api.example.test.", "A") is first  # reused, not rebuilt
     assert len(lines(first)) == 2
 
-    be.ctx.health.set("10.0.0.2", "DOWN")
+    be.state.set_health("10.0.0.2", "DOWN")
     assert lines(lookup(be, "api.example.test.", "A")) == ["api.example.test. 60 A 10.0.0.1"]
 
     key = "/skydns/test/example/api/i9"
-    be.ctx.index.put(parse_record(key, key_to_path(key), b'{"host": "10.0.0.9", "lease": 0}'))
-    be.ctx.serial += 1  # what the sync does with every record event
+    be.state.put(parse_record(key, key_to_path(key), b'{"host": "10.0.0.9", "lease": 0}'), 8)
     assert "api.example.test. 30 A 10.0.0.9" in lines(lookup(be, "api.example.test.", "A"))
 
-    be.ctx.index.put(parse_record(key, key_to_path(key), b'{"host": "10.0.0.9"}', lease=77))
-    be.ctx.serial += 1
+    be.state.put(parse_record(key, key_to_path(key), b'{"host": "10.0.0.9"}', lease=77), 9)
     lookup(be, "api.example.test.", "A")
-    be.ctx.lease_ttls[77] = 5  # the lease's TTL arrives after the record
+    be.state.add_lease_ttls({77: 5})  # the lease's TTL arrives after the record
     assert "api.example.test. 5 A 10.0.0.9" in lines(lookup(be, "api.example.test.", "A"))
 
 

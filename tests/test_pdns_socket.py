@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 
-from dnsserver.pdns import DEFAULT_SOCKET, pdns_settings
+from pdnsbackend.server import DEFAULT_SOCKET, pdns_settings
+from skydns.config import ConfigError, load_config
 
 from dnstest import free_port
 from etcdtest import wait_for
@@ -166,14 +167,17 @@ def test_live_socket_and_other_files_are_not_taken_over(etcd, tmp_path):
             be.cleanup()
 
 
-def test_pdns_settings_defaults_section_and_command_line():
-    assert pdns_settings({}, None) == (DEFAULT_SOCKET, 0o660)
-    cfg = {"Pdns": {"socket": "/tmp/x/p.sock", "socket-mode": "0600"}}
+def test_pdns_settings_defaults_section_and_command_line(tmp_path):
+    assert pdns_settings(load_config(None, "dns"), None) == (DEFAULT_SOCKET, 0o660)
+    conf = tmp_path / "skydns.conf"
+    conf.write_text("[Pdns]\nsocket = /tmp/x/p.sock\nsocket-mode = 0600\n")
+    cfg = load_config(str(conf), "dns")
     assert pdns_settings(cfg, None) == ("/tmp/x/p.sock", 0o600)
     assert pdns_settings(cfg, "/tmp/y.sock") == ("/tmp/y.sock", 0o600)
-    for bad in ("rw", "0999", "10000"):
-        with pytest.raises(ValueError, match="socket-mode"):
-            pdns_settings({"Pdns": {"socket-mode": bad}}, None)
+    for bad in ("rw", "0999", "10000", ""):  # the config layer's rule, the only one
+        conf.write_text(f"[Pdns]\nsocket-mode = {bad}\n")
+        with pytest.raises(ConfigError, match=r"\[Pdns\] socket-mode"):
+            load_config(str(conf), "dns")
 
 
 def test_without_etcd_it_listens_after_a_while_and_fails_data_requests(tmp_path):
@@ -189,10 +193,10 @@ def test_without_etcd_it_listens_after_a_while_and_fails_data_requests(tmp_path)
         be.cleanup()
 
 
-def test_sighup_is_logged_and_ignored(backend):
+def test_sighup_reloads_log_settings_and_nothing_else(backend):
     """systemd's habit of `kill -HUP` for reload must not take down what pdns depends on."""
     backend.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "SIGHUP ignored" in backend.logs(), timeout=10,
+    wait_for(lambda: "restart to apply other changes" in backend.logs(), timeout=10,
              message="no log line for SIGHUP")
     assert backend.proc.poll() is None
     with backend.client() as client:

@@ -79,6 +79,16 @@ def test_token_required(stats_server):
                                  headers={"Authorization": "Bearer s3cret"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
+    # the API's rules (skydns.httpauth): another scheme alone is named, beside ?token= ignored
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/skydns/stats",
+                                 headers={"Authorization": "Basic eDp5"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == 401 and b"use Bearer" in err.value.read()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/skydns/stats?token=s3cret",
+                                 headers={"Authorization": "Basic eDp5"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
 
 
 def test_non_ascii_digit_in_top_is_an_answer_not_a_traceback(stats_server):

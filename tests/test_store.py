@@ -190,9 +190,10 @@ def test_a_raising_callback_does_not_stop_the_mirror(etcd, caplog):
 
     with caplog.at_level(logging.ERROR, logger="skydns.store"):
         run_async(main())
-    messages = [r.getMessage() for r in caplog.records]
-    assert any("on_reset" in m for m in messages)
-    assert any("on_events" in m and f"{P}boom" in m for m in messages)
+    # the house log style: a fixed message, the details as kv fields
+    fields = [(r.getMessage(), r.kv) for r in caplog.records]
+    assert any(m == "on_reset callback failed" and kv["prefix"] == P for m, kv in fields)
+    assert any(m == "on_events callback failed" and f"{P}boom" in kv["keys"] for m, kv in fields)
 
 
 # --- outages -----------------------------------------------------------------------------------
@@ -302,8 +303,9 @@ def test_starts_before_etcd_and_logs_one_line_per_failed_attempt(etcd, caplog):
     assert len(failures) >= 3
     for record in failures:
         assert record.exc_info is None
-        assert P in record.getMessage() and "\n" not in record.getMessage()
-    attempts = [int(r.getMessage().split("attempt ")[1].split(")")[0]) for r in failures]
+        assert record.getMessage() == "etcd session failed" and record.kv["prefix"] == P
+        assert "\n" not in record.kv["error"]
+    attempts = [r.kv["attempt"] for r in failures]
     assert attempts == list(range(1, len(attempts) + 1))
 
 

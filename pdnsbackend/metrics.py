@@ -33,14 +33,14 @@ class PdnsCollector(Collector):
         yield GaugeMetricFamily(PREFIX + "connections", "Open connections from pdns_server.",
                                 value=len(server.connections))
         yield GaugeMetricFamily(PREFIX + "records", "Records in the in-memory copy of etcd.",
-                                value=len(server.engine.index))
+                                value=len(server.state.index))
         yield GaugeMetricFamily(PREFIX + "etcd_loaded", "1 once the first full etcd load is "
                                 "in (before it, data requests fail).",
-                                value=1 if server.engine.ready else 0)
+                                value=1 if server.state.ready else 0)
         yield CounterMetricFamily(PREFIX + "bad_records", "etcd values skipped as not valid "
                                   "JSON or not a valid record.", value=server.sync.bad_records)
         info = InfoMetricFamily(PREFIX + "build", "skydns-pdns-backend version and zone.")
-        info.add_metric([], {"version": self.version, "zone": server.engine.zone.domain})
+        info.add_metric([], {"version": self.version, "zone": server.state.zone.domain})
         yield info
 
 

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from skydns.config import ConfigError, load_config
 
 SCANNERS = ("scanner-a", "scanner-b")
 SCHEDULERS = ("sched-a", "sched-b")

@@ -34,11 +34,12 @@ import sys
 import time
 from pathlib import Path
 
-from .devup_config import API, SCANNERS, SCHEDULERS, Component, Ports, api_token, write_configs
-from .devup_listeners import Backends
-from .devup_procs import Child, ProcessSet
-from .devup_ready import Interrupted, Monitor, StartError, Waiter, api_healthy, dns_answers
-from .devup_samples import (
+from .config import API, SCANNERS, SCHEDULERS, Component, Ports, api_token, write_configs
+from .listeners import Backends
+from .localetcd import LocalEtcd
+from .procs import Child, ProcessSet
+from .ready import Interrupted, Monitor, StartError, Waiter, api_healthy, dns_answers
+from .samples import (
     API_IP,
     API_RECORD,
     LISTENING,
@@ -48,8 +49,7 @@ from .devup_samples import (
     load_samples,
     monitor_backends,
 )
-from .devup_tryout import Summary, render
-from .localetcd import LocalEtcd
+from .tryout import Summary, render
 
 # Stop order, lowest first: nothing writes records or statuses while its readers go away.
 TIERS = {API: 0, **dict.fromkeys(SCHEDULERS, 1), **dict.fromkeys(SCANNERS, 2), "skydns": 3}

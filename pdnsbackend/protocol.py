@@ -1,9 +1,9 @@
 """The PowerDNS remote backend protocol: request dict -> reply dict, and JSON lines framing.
 
 Pure: no sockets, no asyncio, no etcd. `PdnsBackend.handle` answers one request from a
-Context with the same answer rules as `skydns` (health filtering, the SkyDNS rule that a
+ZoneState with the same answer rules as `skydns` (health filtering, the SkyDNS rule that a
 name answers with the instances below it, random-one/hone-one); `Session` turns the bytes of
-one connection into reply bytes, one JSON object per line each way. pdns.py puts a unix
+one connection into reply bytes, one JSON object per line each way. server.py puts a unix
 socket around them.
 
 What PowerDNS (4.x, checked against 4.7.3) expects, and where it differs from the docs' hints:
@@ -28,15 +28,14 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
 
 from dnslib import QTYPE, RR
 
+from dnsserver.answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
+from dnsserver.zone import reverse_zones, zone_rrs
+from dnsserver.zonestate import ZoneState
 from skydns.keys import Path, name_to_path, path_to_name
-
-from .answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
-from .cache import rendezvous
-from .zone import reverse_zones, zone_rrs
+from skydns.rendezvous import choose
 
 log = logging.getLogger("skydns.pdns")
 
@@ -159,17 +158,17 @@ def _literal_exists(ctx: Context, path: Path) -> bool:
 
 
 class PdnsBackend:
-    """Answers remote backend requests from `ctx`.
+    """Answers remote backend requests from a ZoneState (the sync fills it).
 
     mode: "" all healthy addresses, "random" or "hone" one of them per lookup (the Engine's
-    answer policy; hone-one hashes the `remote` address pdns passes). is_ready: whether the
-    first etcd load is in; before it data requests fail (pdns then answers REFUSED).
+    answer policy; hone-one hashes the `remote` address pdns passes). Until the state's first
+    load is in (`ready`), data requests fail (pdns then answers REFUSED).
     """
 
-    def __init__(self, ctx: Context, mode: str = "", is_ready: Callable[[], bool] = lambda: True):
-        self.ctx = ctx
+    def __init__(self, state: ZoneState, mode: str = ""):
+        self.state = state
         self.mode = mode
-        self.is_ready = is_ready
+        state.subscribe(self._on_change)
         self.methods = {
             "initialize": self.initialize,
             "lookup": self.lookup,
@@ -184,7 +183,9 @@ class PdnsBackend:
         # count as "unknown", so a confused client cannot grow the label set.
         self.counts: Counter[tuple[str, str]] = Counter()
         self._memo: dict[tuple[str, str], list[dict]] = {}
-        self._memo_stamp: tuple = ()
+
+    def _on_change(self, change) -> None:
+        self._memo.clear()  # rare next to lookups; working out which answers it touched is not
 
     def handle(self, request) -> dict:
         """One request object -> one reply object; never raises for bad input."""
@@ -207,7 +208,7 @@ class PdnsBackend:
         params = request.get("parameters", request.get("params")) or {}
         if not isinstance(params, dict):
             return _fail(f"{method}: parameters must be a JSON object")
-        if method.lower() in self._needs_data and not self.is_ready():
+        if method.lower() in self._needs_data and not self.state.ready:
             return _fail(f"{method}: records not loaded from etcd yet")
         try:
             return {"result": handler(params)}
@@ -230,11 +231,8 @@ class PdnsBackend:
             return self._lookup(qname, qtype, remote)
         # pdns asks the same few names again and again (ANY, then SOA probes up the tree),
         # each answer costing several walks of the index; reuse it until the data changes.
-        ctx = self.ctx
-        stamp = (ctx.serial, ctx.health.version, len(ctx.lease_ttls))
-        if stamp != self._memo_stamp or len(self._memo) >= MEMO_MAX:
+        if len(self._memo) >= MEMO_MAX:
             self._memo.clear()
-            self._memo_stamp = stamp
         key = (qname, qtype)
         found = self._memo.get(key)
         if found is None:
@@ -242,7 +240,7 @@ class PdnsBackend:
         return found
 
     def _lookup(self, qname: str, qtype: str, remote: str) -> list[dict]:
-        ctx = self.ctx
+        ctx = self.state
         path = name_to_path(qname)
         zone = _served_zone_of(ctx, path)
         if zone is None:
@@ -267,11 +265,11 @@ class PdnsBackend:
     def _of_type(self, qname: str, rtype: int) -> list[RR]:
         """The records of one type owned by `qname` itself (a CNAME chain's tail is pdns's)."""
         owner = qname.lower()
-        ans = answer(self.ctx, qname, rtype)
+        ans = answer(self.state, qname, rtype)
         return [rr for rr in ans.answer if rr.rtype == rtype and str(rr.rname).lower() == owner]
 
     def _any(self, qname: str, zone: Path, apex: bool, remote: str) -> list[RR]:
-        ctx = self.ctx
+        ctx = self.state
         out: list[RR] = []
         if apex:
             out.append(soa_record(ctx, zone))
@@ -291,11 +289,11 @@ class PdnsBackend:
             return rrs
         if self.mode == "random":
             return [random.choice(rrs)]
-        return [rrs[rendezvous(remote, [str(rr.rdata) for rr in rrs])]]
+        return [rrs[choose(remote, [str(rr.rdata) for rr in rrs])]]
 
     def list(self, params: dict) -> list[dict]:
         """The whole zone for AXFR: what `skydns dump` prints, plus the empty non-terminals."""
-        ctx = self.ctx
+        ctx = self.state
         name = _fqdn(params.get("zonename") or params.get("zone") or params.get("name"))
         zone = name_to_path(name)
         if zone not in served_zones(ctx):
@@ -313,7 +311,7 @@ class PdnsBackend:
         return out
 
     def domain_info(self, zone: Path) -> dict:
-        ctx = self.ctx
+        ctx = self.state
         return {
             "id": zone_id(zone, ctx),
             "zone": path_to_name(zone),
@@ -324,12 +322,12 @@ class PdnsBackend:
         }
 
     def get_all_domains(self, params: dict) -> list[dict]:
-        return [self.domain_info(zone) for zone in served_zones(self.ctx)]
+        return [self.domain_info(zone) for zone in served_zones(self.state)]
 
     def get_domain_info(self, params: dict):
         name = _fqdn(params.get("name") or params.get("zone") or params.get("zonename"))
         zone = name_to_path(name)
-        if zone not in served_zones(self.ctx):
+        if zone not in served_zones(self.state):
             return False
         return self.domain_info(zone)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .devup_etcd import Entry, get_prefix, tails
-from .devup_procs import Child
+from .etcd import Entry, get_prefix, tails
+from .procs import Child
 
 T = TypeVar("T")
 

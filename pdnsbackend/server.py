@@ -2,12 +2,12 @@
 
     skydns-pdns-backend --config-file /etc/skydns/skydns.conf [--socket /run/skydns/pdns.sock]
 
-Mirrors etcd into an Engine with StoreSync (the same code, answers and health filtering as
-`skydns`) and serves PowerDNS's remote backend protocol (pdns_protocol.py) on a unix socket:
+Mirrors etcd into a ZoneState with StoreSync (the same code, answers and health filtering as
+`skydns`) and serves PowerDNS's remote backend protocol (protocol.py) on a unix socket:
 one JSON request per line, one JSON reply per line, any number of long-lived connections
 (pdns opens one per backend thread). The socket appears once the first etcd load is in (or
 after STARTUP_WAIT; until the load, data requests fail and pdns answers REFUSED).
-See dnsserver/PDNS.md for the pdns side.
+See pdnsbackend/README.md for the pdns side.
 """
 
 from __future__ import annotations
@@ -17,25 +17,22 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import stat
 import sys
 
-from skydns import notify
+from dnsserver.answer import answer_mode, zone_settings
+from dnsserver.sync import StoreSync
+from dnsserver.zonestate import ZoneState
+from skydns import daemon, notify
 from skydns.config import load_or_exit
-from skydns.daemon import run_loop
 from skydns.logsetup import setup_logging
-from skydns.metrics import serve_metrics, stop_metrics
 
-from .engine import Engine
-from .pdns_protocol import LineTooLong, PdnsBackend, Session
-from .sync import StoreSync
+from .protocol import LineTooLong, PdnsBackend, Session
 
 log = logging.getLogger("skydns.pdns")
 
 DEFAULT_SOCKET = "/run/skydns/pdns.sock"
-DEFAULT_SOCKET_MODE = "0660"
 STARTUP_WAIT = 5.0  # seconds to wait for the first etcd load before listening anyway
 READ_SIZE = 65536
 
@@ -45,17 +42,10 @@ class SocketError(Exception):
 
 
 def pdns_settings(cfg: dict, socket_arg: str | None) -> tuple[str, int]:
-    """(socket path, permission bits) from --socket and the [Pdns] section, with defaults."""
-    section = cfg.get("Pdns") or {}
-    path = socket_arg or section.get("socket") or DEFAULT_SOCKET
-    mode_text = str(section.get("socket-mode") or DEFAULT_SOCKET_MODE).strip()
-    try:
-        mode = int(mode_text, 8)
-    except ValueError:
-        raise ValueError(f"[Pdns] socket-mode: {mode_text!r} is not an octal mode") from None
-    if not 0 <= mode <= 0o777:
-        raise ValueError(f"[Pdns] socket-mode: {mode_text!r} out of range 0000-0777")
-    return os.path.abspath(path), mode
+    """(socket path, permission bits) from --socket and the [Pdns] section (which
+    skydns.config has checked and resolved: the mode is an int in 0-0o777)."""
+    section = cfg["Pdns"]
+    return os.path.abspath(socket_arg or section["socket"]), section["socket-mode"]
 
 
 def prepare_socket_path(path: str) -> None:
@@ -87,11 +77,9 @@ class PdnsServer:
         self.cfg = cfg
         self.socket_path = socket_path
         self.socket_mode = socket_mode
-        self.engine = Engine(cfg)
-        self.sync = StoreSync(self.engine, cfg["Etcd"])
-        self.backend = PdnsBackend(
-            self.engine.ctx, mode=self.engine.mode, is_ready=lambda: self.engine.ready
-        )
+        self.state = ZoneState(zone_settings(cfg))
+        self.sync = StoreSync(self.state, cfg["Etcd"])
+        self.backend = PdnsBackend(self.state, mode=answer_mode(cfg))
         self.server: asyncio.AbstractServer | None = None
         self.connections: set[asyncio.Task] = set()
         self._sync_task: asyncio.Task | None = None
@@ -116,8 +104,8 @@ class PdnsServer:
                 "kv": {
                     "socket": self.socket_path,
                     "mode": f"{self.socket_mode:04o}",
-                    "zone": self.engine.zone.domain,
-                    "records": len(self.engine.index),
+                    "zone": self.state.zone.domain,
+                    "records": len(self.state.index),
                 }
             },
         )
@@ -163,6 +151,22 @@ class PdnsServer:
             self._sync_task.cancel()
             await asyncio.gather(self._sync_task, return_exceptions=True)
 
+    async def run(self, stop: asyncio.Event) -> None:
+        """The process's life, under skydns.daemon.serve: listen, serve until `stop`."""
+        try:
+            await self.start()
+            notify.ready(f"serving {self.socket_path}")
+            await stop.wait()
+            log.info("stopping")
+            notify.stopping()
+        finally:
+            await self.stop()
+
+    def reconfigure(self, cfg: dict) -> None:
+        """SIGHUP (systemd's reload, a habit with DNS daemons) must not end what pdns relies
+        on: skydns.daemon has applied [Log]; the rest needs a restart."""
+        log.warning("config reloaded: [Log] applied; restart to apply other changes")
+
     def _remove_socket(self) -> None:
         # Only our own socket: a newer backend may already have replaced the file.
         with contextlib.suppress(OSError):
@@ -170,30 +174,6 @@ class PdnsServer:
                 os.unlink(self.socket_path)
 
 
-async def serve(cfg: dict, socket_path: str, socket_mode: int) -> None:
-    from .pdns_metrics import registry_for
-
-    server = PdnsServer(cfg, socket_path, socket_mode)
-    metrics = serve_metrics((cfg.get("Pdns") or {}).get("metrics-addr"), registry_for(server))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # A stray `kill -HUP` (a habit with DNS daemons) must not end the backend pdns relies on.
-    loop.add_signal_handler(signal.SIGHUP, _ignore_hup)
-    try:
-        await server.start()
-        notify.ready(f"serving {socket_path}")
-        await stop.wait()
-        log.info("stopping")
-        notify.stopping()
-    finally:
-        await server.stop()
-        stop_metrics(metrics)
-
-
-def _ignore_hup() -> None:
-    log.warning("SIGHUP ignored: the backend has no live reload; restart it to apply changes")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -201,8 +181,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="skydns-pdns-backend",
         description="PowerDNS remote backend (unix socket, JSON lines) serving the records in "
         "etcd with skydns's answer rules: DOWN addresses left out, SOA serial = etcd revision. "
-        "Uses the same config file as skydns plus a [Pdns] section. SIGTERM stops; SIGHUP is "
-        "ignored (restart to apply config changes).",
+        "Uses the same config file as skydns plus a [Pdns] section. SIGTERM stops; SIGHUP "
+        "re-reads [Log] (restart to apply other changes).",
     )
     parser.add_argument(
         "--config-file",
@@ -223,14 +203,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "dns")
-    try:
-        socket_path, socket_mode = pdns_settings(cfg, args.socket)
-    except ValueError as err:
-        print(f"skydns-pdns-backend: config error: {err}", file=sys.stderr)
-        return 2
+    socket_path, socket_mode = pdns_settings(cfg, args.socket)
     setup_logging(cfg["Log"], "skydns-pdns-backend")
+    from .metrics import registry_for
+
     try:
-        run_loop(serve(cfg, socket_path, socket_mode))
+        daemon.serve(lambda: PdnsServer(cfg, socket_path, socket_mode),
+                     config_path=args.config_file, kind="dns", program="skydns-pdns-backend",
+                     metrics_addr=cfg["Pdns"].get("metrics-addr"), registry_for=registry_for,
+                     logger=log)
     except (SocketError, OSError) as err:
         print(f"skydns-pdns-backend: cannot listen on {socket_path}: {err}", file=sys.stderr)
         return 1

@@ -8,10 +8,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .devup_config import API, SCANNERS, SCHEDULERS, Ports
-from .devup_procs import Child
-from .devup_samples import API_IP, LISTENING, STOPPED, TOGGLED
+from .config import API, SCANNERS, SCHEDULERS, Ports
 from .localetcd import find_binary
+from .procs import Child
+from .samples import API_IP, LISTENING, STOPPED, TOGGLED
 
 READY_LINE = "Ctrl-C stops everything."
 

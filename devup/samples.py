@@ -9,8 +9,9 @@ the backends `skydns up` listens on, and one record created through the API.
 
 from __future__ import annotations
 
-from .devup_etcd import etcdctl, put_json
-from .keys import name_to_key, name_to_path, path_to_key, reverse_name
+from skydns.keys import name_to_key, name_to_path, path_to_key, reverse_name
+
+from .etcd import etcdctl, put_json
 
 LISTENING = ("127.0.10.1", "127.0.10.2")
 STOPPED = "127.0.10.3"

@@ -1,0 +1,1 @@
+"""`skydns-pdns-backend`: skydns's zone served to PowerDNS over its remote backend protocol."""

@@ -1,0 +1,66 @@
+"""The package structure the code promises: the core imports no component, and no component
+imports the local-suite launcher."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = ("dnsserver", "pdnsbackend", "scanner", "scheduler", "kubeapi", "apicmd", "devup")
+
+
+def imported(package: str) -> dict[str, set[str]]:
+    """Top-level packages each module of `package` imports (function-level imports too)."""
+    found = {}
+    for path in sorted((ROOT / package).glob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        found[path.name] = names
+    return found
+
+
+def test_core_imports_no_component():
+    wrong = {m: names & set(COMPONENTS) for m, names in imported("skydns").items()}
+    assert not {m: n for m, n in wrong.items() if n}
+
+
+def test_no_component_imports_the_launcher():
+    for package in COMPONENTS[:-1]:
+        wrong = {m for m, names in imported(package).items() if "devup" in names}
+        assert not wrong, f"{package} imports devup: {wrong}"
+
+
+LAYOUT = ("Name", "Description", "Syntax", "Config", "Metrics", "Examples")
+PROGRAMS = ("dnsserver", "pdnsbackend", "scanner", "scheduler", "kubeapi", "apicmd", "devup")
+
+
+def headings(text: str, level: str = "## ") -> list[str]:
+    found, fence = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and line.startswith(level):
+            found.append(line[len(level):].strip())
+    return found
+
+
+def test_module_readmes_share_one_layout():
+    """Name, Description, Syntax, Config, Metrics, Examples, in that order, first; anything
+    else (modules, see also) after them. `Config (file)` names its file."""
+    for package in PROGRAMS:
+        found = headings((ROOT / package / "README.md").read_text())
+        first = [h.split(" (")[0] for h in found[: len(LAYOUT)]]
+        assert first == list(LAYOUT), f"{package}/README.md: {found}"
+
+
+def test_dnsserver_readme_lists_every_module():
+    text = (ROOT / "dnsserver" / "README.md").read_text()
+    table = text[text.index("## Modules"):]
+    for path in sorted((ROOT / "dnsserver").glob("*.py")):
+        if path.name != "__init__.py":
+            assert f"`{path.name}`" in table, f"dnsserver/README.md: no {path.name}"
