@@ -24,7 +24,14 @@ from .zonestate import ZoneState
 
 # The types a name can answer with (answer.py); the bitmap of an NSEC3 lists those it does.
 _PROBED = (
-    QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.TXT, QTYPE.MX, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR,
+    QTYPE.A,
+    QTYPE.AAAA,
+    QTYPE.SRV,
+    QTYPE.TXT,
+    QTYPE.MX,
+    QTYPE.CNAME,
+    QTYPE.NS,
+    QTYPE.PTR,
     QTYPE.SOA,
 )
 

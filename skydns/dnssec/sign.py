@@ -39,9 +39,7 @@ def signed_data(rrsig_prefix: bytes, rrset: RRset) -> bytes:
     return b"".join(parts)
 
 
-def rrsig_prefix(
-    rrset: RRset, key: Key, inception: int, expiration: int
-) -> bytes:
+def rrsig_prefix(rrset: RRset, key: Key, inception: int, expiration: int) -> bytes:
     return (
         rrset.rtype.to_bytes(2, "big")
         + bytes((key.algorithm, names.label_count(rrset.owner)))
@@ -108,7 +106,9 @@ class Signer:
             return min(found[1], st.until)
         signers = st.dnskey_signers if rrset.rtype == T_DNSKEY else st.zone_signers
         inception = int(now) - self.backdate
-        expiration = int(now) + self.validity + (random.randrange(self.jitter) if self.jitter else 0)
+        expiration = (
+            int(now) + self.validity + (random.randrange(self.jitter) if self.jitter else 0)
+        )
         sigs = []
         for key in signers:
             prefix = rrsig_prefix(rrset, key, inception, expiration)
