@@ -252,6 +252,7 @@ class Engine:
     ) -> bytes:
         limit = self._limit(q, tcp)
         ring = None
+        renew_only = False  # expires only because signatures are due for renewal
         signing = self.signing if self.signing is not None and self.signing.applies(q) else None
         if not self.mode and ans.pick_from >= 0 and len(ans.picks) > 1 and signing is None:
             shuffled = self._shuffled(q, ans, limit)
@@ -266,6 +267,7 @@ class Engine:
                 full = [self._render(q, ans, rrs, TCP_LIMIT) for rrs in lists]
                 wires, renew, read = signing.sign(full, q, limit)
                 if renew:
+                    renew_only = not expires
                     expires = min(expires, renew) if expires else renew
                 ans.paths.update(read)
         self._count(ans, wires[0])
@@ -289,6 +291,7 @@ class Engine:
             kind=_kind(ans, wires[0]),
             ring=ring,
             restricted=restricted,
+            renew=renew_only,
         )
         if cacheable:
             self.cache.put(key, entry)
