@@ -73,7 +73,7 @@ def make_engine(names: int, keys: list[str] | None) -> Engine:
     cfg = load_config(None, "dns")
     cfg["Dns"]["dns-domain"] = ZONE
     if keys:
-        cfg["Dns"]["dnssec-keys"] = load_keys(keys, ZONE)
+        cfg["Dns"]["dnssec"] = load_keys(keys, ZONE)
     engine = Engine(cfg)
     records = []
     for i in range(names):

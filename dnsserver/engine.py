@@ -60,7 +60,7 @@ class Engine:
         self.zone = self.state.zone
         self.cache = AnswerCache(dns["cacheSize"])
         self.state.subscribe(self._on_change)
-        keys = dns.get("dnssec-keys")
+        keys = dns.get("dnssec")
         # DNSSEC is a layer over finished replies (signing.py): without keys, nothing changes.
         self.signing = ZoneSigning(keys, self.state) if keys else None
         self.max_udp = dns["max-udp-size"]

@@ -619,7 +619,7 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
             raise ConfigError(
                 path, "random-one and hone-one cannot both be true", "Fun", "hone-one"
             )
-        dns["dnssec-keys"] = _dnssec_keys(path, base_dir, dns)
+        dns["dnssec"] = _dnssec_keys(path, base_dir, dns)  # the loaded keys (keys.Key)
         # ip-monitor-path is the original suite's name for the status prefix; it wins.
         etcd["status-path"] = dns["ip-monitor-path"]
         pdns = result["Pdns"]
@@ -655,9 +655,9 @@ def _dnssec_keys(path: str | None, base_dir: str, dns: dict) -> list:
         return []
     from skydns.dnssec.keys import KeyFileError, load_keys  # cryptography only when used
 
-    dns["dnssec"] = [_resolve_file(base_dir, b) for b in basenames]
+    files = [_resolve_file(base_dir, b) for b in basenames]
     try:
-        return load_keys(dns["dnssec"], dns["dns-domain"])
+        return load_keys(files, dns["dns-domain"])
     except KeyFileError as err:
         raise ConfigError(path, str(err), "Dns", "dnssec") from None
 
