@@ -126,5 +126,17 @@ stub-zone:
         return dns.query.udp(q, "127.0.0.1", port=self.port, timeout=timeout)
 
 
+def ask(engine, name, rdtype="A", client="127.0.0.1", tcp=False, **kw):
+    """Answer as the transports do (the cache's hit path, else the engine's miss); returns
+    (reply, whether it was a hit)."""
+    from dnsserver.wire import question_key
+
+    wire = dns.message.make_query(name, rdtype, **kw).to_wire()
+    keyed = question_key(wire, tcp, engine.max_udp)
+    hit = engine.cache.hit(wire, keyed, client, engine.allowed) if keyed else None
+    reply = wire[:2] + hit[0] if hit is not None else engine.miss(wire, client, tcp)
+    return dns.message.from_wire(reply), hit is not None
+
+
 def authenticated(reply) -> bool:
     return bool(reply.flags & dns.flags.AD)
