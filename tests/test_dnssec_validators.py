@@ -4,14 +4,17 @@ validators accept its answers: `delv` with the DS as trust anchor, and an `unbou
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 
+import dns.dnssec
 import dns.rcode
 import dns.rdatatype
 import pytest
 
 from dnssectest import DELV, KEYGEN, UNBOUND, Unbound, anchors_file, authenticated, delv, keygen
-from dnstest import ROOT, Skydns
+from dnstest import ROOT, Skydns, write_config
 from etcdtest import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -207,5 +210,38 @@ def test_one_address_modes_csk_ed25519(etcd_server, tmp_path, mode):
                 assert authenticated(reply), (reply, unbound.logs()[-3000:])
         finally:
             unbound.stop()
+    finally:
+        server.stop()
+
+
+def test_rollover_by_adding_a_key_and_sighup(etcd_server):
+    """A new key pre-published (active tomorrow) joins the DNSKEY RRset after SIGHUP, while
+    the old one keeps signing; key paths are relative to the config file."""
+    etcd_server.ensure_running()
+    etcd_server.delete_prefix("/skydns")
+    etcd_server.put("/skydns/test/example/api/i1", {"host": "10.0.0.1"})
+    server = Skydns(etcd_server.endpoint)
+    old = keygen(server.dir, ZONE, 13, True)
+    write_config(server.config, etcd_server.endpoint, server.port, Dns={"dnssec": old})
+    server.start()
+    try:
+        def tags():
+            reply = server.query(ZONE, "DNSKEY", want_dnssec=True)
+            return {dns.dnssec.key_id(k) for rrset in reply.answer
+                    if rrset.rdtype == dns.rdatatype.DNSKEY for k in rrset}
+
+        assert tags() == {int(old.rsplit("+", 1)[1])}
+        new = keygen(server.dir, ZONE, 13, True, "-P", "now", "-A", "+1d")
+        write_config(server.config, etcd_server.endpoint, server.port,
+                     Dns={"dnssec": f"{old}, {new}"})
+        os.kill(server.proc.pid, signal.SIGHUP)
+        both = {int(old.rsplit("+", 1)[1]), int(new.rsplit("+", 1)[1])}
+        wait_for(lambda: tags() == both, timeout=30, message="the new key never appeared")
+        anchors = anchors_file(server.dir / "anchors.conf", ds_lines(server.config)[:1])
+        out = delv(anchors, server.port, ZONE, "api.example.test.", "A")
+        assert "; fully validated" in out.stdout, out.stdout + out.stderr
+        reply = server.query("api.example.test.", "A", want_dnssec=True)
+        sigs = [s for rrset in reply.answer if rrset.rdtype == dns.rdatatype.RRSIG for s in rrset]
+        assert [s.key_tag for s in sigs] == [int(old.rsplit("+", 1)[1])]  # new: not active yet
     finally:
         server.stop()
