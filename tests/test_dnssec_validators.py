@@ -14,7 +14,7 @@ import dns.rdatatype
 import pytest
 
 from dnssectest import DELV, KEYGEN, UNBOUND, Unbound, anchors_file, authenticated, delv, keygen
-from dnstest import ROOT, Skydns, write_config
+from dnstest import ROOT, Skydns, Upstream, write_config
 from etcdtest import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -245,3 +245,29 @@ def test_rollover_by_adding_a_key_and_sighup(etcd_server):
         assert [s.key_tag for s in sigs] == [int(old.rsplit("+", 1)[1])]  # new: not active yet
     finally:
         server.stop()
+
+
+
+def test_forwarded_answers_pass_through_unsigned(etcd_server):
+    """Names outside the zone are not ours to sign: a DO query forwarded upstream gets the
+    upstream's answer as it came (here: unsigned), and a CNAME leaving the zone is signed
+    only for its in-zone part."""
+    etcd_server.ensure_running()
+    etcd_server.delete_prefix("/skydns")
+    etcd_server.put("/skydns/test/example/ext", {"host": "www.elsewhere.org"})
+    with Upstream({"www.elsewhere.org": "192.0.2.7"}) as upstream:
+        server = Skydns(etcd_server.endpoint)
+        csk = keygen(server.dir, ZONE, 13, True)
+        write_config(server.config, etcd_server.endpoint, server.port,
+                     Dns={"dnssec": csk, "nameservers": f"127.0.0.1:{upstream.port}"})
+        server.start()
+        try:
+            reply = server.query("www.elsewhere.org.", "A", want_dnssec=True)
+            assert [rr.address for rr in reply.answer[0]] == ["192.0.2.7"]
+            assert not any(r.rdtype == dns.rdatatype.RRSIG for r in reply.answer)
+            reply = server.query("ext.example.test.", "A", want_dnssec=True)
+            signed_types = {r.covers for r in reply.answer if r.rdtype == dns.rdatatype.RRSIG}
+            assert signed_types == {dns.rdatatype.CNAME}, reply
+            assert any(r.rdtype == dns.rdatatype.A for r in reply.answer), reply
+        finally:
+            server.stop()
