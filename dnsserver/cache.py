@@ -199,7 +199,12 @@ class AnswerCache:
         if entry.mode or (entry.expires and not entry.renew) or entry.restricted:
             return  # the front checks nothing: these need a pick, a clock or forward-allow
         if entry.renew and not entry.fronts:
-            heapq.heappush(self.renewals, (entry.expires, entry.key))
+            renewals = self.renewals
+            if len(renewals) > 2 * self.size:  # most of it left with evicted entries: rebuild
+                renewals[:] = [(e.expires, k) for k, e in self.entries.items()
+                               if e.renew and e.fronts]
+                heapq.heapify(renewals)
+            heapq.heappush(renewals, (entry.expires, entry.key))
         front = self.front
         if len(front) >= self.size:
             front.clear()  # rare (sizes match the cache); entries' stale keys pop harmlessly

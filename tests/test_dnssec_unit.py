@@ -399,3 +399,14 @@ def test_signed_entry_leaves_the_front_at_renewal(engine):
 def test_nsec3_hash_matches_dnspython():
     for name in (ZONE, "a.b.example.test.", "*.example.test."):
         assert nsec3.b32hex(nsec3.hash_name(names.to_wire(name))).decode().upper() == h(name)
+
+
+def test_renewal_heap_stays_bounded_under_churn():
+    from dnsserver.cache import AnswerCache, Entry
+
+    cache = AnswerCache(10)
+    for i in range(500):
+        entry = Entry([(b"h0", b"h1", b"tail")], expires=time.monotonic() + 100, renew=True)
+        cache.put(b"key%d" % i, entry)
+        cache.add_front(b"front%d" % i, b"reply", entry)
+    assert len(cache.entries) == 10 and len(cache.renewals) <= 2 * 10 + 1
