@@ -35,9 +35,8 @@ RECORDS = {
     "/skydns/test/example/west/db/2": {"host": "10.0.1.2", "port": 5432, "priority": 20},
     "/skydns/test/example/notes/a/b": {"text": "only text down here"},
     "/skydns/test/example/dns/ns/ns1": {"host": "10.0.0.53"},
-    "/skydns/test/example/big/*": {},
+    "/skydns/test/example/wild/*": {"host": "10.0.5.1"},  # a stored wildcard
 }
-RECORDS.pop("/skydns/test/example/big/*")
 RECORDS.update({f"/skydns/test/example/big/i{i:02d}": {"host": f"10.9.0.{i}"} for i in range(60)})
 
 
@@ -90,6 +89,8 @@ CASES = [
     ("db.west.example.test.", "SRV", "fully validated"),  # SRV with glue
     ("www.example.test.", "CNAME", "fully validated"),
     ("big.example.test.", "A", "fully validated"),  # truncated over UDP: delv retries on TCP
+    ("foo.wild.example.test.", "A", "fully validated"),  # signed as the name asked
+    ("x.y.wild.example.test.", "A", "negative response, fully validated"),
 ]
 
 
@@ -135,6 +136,8 @@ UNBOUND_CASES = [
     ("dead.example.test.", "A", dns.rcode.NXDOMAIN, True),
     ("db.west.example.test.", "SRV", dns.rcode.NOERROR, True),
     ("big.example.test.", "A", dns.rcode.NOERROR, True),  # TC over UDP, then TCP
+    ("foo.wild.example.test.", "A", dns.rcode.NOERROR, True),
+    ("x.y.wild.example.test.", "A", dns.rcode.NXDOMAIN, False),
 ]
 
 
