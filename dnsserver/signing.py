@@ -20,7 +20,9 @@ from skydns.keys import Path, is_subdomain, name_to_path
 
 from .answer import answer
 from .wire import Query
-from .zonestate import ZoneState
+from .zonestate import Change, ZoneState
+
+TYPES_CACHED = 10_000  # names whose type bitmaps are kept
 
 # The types a name can answer with (answer.py); the bitmap of an NSEC3 lists those it does.
 _PROBED = (
@@ -43,6 +45,20 @@ class ZoneSigning:
         self.zone = names.to_wire(self.domain)
         self.signer = Signer(keys, clock=clock)
         self.clock = clock
+        # Type bitmaps by name path: asking the answer rules is costly for a name with many
+        # records below it, and a random-name NXDOMAIN flood asks for the same encloser's.
+        self._types: dict[Path, set[int]] = {}
+        state.subscribe(self._on_change)
+
+    def _on_change(self, change: Change) -> None:
+        """A name's types depend on the records at and below it: a change at P drops the
+        cached types of P and every name above it (health never changes types: fail open)."""
+        if change.everything:
+            self._types.clear()
+            return
+        for path in change.paths:
+            for depth in range(len(path) + 1):
+                self._types.pop(path[:depth], None)
 
     # -- the ZoneView the signer asks -----------------------------------------------------
 
@@ -53,6 +69,15 @@ class ZoneSigning:
 
     def types(self, name: bytes) -> set[int]:
         text = names.to_text(name)
+        path = name_to_path(text)
+        found = self._types.get(path)
+        if found is None:
+            if len(self._types) >= TYPES_CACHED:
+                self._types.clear()
+            found = self._types[path] = self._probe(name, text)
+        return found
+
+    def _probe(self, name: bytes, text: str) -> set[int]:
         found = set()
         for qtype in _PROBED:
             ans = answer(self.state, text, qtype)

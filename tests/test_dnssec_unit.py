@@ -410,3 +410,19 @@ def test_renewal_heap_stays_bounded_under_churn():
         cache.put(b"key%d" % i, entry)
         cache.add_front(b"front%d" % i, b"reply", entry)
     assert len(cache.entries) == 10 and len(cache.renewals) <= 2 * 10 + 1
+
+
+def test_denial_follows_record_changes_below_the_encloser(engine):
+    """An NXDOMAIN proof reads its closest encloser's types: a record appearing below that
+    name drops the cached reply and the cached bitmap, and the new proof shows the new type."""
+    def encloser_types():
+        reply, _ = ask(engine, "q.a.notes.example.test.", "A", want_dnssec=True)
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        return {dns.rdatatype.to_text(t) for t in nsec3s(reply)[h("a.notes.example.test.")][1]}
+
+    assert encloser_types() == {"TXT", "RRSIG"}
+    key = "/skydns/test/example/notes/a/z"
+    engine.state.put(parse_record(key, key_to_path(key), b'{"host": "10.0.0.9"}'), 2)
+    assert encloser_types() == {"TXT", "A", "SRV", "RRSIG"}
+    validate_all(ask(engine, "q.a.notes.example.test.", "A", want_dnssec=True)[0],
+                 dnskeys(engine))
