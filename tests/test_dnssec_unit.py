@@ -426,3 +426,17 @@ def test_denial_follows_record_changes_below_the_encloser(engine):
     assert encloser_types() == {"TXT", "A", "SRV", "RRSIG"}
     validate_all(ask(engine, "q.a.notes.example.test.", "A", want_dnssec=True)[0],
                  dnskeys(engine))
+
+
+def test_dnskey_answer_expires_when_a_key_is_published(tmp_path):
+    ksk = keygen(tmp_path, ZONE, 13, True)
+    soon = keygen(tmp_path, ZONE, 13, False, "-P", "+1h", "-A", "+2h")
+    engine = make_engine(load_keys([str(tmp_path / ksk), str(tmp_path / soon)], ZONE))
+    from dnsserver.wire import question_key
+
+    for do in (False, True):
+        reply, _ = ask(engine, ZONE, "DNSKEY", want_dnssec=do)
+        assert len(reply.answer[0]) == 1  # the second key is not published yet
+        wire = dns.message.make_query(ZONE, "DNSKEY", want_dnssec=do).to_wire()
+        entry = engine.cache.get(question_key(wire, False, engine.max_udp)[0])
+        assert 0 < entry.expires <= time.monotonic() + 3600

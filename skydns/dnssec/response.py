@@ -117,17 +117,18 @@ def sign_reply(
         reply = parse(wire)
     except ParseError:
         return Signed(wire, float("inf"), [])
+    renew = float("inf")
     if reply.qname == zone and reply.qtype == T_DNSKEY:
         reply.sections[0] = [signer.dnskey_rrset(dnskey_ttl, now)]
         reply.sections[1] = []
         reply.header = reply.header[:3] + bytes((reply.header[3] & 0xF0,)) + reply.header[4:]
+        renew = signer.state(now).until  # the set changes when a key is published or deleted
     if not do:
-        return Signed(render(reply, limit), float("inf"), [])
+        return Signed(render(reply, limit), renew, [])
     if reply.rcode == _SERVFAIL:
         return Signed(wire if len(wire) <= limit else render(reply, limit), float("inf"), [])
     proofs, touched = denial(reply, zone, view, negative_ttl(reply, dnskey_ttl))
     reply.sections[1].extend(proofs)
-    renew = float("inf")
     for section in reply.sections:
         for rrset in section:
             if rrset.rtype != T_RRSIG and names.is_below(rrset.owner, zone):
