@@ -16,6 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skydns",
         epilog="Subcommands: 'skydns dump --help' (print the zone), "
+        "'skydns dnssec ds --config-file PATH' (DS records of the [Dns] dnssec keys), "
         "'skydns up --help' (run the whole suite locally).",
         description="Health-aware DNS: answers for dns-domain from an in-memory copy of etcd, "
         "leaving out addresses whose status is DOWN; forwards other names to the configured "
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
 SUBCOMMANDS = {
     "dump": "dnsserver.dump",  # print the zone from etcd
+    "dnssec": "dnsserver.dnssec_cli",  # DS records of the configured keys
     "up": "devup.up",  # start a local etcd and the whole suite, for a demo
 }
 

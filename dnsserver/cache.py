@@ -16,6 +16,7 @@ per-name totals a slice at a time, so stats never walk the whole cache in one go
 
 from __future__ import annotations
 
+import heapq
 import random
 import time
 from collections import Counter
@@ -51,6 +52,7 @@ class Entry:
         "ring",
         "turn",
         "restricted",
+        "renew",
     )
 
     def __init__(
@@ -65,6 +67,7 @@ class Entry:
         kind="",
         ring=None,
         restricted=False,
+        renew=False,
     ):
         # A question with `*` reads every name a wildcard matches: depend on the part above it.
         paths = {p[: p.index("*")] if "*" in p else p for p in paths}
@@ -91,6 +94,9 @@ class Entry:
         # forward-allow on a hit for these alone. Such entries always expire, so the check
         # sits behind the expiry test that entries without expiry skip.
         self.restricted = restricted
+        # `expires` is when signatures are due for renewal (signed replies), not when the
+        # reply goes stale: the front may serve it, and `sweep` drops it soon after that time.
+        self.renew = renew
 
     def pick(self, client: str):
         if self.mode == "":
@@ -136,6 +142,7 @@ class AnswerCache:
         self.by_path: dict[Path, set[bytes]] = {}
         self.by_ip: dict[str, set[bytes]] = {}
         self.soa_keys: set[bytes] = set()
+        self.renewals: list = []  # heap of (expires, key): fronted entries `sweep` drops
         self.generation = 0  # bumped by every invalidation, so builds that awaited can tell
         self.misses = 0
         self.evictions = 0
@@ -189,8 +196,15 @@ class AnswerCache:
         Only for entries with one variant and no expiry: nothing else decides their bytes."""
         if self.entries.get(entry.key) is not entry:
             return  # served, but not (or no longer) cached: nothing would drop the front key
-        if entry.mode or entry.expires or entry.restricted:
+        if entry.mode or (entry.expires and not entry.renew) or entry.restricted:
             return  # the front checks nothing: these need a pick, a clock or forward-allow
+        if entry.renew and not entry.fronts:
+            renewals = self.renewals
+            if len(renewals) > 2 * self.size:  # most of it left with evicted entries: rebuild
+                renewals[:] = [(e.expires, k) for k, e in self.entries.items()
+                               if e.renew and e.fronts]
+                heapq.heapify(renewals)
+            heapq.heappush(renewals, (entry.expires, entry.key))
         front = self.front
         if len(front) >= self.size:
             front.clear()  # rare (sizes match the cache); entries' stale keys pop harmlessly
@@ -276,6 +290,19 @@ class AnswerCache:
             self._remove(key)
         return len(keys)
 
+    def sweep(self, now: float) -> int:
+        """Drop fronted signed entries whose renewal time has passed (the front checks no
+        clock; signatures stay valid for days after it, so a sweep every few seconds is
+        plenty). Returns how many were dropped."""
+        heap, dropped = self.renewals, 0
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            entry = self.entries.get(key)
+            if entry is not None and entry.expires <= now:
+                self._remove(key)
+                dropped += 1
+        return dropped
+
     def fold(self, entries=None) -> None:
         """Move hits counted on `entries` (default: all) into name_hits/kind_hits."""
         fold_one = self._fold_one
@@ -301,6 +328,7 @@ class AnswerCache:
         self.by_path.clear()
         self.by_ip.clear()
         self.soa_keys.clear()
+        self.renewals.clear()
 
 
 def _discard(index: dict, dep, key: bytes) -> None:

@@ -21,6 +21,7 @@ from skydns.keys import name_to_path
 from .answer import Answer, answer, answer_mode, owns, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
+from .signing import ZoneSigning
 from .wire import (
     TCP_LIMIT,
     FormErr,
@@ -59,6 +60,9 @@ class Engine:
         self.zone = self.state.zone
         self.cache = AnswerCache(dns["cacheSize"])
         self.state.subscribe(self._on_change)
+        keys = dns.get("dnssec")
+        # DNSSEC is a layer over finished replies (signing.py): without keys, nothing changes.
+        self.signing = ZoneSigning(keys, self.state) if keys else None
         self.max_udp = dns["max-udp-size"]
         self.mode = answer_mode(cfg)
         self.forward_timeout = dns["forward-timeout"]
@@ -248,14 +252,24 @@ class Engine:
     ) -> bytes:
         limit = self._limit(q, tcp)
         ring = None
-        if not self.mode and ans.pick_from >= 0 and len(ans.picks) > 1:
+        renew_only = False  # expires only because signatures are due for renewal
+        signing = self.signing if self.signing is not None and self.signing.applies(q) else None
+        if not self.mode and ans.pick_from >= 0 and len(ans.picks) > 1 and signing is None:
             shuffled = self._shuffled(q, ans, limit)
             if shuffled is not None:
                 wires, ring = [shuffled[0]], shuffled[1]
                 addrs, mode = [], "ring"
         if ring is None:
             lists, addrs, mode = self._variants(ans)
-            wires = [self._render(q, ans, rrs, limit) for rrs in lists]
+            if signing is None:
+                wires = [self._render(q, ans, rrs, limit) for rrs in lists]
+            else:  # signed as a whole, then fitted to the limit (signing.py)
+                full = [self._render(q, ans, rrs, TCP_LIMIT) for rrs in lists]
+                wires, renew, read = signing.sign(full, q, limit)
+                if renew:
+                    renew_only = not expires
+                    expires = min(expires, renew) if expires else renew
+                ans.paths.update(read)
         self._count(ans, wires[0])
         keyed = question_key(data, tcp, self.max_udp)
         if keyed is None:  # an unusual but valid query: answer it, but it has no cache key
@@ -277,6 +291,7 @@ class Engine:
             kind=_kind(ans, wires[0]),
             ring=ring,
             restricted=restricted,
+            renew=renew_only,
         )
         if cacheable:
             self.cache.put(key, entry)

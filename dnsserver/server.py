@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import time
 
 from .engine import Engine
 from .stats import write_snapshots
@@ -21,6 +22,7 @@ log = logging.getLogger("skydns.server")
 # zone answers SERVFAIL (clients try another server); not bound, nothing would be answered,
 # forwarding included, for as long as etcd is away.
 STARTUP_WAIT = 5.0
+SWEEP_INTERVAL = 5.0  # seconds between drops of signed replies due for renewal
 
 
 class BindError(Exception):
@@ -40,6 +42,7 @@ class DnsServer:
         self.tcp_server = None
         self._sync_task = None
         self._stats_task = None
+        self._sweep_task = None
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -53,6 +56,8 @@ class DnsServer:
             log.warning("etcd not loaded yet; serving, zone answers SERVFAIL until it is")
         await self._bind()
         self._stats_task = loop.create_task(write_snapshots(self.engine))
+        if self.engine.signing is not None:
+            self._sweep_task = loop.create_task(self._sweep())
         _notify_ready()
 
     async def _bind(self) -> None:
@@ -94,10 +99,17 @@ class DnsServer:
         if self.tcp_server is not None:
             self.tcp_server.close()
         await self.sync.stop()
-        for task in (self._sync_task, self._stats_task):
+        for task in (self._sync_task, self._stats_task, self._sweep_task):
             if task is not None:
                 task.cancel()
         self.stopped.set()
+
+    async def _sweep(self) -> None:
+        """Signed replies the UDP front serves are dropped once their signatures are due for
+        renewal (cache.sweep); the next query signs afresh."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.engine.cache.sweep(time.monotonic())
 
     async def serve_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -45,7 +45,7 @@ class UdpServer(asyncio.DatagramProtocol):
                 if hit is not None:
                     tail, entry = hit
                     self.transport.sendto(data[:2] + tail, addr)
-                    if not entry.mode and not entry.expires:
+                    if not entry.mode and (not entry.expires or entry.renew):
                         engine.cache.add_front(data[2:], tail, entry)
                     return
             reply = engine.miss(data, addr[0], False)

@@ -94,6 +94,7 @@ forward-allow = cidr_list(default=list("127.0.0.0/8", "::1/128", "10.0.0.0/8", \
 axfr-allow = cidr_list(default=list("127.0.0.0/8", "::1/128"))
 max-udp-size = integer_range(512, 65535, default=1232)
 tcp-idle-timeout = seconds(default=10.0)
+dnssec = force_list(default=list())
 [Fun]
 random-one = flag(default=False)
 hone-one = flag(default=False)
@@ -618,6 +619,7 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
             raise ConfigError(
                 path, "random-one and hone-one cannot both be true", "Fun", "hone-one"
             )
+        dns["dnssec"] = _dnssec_keys(path, base_dir, dns)  # the loaded keys (keys.Key)
         # ip-monitor-path is the original suite's name for the status prefix; it wins.
         etcd["status-path"] = dns["ip-monitor-path"]
         pdns = result["Pdns"]
@@ -643,6 +645,21 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
                 "General",
                 "heartbeat-interval",
             )
+
+
+def _dnssec_keys(path: str | None, base_dir: str, dns: dict) -> list:
+    """[Dns] dnssec: BIND key basenames (relative to the config file) -> loaded keys; a key
+    file that is unreadable, for another zone or not matching its pair is named in the error."""
+    basenames = [b.strip() for b in dns["dnssec"] if b.strip()]
+    if not basenames:
+        return []
+    from skydns.dnssec.keys import KeyFileError, load_keys  # cryptography only when used
+
+    files = [_resolve_file(base_dir, b) for b in basenames]
+    try:
+        return load_keys(files, dns["dns-domain"])
+    except KeyFileError as err:
+        raise ConfigError(path, str(err), "Dns", "dnssec") from None
 
 
 ADMIN_OWNER = "admin"  # the owner the API records for the [SkydnsApi] skydns-auth token
