@@ -18,6 +18,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from skydns.keys import name_to_path
 
+from . import wireanswer
 from .answer import Answer, answer, answer_mode, owns, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
@@ -115,6 +116,9 @@ class Engine:
     def miss(self, data: bytes, client: str, tcp: bool):
         self.stats["requests"] += 1
         self.cache.misses += 1
+        reply = self._miss_wire(data, client, tcp)
+        if reply is not None:
+            return reply
         try:
             q = parse_query(data)
         except FormErr as err:
@@ -151,6 +155,76 @@ class Engine:
             self.stats["refused"] += 1
             return self._error(q, RCODE.REFUSED)
         return self._forward(q, data, tcp, servers)
+
+    def _miss_wire(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        """The common misses (plain IN queries for A, AAAA, SRV, names that do not exist),
+        answered from record parts without dnslib (wireanswer.py); None: `miss` goes on with
+        the dnslib path, which handles everything else the same way it always did."""
+        keyed = question_key(data, tcp, self.max_udp)
+        if keyed is None:
+            return None
+        key, qend, rd = keyed
+        flags = key[-4]
+        if flags == 0x44 or data[qend - 2 : qend] != b"\x00\x01":  # DO set ("D"), not class IN
+            return None
+        qtype = (data[qend - 4] << 8) | data[qend - 3]
+        if qtype in (_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR):
+            return None
+        parsed = wireanswer.question_name(data, qend)
+        if parsed is None:
+            return None
+        qlabels, qname, path = parsed
+        state = self.state
+        if not state.ready or (self.subdomains and self._servers_for(qname) is not None):
+            return None
+        if not owns(state, qname):
+            return None
+        built = wireanswer.build(state, qlabels, qname, path, qtype)
+        if built is None:
+            return None
+        if qname in self.query_names or len(self.query_names) < MAX_NAMES:
+            self.query_names[qname] += 1
+        limit = int.from_bytes(key[-3:], "big")
+        opt = wireanswer.opt_record(self.max_udp, False) if flags == 0x45 else b""  # "E"
+        ra, zone_path, qtail = self.zone.recursion, built.zone_path, data[qend - 4 : qend]
+
+        def render(answer=None, limit=limit):
+            return wireanswer.render_built(
+                built, state, zone_path, qlabels, qtail, limit, ra, opt, answer
+            )
+
+        ring = None
+        n = len(built.picks)
+        if built.pick_from >= 0 and n > 1:
+            if not self.mode:
+                wire = render()
+                full = wire if not wire[2] & 0x02 else render(limit=TCP_LIMIT)
+                ring = address_ring(wire, full, built.pick_from, n)
+                if ring is not None:
+                    wires, addrs, mode = [wire], [], "ring"
+            if ring is None:
+                head, group = built.answer[: built.pick_from], built.answer[built.pick_from :]
+                if self.mode:
+                    lists, addrs, mode = [head + [rr] for rr in group], list(built.picks), self.mode
+                else:
+                    step = max(1, n // _MAX_VARIANTS)
+                    lists = [head + group[r:] + group[:r] for r in range(0, n, step)]
+                    lists, addrs, mode = lists[:_MAX_VARIANTS], [], "random"
+                wires = [render(rrs) for rrs in lists]
+        else:
+            wires, addrs, mode = [render()], [], ""
+        self._count(built, wires[0])
+        entry = Entry(
+            [split_reply(w, qend) for w in wires],
+            addrs=addrs,
+            mode=mode,
+            paths=built.paths,
+            ips=built.ips,
+            kind=_kind(built, wires[0]),
+            ring=ring,
+        )
+        self.cache.put(key, entry)
+        return data[:2] + entry.reply(data, qend, rd, client)
 
     # -- zone transfer -----------------------------------------------------------------------
 

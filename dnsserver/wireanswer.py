@@ -1,0 +1,373 @@
+"""The miss path without dnslib: A, AAAA and SRV questions, and NXDOMAIN for any type, answered
+straight into wire bytes. Pure: no sockets, no etcd, no asyncio.
+
+The rules are answer.py's (its helpers are shared; answer.py stays the reference and serves
+everything else: other types, CNAME chains that leave the zone or loop, DO queries, the
+PowerDNS backend, dump). The bytes are what `answer()` + `wire.render()` give, dnslib's name
+compression and truncation included: tests/test_wireanswer.py compares both over a table of
+questions. `build` returns None for any case it does not cover, and the engine takes the
+dnslib path.
+
+Why bytes: a miss through dnslib cost 10-40x a C server's (record objects, label parsing,
+packing). Here a record becomes (owner labels, 8 fixed bytes, rdata parts), the names are
+compressed against the question as dnslib does, and the negative answer's SOA record is
+rendered once per zone, serial and position, then copied.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from skydns.keys import Path
+
+from .answer import (
+    _ADDRESS_TYPES,
+    _SRV_TYPES,
+    MAX_CNAME_HOPS,
+    Context,
+    _cname_of,
+    _is_address,
+    healthy,
+    zone_of,
+)
+
+T_A, T_NS, T_CNAME, T_SOA, T_AAAA, T_SRV = 1, 2, 5, 6, 28, 33
+_HEAD = struct.Struct(">HHI")  # type, class IN, TTL: the fixed part before RDLENGTH
+_SRV_DATA = struct.Struct(">HHH")
+_SOA_TIMES = struct.Struct(">IIIII")
+_MEMO_MAX = 65536  # names and SOA renderings remembered; past that the memo starts over
+_FLAGS_AA = 0x8400  # QR and AA: every answer built here is authoritative
+
+
+class Unsupported(Exception):
+    """A case the byte builder leaves to the dnslib path (answer.py + wire.render)."""
+
+
+class Plain(tuple):
+    """A name written without compression (SRV targets, RFC 2782; as dnslib does)."""
+
+    __slots__ = ()
+
+
+_labels_memo: dict[str, tuple] = {}
+
+
+def name_labels(name: str) -> tuple:
+    """`a.b.` -> (b"a", b"b"), as dnslib's DNSLabel would encode it; Unsupported for names it
+    would spell otherwise (non-ASCII: IDNA; backslash escapes; empty or long labels)."""
+    labels = _labels_memo.get(name)
+    if labels is None:
+        raw = name.rstrip(".")
+        if not raw.isascii() or "\\" in raw:
+            raise Unsupported(name)
+        labels = tuple(raw.encode().split(b".")) if raw else ()
+        if any(not 0 < len(label) < 64 for label in labels):
+            raise Unsupported(name)
+        if len(_labels_memo) >= _MEMO_MAX:
+            _labels_memo.clear()
+        _labels_memo[name] = labels
+    return labels
+
+
+def question_name(data: bytes, qend: int):
+    """(labels lower-cased, name as text, path) of a question that wire.question_key accepted,
+    or None when dnslib would read its name otherwise (dots or backslashes in a label,
+    non-ASCII)."""
+    wire = data[12 : qend - 4].lower()
+    if not wire.isascii():
+        return None
+    labels = []
+    i, n = 0, len(wire) - 1
+    while i < n:
+        length = wire[i]
+        label = wire[i + 1 : i + 1 + length]
+        if b"." in label or b"\\" in label:
+            return None
+        labels.append(label)
+        i += length + 1
+    text = [label.decode() for label in labels]
+    qname = ".".join(text) + "." if text else "."
+    text.reverse()
+    return tuple(labels), qname, tuple(text)
+
+
+class Built:
+    """An answer as record parts, for the engine to store and send; the attribute names are
+    answer.Answer's where they mean the same (engine._count and _kind read both)."""
+
+    __slots__ = (
+        "rcode",
+        "answer",
+        "authority",
+        "additional",
+        "paths",
+        "ips",
+        "fail_open",
+        "pick_from",
+        "picks",
+        "soa",
+        "zone_path",
+    )
+
+    def __init__(self):
+        self.rcode = 0
+        self.answer: list = []  # (owner labels, fixed 8 bytes, rdata) per record
+        self.authority: list = []
+        self.additional: list = []
+        self.paths: set = set()
+        self.ips: set = set()
+        self.fail_open = False
+        self.pick_from = -1
+        self.picks: list = []
+        self.soa = False
+        self.zone_path: Path = ()
+
+
+def build(ctx: Context, qlabels: tuple, qname: str, path: Path, qtype: int) -> Built | None:
+    """The answer to an IN question for a name we are authoritative for, or None when the
+    dnslib path must answer (see the module doc)."""
+    zone_path = zone_of(path, ctx.zone.domain_path)
+    if zone_path is None:
+        return None
+    apex = path == zone_path
+    index = ctx.index
+    records = index.at(path) if apex else index.below(path)
+    exists = apex or bool(records)
+    b = Built()
+    b.paths.add(path)
+    try:
+        if qtype == T_A or qtype == T_AAAA:
+            if not _addresses(ctx, b, qlabels, path, qtype, records, {path}):
+                return None
+        elif qtype == T_SRV:
+            _srv(ctx, b, qlabels, records)
+        elif exists:
+            return None  # other types of names that exist: answer.py
+    except Unsupported:
+        return None
+    if not b.answer and not exists:
+        b.rcode = 3  # NXDOMAIN
+    dangling = b.answer and b.answer[-1][1][:2] == b"\x00\x05"
+    if b.rcode == 3 or not b.answer or dangling:
+        b.authority.append(_SOA_RECORD)  # rendered by Writer.soa: same for the whole zone
+        b.soa = True
+    b.zone_path = zone_path
+    return b
+
+
+def _addresses(ctx, b, owner, path, qtype, records, seen) -> bool:
+    """answer._addresses; False for a chain it leaves to answer.py (loop, out of zone)."""
+    family = 4 if qtype == T_A else 6
+    addrs = [r for r in records if r.family == family and r.rtype in _ADDRESS_TYPES]
+    if addrs:
+        rrs, ips = _address_rrs(ctx, owner, qtype, healthy(ctx, b, addrs))
+        b.pick_from = len(b.answer)
+        b.answer.extend(rrs)
+        b.picks = ips
+        return True
+    if any(_is_address(r) for r in records):
+        return True
+    rec = _cname_of(records)
+    if rec is None:
+        return True
+    target = rec.host
+    target_labels = name_labels(target)
+    target_path = tuple(label.decode() for label in reversed(target_labels))
+    if target_path in seen or len(seen) > MAX_CNAME_HOPS:
+        return False  # SERVFAIL: answer.py says so
+    if zone_of(target_path, ctx.zone.domain_path) is None:
+        return False  # the rest of the chain is upstream's
+    seen.add(target_path)
+    b.answer.append((owner, _HEAD.pack(T_CNAME, 1, ctx.ttl(rec)), (target_labels,)))
+    b.paths.add(target_path)
+    target_records = ctx.index.below(target_path)
+    if not target_records:
+        b.rcode = 3  # RFC 6604: the rcode speaks of the last name in the chain
+        return True
+    return _addresses(ctx, b, target_labels, target_path, qtype, target_records, seen)
+
+
+def _rdata(family: int, ip: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET if family == 4 else socket.AF_INET6, ip)
+
+
+def _address_rrs(ctx, owner: tuple, qtype: int, records) -> tuple[list, list]:
+    rrs, ips, seen = [], [], set()
+    for rec in records:
+        if rec.ip in seen:
+            continue
+        seen.add(rec.ip)
+        rrs.append((owner, _HEAD.pack(qtype, 1, ctx.ttl(rec)), _rdata(rec.family, rec.ip)))
+        ips.append(rec.ip)
+    return rrs, ips
+
+
+def _glue(ctx, b, rec) -> None:
+    if rec.ip:
+        qtype = T_A if rec.family == 4 else T_AAAA
+        b.additional.extend(_address_rrs(ctx, name_labels(rec.target), qtype, [rec])[0])
+        return
+    labels = name_labels(rec.host)
+    target_path = tuple(label.decode() for label in reversed(labels))
+    if zone_of(target_path, ctx.zone.domain_path) is None:
+        return
+    b.paths.add(target_path)
+    found = [r for r in ctx.index.below(target_path) if _is_address(r)]
+    for family, qtype in ((4, T_A), (6, T_AAAA)):
+        group = [r for r in found if r.family == family]
+        if group:
+            b.additional.extend(_address_rrs(ctx, labels, qtype, healthy(ctx, b, group))[0])
+
+
+def _srv(ctx, b, owner: tuple, records) -> None:
+    targets = [r for r in records if r.host and r.rtype in _SRV_TYPES and not r.mail]
+    with_ip = [r for r in targets if r.ip]
+    if with_ip:
+        keep = {r.key for r in healthy(ctx, b, with_ip)}
+        targets = [r for r in targets if not r.ip or r.key in keep]
+    totals: dict[int, int] = {}
+    for rec in targets:
+        totals[rec.priority] = totals.get(rec.priority, 0) + (rec.weight or 100)
+    seen_targets = set()
+    for rec in targets:
+        weight = (rec.weight or 100) * 100 // totals[rec.priority]
+        target = rec.target
+        rdata = (_SRV_DATA.pack(rec.priority, weight, rec.port), Plain(name_labels(target)))
+        b.answer.append((owner, _HEAD.pack(T_SRV, 1, ctx.ttl(rec)), rdata))
+        if target not in seen_targets:
+            seen_targets.add(target)
+            _glue(ctx, b, rec)
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+_SOA_RECORD = (None, b"", None)  # placeholder in Built.authority: Writer renders the zone's SOA
+
+
+def opt_record(max_udp: int, do: bool, rcode: int = 0) -> bytes:
+    """The OPT record of our replies (dnslib.EDNS0(udp_len=max_udp, ext_rcode, flags))."""
+    return b"\x00\x00\x29" + struct.pack(">HIH", max_udp, ((rcode >> 4) << 24) | (do << 15), 0)
+
+
+_soa_memo: dict = {}
+
+
+class Writer:
+    """Renders one reply: the question, then records in order, compressing names against
+    everything written before as dnslib does (the first place a suffix was written wins;
+    SRV targets are neither compressed nor remembered)."""
+
+    __slots__ = ("names", "offset", "qwire")
+
+    def __init__(self, qlabels: tuple):
+        names = {}
+        offset = 12
+        for i in range(len(qlabels)):
+            names[qlabels[i:]] = offset
+            offset += len(qlabels[i]) + 1
+        self.names = names
+        self.offset = offset + 5  # the root label, type and class
+        self.qwire = b"".join(bytes((len(label),)) + label for label in qlabels) + b"\x00"
+
+    def name(self, labels: tuple, offset: int) -> bytes:
+        names = self.names
+        out = []
+        for i in range(len(labels)):
+            suffix = labels[i:]
+            ptr = names.get(suffix)
+            if ptr is not None:
+                out.append((0xC000 | (ptr & 0x3FFF)).to_bytes(2, "big"))
+                return b"".join(out)
+            names[suffix] = offset
+            label = labels[i]
+            out.append(bytes((len(label),)) + label)
+            offset += len(label) + 1
+        out.append(b"\x00")
+        return b"".join(out)
+
+    def record(self, owner: tuple, head: bytes, rdata) -> bytes:
+        offset = self.offset
+        o = self.name(owner, offset)
+        if type(rdata) is not bytes:
+            pos = offset + len(o) + 10
+            parts = []
+            for part in rdata:
+                if type(part) is bytes:
+                    piece = part
+                elif type(part) is Plain:
+                    piece = b"".join(bytes((len(x),)) + x for x in part) + b"\x00"
+                else:
+                    piece = self.name(part, pos)
+                parts.append(piece)
+                pos += len(piece)
+            rdata = b"".join(parts)
+        chunk = o + head + len(rdata).to_bytes(2, "big") + rdata
+        self.offset = offset + len(chunk)
+        return chunk
+
+    def soa(self, ctx: Context, zone_path: Path) -> bytes:
+        """The zone's SOA record (answer.soa_record) at this point of the reply. Its bytes
+        depend only on the zone, the serial, where the apex and the domain were written and
+        where it starts, so they are rendered once per such position and then copied."""
+        settings = ctx.zone
+        domain = name_labels(settings.domain)
+        apex = tuple(label.encode() for label in reversed(zone_path))
+        names = self.names
+        mname, rname = (b"ns", b"dns", *domain), (b"hostmaster", *domain)
+        key = None
+        if mname[1:] not in names and mname not in names and rname not in names:
+            written = tuple(names.get(domain[i:]) for i in range(len(domain)))
+            key = (zone_path, ctx.serial, names.get(apex), written, self.offset,
+                   settings.min_ttl, settings.domain)
+            chunk = _soa_memo.get(key)
+            if chunk is not None:
+                # Unlike a rendering, a copy leaves its names unremembered: fine, as nothing
+                # but the OPT record (root name) follows the SOA in the replies built here.
+                self.offset += len(chunk)
+                return chunk
+        times = _SOA_TIMES.pack(ctx.serial & 0xFFFFFFFF, 28800, 7200, 604800, settings.min_ttl)
+        chunk = self.record(apex, _HEAD.pack(T_SOA, 1, settings.min_ttl), (mname, rname, times))
+        if key is not None:
+            if len(_soa_memo) >= _MEMO_MAX:
+                _soa_memo.clear()
+            _soa_memo[key] = chunk
+        return chunk
+
+
+def render_built(
+    b: Built,
+    ctx: Context,
+    zone_path: Path,
+    qlabels: tuple,
+    qtail: bytes,
+    limit: int,
+    ra: bool,
+    opt: bytes,
+    answer: list | None = None,
+) -> bytes:
+    """The reply (ID 0, RD 0) as wire.render gives it for the same records: over `limit` the
+    additional section goes first, then records from the end with TC=1. `qtail` is the
+    question's type and class; `answer` replaces b.answer (one variant of it)."""
+    w = Writer(qlabels)
+    an = [w.record(*rr) for rr in (b.answer if answer is None else answer)]
+    ns = [w.soa(ctx, zone_path) if rr is _SOA_RECORD else w.record(*rr) for rr in b.authority]
+    ar = [w.record(*rr) for rr in b.additional]
+    question = w.qwire + qtail
+    flags = _FLAGS_AA | (0x80 if ra else 0) | (b.rcode & 0xF)
+    nopt = 1 if opt else 0
+    size = 12 + len(question) + sum(map(len, an)) + sum(map(len, ns)) + len(opt)
+    extra = sum(map(len, ar))
+    if size + extra <= limit:
+        counts = (1, len(an), len(ns), len(ar) + nopt)
+        return _header(flags, counts) + question + b"".join(an) + b"".join(ns) + b"".join(ar) + opt
+    if size > limit:
+        flags |= 0x0200  # TC
+        while size > limit and (ns or an):
+            size -= len(ns.pop() if ns else an.pop())
+    counts = (1, len(an), len(ns), nopt)
+    return _header(flags, counts) + question + b"".join(an) + b"".join(ns) + opt
+
+
+def _header(flags: int, counts: tuple) -> bytes:
+    return struct.pack(">HHHHHH", 0, flags, *counts)
