@@ -61,6 +61,7 @@ class Engine:
         self.cache = AnswerCache(dns["cacheSize"])
         self.state.subscribe(self._on_change)
         self.max_udp = dns["max-udp-size"]
+        self._domain_path = self.zone.domain_path
         self.mode = answer_mode(cfg)
         self.forward_timeout = dns["forward-timeout"]
         self.allow = list(dns["forward-allow"])
@@ -177,7 +178,8 @@ class Engine:
         state = self.state
         if not state.ready or (self.subdomains and self._servers_for(qname) is not None):
             return None
-        if not owns(state, qname):
+        domain = self._domain_path
+        if path[: len(domain)] != domain and not owns(state, qname):
             return None
         built = wireanswer.build(state, qlabels, qname, path, qtype)
         if built is None:
@@ -186,34 +188,19 @@ class Engine:
             self.query_names[qname] += 1
         limit = int.from_bytes(key[-3:], "big")
         opt = wireanswer.opt_record(self.max_udp, False) if flags == 0x45 else b""  # "E"
-        ra, zone_path, qtail = self.zone.recursion, built.zone_path, data[qend - 4 : qend]
-
-        def render(answer=None, limit=limit):
-            return wireanswer.render_built(
-                built, state, zone_path, qlabels, qtail, limit, ra, opt, answer
-            )
-
-        ring = None
+        ra, question = self.zone.recursion, question_bytes(data, qend)
+        render = wireanswer.render_built
         n = len(built.picks)
-        if built.pick_from >= 0 and n > 1:
-            if not self.mode:
-                wire = render()
-                full = wire if not wire[2] & 0x02 else render(limit=TCP_LIMIT)
-                ring = address_ring(wire, full, built.pick_from, n)
-                if ring is not None:
-                    wires, addrs, mode = [wire], [], "ring"
-            if ring is None:
-                head, group = built.answer[: built.pick_from], built.answer[built.pick_from :]
-                if self.mode:
-                    lists, addrs, mode = [head + [rr] for rr in group], list(built.picks), self.mode
-                else:
-                    step = max(1, n // _MAX_VARIANTS)
-                    lists = [head + group[r:] + group[:r] for r in range(0, n, step)]
-                    lists, addrs, mode = lists[:_MAX_VARIANTS], [], "random"
-                wires = [render(rrs) for rrs in lists]
+        if n < 2:
+            wire = render(built, state, question, qlabels, limit, ra, opt)
+            self._count(built, wire)
+            if self.cache.size <= 0:  # nothing to keep: no entry to make
+                return data[:2] + (wire[2:] if rd == 0 else _with_rd(wire, 1)[2:])
+            wires, addrs, mode, ring = [wire], [], "", None
         else:
-            wires, addrs, mode = [render()], [], ""
-        self._count(built, wires[0])
+            wires, addrs, mode, ring = self._wire_variants(built, state, question, qlabels,
+                                                           limit, ra, opt)
+            self._count(built, wires[0])
         entry = Entry(
             [split_reply(w, qend) for w in wires],
             addrs=addrs,
@@ -225,6 +212,29 @@ class Engine:
         )
         self.cache.put(key, entry)
         return data[:2] + entry.reply(data, qend, rd, client)
+
+    def _wire_variants(self, built, state, question, qlabels, limit, ra, opt):
+        """_finish's variants for a byte-built answer with several addresses: the ring (a
+        shuffled answer), else one reply per address (random-one, hone-one) or rotations."""
+        render = wireanswer.render_built
+        n = len(built.picks)
+        if not self.mode:
+            wire = render(built, state, question, qlabels, limit, ra, opt)
+            full = wire
+            if wire[2] & 0x02:
+                full = render(built, state, question, qlabels, TCP_LIMIT, ra, opt)
+            ring = address_ring(wire, full, built.pick_from, n)
+            if ring is not None:
+                return [wire], [], "ring", ring
+        head, group = built.answer[: built.pick_from], built.answer[built.pick_from :]
+        if self.mode:
+            lists, addrs, mode = [head + [rr] for rr in group], list(built.picks), self.mode
+        else:
+            step = max(1, n // _MAX_VARIANTS)
+            lists = [head + group[r:] + group[:r] for r in range(0, n, step)]
+            lists, addrs, mode = lists[:_MAX_VARIANTS], [], "random"
+        wires = [render(built, state, question, qlabels, limit, ra, opt, rrs) for rrs in lists]
+        return wires, addrs, mode, None
 
     # -- zone transfer -----------------------------------------------------------------------
 

@@ -92,6 +92,18 @@ def question_name(data: bytes, qend: int):
     return tuple(labels), qname, tuple(text)
 
 
+_domain_paths: dict[str, Path] = {}
+
+
+def _domain_path(ctx: Context) -> Path:
+    """ctx.zone.domain_path without building it again for every question."""
+    domain = ctx.zone.domain
+    path = _domain_paths.get(domain)
+    if path is None:
+        path = _domain_paths[domain] = ctx.zone.domain_path
+    return path
+
+
 class Built:
     """An answer as record parts, for the engine to store and send; the attribute names are
     answer.Answer's where they mean the same (engine._count and _kind read both)."""
@@ -127,7 +139,7 @@ class Built:
 def build(ctx: Context, qlabels: tuple, qname: str, path: Path, qtype: int) -> Built | None:
     """The answer to an IN question for a name we are authoritative for, or None when the
     dnslib path must answer (see the module doc)."""
-    zone_path = zone_of(path, ctx.zone.domain_path)
+    zone_path = zone_of(path, _domain_path(ctx))
     if zone_path is None:
         return None
     apex = path == zone_path
@@ -176,7 +188,7 @@ def _addresses(ctx, b, owner, path, qtype, records, seen) -> bool:
     target_path = tuple(label.decode() for label in reversed(target_labels))
     if target_path in seen or len(seen) > MAX_CNAME_HOPS:
         return False  # SERVFAIL: answer.py says so
-    if zone_of(target_path, ctx.zone.domain_path) is None:
+    if zone_of(target_path, _domain_path(ctx)) is None:
         return False  # the rest of the chain is upstream's
     seen.add(target_path)
     b.answer.append((owner, _HEAD.pack(T_CNAME, 1, ctx.ttl(rec)), (target_labels,)))
@@ -210,7 +222,7 @@ def _glue(ctx, b, rec) -> None:
         return
     labels = name_labels(rec.host)
     target_path = tuple(label.decode() for label in reversed(labels))
-    if zone_of(target_path, ctx.zone.domain_path) is None:
+    if zone_of(target_path, _domain_path(ctx)) is None:
         return
     b.paths.add(target_path)
     found = [r for r in ctx.index.below(target_path) if _is_address(r)]
@@ -242,7 +254,7 @@ def _srv(ctx, b, owner: tuple, records) -> None:
 
 # -- rendering ---------------------------------------------------------------------------------
 
-_SOA_RECORD = (None, b"", None)  # placeholder in Built.authority: Writer renders the zone's SOA
+_SOA_RECORD = (None, b"", None)  # placeholder in Built.authority: the zone's SOA (Writer.soa)
 
 
 def opt_record(max_udp: int, do: bool, rcode: int = 0) -> bytes:
@@ -256,22 +268,30 @@ _soa_memo: dict = {}
 class Writer:
     """Renders one reply: the question, then records in order, compressing names against
     everything written before as dnslib does (the first place a suffix was written wins;
-    SRV targets are neither compressed nor remembered)."""
+    SRV targets are neither compressed nor remembered). The suffix table is made only when
+    a name other than the question's is written: most answers point at the question only."""
 
-    __slots__ = ("names", "offset", "qwire")
+    __slots__ = ("qlabels", "_names", "offset")
 
-    def __init__(self, qlabels: tuple):
-        names = {}
-        offset = 12
-        for i in range(len(qlabels)):
-            names[qlabels[i:]] = offset
-            offset += len(qlabels[i]) + 1
-        self.names = names
-        self.offset = offset + 5  # the root label, type and class
-        self.qwire = b"".join(bytes((len(label),)) + label for label in qlabels) + b"\x00"
+    def __init__(self, qlabels: tuple, question_size: int):
+        self.qlabels = qlabels
+        self._names: dict | None = None
+        self.offset = 12 + question_size
+
+    def names(self) -> dict:
+        names = self._names
+        if names is None:
+            names = self._names = {}
+            labels, offset = self.qlabels, 12
+            for i in range(len(labels)):
+                names[labels[i:]] = offset
+                offset += len(labels[i]) + 1
+        return names
 
     def name(self, labels: tuple, offset: int) -> bytes:
-        names = self.names
+        if labels is self.qlabels and labels:
+            return b"\xc0\x0c"  # the question's name, written at offset 12
+        names = self.names()
         out = []
         for i in range(len(labels)):
             suffix = labels[i:]
@@ -306,28 +326,29 @@ class Writer:
         self.offset = offset + len(chunk)
         return chunk
 
-    def soa(self, ctx: Context, zone_path: Path) -> bytes:
-        """The zone's SOA record (answer.soa_record) at this point of the reply. Its bytes
-        depend only on the zone, the serial, where the apex and the domain were written and
-        where it starts, so they are rendered once per such position and then copied."""
+    def soa(self, ctx: Context, zone_path: Path, first: bool) -> bytes:
+        """The zone's SOA record (answer.soa_record) at this point of the reply.
+
+        As the first record after the question (NXDOMAIN, NODATA), its bytes depend only on
+        the zone, the serial, the question's length and its last labels (the only ones the
+        SOA's names can share), so they are rendered once per such shape and then copied:
+        a negative answer is a lookup and a copy. A copy leaves its names unremembered,
+        which is right only because nothing but the OPT record (root name) follows it.
+        """
         settings = ctx.zone
         domain = name_labels(settings.domain)
-        apex = tuple(label.encode() for label in reversed(zone_path))
-        names = self.names
-        mname, rname = (b"ns", b"dns", *domain), (b"hostmaster", *domain)
         key = None
-        if mname[1:] not in names and mname not in names and rname not in names:
-            written = tuple(names.get(domain[i:]) for i in range(len(domain)))
-            key = (zone_path, ctx.serial, names.get(apex), written, self.offset,
-                   settings.min_ttl, settings.domain)
+        if first:
+            key = (zone_path, ctx.serial, settings.domain, settings.min_ttl, self.offset,
+                   self.qlabels[-len(domain) - 2 :])
             chunk = _soa_memo.get(key)
             if chunk is not None:
-                # Unlike a rendering, a copy leaves its names unremembered: fine, as nothing
-                # but the OPT record (root name) follows the SOA in the replies built here.
                 self.offset += len(chunk)
                 return chunk
+        apex = tuple(label.encode() for label in reversed(zone_path))
         times = _SOA_TIMES.pack(ctx.serial & 0xFFFFFFFF, 28800, 7200, 604800, settings.min_ttl)
-        chunk = self.record(apex, _HEAD.pack(T_SOA, 1, settings.min_ttl), (mname, rname, times))
+        rdata = ((b"ns", b"dns", *domain), (b"hostmaster", *domain), times)
+        chunk = self.record(apex, _HEAD.pack(T_SOA, 1, settings.min_ttl), rdata)
         if key is not None:
             if len(_soa_memo) >= _MEMO_MAX:
                 _soa_memo.clear()
@@ -338,36 +359,38 @@ class Writer:
 def render_built(
     b: Built,
     ctx: Context,
-    zone_path: Path,
+    question: bytes,
     qlabels: tuple,
-    qtail: bytes,
     limit: int,
     ra: bool,
     opt: bytes,
     answer: list | None = None,
 ) -> bytes:
     """The reply (ID 0, RD 0) as wire.render gives it for the same records: over `limit` the
-    additional section goes first, then records from the end with TC=1. `qtail` is the
-    question's type and class; `answer` replaces b.answer (one variant of it)."""
-    w = Writer(qlabels)
-    an = [w.record(*rr) for rr in (b.answer if answer is None else answer)]
-    ns = [w.soa(ctx, zone_path) if rr is _SOA_RECORD else w.record(*rr) for rr in b.authority]
-    ar = [w.record(*rr) for rr in b.additional]
-    question = w.qwire + qtail
+    additional section goes first, then records from the end with TC=1. `question` is the
+    question's bytes as the reply carries them (name lower-cased); `answer` replaces
+    b.answer (one variant of it)."""
+    w = Writer(qlabels, len(question))
+    record = w.record
+    an = [record(*rr) for rr in (b.answer if answer is None else answer)]
+    ns = [w.soa(ctx, b.zone_path, not an) if rr is _SOA_RECORD else record(*rr)
+          for rr in b.authority]
+    ar = [record(*rr) for rr in b.additional] if b.additional else ()
     flags = _FLAGS_AA | (0x80 if ra else 0) | (b.rcode & 0xF)
     nopt = 1 if opt else 0
-    size = 12 + len(question) + sum(map(len, an)) + sum(map(len, ns)) + len(opt)
-    extra = sum(map(len, ar))
-    if size + extra <= limit:
-        counts = (1, len(an), len(ns), len(ar) + nopt)
-        return _header(flags, counts) + question + b"".join(an) + b"".join(ns) + b"".join(ar) + opt
+    body = b"".join(an) + b"".join(ns) if ns else b"".join(an)
+    size = 12 + len(question) + len(body) + len(opt)
+    if ar:
+        extra = b"".join(ar)
+        if size + len(extra) <= limit:
+            counts = (1, len(an), len(ns), len(ar) + nopt)
+            return _HEADER.pack(0, flags, *counts) + question + body + extra + opt
     if size > limit:
         flags |= 0x0200  # TC
         while size > limit and (ns or an):
             size -= len(ns.pop() if ns else an.pop())
-    counts = (1, len(an), len(ns), nopt)
-    return _header(flags, counts) + question + b"".join(an) + b"".join(ns) + opt
+        body = b"".join(an) + b"".join(ns)
+    return _HEADER.pack(0, flags, 1, len(an), len(ns), nopt) + question + body + opt
 
 
-def _header(flags: int, counts: tuple) -> bytes:
-    return struct.pack(">HHHHHH", 0, flags, *counts)
+_HEADER = struct.Struct(">HHHHHH")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import dns.flags
 import dns.message
 import dns.rdatatype
 import pytest
@@ -170,6 +171,25 @@ def test_wire_path_builds_the_dnslib_bytes(mode):
     del new.stats["requests"], old.stats["requests"]  # `miss` counts, _miss_wire alone not
     assert new.stats == old.stats
     assert new.query_names == old.query_names
+
+
+def test_uncached_replies_are_the_dnslib_bytes():
+    """cacheSize = 0: single-address and negative answers are sent without an entry."""
+    new, old = make_engine("", True, cacheSize=0), make_engine("", False, cacheSize=0)
+    for name, rdtype in QUESTIONS:
+        for tcp, payload, do in TRANSPORTS:
+            data = query_wire(name, rdtype, tcp, payload, do)
+            for rd in (0, 1):
+                data = data[:2] + bytes(((data[2] & 0xFE) | rd,)) + data[3:]
+                reply_new, reply_old = new.miss(data, "c", tcp), old.miss(data, "c", tcp)
+                if reply_new != reply_old:  # shuffled: another address may come first
+                    a, b = dns.message.from_wire(reply_new), dns.message.from_wire(reply_old)
+                    where = (name, rdtype, tcp, payload, do, rd)
+                    assert a.answer and a.flags == b.flags and len(reply_new) == len(reply_old)
+                    assert a.authority == b.authority and a.additional == b.additional, where
+                    if not a.flags & dns.flags.TC:
+                        assert a.answer == b.answer, where
+    assert len(new.cache) == 0
 
 
 @pytest.mark.parametrize(
