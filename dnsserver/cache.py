@@ -10,6 +10,10 @@ the ID, for entries with one variant and no expiry. Those bytes fully decide the
 RD and OPT included), so a repeat question costs one lookup and one join. Front keys are
 owned by their entry and go with it, so every invalidation reaches them.
 
+Negative answers (NXDOMAIN, NODATA) live in their own area, `negatives`, bounded at a quarter
+of the size and evicted among themselves: a flood of random names (each asked once, each a
+miss) can only push out other negative answers, never the positive ones a hot set hits.
+
 Hit counts live on the entries (the hot path only increments); `fold` moves them into
 per-name totals a slice at a time, so stats never walk the whole cache in one go.
 """
@@ -30,6 +34,13 @@ _MAX_RETIRED_NAMES = 100_000  # random-name floods must not grow the per-name st
 KEY_SUFFIX = 8  # a cache key is the wire name + type, class (4) + EDNS flag (1) + limit (3)
 _FRONTS_PER_ENTRY = 8  # 0x20-randomising resolvers spell a name many ways; keep a few spellings
 FOLD_SLICE = 1000  # entries (or names) handled per step: about a millisecond at most
+NEGATIVE_SHARE = 4  # the negative area holds up to size // NEGATIVE_SHARE entries (at least 1)
+_NEGATIVE_KINDS = ("nxdomain", "nodata")
+
+
+def is_negative(entry: Entry) -> bool:
+    """NXDOMAIN or NODATA (truncated or not): kept in the negative area."""
+    return entry.kind.startswith(_NEGATIVE_KINDS)
 
 
 class Entry:
@@ -131,7 +142,9 @@ def split_reply(wire: bytes, qend: int) -> tuple[bytes, bytes, bytes]:
 class AnswerCache:
     def __init__(self, size: int):
         self.size = size
-        self.entries: dict[bytes, Entry] = {}
+        self.entries: dict[bytes, Entry] = {}  # positive answers (and upstream ones)
+        self.negatives: dict[bytes, Entry] = {}  # NXDOMAIN/NODATA, their own CLOCK and bound
+        self.negative_size = max(1, size // NEGATIVE_SHARE) if size > 0 else 0
         self.front: dict[bytes, tuple[bytes, Entry]] = {}
         self.by_path: dict[Path, set[bytes]] = {}
         self.by_ip: dict[str, set[bytes]] = {}
@@ -143,10 +156,14 @@ class AnswerCache:
         self.kind_hits: Counter = Counter()  # folded hits by answer kind
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.entries) + len(self.negatives)
 
     def get(self, key: bytes) -> Entry | None:
-        return self.entries.get(key)
+        entry = self.entries.get(key)
+        return entry if entry is not None else self.negatives.get(key)
+
+    def all_entries(self) -> list[Entry]:
+        return [*self.entries.values(), *self.negatives.values()]
 
     def hit(self, data: bytes, keyed, client: str, allowed) -> tuple[bytes, Entry] | None:
         """The hit path of every transport: the cached reply to `data` minus its ID, and its
@@ -157,7 +174,9 @@ class AnswerCache:
         """
         entry = self.entries.get(keyed[0])
         if entry is None:
-            return None
+            entry = self.negatives.get(keyed[0])
+            if entry is None:
+                return None
         # Only entries that expire can be restricted (upstream data): hits on all others pay
         # nothing for that check.
         if entry.expires and (
@@ -171,12 +190,16 @@ class AnswerCache:
     def put(self, key: bytes, entry: Entry) -> None:
         if self.size <= 0 or (entry.restricted and not entry.expires):
             return  # the transports test `restricted` only for entries that expire
-        if key in self.entries:
+        if key in self.entries or key in self.negatives:
             self._remove(key)
-        while len(self.entries) >= self.size:
-            self._evict_one()
+        if is_negative(entry):
+            area, bound = self.negatives, self.negative_size
+        else:
+            area, bound = self.entries, self.size
+        while len(area) >= bound:
+            self._evict_one(area)
         entry.key = key
-        self.entries[key] = entry
+        area[key] = entry
         for path in entry.paths:
             self.by_path.setdefault(path, set()).add(key)
         for ip in entry.ips:
@@ -187,7 +210,7 @@ class AnswerCache:
     def add_front(self, fkey: bytes, reply: bytes, entry: Entry) -> None:
         """Answer `fkey` (query bytes after the ID) with `reply` while `entry` stays cached.
         Only for entries with one variant and no expiry: nothing else decides their bytes."""
-        if self.entries.get(entry.key) is not entry:
+        if self.get(entry.key) is not entry:
             return  # served, but not (or no longer) cached: nothing would drop the front key
         if entry.mode or entry.expires or entry.restricted:
             return  # the front checks nothing: these need a pick, a clock or forward-allow
@@ -204,8 +227,7 @@ class AnswerCache:
         fronts.append(fkey)
         front[fkey] = (reply, entry)
 
-    def _evict_one(self) -> None:
-        entries = self.entries
+    def _evict_one(self, entries: dict) -> None:
         for _ in range(len(entries) + 1):  # CLOCK: second chance for entries hit since last pass
             key = next(iter(entries))
             entry = entries[key]
@@ -231,7 +253,9 @@ class AnswerCache:
     def _remove(self, key: bytes) -> None:
         entry = self.entries.pop(key, None)
         if entry is None:
-            return
+            entry = self.negatives.pop(key, None)
+            if entry is None:
+                return
         self._fold_one(entry)
         if entry.fronts:
             front = self.front
@@ -264,7 +288,7 @@ class AnswerCache:
             if found:
                 keys.extend(found)
         for key in keys:
-            if key in self.entries:
+            if key in self.entries or key in self.negatives:
                 self._remove(key)
                 dropped += 1
         return dropped
@@ -279,13 +303,13 @@ class AnswerCache:
     def fold(self, entries=None) -> None:
         """Move hits counted on `entries` (default: all) into name_hits/kind_hits."""
         fold_one = self._fold_one
-        for entry in self.entries.values() if entries is None else entries:
+        for entry in self.all_entries() if entries is None else entries:
             fold_one(entry)
 
     @property
     def hits(self) -> int:
         """Hits so far; read-only, so another thread (a test) may ask."""
-        pending = sum(e.hits - e.counted for e in list(self.entries.values()))
+        pending = sum(e.hits - e.counted for e in self.all_entries())
         return sum(self.kind_hits.values()) + pending
 
     def hit_counts(self) -> tuple[Counter, Counter]:
@@ -297,6 +321,7 @@ class AnswerCache:
         self.generation += 1
         self.fold()
         self.entries.clear()
+        self.negatives.clear()
         self.front.clear()
         self.by_path.clear()
         self.by_ip.clear()

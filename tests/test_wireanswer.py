@@ -234,3 +234,27 @@ def test_soa_memo_gives_the_rendered_bytes():
     engine.state.serial += 1
     engine.cache.clear()
     assert engine._miss_wire(data, "192.0.2.1", False) != first
+
+
+def test_negative_answers_never_evict_positive_ones():
+    """A random-name flood (every name new, every one NXDOMAIN) fills the negative area only:
+    the hot positive answers stay cached and keep hitting."""
+    engine = make_engine("", True, cacheSize=40)
+    hot = [("api.example.test.", "A"), ("one.example.test.", "A"), ("v6.example.test.", "AAAA"),
+           ("db.west.example.test.", "SRV")]
+    for name, rdtype in hot:
+        engine.miss(query_wire(name, rdtype, False, 1232, False), "c", False)
+    keys = [question_key(query_wire(n, t, False, 1232, False), False, 1232)[0] for n, t in hot]
+    for i in range(1000):
+        engine.miss(query_wire(f"r{i}.flood.example.test.", "A", False, 1232, False), "c", False)
+        engine.miss(query_wire("one.example.test.", "AAAA", False, 1232, False), "c", False)
+    assert all(engine.cache.get(key) is not None for key in keys)
+    assert len(engine.cache.negatives) == engine.cache.negative_size == 10
+    assert len(engine.cache.entries) == len(hot)
+    # and the other way round: positives fill their own area without touching negatives
+    nodata = question_key(query_wire("one.example.test.", "AAAA", False, 1232, False),
+                          False, 1232)[0]
+    engine.cache.negatives[nodata].ref = True
+    for i in range(1, 81):
+        engine.miss(query_wire(f"i{i:03d}.big.example.test.", "A", False, 1232, False), "c", False)
+    assert len(engine.cache.entries) == 40 and engine.cache.get(nodata) is not None
