@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import random
 import struct
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from collections import Counter
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from skydns.keys import name_to_path
+from skydns.rendezvous import choose
 
 from . import wireanswer
 from .answer import Answer, answer, answer_mode, owns, zone_settings
@@ -191,11 +193,24 @@ class Engine:
         ra, question = self.zone.recursion, question_bytes(data, qend)
         render = wireanswer.render_built
         n = len(built.picks)
+        if self.cache.size <= 0:  # nothing to keep: render only the reply this query gets
+            answer = None
+            if n > 1:
+                head, group = built.answer[: built.pick_from], built.answer[built.pick_from :]
+                if self.mode == "hone":
+                    answer = head + [group[choose(client, built.picks)]]
+                elif self.mode:
+                    answer = head + [random.choice(group)]
+                else:  # a rotation, as a cached ring would give at a random turn
+                    r = random.randrange(n)
+                    answer = head + group[r:] + group[:r]
+            wire = render(built, state, question, qlabels, limit, ra, opt, answer)
+            self._count(built, wire)
+            # the client's own question bytes (its 0x20 casing), as a cached entry gives them
+            return data[:2] + bytes((wire[2] | rd,)) + wire[3:12] + data[12:qend] + wire[qend:]
         if n < 2:
             wire = render(built, state, question, qlabels, limit, ra, opt)
             self._count(built, wire)
-            if self.cache.size <= 0:  # nothing to keep: no entry to make
-                return data[:2] + (wire[2:] if rd == 0 else _with_rd(wire, 1)[2:])
             wires, addrs, mode, ring = [wire], [], "", None
         else:
             wires, addrs, mode, ring = self._wire_variants(built, state, question, qlabels,
@@ -367,9 +382,9 @@ class Engine:
         return data[:2] + entry.reply(data, qend, rd, client)
 
     def _count(self, ans: Answer, wire: bytes) -> None:
-        if ans.rcode == RCODE.NXDOMAIN:
+        if ans.rcode == _NXDOMAIN:
             self.stats["nxdomain"] += 1
-        elif ans.rcode == RCODE.SERVFAIL:
+        elif ans.rcode == _SERVFAIL:
             self.stats["servfail"] += 1
         elif not ans.answer:
             self.stats["nodata"] += 1
@@ -440,11 +455,14 @@ class Engine:
         )
 
 
+_NXDOMAIN, _SERVFAIL = int(RCODE.NXDOMAIN), int(RCODE.SERVFAIL)  # ints: RCODE.X is a lookup
+
+
 def _kind(ans: Answer, wire: bytes) -> str:
     """What a hit on this answer counts as in the stats: one kind, "+truncated" if TC."""
-    if ans.rcode == RCODE.NXDOMAIN:
+    if ans.rcode == _NXDOMAIN:
         kind = "nxdomain"
-    elif ans.rcode == RCODE.SERVFAIL:
+    elif ans.rcode == _SERVFAIL:
         kind = "servfail"
     elif not ans.answer:
         kind = "nodata"

@@ -80,16 +80,16 @@ def question_name(data: bytes, qend: int):
     labels = []
     i, n = 0, len(wire) - 1
     while i < n:
-        length = wire[i]
-        label = wire[i + 1 : i + 1 + length]
-        if b"." in label or b"\\" in label:
-            return None
-        labels.append(label)
-        i += length + 1
-    text = [label.decode() for label in labels]
-    qname = ".".join(text) + "." if text else "."
-    text.reverse()
-    return tuple(labels), qname, tuple(text)
+        j = i + 1 + wire[i]
+        labels.append(wire[i + 1 : j])
+        i = j
+    text = b".".join(labels)
+    if b"\\" in text or text.count(b".") != len(labels) - 1:
+        return None  # a backslash, or a dot inside a label
+    name = text.decode()
+    path = name.split(".") if labels else []
+    path.reverse()
+    return tuple(labels), name + ".", tuple(path)
 
 
 _domain_paths: dict[str, Path] = {}
