@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 
 from skydns.keys import Path
 from skydns.rendezvous import choose
@@ -142,8 +142,10 @@ def split_reply(wire: bytes, qend: int) -> tuple[bytes, bytes, bytes]:
 class AnswerCache:
     def __init__(self, size: int):
         self.size = size
-        self.entries: dict[bytes, Entry] = {}  # positive answers (and upstream ones)
-        self.negatives: dict[bytes, Entry] = {}  # NXDOMAIN/NODATA, their own CLOCK and bound
+        # OrderedDicts: CLOCK takes the oldest key; a dict would find it past every deleted
+        # slot at its front (30 us an eviction at 25,000 entries, 0.4 us here)
+        self.entries: OrderedDict[bytes, Entry] = OrderedDict()  # positive (and upstream)
+        self.negatives: OrderedDict[bytes, Entry] = OrderedDict()  # NXDOMAIN/NODATA, own bound
         self.negative_size = max(1, size // NEGATIVE_SHARE) if size > 0 else 0
         self.front: dict[bytes, tuple[bytes, Entry]] = {}
         self.by_path: dict[Path, set[bytes]] = {}
@@ -227,14 +229,13 @@ class AnswerCache:
         fronts.append(fkey)
         front[fkey] = (reply, entry)
 
-    def _evict_one(self, entries: dict) -> None:
+    def _evict_one(self, entries: OrderedDict) -> None:
         for _ in range(len(entries) + 1):  # CLOCK: second chance for entries hit since last pass
             key = next(iter(entries))
             entry = entries[key]
             if entry.ref:
                 entry.ref = False
-                del entries[key]
-                entries[key] = entry
+                entries.move_to_end(key)
                 continue
             break
         self._remove(key)

@@ -44,12 +44,6 @@ class Unsupported(Exception):
     """A case the byte builder leaves to the dnslib path (answer.py + wire.render)."""
 
 
-class Plain(tuple):
-    """A name written without compression (SRV targets, RFC 2782; as dnslib does)."""
-
-    __slots__ = ()
-
-
 _labels_memo: dict[str, tuple] = {}
 
 
@@ -215,12 +209,12 @@ def _address_rrs(ctx, owner: tuple, qtype: int, records) -> tuple[list, list]:
     return rrs, ips
 
 
-def _glue(ctx, b, rec) -> None:
+def _glue(ctx, b, rec, labels: tuple) -> None:
+    """answer._glue; `labels` are the record's target name's."""
     if rec.ip:
         qtype = T_A if rec.family == 4 else T_AAAA
-        b.additional.extend(_address_rrs(ctx, name_labels(rec.target), qtype, [rec])[0])
+        b.additional.extend(_address_rrs(ctx, labels, qtype, [rec])[0])
         return
-    labels = name_labels(rec.host)
     target_path = tuple(label.decode() for label in reversed(labels))
     if zone_of(target_path, _domain_path(ctx)) is None:
         return
@@ -235,21 +229,53 @@ def _glue(ctx, b, rec) -> None:
 def _srv(ctx, b, owner: tuple, records) -> None:
     targets = [r for r in records if r.host and r.rtype in _SRV_TYPES and not r.mail]
     with_ip = [r for r in targets if r.ip]
-    if with_ip:
-        keep = {r.key for r in healthy(ctx, b, with_ip)}
-        targets = [r for r in targets if not r.ip or r.key in keep]
+    if with_ip:  # (by path: the same as answer.py's by key, without building the keys)
+        keep = {r.path for r in healthy(ctx, b, with_ip)}
+        targets = [r for r in targets if not r.ip or r.path in keep]
     totals: dict[int, int] = {}
     for rec in targets:
         totals[rec.priority] = totals.get(rec.priority, 0) + (rec.weight or 100)
     seen_targets = set()
     for rec in targets:
         weight = (rec.weight or 100) * 100 // totals[rec.priority]
-        target = rec.target
-        rdata = (_SRV_DATA.pack(rec.priority, weight, rec.port), Plain(name_labels(target)))
+        labels = target_labels(rec)
+        # the target is written whole (RFC 2782, as dnslib does): the rdata is fixed bytes
+        rdata = _SRV_DATA.pack(rec.priority, weight, rec.port) + plain_name(labels)
         b.answer.append((owner, _HEAD.pack(T_SRV, 1, ctx.ttl(rec)), rdata))
-        if target not in seen_targets:
-            seen_targets.add(target)
-            _glue(ctx, b, rec)
+        if labels not in seen_targets:
+            seen_targets.add(labels)
+            _glue(ctx, b, rec, labels)
+
+
+_targets_memo: dict = {}
+
+
+def target_labels(rec) -> tuple:
+    """name_labels(rec.target) without spelling the name out for every question."""
+    if rec.host and not rec.ip:
+        return name_labels(rec.host)
+    key = (rec.path, rec.targetstrip)
+    labels = _targets_memo.get(key)
+    if labels is None:
+        labels = name_labels(rec.target)
+        if len(_targets_memo) >= _MEMO_MAX:
+            _targets_memo.clear()
+        _targets_memo[key] = labels
+    return labels
+
+
+_plain_memo: dict = {}
+
+
+def plain_name(labels: tuple) -> bytes:
+    """A name's uncompressed wire form."""
+    wire = _plain_memo.get(labels)
+    if wire is None:
+        wire = b"".join(bytes((len(x),)) + x for x in labels) + b"\x00"
+        if len(_plain_memo) >= _MEMO_MAX:
+            _plain_memo.clear()
+        _plain_memo[labels] = wire
+    return wire
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -268,8 +294,9 @@ _soa_memo: dict = {}
 class Writer:
     """Renders one reply: the question, then records in order, compressing names against
     everything written before as dnslib does (the first place a suffix was written wins;
-    SRV targets are neither compressed nor remembered). The suffix table is made only when
-    a name other than the question's is written: most answers point at the question only."""
+    SRV targets, plain bytes in their rdata, are neither compressed nor remembered). The
+    suffix table is made only when a name other than the question's is written: most
+    answers point at the question only."""
 
     __slots__ = ("qlabels", "_names", "offset")
 
@@ -315,8 +342,6 @@ class Writer:
             for part in rdata:
                 if type(part) is bytes:
                     piece = part
-                elif type(part) is Plain:
-                    piece = b"".join(bytes((len(x),)) + x for x in part) + b"\x00"
                 else:
                     piece = self.name(part, pos)
                 parts.append(piece)
