@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import NamedTuple
 
 from skydns.keys import Path
 
@@ -355,30 +356,55 @@ class Writer:
         """The zone's SOA record (answer.soa_record) at this point of the reply.
 
         As the first record after the question (NXDOMAIN, NODATA), its bytes depend only on
-        the zone, the serial, the question's length and its last labels (the only ones the
-        SOA's names can share), so they are rendered once per such shape and then copied:
-        a negative answer is a lookup and a copy. A copy leaves its names unremembered,
-        which is right only because nothing but the OPT record (root name) follows it.
+        the zone, the serial, where it starts, and which of the question's last labels spell
+        a name the SOA writes (those it points to): so they are rendered once per such shape
+        and then copied, and a negative answer is a lookup and a copy, random names too. A
+        copy leaves its names unremembered, which is right only because nothing but the OPT
+        record (root name) follows it.
         """
         settings = ctx.zone
-        domain = name_labels(settings.domain)
+        shape = _soa_shape(settings.domain, zone_path)
         key = None
         if first:
-            key = (zone_path, ctx.serial, settings.domain, settings.min_ttl, self.offset,
-                   self.qlabels[-len(domain) - 2 :])
+            qlabels = self.qlabels
+            shared = tuple(k for k in range(1, min(len(qlabels), shape.longest) + 1)
+                           if qlabels[-k:] in shape.names)
+            key = (zone_path, ctx.serial, settings.domain, settings.min_ttl, self.offset, shared)
             chunk = _soa_memo.get(key)
             if chunk is not None:
                 self.offset += len(chunk)
                 return chunk
-        apex = tuple(label.encode() for label in reversed(zone_path))
         times = _SOA_TIMES.pack(ctx.serial & 0xFFFFFFFF, 28800, 7200, 604800, settings.min_ttl)
-        rdata = ((b"ns", b"dns", *domain), (b"hostmaster", *domain), times)
-        chunk = self.record(apex, _HEAD.pack(T_SOA, 1, settings.min_ttl), rdata)
+        rdata = (shape.mname, shape.rname, times)
+        chunk = self.record(shape.apex, _HEAD.pack(T_SOA, 1, settings.min_ttl), rdata)
         if key is not None:
             if len(_soa_memo) >= _MEMO_MAX:
                 _soa_memo.clear()
             _soa_memo[key] = chunk
         return chunk
+
+
+class _SoaShape(NamedTuple):
+    apex: tuple
+    mname: tuple
+    rname: tuple
+    names: frozenset  # every name (suffix) the record writes
+    longest: int
+
+
+_shapes: dict = {}
+
+
+def _soa_shape(domain: str, zone_path: Path) -> _SoaShape:
+    shape = _shapes.get((domain, zone_path))
+    if shape is None:
+        labels = name_labels(domain)
+        apex = tuple(label.encode() for label in reversed(zone_path))
+        mname, rname = (b"ns", b"dns", *labels), (b"hostmaster", *labels)
+        names = frozenset(n[i:] for n in (apex, mname, rname) for i in range(len(n)))
+        shape = _SoaShape(apex, mname, rname, names, max(map(len, names)))
+        _shapes[(domain, zone_path)] = shape
+    return shape
 
 
 def render_built(
