@@ -237,3 +237,55 @@ def report(res: dict, args) -> list[str]:
         goal = targets.get(name)
         out.append(f"CPU per query, {name}: {value}x" + (f" (target {goal})" if goal else ""))
     return out
+
+
+def hit_path_in_process(ds: DataSet, clients: int = 100_000, queries: int = 200_000) -> dict:
+    """µs per cached hit through AnswerCache.hit (the path every transport shares after the
+    UDP front), in this process: one address, and the 8-address name in each mode, hone-one
+    with `clients` distinct client addresses (dnsperf sends from one). No sockets: what the
+    answer choice costs, not the send."""
+    import ipaddress
+    import random
+    import timeit
+
+    from dnslib import DNSRecord
+
+    from dnsserver.engine import Engine
+    from dnsserver.wire import question_key
+    from skydns.config import load_config
+    from skydns.keys import key_to_path
+    from skydns.records import parse_record
+
+    records = [parse_record(k.decode(), key_to_path(k.decode()), v) for k, v in ds.records()]
+    rng = random.Random(3)
+    many = [str(ipaddress.IPv4Address(0x0A000000 + rng.getrandbits(24))) for _ in range(clients)]
+    out = {}
+    for mode in ("", "random", "hone"):
+        cfg = load_config(None, "dns")
+        cfg["Dns"]["dns-domain"] = ZONE
+        cfg["Fun"]["random-one"], cfg["Fun"]["hone-one"] = mode == "random", mode == "hone"
+        engine = Engine(cfg)
+        engine.state.load(records, 1)
+        hit = engine.cache.hit
+        allowed = engine.allowed
+        for label, name in (("1 address", ds.single_name(1)), ("8 addresses", ds.multi_name)):
+            data = bytes(DNSRecord.question(name, "A").pack())
+            engine.miss(data, "127.0.0.1", False)
+            keyed = question_key(data, False, engine.max_udp)
+            assert hit(data, keyed, "127.0.0.1", allowed) is not None
+            n = queries
+
+            def one_client(data=data, keyed=keyed, hit=hit, allowed=allowed):
+                return hit(data, keyed, "127.0.0.1", allowed)
+
+            out[f"{label}, {mode or 'rotation'}"] = round(
+                timeit.timeit(one_client, number=n) / n * 1e6, 3)
+            if mode == "hone" and label == "8 addresses":
+                it = iter(many * (n // clients + 1))
+
+                def many_clients(data=data, keyed=keyed, it=it, hit=hit, allowed=allowed):
+                    return hit(data, keyed, next(it), allowed)
+
+                out[f"{label}, hone, {clients} clients"] = round(
+                    timeit.timeit(many_clients, number=n) / n * 1e6, 3)
+    return out

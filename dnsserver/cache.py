@@ -29,7 +29,9 @@ from skydns.rendezvous import choose
 
 from .wire import Ring
 
-_HONE_MEMO = 4096  # clients remembered per entry; past that the memo starts over
+_HONE_MEMO = 131_072  # clients remembered per hone-one entry; past that its memo starts over
+# ... and over all of a cache's entries (about 30 MB): spoofed sources must not grow it further
+HONE_BUDGET = 262_144
 _MAX_RETIRED_NAMES = 100_000  # random-name floods must not grow the per-name stats forever
 KEY_SUFFIX = 8  # a cache key is the wire name + type, class (4) + EDNS flag (1) + limit (3)
 _FRONTS_PER_ENTRY = 8  # 0x20-randomising resolvers spell a name many ways; keep a few spellings
@@ -49,6 +51,7 @@ class Entry:
         "addrs",
         "mode",
         "memo",
+        "budget",
         "ref",
         "paths",
         "ips",
@@ -85,6 +88,7 @@ class Entry:
         # variant with its address records rotated one step per hit (wire.Ring)
         self.mode = mode
         self.memo: dict = {}
+        self.budget: list | None = None  # [clients remembered, bound], shared by a cache's entries
         self.ref = False
         self.paths = paths
         self.ips = ips
@@ -117,11 +121,17 @@ class Entry:
             rd0, rd1, _ = self.variants[0]
             start = turn * ring.size
             return rd0, rd1, ring.prefix + ring.records[start : start + ring.span] + ring.suffix
-        chosen = self.memo.get(client)
+        memo = self.memo
+        chosen = memo.get(client)
         if chosen is None:
-            if len(self.memo) >= _HONE_MEMO:
-                self.memo.clear()
-            chosen = self.memo[client] = self.variants[choose(client, self.addrs)]
+            budget = self.budget
+            if len(memo) >= _HONE_MEMO or (budget is not None and budget[0] >= budget[1]):
+                if budget is not None:
+                    budget[0] -= len(memo)
+                memo.clear()
+            chosen = memo[client] = self.variants[choose(client, self.addrs)]
+            if budget is not None:
+                budget[0] += 1
         return chosen
 
     def reply(self, data: bytes, qend: int, rd: int, client: str) -> bytes:
@@ -147,6 +157,7 @@ class AnswerCache:
         self.entries: OrderedDict[bytes, Entry] = OrderedDict()  # positive (and upstream)
         self.negatives: OrderedDict[bytes, Entry] = OrderedDict()  # NXDOMAIN/NODATA, own bound
         self.negative_size = max(1, size // NEGATIVE_SHARE) if size > 0 else 0
+        self.hone_budget = [0, HONE_BUDGET]  # hone-one clients remembered by all entries
         self.front: dict[bytes, tuple[bytes, Entry]] = {}
         self.by_path: dict[Path, set[bytes]] = {}
         self.by_ip: dict[str, set[bytes]] = {}
@@ -201,6 +212,8 @@ class AnswerCache:
         while len(area) >= bound:
             self._evict_one(area)
         entry.key = key
+        if entry.mode == "hone":
+            entry.budget = self.hone_budget
         area[key] = entry
         for path in entry.paths:
             self.by_path.setdefault(path, set()).add(key)
@@ -258,6 +271,9 @@ class AnswerCache:
             if entry is None:
                 return
         self._fold_one(entry)
+        if entry.budget is not None:
+            entry.budget[0] -= len(entry.memo)
+            entry.budget = None
         if entry.fronts:
             front = self.front
             for fkey in entry.fronts:
@@ -321,6 +337,9 @@ class AnswerCache:
     def clear(self) -> None:
         self.generation += 1
         self.fold()
+        for entry in self.all_entries():
+            entry.budget = None
+        self.hone_budget[0] = 0
         self.entries.clear()
         self.negatives.clear()
         self.front.clear()
