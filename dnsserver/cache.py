@@ -35,6 +35,8 @@ HONE_BUDGET = 262_144
 _MAX_RETIRED_NAMES = 100_000  # random-name floods must not grow the per-name stats forever
 KEY_SUFFIX = 8  # a cache key is the wire name + type, class (4) + EDNS flag (1) + limit (3)
 _FRONTS_PER_ENTRY = 8  # 0x20-randomising resolvers spell a name many ways; keep a few spellings
+_TAILS_MAX = 16_384  # bytes of ready rotations an entry may keep (a ring's bytes are less)
+_random = random.random
 FOLD_SLICE = 1000  # entries (or names) handled per step: about a millisecond at most
 NEGATIVE_SHARE = 4  # the negative area holds up to size // NEGATIVE_SHARE entries (at least 1)
 _NEGATIVE_KINDS = ("nxdomain", "nodata")
@@ -63,6 +65,7 @@ class Entry:
         "key",
         "fronts",
         "ring",
+        "tails",
         "turn",
         "restricted",
     )
@@ -100,6 +103,12 @@ class Entry:
         self.key = b""
         self.fronts: list | None = None  # front keys answered from this entry
         self.ring: Ring | None = ring
+        # Every rotation's bytes, when they are few (most names have a handful of addresses):
+        # then a hit takes one instead of slicing and joining it.
+        self.tails: list | None = None
+        if ring and ring.n * (len(ring.prefix) + ring.span + len(ring.suffix)) <= _TAILS_MAX:
+            self.tails = [ring.prefix + ring.records[t * ring.size : t * ring.size + ring.span]
+                          + ring.suffix for t in range(ring.n)]
         # a random start, so workers and rebuilt entries do not all lead with one address
         self.turn = random.randrange(ring.n) if ring else 0
         # Only for clients allowed to forward (upstream data in it): the transports check
@@ -111,7 +120,8 @@ class Entry:
         if self.mode == "":
             return self.variants[0]
         if self.mode == "random":
-            return random.choice(self.variants)
+            variants = self.variants
+            return variants[int(_random() * len(variants))]
         if self.mode == "ring":
             ring = self.ring
             turn = self.turn + 1
@@ -119,6 +129,8 @@ class Entry:
                 turn = 0
             self.turn = turn
             rd0, rd1, _ = self.variants[0]
+            if self.tails is not None:
+                return rd0, rd1, self.tails[turn]
             start = turn * ring.size
             return rd0, rd1, ring.prefix + ring.records[start : start + ring.span] + ring.suffix
         memo = self.memo
@@ -137,6 +149,13 @@ class Entry:
     def reply(self, data: bytes, qend: int, rd: int, client: str) -> bytes:
         """The reply to the query `data` minus its ID: our header with the query's RD bit, the
         query's own question bytes (the client's casing), then the records."""
+        tails = self.tails
+        if tails is not None:  # a ring with its rotations ready: the commonest shuffled name
+            turn = self.turn + 1
+            if turn >= len(tails):
+                turn = 0
+            self.turn = turn
+            return self.variants[0][rd] + data[12:qend] + tails[turn]
         variant = self.pick(client)
         return variant[rd] + data[12:qend] + variant[2]
 
