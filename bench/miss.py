@@ -80,6 +80,7 @@ def start_servers(env, etcd, ds: DataSet, probe: str) -> dict[str, _Server]:
     skydns_configs = {
         "skydns, cacheSize 0": {"Dns": {"cacheSize": 0}},
         "skydns, cached": {},
+        "skydns, cacheSize 2000": {"Dns": {"cacheSize": 2000}},
         "skydns, random-one": {"Fun": {"random-one": True}},
         "skydns, hone-one": {"Fun": {"hone-one": True}},
     }
@@ -118,6 +119,7 @@ def start_servers(env, etcd, ds: DataSet, probe: str) -> dict[str, _Server]:
 SCENARIOS = [
     ("uncached", "mix", "udp", ["skydns, cacheSize 0", "PowerDNS, caches off", "knotd", "nsd"]),
     ("cached", "mix", "udp", ["skydns, cached", "PowerDNS, packet cache"]),
+    ("insert + evict", "mix", "udp", ["skydns, cacheSize 2000"]),
     ("cached TCP", "mix", "tcp", ["skydns, cached", "PowerDNS, packet cache", "knotd"]),
     ("1 address", "single", "udp", ["skydns, cached", "skydns, random-one", "skydns, hone-one"]),
     ("8 addresses", "multi", "udp", ["skydns, cached", "skydns, random-one", "skydns, hone-one"]),
@@ -195,6 +197,8 @@ def ratios(rows: list[dict]) -> dict:
         "uncached skydns / nsd": ratio(("uncached", "skydns, cacheSize 0"), ("uncached", "nsd")),
         "uncached / cached skydns": ratio(("uncached", "skydns, cacheSize 0"),
                                           ("cached", "skydns, cached")),
+        "insert + evict / uncached skydns": ratio(("insert + evict", "skydns, cacheSize 2000"),
+                                                  ("uncached", "skydns, cacheSize 0")),
         "cached TCP skydns / PowerDNS packet cache": ratio(
             ("cached TCP", "skydns, cached"), ("cached TCP", "PowerDNS, packet cache")),
         "flood / no flood, CPU per query": ratio(("hot set + 50% random names", "skydns, cached"),
