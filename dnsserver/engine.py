@@ -176,7 +176,7 @@ class Engine:
         parsed = wireanswer.question_name(data, qend)
         if parsed is None:
             return None
-        qlabels, qname, path = parsed
+        qlabels, qname, path, qwire = parsed
         state = self.state
         if not state.ready or (self.subdomains and self._servers_for(qname) is not None):
             return None
@@ -190,7 +190,7 @@ class Engine:
             self.query_names[qname] += 1
         limit = int.from_bytes(key[-3:], "big")
         opt = wireanswer.opt_record(self.max_udp, False) if flags == 0x45 else b""  # "E"
-        ra, question = self.zone.recursion, question_bytes(data, qend)
+        ra, question = self.zone.recursion, qwire + data[qend - 4 : qend]
         render = wireanswer.render_built
         n = len(built.picks)
         if self.cache.size <= 0:  # nothing to keep: render only the reply this query gets

@@ -66,9 +66,9 @@ def name_labels(name: str) -> tuple:
 
 
 def question_name(data: bytes, qend: int):
-    """(labels lower-cased, name as text, path) of a question that wire.question_key accepted,
-    or None when dnslib would read its name otherwise (dots or backslashes in a label,
-    non-ASCII)."""
+    """(labels lower-cased, name as text, path, the name's wire form lower-cased) of a question
+    that wire.question_key accepted, or None when dnslib would read its name otherwise (dots
+    or backslashes in a label, non-ASCII)."""
     wire = data[12 : qend - 4].lower()
     if not wire.isascii():
         return None
@@ -84,7 +84,7 @@ def question_name(data: bytes, qend: int):
     name = text.decode()
     path = name.split(".") if labels else []
     path.reverse()
-    return tuple(labels), name + ".", tuple(path)
+    return tuple(labels), name + ".", tuple(path), wire
 
 
 _domain_paths: dict[str, Path] = {}
