@@ -29,7 +29,6 @@ from .answer import (
     Context,
     _cname_of,
     _is_address,
-    healthy,
     zone_of,
 )
 
@@ -195,11 +194,32 @@ def _addresses(ctx, b, owner, path, qtype, records, seen) -> bool:
     return _addresses(ctx, b, target_labels, target_path, qtype, target_records, seen)
 
 
+def healthy(ctx: Context, b: Built, records: list) -> list:
+    """answer.healthy (DOWN addresses left out, all of them when all are DOWN), without its
+    generator: the commonest name has one address."""
+    ips = b.ips
+    if len(records) == 1:
+        ips.add(records[0].ip)
+    else:
+        ips.update([r.ip for r in records])
+    down = ctx.health.down
+    if not down:
+        return records
+    up = [r for r in records if r.ip not in down]
+    if not up and records:
+        b.fail_open = True
+        return records
+    return up
+
+
 def _rdata(family: int, ip: str) -> bytes:
     return socket.inet_pton(socket.AF_INET if family == 4 else socket.AF_INET6, ip)
 
 
 def _address_rrs(ctx, owner: tuple, qtype: int, records) -> tuple[list, list]:
+    if len(records) == 1:
+        rec = records[0]
+        return [(owner, _HEAD.pack(qtype, 1, ctx.ttl(rec)), _rdata(rec.family, rec.ip))], [rec.ip]
     rrs, ips, seen = [], [], set()
     for rec in records:
         if rec.ip in seen:
@@ -425,7 +445,7 @@ def render_built(
     record = w.record
     an = [record(*rr) for rr in (b.answer if answer is None else answer)]
     ns = [w.soa(ctx, b.zone_path, not an) if rr is _SOA_RECORD else record(*rr)
-          for rr in b.authority]
+          for rr in b.authority] if b.authority else []
     ar = [record(*rr) for rr in b.additional] if b.additional else ()
     flags = _FLAGS_AA | (0x80 if ra else 0) | (b.rcode & 0xF)
     nopt = 1 if opt else 0
