@@ -1,5 +1,5 @@
-"""UDP transport. The hot path lives here: the front dict, else key the question, look it up,
-patch ID and RD, send."""
+"""UDP transport. The hot path starts here: the front dict, else key the question and take the
+cache's hit path (AnswerCache.hit, shared with TCP), else the engine's miss."""
 
 from __future__ import annotations
 

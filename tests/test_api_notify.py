@@ -3,22 +3,18 @@ SIGTERM (its systemd unit is Type=notify)."""
 
 from __future__ import annotations
 
-import os
 import socket
 
 from apitest import KubeApi
 
 
-def test_ready_and_stopping_sent(etcd, tmp_path):
+def test_ready_and_stopping_sent(etcd, tmp_path, monkeypatch):
     path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(path)
         sock.settimeout(30)
-        os.environ["NOTIFY_SOCKET"] = path
-        try:
-            api = KubeApi(etcd.endpoint).start(wait_ready=False)
-        finally:
-            del os.environ["NOTIFY_SOCKET"]
+        monkeypatch.setenv("NOTIFY_SOCKET", path)  # this test only
+        api = KubeApi(etcd.endpoint).start(wait_ready=False)
         try:
             message = sock.recv(4096).decode().split("\n")
             assert "READY=1" in message

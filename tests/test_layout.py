@@ -33,3 +33,34 @@ def test_no_component_imports_the_launcher():
     for package in COMPONENTS[:-1]:
         wrong = {m for m, names in imported(package).items() if "devup" in names}
         assert not wrong, f"{package} imports devup: {wrong}"
+
+
+LAYOUT = ("Name", "Description", "Syntax", "Config", "Metrics", "Examples")
+PROGRAMS = ("dnsserver", "pdnsbackend", "scanner", "scheduler", "kubeapi", "apicmd", "devup")
+
+
+def headings(text: str, level: str = "## ") -> list[str]:
+    found, fence = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and line.startswith(level):
+            found.append(line[len(level):].strip())
+    return found
+
+
+def test_module_readmes_share_one_layout():
+    """Name, Description, Syntax, Config, Metrics, Examples, in that order, first; anything
+    else (modules, see also) after them. `Config (file)` names its file."""
+    for package in PROGRAMS:
+        found = headings((ROOT / package / "README.md").read_text())
+        first = [h.split(" (")[0] for h in found[: len(LAYOUT)]]
+        assert first == list(LAYOUT), f"{package}/README.md: {found}"
+
+
+def test_dnsserver_readme_lists_every_module():
+    text = (ROOT / "dnsserver" / "README.md").read_text()
+    table = text[text.index("## Modules"):]
+    for path in sorted((ROOT / "dnsserver").glob("*.py")):
+        if path.name != "__init__.py":
+            assert f"`{path.name}`" in table, f"dnsserver/README.md: no {path.name}"

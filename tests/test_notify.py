@@ -9,16 +9,13 @@ import socket
 from dnstest import Skydns, free_port
 
 
-def test_ready_and_stopping_sent(etcd, tmp_path):
+def test_ready_and_stopping_sent(etcd, tmp_path, monkeypatch):
     path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(path)
         sock.settimeout(30)
-        os.environ["NOTIFY_SOCKET"] = path
-        try:
-            srv = Skydns(etcd.endpoint).start(wait_ready=False)
-        finally:
-            del os.environ["NOTIFY_SOCKET"]
+        monkeypatch.setenv("NOTIFY_SOCKET", path)  # this test only
+        srv = Skydns(etcd.endpoint).start(wait_ready=False)
         try:
             message = sock.recv(4096).decode()
             assert "READY=1" in message.split("\n")
@@ -52,7 +49,7 @@ def test_pdns_backend_notifies(etcd, tmp_path):
         assert "STOPPING=1" in sock.recv(4096).decode()
 
 
-def test_no_ready_when_the_port_cannot_be_bound(etcd, tmp_path):
+def test_no_ready_when_the_port_cannot_be_bound(etcd, tmp_path, monkeypatch):
     """systemd must see a failed start, not READY=1 followed by an exit."""
     path = str(tmp_path / "notify.sock")
     with (socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
@@ -63,11 +60,8 @@ def test_no_ready_when_the_port_cannot_be_bound(etcd, tmp_path):
         srv.port = taken.getsockname()[1]
         srv.config.write_text(srv.config.read_text().replace(
             "dns-addr = 127.0.0.1:", f"dns-addr = 127.0.0.1:{srv.port}  # was "))
-        os.environ["NOTIFY_SOCKET"] = path
-        try:
-            srv.start(wait_ready=False)
-        finally:
-            del os.environ["NOTIFY_SOCKET"]
+        monkeypatch.setenv("NOTIFY_SOCKET", path)  # this test only
+        srv.start(wait_ready=False)
         assert srv.proc.wait(timeout=20) != 0
         sock.setblocking(False)
         messages = []

@@ -23,27 +23,15 @@ import pytest
 
 from dnstest import ROOT, Skydns
 from pdnstest import Backend, PdnsServer, answer_texts, pdns_missing, wait_until
+from samples import EXAMPLES
 
 pytestmark = pytest.mark.skipif(pdns_missing() is not None, reason=str(pdns_missing()))
 
 RECORDS = {
-    "/skydns/test/example/api/i1": {"host": "10.0.0.1", "ttl": 60},
-    "/skydns/test/example/api/i2": {"host": "10.0.0.2", "ttl": 60},
-    "/skydns/test/example/west/db/1": {"host": "10.0.1.1", "port": 5432, "priority": 10,
-                                       "weight": 50},
-    "/skydns/test/example/west/db/2": {"host": "10.0.1.2", "port": 5432, "priority": 10,
-                                       "weight": 150},
-    "/skydns/test/example/west/db/3": {"host": "db3.example.test", "port": 5432, "priority": 20},
-    "/skydns/test/example/db3/x": {"host": "10.0.1.3"},
-    "/skydns/test/example/www/x": {"host": "api.example.test"},
-    "/skydns/test/example/motd/x": {"text": "maintenance at 02:00"},
-    "/skydns/test/example/mail/mx1": {"host": "10.0.2.1", "mail": True, "priority": 5},
-    "/skydns/test/example/dns/ns/ns1": {"host": "10.0.9.1"},
-    "/skydns/test/example/v6/a": {"host": "2001:db8::1"},
+    **EXAMPLES,
     "/skydns/test/example/svc/web/i1": {"host": "10.0.5.1"},
     # an empty non-terminal in the forward zone: `svc2.` has nothing of its own to answer
     "/skydns/test/example/svc2/ptr/x": {"host": "api.example.test", "type": "PTR"},
-    "/skydns/arpa/in-addr/10/0/0/1": {"host": "api.example.test"},
 }
 
 A, SRV, SOA = dns.rdatatype.A, dns.rdatatype.SRV, dns.rdatatype.SOA

@@ -103,7 +103,10 @@ def test_tcp_target_goes_down_after_fall_and_up_after_rise(etcd, config):
     try:
         with InThread(lambda: Agent(config)) as agent:
             wait_status(etcd, "127.0.0.35", "UP", timeout=10)
-            writes = agent.obj.status_writes
+            # The counter moves when the write's commit returns to the agent, which may be
+            # after etcd already shows the write: wait for it, never read it at once.
+            writes = wait_for(lambda: agent.obj.status_writes, timeout=10,
+                              message="the UP write counted")
 
             backend.stop()
             took = wait_status(etcd, "127.0.0.35", "DOWN", timeout=FALL * INTERVAL + 3)
@@ -115,6 +118,8 @@ def test_tcp_target_goes_down_after_fall_and_up_after_rise(etcd, config):
             took = wait_status(etcd, "127.0.0.35", "UP", timeout=RISE * INTERVAL + 3)
             assert took >= (RISE - 1) * INTERVAL
             print(f"UP detected in {took:.2f}s (rise x interval = {RISE * INTERVAL:.1f}s)")
+            wait_for(lambda: agent.obj.status_writes >= writes + 2, timeout=10,
+                     message="both writes counted")
             assert agent.obj.status_writes == writes + 2  # one write per change, no more
     finally:
         backend.stop()

@@ -6,8 +6,11 @@ import os
 import select
 import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -183,17 +186,57 @@ print(mode, ok)
 """
 
 
+_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i"]
+
+
+def _readable_probe_code() -> str:
+    """A copy of what the probe imports (scanner, skydns, icmplib) that uid 65534 can read:
+    the checkout may live where it cannot (a `mktemp -d` directory is 0700)."""
+    import icmplib
+
+    import skydns
+
+    where = tempfile.mkdtemp(prefix="skydns-nobody-")
+    os.chmod(where, 0o755)
+    skip = shutil.ignore_patterns("__pycache__")
+    for package in (ROOT / "scanner", Path(skydns.__file__).parent,
+                    Path(icmplib.__file__).parent):
+        shutil.copytree(package, os.path.join(where, package.name), ignore=skip)
+    for dirpath, dirnames, filenames in os.walk(where):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    return where
+
+
+def _python_for_nobody() -> str | None:
+    """An interpreter uid 65534 can run: ours, unless it lives in a directory nobody may
+    enter (a venv under `mktemp -d`, a pyenv under /root), else the system's."""
+    for python in (sys.executable, os.path.realpath(sys.executable), sys._base_executable,
+                   f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"):
+        done = subprocess.run([*_NOBODY, python, "-c", "import sys; print(sys.version_info[:2])"],
+                              capture_output=True, text=True, timeout=30)
+        if done.returncode == 0 and done.stdout.strip() == str(tuple(sys.version_info[:2])):
+            return python
+    return None
+
+
 def test_icmp_modes_of_an_unprivileged_scanner():
     """As nobody, in a namespace of our own: no ICMP at all under the kernel's default
     ping_group_range, datagram sockets once the range includes our group."""
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed")
+    python = _python_for_nobody()
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[0]}.{sys.version_info[1]} that uid 65534 "
+                    "can run")
     try:
         netns = BareNetns().__enter__()
     except NetnsUnavailable as exc:
         pytest.skip(f"cannot make a network namespace: {exc}")
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                 sys.executable, "-c", _UNPRIVILEGED_PROBE, str(ROOT)]
+    code = _readable_probe_code()
+    as_nobody = [*_NOBODY, python, "-I", "-c", _UNPRIVILEGED_PROBE, code]
     try:
         netns.run("sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
         out = netns.run(*as_nobody)
@@ -203,3 +246,4 @@ def test_icmp_modes_of_an_unprivileged_scanner():
         assert out.stdout.split() == ["datagram", "True"], out.stderr
     finally:
         netns.__exit__()
+        shutil.rmtree(code, ignore_errors=True)

@@ -46,7 +46,11 @@ def test_assigns_moves_and_cleans_up(etcd, config):
         assert counts(first) == {"scan-a": 10, "scan-b": 10, "scan-c": 10}
         value = json.loads(etcd.get(REPORT + IPS[0]))
         assert set(value) == {"hostname", "updatetime"} and value["updatetime"].endswith("Z")
-        assert sched.obj.is_leader and sched.obj.assigner.assigned_ips == 30
+        # The counters move when the write's commit returns to the scheduler, which may be
+        # after etcd already shows the write: wait for them, never read them at once.
+        assigner = sched.obj.assigner
+        wait_for(lambda: assigner.assigned_ips == 30, timeout=10, message="assigned_ips")
+        assert sched.obj.is_leader
 
         # A scanner's lease ends: only its addresses move, all of them.
         etcd.revoke_lease(leases.pop("scan-b"))
@@ -54,7 +58,8 @@ def test_assigns_moves_and_cleans_up(etcd, config):
                          message="scan-b's addresses moved")
         moved = {ip for ip in IPS if after[ip] != first[ip]}
         assert moved == {ip for ip in IPS if first[ip] == "scan-b"}
-        assert sched.obj.assigner.moves == 10
+        wait_for(lambda: assigner.moves >= 10, timeout=10, message="moves counted")
+        assert assigner.moves == 10
 
         # A scanner joins: it takes its share and only that.
         leases["scan-d"] = add_scanner(etcd, "scan-d")
@@ -68,7 +73,8 @@ def test_assigns_moves_and_cleans_up(etcd, config):
         # An address no longer monitored loses its assignment.
         etcd.delete(STATUS + IPS[0])
         wait_for(lambda: IPS[0] not in reports(etcd), timeout=10, message="report removed")
-        assert sched.obj.assigner.removals == 1
+        wait_for(lambda: assigner.removals >= 1, timeout=10, message="removal counted")
+        assert assigner.removals == 1
 
 
 def test_bad_and_stale_reports_are_repaired(etcd, config, caplog):
@@ -98,7 +104,8 @@ def test_an_address_spelled_two_ways_is_one_address(etcd, config):
     with InThread(lambda: Scheduler(config)) as sched:
         wait_for(lambda: reports(etcd) == {"2001:db8::7": "scan-a", "2001:db8::8": "scan-a"},
                  timeout=10, message="one canonical report key per address")
-        assert sched.obj.assigner.monitored == {"2001:db8::7", "2001:db8::8"}
+        wait_for(lambda: sched.obj.assigner.monitored == {"2001:db8::7", "2001:db8::8"},
+                 timeout=10, message="monitored addresses")
 
 
 def test_no_scanner_keeps_assignments(etcd, config):
