@@ -181,6 +181,7 @@ class AnswerCache:
         self.by_path: dict[Path, set[bytes]] = {}
         self.by_ip: dict[str, set[bytes]] = {}
         self.soa_keys: set[bytes] = set()
+        self.missed: tuple = (b"", None)  # the last (query, question_key) hit() did not find
         self.generation = 0  # bumped by every invalidation, so builds that awaited can tell
         self.misses = 0
         self.evictions = 0
@@ -208,6 +209,7 @@ class AnswerCache:
         if entry is None:
             entry = self.negatives.get(keyed[0])
             if entry is None:
+                self.missed = (data, keyed)  # engine.miss, asked next, need not key it again
                 return None
         # Only entries that expire can be restricted (upstream data): hits on all others pay
         # nothing for that check.

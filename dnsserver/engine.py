@@ -43,6 +43,7 @@ log = logging.getLogger("skydns.engine")
 
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
 _BADVERS = 16
+_TCP_KEY_LIMIT = TCP_LIMIT.to_bytes(3, "big")  # how a cache key ends for TCP
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
@@ -163,7 +164,11 @@ class Engine:
         """The common misses (plain IN queries for A, AAAA, SRV, names that do not exist),
         answered from record parts without dnslib (wireanswer.py); None: `miss` goes on with
         the dnslib path, which handles everything else the same way it always did."""
-        keyed = question_key(data, tcp, self.max_udp)
+        # The transport keyed this very query (the same object) for the hit it did not find;
+        # a TCP key's limit is TCP_LIMIT, so one made for the other transport is never reused.
+        data0, keyed = self.cache.missed
+        if data0 is not data or keyed is None or (keyed[0][-3:] == _TCP_KEY_LIMIT) != tcp:
+            keyed = question_key(data, tcp, self.max_udp)
         if keyed is None:
             return None
         key, qend, rd = keyed

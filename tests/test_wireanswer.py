@@ -270,3 +270,13 @@ def test_negative_answers_never_evict_positive_ones():
     for i in range(1, 81):
         engine.miss(query_wire(f"i{i:03d}.big.example.test.", "A", False, 1232, False), "c", False)
     assert len(engine.cache.entries) == 40 and engine.cache.get(nodata) is not None
+
+
+def test_a_key_made_for_udp_is_not_reused_for_tcp():
+    """engine.miss reuses the key the transport's hit made, never across transports."""
+    engine = make_engine("", True)
+    data = query_wire("big.example.test.", "A", False, None, False)  # 80 addresses
+    keyed = question_key(data, False, engine.max_udp)
+    assert engine.cache.hit(data, keyed, "c", engine.allowed) is None
+    reply = dns.message.from_wire(engine.miss(data, "c", True))  # a TCP miss: no truncation
+    assert not reply.flags & dns.flags.TC and len(reply.answer[0]) == 80
