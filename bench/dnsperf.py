@@ -85,7 +85,7 @@ def parse(path: Path) -> PerfResult:
 
 def command(port: int, qfile: Path, *, duration: float | None = None, runs: int | None = None,
             clients: int = 4, outstanding: int = 100, rate: int | None = None,
-            verbose: bool = False) -> list[str]:
+            verbose: bool = False, mode: str = "udp") -> list[str]:
     cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(qfile),
            "-c", str(clients), "-q", str(outstanding), "-t", "2"]
     if duration:
@@ -96,6 +96,8 @@ def command(port: int, qfile: Path, *, duration: float | None = None, runs: int 
         cmd += ["-Q", str(rate)]
     if verbose:
         cmd.append("-v")
+    if mode != "udp":
+        cmd += ["-m", mode]
     return cmd
 
 

@@ -140,13 +140,14 @@ def wait_answer(port: int, name: str, deadline: float, proc: subprocess.Popen | 
 class Skydns:
     """`skydns --config-file` (the worker supervisor) with `workers` workers on a free port."""
 
-    def __init__(self, workdir: Path, etcd: str, workers: int, **sections):
+    def __init__(self, workdir: Path, etcd: str, workers: int, name: str = "", **sections):
         self.workdir = workdir
         self.workers = workers
+        self.name = name or f"{workers}w"  # names the config and log files
         self.port = free_port()
         self.config = write_config(
-            workdir / f"skydns-{workers}w.conf", etcd, self.port,
-            Dns={"dns-domain": "skydns.local.", "workers": workers},
+            workdir / f"skydns-{self.name}.conf", etcd, self.port,
+            Dns={"dns-domain": "skydns.local.", "workers": workers, **sections.pop("Dns", {})},
             Log={"log-level": "warning"}, **sections,
         )
         self.proc: subprocess.Popen | None = None
@@ -155,7 +156,7 @@ class Skydns:
     def start(self, cpus: list[int] | None, probe_name: str, timeout: float = 120.0) -> None:
         self.proc = spawn(
             [sys.executable, "-m", "dnsserver", "--config-file", str(self.config)],
-            self.workdir / f"skydns-{self.workers}w.log", cpus,
+            self.workdir / f"skydns-{self.name}.log", cpus,
         )
         deadline = time.monotonic() + timeout
         while udp_sockets_on(self.port) < self.workers:

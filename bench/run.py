@@ -6,6 +6,8 @@ change-to-answer delay under load, and load time and memory for big zones. See b
     bench/run.py qps                  cached-answer throughput: skydns 1 worker, N, minimal
     bench/run.py delay                etcd write -> changed answer, under dnsperf load
     bench/run.py load --records 1000000   one worker loading a big zone: time and memory
+    bench/run.py miss                 uncached answers, a random-name flood, cached TCP and
+                                      many-address names, beside PowerDNS, knotd and nsd
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import delay
 import dnsperf
+import miss
 from dataset import DEFAULT_MIX, DataSet, parse_mix, write_records
 from minimal_responder import precompute
 from procs import (
@@ -86,10 +89,11 @@ class Env:
 # --- throughput ------------------------------------------------------------------------------
 
 
-def measure(env: Env, label: str, port: int, pids: list[int], qfile: Path) -> dict:
-    """`--duration` seconds of dnsperf; the server's CPU time comes from /proc."""
+def measure(env: Env, label: str, port: int, pids: list[int], qfile: Path, **kw) -> dict:
+    """`--duration` seconds of dnsperf (`kw`: more dnsperf.command options); the server's CPU
+    time comes from /proc."""
     cpu0, (busy0, _), client0 = cpu_seconds(pids), machine_busy(), _children_cpu()
-    perf = env.run_dnsperf(port, qfile, duration=env.args.duration, verbose=True)
+    perf = env.run_dnsperf(port, qfile, duration=env.args.duration, verbose=True, **kw)
     cpu1, (busy1, _), client1 = cpu_seconds(pids), machine_busy(), _children_cpu()
     if not perf.completed:
         raise RuntimeError(f"{label}: dnsperf got no answers (try it by hand on port {port})")
@@ -323,6 +327,8 @@ def report(res: dict) -> str:
             out.append(f"CPU per query, skydns 1 worker / minimal responder: {ratio}x, rounds "
                        f"{q['cpu_ratio_per_round']} "
                        f"(target <= {TARGET_RATIO}x: {_target(ratio <= TARGET_RATIO)})")
+    if "miss" in res:
+        out.extend(miss.report(res["miss"], a))
     if "delay" in res:
         d = res["delay"]
         out.append(f"\nChange-to-answer delay: {d['writes']} etcd writes, skydns "
@@ -360,7 +366,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("what", nargs="?", default="all", choices=["all", "qps", "delay", "load"])
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", "qps", "delay", "load", "miss"])
     p.add_argument("--json", type=Path, metavar="PATH", help="also save the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, etcd data)")
     g = p.add_argument_group("data set and queries")
@@ -372,6 +379,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("load generation")
     g.add_argument("--duration", type=float, default=10, help="seconds per config and round")
     g.add_argument("--rounds", type=int, default=3, help="measurements per config (median)")
+    g.add_argument("--miss-duration", type=float, default=5,
+                   help="seconds per config and round in the miss part (it has 20 of them)")
     g.add_argument("--workers", type=int, default=nproc, help="workers of the multi config")
     g.add_argument("--clients", type=int, default=4, help="dnsperf -c (sockets)")
     g.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
@@ -417,7 +426,7 @@ def run(args: argparse.Namespace, stack: ExitStack) -> dict:
                     else "not pinned"),
         "args": {k: v for k, v in vars(args).items() if k not in ("json", "mix_weights")},
     }
-    if args.what in ("all", "qps", "delay"):
+    if args.what in ("all", "qps", "delay", "miss"):
         etcd = env.start_etcd("etcd")
         ds = DataSet(args.names, args.multi, args.srv)
         t0 = time.monotonic()
@@ -429,6 +438,8 @@ def run(args: argparse.Namespace, stack: ExitStack) -> dict:
                           "srv": ds.srv, "queries": args.queries, "mix": args.mix}
         if args.what in ("all", "qps"):
             res["qps"] = bench_qps(env, etcd, ds, qfile)
+        if args.what in ("all", "miss"):
+            res["miss"] = miss.bench_miss(env, etcd, ds, qfile)
         if args.what in ("all", "delay"):
             res["delay"] = bench_delay(env, etcd, ds, qfile)
         etcd.stop()

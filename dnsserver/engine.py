@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import random
 import struct
 import time
 from collections import Counter
@@ -17,7 +18,9 @@ from collections import Counter
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from skydns.keys import name_to_path
+from skydns.rendezvous import choose
 
+from . import wireanswer
 from .answer import Answer, answer, answer_mode, owns, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
@@ -41,6 +44,7 @@ log = logging.getLogger("skydns.engine")
 
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
 _BADVERS = 16
+_TCP_KEY_LIMIT = TCP_LIMIT.to_bytes(3, "big")  # how a cache key ends for TCP
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
@@ -64,6 +68,7 @@ class Engine:
         # DNSSEC is a layer over finished replies (signing.py): without keys, nothing changes.
         self.signing = ZoneSigning(keys, self.state) if keys else None
         self.max_udp = dns["max-udp-size"]
+        self._domain_path = self.zone.domain_path
         self.mode = answer_mode(cfg)
         self.forward_timeout = dns["forward-timeout"]
         self.allow = list(dns["forward-allow"])
@@ -119,6 +124,9 @@ class Engine:
     def miss(self, data: bytes, client: str, tcp: bool):
         self.stats["requests"] += 1
         self.cache.misses += 1
+        reply = self._miss_wire(data, client, tcp)
+        if reply is not None:
+            return reply
         try:
             q = parse_query(data)
         except FormErr as err:
@@ -155,6 +163,102 @@ class Engine:
             self.stats["refused"] += 1
             return self._error(q, RCODE.REFUSED)
         return self._forward(q, data, tcp, servers)
+
+    def _miss_wire(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        """The common misses (plain IN queries for A, AAAA, SRV, names that do not exist),
+        answered from record parts without dnslib (wireanswer.py); None: `miss` goes on with
+        the dnslib path, which handles everything else the same way it always did."""
+        # The transport keyed this very query (the same object) for the hit it did not find;
+        # a TCP key's limit is TCP_LIMIT, so one made for the other transport is never reused.
+        data0, keyed = self.cache.missed
+        if data0 is not data or keyed is None or (keyed[0][-3:] == _TCP_KEY_LIMIT) != tcp:
+            keyed = question_key(data, tcp, self.max_udp)
+        if keyed is None:
+            return None
+        key, qend, rd = keyed
+        flags = key[-4]
+        if flags == 0x44 or data[qend - 2 : qend] != b"\x00\x01":  # DO set ("D"), not class IN
+            return None
+        qtype = (data[qend - 4] << 8) | data[qend - 3]
+        if qtype in (_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR):
+            return None
+        parsed = wireanswer.question_name(data, qend)
+        if parsed is None:
+            return None
+        qlabels, qname, path, qwire = parsed
+        state = self.state
+        if not state.ready or (self.subdomains and self._servers_for(qname) is not None):
+            return None
+        domain = self._domain_path
+        if path[: len(domain)] != domain and not owns(state, qname):
+            return None
+        built = wireanswer.build(state, qlabels, qname, path, qtype)
+        if built is None:
+            return None
+        if qname in self.query_names or len(self.query_names) < MAX_NAMES:
+            self.query_names[qname] += 1
+        limit = int.from_bytes(key[-3:], "big")
+        opt = wireanswer.opt_record(self.max_udp, False) if flags == 0x45 else b""  # "E"
+        ra, question = self.zone.recursion, qwire + data[qend - 4 : qend]
+        render = wireanswer.render_built
+        n = len(built.picks)
+        if self.cache.size <= 0:  # nothing to keep: render only the reply this query gets
+            answer = None
+            if n > 1:
+                head, group = built.answer[: built.pick_from], built.answer[built.pick_from :]
+                if self.mode == "hone":
+                    answer = head + [group[choose(client, built.picks)]]
+                elif self.mode:
+                    answer = head + [random.choice(group)]
+                else:  # a rotation, as a cached ring would give at a random turn
+                    r = random.randrange(n)
+                    answer = head + group[r:] + group[:r]
+            wire = render(built, state, question, qlabels, limit, ra, opt, answer)
+            self._count(built, wire)
+            # the client's own question bytes (its 0x20 casing), as a cached entry gives them
+            return data[:2] + bytes((wire[2] | rd,)) + wire[3:12] + data[12:qend] + wire[qend:]
+        if n < 2:
+            wire = render(built, state, question, qlabels, limit, ra, opt)
+            self._count(built, wire)
+            wires, addrs, mode, ring = [wire], [], "", None
+        else:
+            wires, addrs, mode, ring = self._wire_variants(built, state, question, qlabels,
+                                                           limit, ra, opt)
+            self._count(built, wires[0])
+        entry = Entry(
+            [split_reply(w, qend) for w in wires],
+            addrs=addrs,
+            mode=mode,
+            paths=built.paths,
+            ips=built.ips,
+            kind=_kind(built, wires[0]),
+            ring=ring,
+        )
+        self.cache.put(key, entry)
+        return data[:2] + entry.reply(data, qend, rd, client)
+
+    def _wire_variants(self, built, state, question, qlabels, limit, ra, opt):
+        """_finish's variants for a byte-built answer with several addresses: the ring (a
+        shuffled answer), else one reply per address (random-one, hone-one) or rotations."""
+        render = wireanswer.render_built
+        n = len(built.picks)
+        if not self.mode:
+            wire = render(built, state, question, qlabels, limit, ra, opt)
+            full = wire
+            if wire[2] & 0x02:
+                full = render(built, state, question, qlabels, TCP_LIMIT, ra, opt)
+            ring = address_ring(wire, full, built.pick_from, n)
+            if ring is not None:
+                return [wire], [], "ring", ring
+        head, group = built.answer[: built.pick_from], built.answer[built.pick_from :]
+        if self.mode:
+            lists, addrs, mode = [head + [rr] for rr in group], list(built.picks), self.mode
+        else:
+            step = max(1, n // _MAX_VARIANTS)
+            lists = [head + group[r:] + group[:r] for r in range(0, n, step)]
+            lists, addrs, mode = lists[:_MAX_VARIANTS], [], "random"
+        wires = [render(built, state, question, qlabels, limit, ra, opt, rrs) for rrs in lists]
+        return wires, addrs, mode, None
 
     # -- zone transfer -----------------------------------------------------------------------
 
@@ -298,9 +402,9 @@ class Engine:
         return data[:2] + entry.reply(data, qend, rd, client)
 
     def _count(self, ans: Answer, wire: bytes) -> None:
-        if ans.rcode == RCODE.NXDOMAIN:
+        if ans.rcode == _NXDOMAIN:
             self.stats["nxdomain"] += 1
-        elif ans.rcode == RCODE.SERVFAIL:
+        elif ans.rcode == _SERVFAIL:
             self.stats["servfail"] += 1
         elif not ans.answer:
             self.stats["nodata"] += 1
@@ -371,11 +475,14 @@ class Engine:
         )
 
 
+_NXDOMAIN, _SERVFAIL = int(RCODE.NXDOMAIN), int(RCODE.SERVFAIL)  # ints: RCODE.X is a lookup
+
+
 def _kind(ans: Answer, wire: bytes) -> str:
     """What a hit on this answer counts as in the stats: one kind, "+truncated" if TC."""
-    if ans.rcode == RCODE.NXDOMAIN:
+    if ans.rcode == _NXDOMAIN:
         kind = "nxdomain"
-    elif ans.rcode == RCODE.SERVFAIL:
+    elif ans.rcode == _SERVFAIL:
         kind = "servfail"
     elif not ans.answer:
         kind = "nodata"

@@ -139,15 +139,24 @@ class RecordIndex:
 
     def below(self, path: Path) -> list[Record]:
         """Records at or below `path`, in key order so every worker answers alike."""
+        if not self.wildcards and "*" not in path:  # one node, no wildcard to try: walk to it
+            node = self._node(path)
+            if node is None:
+                return []
+            if node.children is None:  # a leaf: the commonest answer, one record
+                return [node.record] if node.record is not None else []
+            stack = [node]
+        else:
+            stack = self._match(path)
         found: list[Record] = []
-        stack = self._match(path)
         while stack:
             node = stack.pop()
             if node.record is not None:
                 found.append(node.record)
             if node.children:
                 stack.extend(node.children.values())
-        found.sort(key=_order)
+        if len(found) > 1:
+            found.sort(key=_order)
         return found
 
 

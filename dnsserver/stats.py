@@ -111,7 +111,7 @@ def snapshot(engine) -> dict:
 
 
 async def _fold_in_slices(cache) -> None:
-    entries = list(cache.entries.values())
+    entries = cache.all_entries()
     for start in range(0, len(entries), FOLD_SLICE):
         cache.fold(entries[start : start + FOLD_SLICE])
         await asyncio.sleep(0)

@@ -26,9 +26,15 @@ def weight(key: str, candidate: str) -> int:
 def choose(key: str, candidates: Sequence[str]) -> int:
     """The index of the candidate with the highest weight for `key` (the first on a tie);
     0 for no candidates."""
-    best, best_i = -1, 0
+    # weight() for each candidate, with "<key>|" hashed once and the hash state copied: the
+    # same digests (compared as bytes: big-endian, equal length), a third of the cost, which
+    # hone-one pays for every client it has not seen yet.
+    prefix = hashlib.blake2b(f"{key}|".encode(), digest_size=8)
+    best, best_i = b"", 0
     for i, candidate in enumerate(candidates):
-        w = weight(key, candidate)
-        if w > best:
-            best, best_i = w, i
+        h = prefix.copy()
+        h.update(candidate.encode())
+        digest = h.digest()
+        if digest > best:
+            best, best_i = digest, i
     return best_i

@@ -1,0 +1,312 @@
+"""Beyond the cached UDP figure (issue #17): answers without the cache, a random-subdomain
+flood, cached TCP and names with many addresses, with PowerDNS, Knot DNS and NSD measured in
+the same run on the same core (when installed). See bench/README.md, "Misses, floods, TCP".
+
+Every server is started first and idles while another is measured; each measurement is
+`--duration` seconds of dnsperf, repeated in `--rounds` interleaved rounds (medians shown), so
+that the load other work puts on a shared machine hits all of them alike. Compare ratios
+within one run, not figures across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import urllib.request
+from pathlib import Path
+
+from dataset import ZONE, DataSet
+from peers import Knot, Nsd, Pdns, zone_text
+from procs import Skydns, free_port
+
+FLOOD_NAMES = 600_000  # distinct random names: more than a run sends, so none repeats
+HOT_NAMES = 1000
+
+
+def _log(msg: str) -> None:
+    import sys
+
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def query_files(workdir: Path, ds: DataSet, mix_file: Path) -> dict[str, Path]:
+    import random
+
+    rng = random.Random(7)
+    hot = [f"{ds.single_name(rng.randrange(ds.names))} A" for _ in range(HOT_NAMES)]
+    hot_lines = [hot[rng.randrange(HOT_NAMES)] for _ in range(FLOOD_NAMES)]
+    flood = []
+    for n, line in enumerate(hot_lines):
+        flood.append(line)
+        flood.append(f"w{n}x{rng.getrandbits(32):08x}.bench.{ZONE} A")
+    return {
+        "mix": mix_file,
+        "single": _write(workdir / "q-single.txt",
+                         [f"{ds.single_name(rng.randrange(ds.names))} A" for _ in range(20000)]),
+        "multi": _write(workdir / "q-multi.txt", [f"{ds.multi_name} A"] * 1000),
+        "hot": _write(workdir / "q-hot.txt", hot_lines),
+        "flood": _write(workdir / "q-flood.txt", flood),
+        "random": _write(workdir / "q-random.txt", flood[1::2]),
+    }
+
+
+class _Server:
+    """A started server for the tables: label, port, the pids whose CPU counts (a list, or a
+    function giving it: nsd forks its serving processes after it answers)."""
+
+    def __init__(self, label: str, port: int, pids, stats_port: int = 0):
+        self.label, self.port, self._pids, self.stats_port = label, port, pids, stats_port
+
+    @property
+    def pids(self) -> list[int]:
+        return self._pids() if callable(self._pids) else self._pids
+
+    def counters(self) -> dict:
+        if not self.stats_port:
+            return {}
+        url = f"http://127.0.0.1:{self.stats_port}/skydns/stats"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return json.load(reply)
+
+
+def start_servers(env, etcd, ds: DataSet, probe: str) -> dict[str, _Server]:
+    servers: dict[str, _Server] = {}
+    skydns_configs = {
+        "skydns, cacheSize 0": {"Dns": {"cacheSize": 0}},
+        "skydns, cached": {},
+        "skydns, cacheSize 2000": {"Dns": {"cacheSize": 2000}},
+        "skydns, random-one": {"Fun": {"random-one": True}},
+        "skydns, hone-one": {"Fun": {"hone-one": True}},
+    }
+    for label, sections in skydns_configs.items():
+        stats_port = free_port()
+        sky = Skydns(env.workdir, etcd.endpoint, 1, name=label.split(", ")[1].replace(" ", ""),
+                     Stats={"statsServer": f"127.0.0.1:{stats_port}"}, **sections)
+        env.stack.callback(sky.stop)
+        _log(f"{label}: starting")
+        sky.start(env.server_cores, probe)
+        if env.server_cores:
+            sky.pin(env.one_core)
+        servers[label] = _Server(label, sky.port, sky.worker_pids, stats_port)
+    zonefile = env.workdir / "bench.zone"
+    zonefile.write_text(zone_text(ds))
+    peers = [(Pdns, "PowerDNS, caches off", {}),
+             (Pdns, "PowerDNS, packet cache", {"packet_cache": True}),
+             (Knot, "knotd", {}), (Nsd, "nsd", {})]
+    for cls, label, options in peers:
+        if not cls.installed():
+            _log(f"{label}: {cls.binary} not installed, left out")
+            continue
+        peer = cls(env.workdir, zonefile, label=label, **options)
+        env.stack.callback(peer.stop)
+        _log(f"{label}: starting")
+        try:
+            peer.start(env.one_core, probe)
+        except RuntimeError as err:
+            _log(f"{label}: did not start ({err}); left out, see {peer.dir}/server.log")
+            continue
+        servers[label] = _Server(label, peer.port, lambda peer=peer: peer.pids)
+    return servers
+
+
+# (scenario, query file, transport, servers)
+SCENARIOS = [
+    ("uncached", "mix", "udp", ["skydns, cacheSize 0", "PowerDNS, caches off", "knotd", "nsd"]),
+    ("cached", "mix", "udp", ["skydns, cached", "PowerDNS, packet cache"]),
+    ("insert + evict", "mix", "udp", ["skydns, cacheSize 2000"]),
+    ("cached TCP", "mix", "tcp", ["skydns, cached", "PowerDNS, packet cache", "knotd"]),
+    ("1 address", "single", "udp", ["skydns, cached", "skydns, random-one", "skydns, hone-one"]),
+    ("8 addresses", "multi", "udp", ["skydns, cached", "skydns, random-one", "skydns, hone-one"]),
+    ("hot set alone", "hot", "udp", ["skydns, cached"]),
+    ("hot set + 50% random names", "flood", "udp", ["skydns, cached"]),
+    ("random names alone", "random", "udp", ["skydns, cached"]),
+]
+
+
+def bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
+    duration = env.args.duration
+    env.args.duration = env.args.miss_duration  # what measure() runs for
+    try:
+        return _bench_miss(env, etcd, ds, mix_file)
+    finally:
+        env.args.duration = duration
+
+
+def _bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
+    from run import measure  # the same measurement as the cached table's
+
+    files = query_files(env.workdir, ds, mix_file)
+    servers = start_servers(env, etcd, ds, ds.single_name(0))
+    plan = [(scenario, files[f], mode, [servers[s] for s in names if s in servers])
+            for scenario, f, mode, names in SCENARIOS]
+    for _scenario, qfile, mode, group in plan:  # warm caches: one pass through each file
+        if qfile in (files["hot"], files["flood"], files["random"]):
+            continue  # warmed below, with the hot names only
+        for server in group:
+            env.run_dnsperf(server.port, qfile, runs=1, mode=mode)
+    hot_warm = _write(env.workdir / "q-hot-warm.txt", sorted(set(files["hot"].read_text()
+                                                                 .splitlines())))
+    env.run_dnsperf(servers["skydns, cached"].port, hot_warm, runs=1)
+
+    runs: dict[tuple, list[dict]] = {}
+    for n in range(env.args.rounds):
+        for scenario, qfile, mode, group in plan:
+            for server in group:
+                _log(f"round {n + 1}/{env.args.rounds}: {scenario}: {server.label}")
+                before = server.counters()
+                row = measure(env, server.label, server.port, server.pids, qfile, mode=mode)
+                if server.stats_port and qfile in (files["hot"], files["flood"]):
+                    row["hot_hit_rate"] = _hot_hit_rate(server, before, row, qfile, files)
+                runs.setdefault((scenario, server.label), []).append(row)
+    rows = []
+    for (scenario, label), rounds in runs.items():
+        row = {"scenario": scenario, "config": label, "rounds": rounds}
+        for key in ("qps", "cpu_us_per_query", "hot_hit_rate"):
+            values = [r[key] for r in rounds if key in r]
+            if values:
+                row[key] = round(statistics.median(values), 4 if key == "hot_hit_rate" else 2)
+        row["lost"] = sum(r["lost"] for r in rounds)
+        rows.append(row)
+    _log("hit path in process: one address, 8 addresses in each mode, 100,000 clients")
+    return {"rows": rows, "ratios": ratios(rows), "hit_path_us": hit_path_in_process(ds)}
+
+
+def _hot_hit_rate(server: _Server, before: dict, row: dict, qfile: Path, files) -> float:
+    """Hits over hot queries answered: the flood file alternates hot and random names, and
+    a random name never repeats within a run, so every hit is a hot one."""
+    deadline = time.monotonic() + 5  # the worker folds its counters into the stats each second
+    after = server.counters()
+    while after.get("cache_misses", 0) + after.get("cache_hits", 0) < (
+        before.get("cache_misses", 0) + before.get("cache_hits", 0) + row["completed"] * 0.999
+    ) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = server.counters()
+    hits = after.get("cache_hits", 0) - before.get("cache_hits", 0)
+    hot = row["completed"] / 2 if qfile == files["flood"] else row["completed"]
+    return round(min(1.0, hits / hot), 4) if hot else 0.0
+
+
+def ratios(rows: list[dict]) -> dict:
+    cpu = {(r["scenario"], r["config"]): r.get("cpu_us_per_query") for r in rows}
+
+    def ratio(a, b):
+        x, y = cpu.get(a), cpu.get(b)
+        return round(x / y, 2) if x and y else None
+
+    out = {
+        "uncached skydns / PowerDNS caches off": ratio(
+            ("uncached", "skydns, cacheSize 0"), ("uncached", "PowerDNS, caches off")),
+        "uncached skydns / knotd": ratio(("uncached", "skydns, cacheSize 0"),
+                                         ("uncached", "knotd")),
+        "uncached skydns / nsd": ratio(("uncached", "skydns, cacheSize 0"), ("uncached", "nsd")),
+        "uncached / cached skydns": ratio(("uncached", "skydns, cacheSize 0"),
+                                          ("cached", "skydns, cached")),
+        "insert + evict / uncached skydns": ratio(("insert + evict", "skydns, cacheSize 2000"),
+                                                  ("uncached", "skydns, cacheSize 0")),
+        "cached TCP skydns / PowerDNS packet cache": ratio(
+            ("cached TCP", "skydns, cached"), ("cached TCP", "PowerDNS, packet cache")),
+        "flood / no flood, CPU per query": ratio(("hot set + 50% random names", "skydns, cached"),
+                                                 ("hot set alone", "skydns, cached")),
+    }
+    # The hot half's share of the flood run: the run's CPU per query twice over, less what a
+    # random name costs alone (measured beside it); next to the hot set without a flood.
+    flood = cpu.get(("hot set + 50% random names", "skydns, cached"))
+    alone = cpu.get(("random names alone", "skydns, cached"))
+    hot = cpu.get(("hot set alone", "skydns, cached"))
+    if flood and alone and hot:
+        out["hot half under flood (estimated) / hot set alone"] = round((2 * flood - alone) / hot,
+                                                                        2)
+    for mode in ("cached", "random-one", "hone-one"):
+        out[f"8 addresses / 1 address, {mode}"] = ratio(("8 addresses", f"skydns, {mode}"),
+                                                        ("1 address", f"skydns, {mode}"))
+    return out
+
+
+def report(res: dict, args) -> list[str]:
+    from run import _table
+
+    rounds, duration = args["rounds"], args["miss_duration"]
+    clients, outstanding = args["clients"], args["outstanding"]
+    out = [f"\nMisses, floods, TCP, many addresses: median of {rounds} interleaved rounds of "
+           f"{duration:g} s, every server on one core (dnsperf -c {clients} -q {outstanding})"]
+    out.append(_table(
+        ["scenario", "config", "qps", "lost", "CPU us/query", "hot hit rate"],
+        [[r["scenario"], r["config"], r.get("qps"), r["lost"], r.get("cpu_us_per_query"),
+          r.get("hot_hit_rate")] for r in res["rows"]]))
+    targets = {
+        "uncached skydns / PowerDNS caches off": "<= 2",
+        "cached TCP skydns / PowerDNS packet cache": "<= 1",
+        "hot half under flood (estimated) / hot set alone": "<= 1.1",
+        "8 addresses / 1 address, cached": "<= 1.2",
+        "8 addresses / 1 address, random-one": "<= 1.2",
+        "8 addresses / 1 address, hone-one": "<= 1.2",
+    }
+    for name, value in res["ratios"].items():
+        goal = targets.get(name)
+        out.append(f"CPU per query, {name}: {value}x" + (f" (target {goal})" if goal else ""))
+    hits = res.get("hit_path_us")
+    if hits:
+        out.append("In process, us per AnswerCache.hit (no sockets; the UDP front, which "
+                   "answers one-address names, is cheaper still): "
+                   + ", ".join(f"{k} {v}" for k, v in hits.items()))
+    return out
+
+
+def hit_path_in_process(ds: DataSet, clients: int = 100_000, queries: int = 200_000) -> dict:
+    """µs per cached hit through AnswerCache.hit (the path every transport shares after the
+    UDP front), in this process: one address, and the 8-address name in each mode, hone-one
+    with `clients` distinct client addresses (dnsperf sends from one), each seen once before
+    the clock runs. No sockets: what the answer choice costs, not the send."""
+    import ipaddress
+    import random
+    import timeit
+
+    from dnslib import DNSRecord
+
+    from dnsserver.engine import Engine
+    from dnsserver.wire import question_key
+    from skydns.config import load_config
+    from skydns.keys import key_to_path
+    from skydns.records import parse_record
+
+    records = [parse_record(k.decode(), key_to_path(k.decode()), v) for k, v in ds.records()]
+    rng = random.Random(3)
+    many = [str(ipaddress.IPv4Address(0x0A000000 + rng.getrandbits(24))) for _ in range(clients)]
+    out = {}
+    for mode in ("", "random", "hone"):
+        cfg = load_config(None, "dns")
+        cfg["Dns"]["dns-domain"] = ZONE
+        cfg["Fun"]["random-one"], cfg["Fun"]["hone-one"] = mode == "random", mode == "hone"
+        engine = Engine(cfg)
+        engine.state.load(records, 1)
+        hit = engine.cache.hit
+        allowed = engine.allowed
+        for label, name in (("1 address", ds.single_name(1)), ("8 addresses", ds.multi_name)):
+            data = bytes(DNSRecord.question(name, "A").pack())
+            engine.miss(data, "127.0.0.1", False)
+            keyed = question_key(data, False, engine.max_udp)
+            assert hit(data, keyed, "127.0.0.1", allowed) is not None
+            n = queries
+
+            def one_client(data=data, keyed=keyed, hit=hit, allowed=allowed):
+                return hit(data, keyed, "127.0.0.1", allowed)
+
+            out[f"{label}, {mode or 'rotation'}"] = round(
+                timeit.timeit(one_client, number=n) / n * 1e6, 3)
+            if mode == "hone" and label == "8 addresses":
+                for client in many:  # every client once: then the steady state is measured
+                    hit(data, keyed, client, allowed)
+                it = iter(many * (n // clients + 1))
+
+                def many_clients(data=data, keyed=keyed, it=it, hit=hit, allowed=allowed):
+                    return hit(data, keyed, next(it), allowed)
+
+                out[f"{label}, hone, {clients} clients"] = round(
+                    timeit.timeit(many_clients, number=n) / n * 1e6, 3)
+    return out
