@@ -22,8 +22,11 @@ from collections import Counter
 
 from skydns.keys import Path
 
+from .namecount import NameCounts
+
 _HONE_MEMO = 4096  # clients remembered per entry; past that the memo starts over
 _MAX_RETIRED_NAMES = 100_000  # random-name floods must not grow the per-name stats forever
+_RETIRED_NAME_BYTES = 8 << 20
 KEY_SUFFIX = 8  # a cache key is the wire name + type, class (4) + EDNS flag (1) + limit (3)
 _FRONTS_PER_ENTRY = 8  # 0x20-randomising resolvers spell a name many ways; keep a few spellings
 FOLD_SLICE = 1000  # entries (or names) handled per step: about a millisecond at most
@@ -141,7 +144,8 @@ class AnswerCache:
         self.generation = 0  # bumped by every invalidation, so builds that awaited can tell
         self.misses = 0
         self.evictions = 0
-        self.name_hits: Counter = Counter()  # folded hits by wire name (bounded, see fold)
+        # folded hits by wire name, bounded by bytes: random-name floods must not grow it forever
+        self.name_hits = NameCounts(_RETIRED_NAME_BYTES, _MAX_RETIRED_NAMES)
         self.kind_hits: Counter = Counter()  # folded hits by answer kind
 
     def __len__(self) -> int:
@@ -205,9 +209,7 @@ class AnswerCache:
         if new:
             entry.counted = entry.hits
             name = entry.key[:-KEY_SUFFIX]
-            names = self.name_hits
-            if name in names or len(names) < _MAX_RETIRED_NAMES:
-                names[name] += new
+            self.name_hits.add(name, new)
             self.kind_hits[entry.kind] += new
 
     def _remove(self, key: bytes) -> None:

@@ -23,6 +23,7 @@ from .answer import Answer, Context, ZoneSettings, answer, owns
 from .cache import AnswerCache, Entry, split_reply
 from .forward import forward
 from .index import RecordIndex
+from .namecount import NameCounts
 from .wire import (
     TCP_LIMIT,
     FormErr,
@@ -42,6 +43,7 @@ _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated
 _BADVERS = 16
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
+NAME_BYTES = 8 << 20  # and at most this much memory for them (see namecount)
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
 _AXFR_CHUNK = 100  # records per AXFR message: well under 64 KB even with long TXT
 
@@ -72,7 +74,8 @@ class Engine:
         self.log_queries = cfg["Log"].get("log-queries", False)
         self.ready = False  # set once the first etcd load is in: before that, zone answers SERVFAIL
         self.stats: Counter = Counter()
-        self.query_names: Counter = Counter()  # names asked on the slow path (hits: cache)
+        # names asked on the slow path (hits: cache), bounded by bytes against random floods
+        self.query_names = NameCounts(NAME_BYTES, MAX_NAMES)
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -113,10 +116,10 @@ class Engine:
             q = parse_query(data)
         except FormErr as err:
             self.stats["formerr"] += 1
-            log.debug("malformed query", extra={"kv": {"client": client, "size": len(data)}})
+            log.debug("malformed query", extra={"kv": {"client": client, "size": len(data),
+                                                       "why": str(err)}})
             return err.reply
-        if q.qname in self.query_names or len(self.query_names) < MAX_NAMES:
-            self.query_names[q.qname] += 1
+        self.query_names.add(q.qname)  # only names that passed the checks: at most 255 octets
         if q.edns and q.edns_version != 0:
             return self._error(q, _BADVERS)
         if q.qclass != 1:

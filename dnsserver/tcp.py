@@ -8,9 +8,11 @@ import struct
 import time
 
 from .engine import Engine
+from .ratelog import RateLimitedLog
 from .wire import question_key
 
 log = logging.getLogger("skydns.tcp")
+errors = RateLimitedLog(log)  # one bug hit by a flood must not write a traceback per packet
 
 _MAX_PENDING = 64  # unanswered forwarded queries per connection before we stop reading
 
@@ -85,7 +87,7 @@ class TcpConnection(asyncio.Protocol):
                     return
             reply = engine.miss(data, self.client, True)
         except Exception:
-            log.exception("query failed", extra={"kv": {"client": self.client}})
+            errors.exception("query failed", {"client": self.client})
             self.transport.close()
             return
         if reply is None:
@@ -105,7 +107,7 @@ class TcpConnection(asyncio.Protocol):
         try:
             reply = await pending
         except Exception:
-            log.exception("query failed", extra={"kv": {"client": self.client}})
+            errors.exception("query failed", {"client": self.client})
             reply = None
         self.pending -= 1
         if reply is not None:
