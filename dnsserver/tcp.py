@@ -1,4 +1,11 @@
-"""TCP transport: 2-byte length framing, pipelined queries, idle timeout (RFC 7766)."""
+"""TCP transport: 2-byte length framing, pipelined queries, idle timeout (RFC 7766).
+
+Against slow or hostile clients: the idle timer restarts only when a whole message has come
+in (so it is also the deadline of each message: a byte at a time does not keep a connection),
+reading stops while replies wait unsent past WRITE_HIGH bytes (a client that never reads
+cannot grow us), a connection that times out with replies still unsent is aborted rather
+than left flushing, and ConnectionLimits caps connections per client and in all.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import logging
 import struct
 import time
 
+from .connlimit import ConnectionLimits
 from .engine import Engine
 from .ratelog import RateLimitedLog
 from .wire import question_key
@@ -15,12 +23,18 @@ log = logging.getLogger("skydns.tcp")
 errors = RateLimitedLog(log)  # one bug hit by a flood must not write a traceback per packet
 
 _MAX_PENDING = 64  # unanswered forwarded queries per connection before we stop reading
+WRITE_HIGH = 64 * 1024  # unsent reply bytes per connection before we stop reading
 
 
 class TcpConnection(asyncio.Protocol):
-    def __init__(self, engine: Engine, idle_timeout: float):
+    def __init__(
+        self, engine: Engine, idle_timeout: float, limits: ConnectionLimits | None = None
+    ):
         self.engine = engine
         self.idle_timeout = idle_timeout
+        self.limits = limits
+        self.admitted = False
+        self.write_paused = False
         self.buffer = bytearray()
         self.transport = None
         self.client = ""
@@ -31,6 +45,13 @@ class TcpConnection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
+        if self.limits is not None:
+            if not self.limits.admit(self.client):
+                errors.warning("tcp connection refused: too many", {"client": self.client})
+                transport.abort()
+                return
+            self.admitted = True
+        transport.set_write_buffer_limits(high=WRITE_HIGH)
         self._arm()
 
     def _arm(self):
@@ -41,23 +62,43 @@ class TcpConnection(asyncio.Protocol):
     def _expire(self):
         if self.pending:
             self._arm()
+        elif self.transport.get_write_buffer_size():
+            self.transport.abort()  # close() would wait for a reader that does not read
         else:
             self.transport.close()
 
     def connection_lost(self, exc):
         if self._idle is not None:
             self._idle.cancel()
+        if self.admitted:
+            self.admitted = False
+            self.limits.release(self.client)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.write_paused or self.transport.is_closing():
+            return
+        if self.pending < _MAX_PENDING:
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        self._arm()
         while len(self.buffer) >= 2:
             (length,) = struct.unpack_from("!H", self.buffer)
             if len(self.buffer) < 2 + length:
                 break
             message = bytes(self.buffer[2 : 2 + length])
             del self.buffer[: 2 + length]
+            if not length:
+                continue  # nothing to answer; the messages after it still count
+            self._arm()  # a whole message: the client gets another idle period
             self._handle(message)
+            if self.transport.is_closing():
+                break
 
     def _send(self, reply: bytes) -> None:
         if not self.transport.is_closing():
@@ -112,5 +153,7 @@ class TcpConnection(asyncio.Protocol):
         self.pending -= 1
         if reply is not None:
             self._send(reply)
-        if self.pending < _MAX_PENDING and not self.transport.is_closing():
+        if self.write_paused or self.transport.is_closing():
+            return
+        if self.pending < _MAX_PENDING:
             self.transport.resume_reading()

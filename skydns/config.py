@@ -93,6 +93,8 @@ forward-allow = cidr_list(default=list("127.0.0.0/8", "::1/128", "10.0.0.0/8", \
 axfr-allow = cidr_list(default=list("127.0.0.0/8", "::1/128"))
 max-udp-size = integer_range(512, 65535, default=1232)
 tcp-idle-timeout = seconds(default=10.0)
+tcp-max-connections = integer_range(0, default=1000)
+tcp-max-per-client = integer_range(0, default=100)
 [Fun]
 random-one = flag(default=False)
 hone-one = flag(default=False)
