@@ -35,7 +35,7 @@ from .wire import (
     render,
     udp_limit,
 )
-from .zone import reverse_zones, zone_rrs
+from .zone import reverse_zones, transfer_chunks, zone_rrs
 
 log = logging.getLogger("skydns.engine")
 
@@ -45,7 +45,7 @@ _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 NAME_BYTES = 8 << 20  # and at most this much memory for them (see namecount)
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
-_AXFR_CHUNK = 100  # records per AXFR message: well under 64 KB even with long TXT
+_AXFR_BYTES = 32_000  # record bytes per AXFR message (one long TXT alone still fits 64 KB)
 
 
 class Engine:
@@ -169,11 +169,11 @@ class Engine:
             "zone transfer", extra={"kv": {"client": client, "zone": q.qname, "records": len(rrs)}}
         )
         messages = []
-        for start in range(0, len(rrs), _AXFR_CHUNK):
+        for chunk in transfer_chunks(rrs, _AXFR_BYTES):
             wire = render(
                 q,
                 RCODE.NOERROR,
-                rrs[start : start + _AXFR_CHUNK],
+                chunk,
                 [],
                 [],
                 TCP_LIMIT,
