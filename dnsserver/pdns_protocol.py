@@ -42,6 +42,7 @@ log = logging.getLogger("skydns.pdns")
 
 MAX_LINE = 1024 * 1024  # a request line longer than this closes the connection
 MEMO_MAX = 50_000  # memoized lookups kept between changes of the data
+MEMO_BYTES = 16 << 20  # and about this much memory for them (see memo_size)
 
 # What an ANY lookup collects, by zone kind. PTR is a reverse-zone type here, as in skydns
 # (the forward zone answers PTR only for keys that are PTR records, an oddity not worth
@@ -145,6 +146,11 @@ def record(rr: RR, zid: int, ctx: Context, qname: str | None = None) -> dict:
     }
 
 
+def memo_size(qname: str, found: list[dict]) -> int:
+    """Rough bytes a memoized lookup holds: a dict of six fields is about 350 bytes."""
+    return 150 + len(qname) + sum(350 + len(r["qname"]) + len(r["content"]) for r in found)
+
+
 def ent(qname: str, zid: int) -> dict:
     """An empty non-terminal: the name exists, it has no records of its own."""
     return {"qtype": "", "qname": qname, "content": "", "ttl": 0, "auth": True, "domain_id": zid}
@@ -183,7 +189,8 @@ class PdnsBackend:
         # (method, "ok" | "fail") -> requests, for /metrics; method names outside the protocol
         # count as "unknown", so a confused client cannot grow the label set.
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._memo: dict[tuple[str, str], list[dict]] = {}
+        self._memo: dict[tuple[str, str], tuple[str, list[dict]]] = {}
+        self._memo_bytes = 0
         self._memo_stamp: tuple = ()
 
     def handle(self, request) -> dict:
@@ -232,14 +239,24 @@ class PdnsBackend:
         # each answer costing several walks of the index; reuse it until the data changes.
         ctx = self.ctx
         stamp = (ctx.serial, ctx.health.version, len(ctx.lease_ttls))
-        if stamp != self._memo_stamp or len(self._memo) >= MEMO_MAX:
+        full = len(self._memo) >= MEMO_MAX or self._memo_bytes > MEMO_BYTES
+        if stamp != self._memo_stamp or full:
             self._memo.clear()
+            self._memo_bytes = 0
             self._memo_stamp = stamp
-        key = (qname, qtype)
-        found = self._memo.get(key)
-        if found is None:
-            found = self._memo[key] = self._lookup(qname, qtype, remote)
-        return found
+        # Keyed by the folded name: case variants of one name (0x20 randomising resolvers, or
+        # a flood of them) share one entry instead of one each.
+        key = (qname.lower(), qtype)
+        memo = self._memo.get(key)
+        if memo is None:
+            found = self._lookup(qname, qtype, remote)
+            self._memo[key] = (qname, found)
+            self._memo_bytes += memo_size(qname, found)
+            return found
+        spelled, found = memo
+        if spelled == qname:
+            return found
+        return [dict(r, qname=qname) if r["qname"] == spelled else r for r in found]
 
     def _lookup(self, qname: str, qtype: str, remote: str) -> list[dict]:
         ctx = self.ctx

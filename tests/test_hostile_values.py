@@ -8,8 +8,6 @@ import sys
 
 import dns.query
 import dns.rcode
-from dnstest import ROOT, Skydns
-from etcdtest import run_async, wait_for
 
 from dnsserver.answer import Context, ZoneSettings
 from dnsserver.index import RecordIndex
@@ -17,6 +15,9 @@ from dnsserver.zone import transfer_chunks, zone_rrs
 from skydns import store
 from skydns.health import HealthView
 from skydns.records import Record
+
+from dnstest import ROOT, Skydns
+from etcdtest import run_async, wait_for
 
 LONG_NAME = "/skydns/test/example/" + "/".join(["n" * 60] * 4)  # 5 labels: > 255 octets
 BAD = {
