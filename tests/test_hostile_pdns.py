@@ -10,8 +10,9 @@ import signal
 import socket
 
 import pytest
-from pdnstest import Backend
 from test_hostile_dns import rss_kb
+
+from pdnstest import Backend
 
 
 @pytest.fixture
