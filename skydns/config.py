@@ -154,6 +154,8 @@ api-enable = flag(default=True)
 api-address = hostport(9001, default="127.0.0.1:9001")
 skydns-auth = text(default="")
 max-body = integer_range(1, default=65536)
+read-timeout = seconds(default=10.0)
+keepalive-timeout = seconds(default=75.0)
 status-public = flag(default=False)
 [Tokens]
 __many__ = token
