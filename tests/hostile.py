@@ -3,10 +3,12 @@ and a seeded mutator for fuzzing. Pure: no sockets (the fuzz loop is in fuzz()).
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import struct
 import time
+from pathlib import Path
 
 import dns.message
 import dns.rcode
@@ -107,8 +109,10 @@ def fuzz(port: int, count: int, seconds: float, every: int = 100, seed: int = 1,
     rng = random.Random(seed)
     seeds = [query(name), query(name, 28, opt=True), query("nx.example.test.", 16),
              query("example.test.", 6, opt=True), query("x.y.example.test.", 33)]
-    junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    junk.setblocking(False)
+    # several source ports, so SO_REUSEPORT spreads the junk over every worker
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+    for sock in sockets:
+        sock.setblocking(False)
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.settimeout(1.0)
     addr = ("127.0.0.1", port)
@@ -118,6 +122,7 @@ def fuzz(port: int, count: int, seconds: float, every: int = 100, seed: int = 1,
     packets = fuzz_packets(rng, seeds)
     try:
         while sent < count and time.monotonic() < deadline:
+            junk = sockets[sent % len(sockets)]
             try:
                 junk.sendto(next(packets), addr)
             except BlockingIOError:
@@ -145,7 +150,38 @@ def fuzz(port: int, count: int, seconds: float, every: int = 100, seed: int = 1,
                 if reply.rcode() == dns.rcode.NOERROR and expect in reply.to_text():
                     good += 1
     finally:
-        junk.close()
+        for sock in sockets:
+            sock.close()
         probe.close()
     return {"sent": sent, "probes": probes, "good": good, "junk_replies": replies,
             "slowest_probe_ms": round(slowest * 1000, 1)}
+
+
+def bomb_cost(port: int, pids, count: int = 5000) -> dict:
+    """Send `count` 900-pointer bombs (from several source ports) and return the workers' CPU
+    time per bomb, syscalls included: an upper bound of the parse cost."""
+    bomb = pointer_bomb()
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+    for sock in sockets:
+        sock.settimeout(2.0)
+    before = sum(cpu_seconds(pid) for pid in pids)
+    answered = 0
+    try:
+        for i in range(count):
+            sock = sockets[i % len(sockets)]
+            sock.sendto(bomb, ("127.0.0.1", port))
+            try:
+                answered += sock.recv(65535)[3] & 0xF == 1  # FORMERR
+            except TimeoutError:
+                pass
+    finally:
+        for sock in sockets:
+            sock.close()
+    spent = sum(cpu_seconds(pid) for pid in pids) - before
+    return {"bombs": count, "bomb_bytes": len(bomb), "formerr": answered,
+            "cpu_us_per_bomb": round(spent / count * 1e6, 1)}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
