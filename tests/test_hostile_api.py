@@ -102,3 +102,29 @@ def test_client_closing_mid_body_is_not_a_500(api):
     assert "Traceback" not in logs and "request failed" not in logs
     assert "status=500" not in logs and '"status": 500' not in logs
     assert _healthy(api)
+
+
+def test_keys_that_are_not_utf8_are_left_out_of_listings(etcd):
+    from skydns import store
+
+    from etcdtest import run_async
+
+    async def put():
+        client = store.make_client(etcd.etcd_section())
+        try:
+            for key, ip in ((b"bad\xff", b"10.1.0.4"), (b"nul\x00", b"10.1.0.5")):
+                await client.put(b"/skydns/local/skydns/" + key + b"/x",
+                                 b'{"host": "' + ip + b'", "type": "A"}')
+        finally:
+            await client.close()
+
+    run_async(put())
+    etcd.put("/skydns/local/skydns/good/x", {"host": "10.1.0.6", "type": "A"})
+    srv = KubeApi(etcd.endpoint).start()
+    try:
+        status, text = srv.request("GET", "/skydns/api")
+        assert status == 200 and "good" in text and "10.1.0.4" not in text \
+            and "10.1.0.5" not in text, text
+        assert "etcd key skipped" in srv.logs() and "Traceback" not in srv.logs()
+    finally:
+        srv.stop()
