@@ -36,3 +36,6 @@ class NameCounts(Counter):
     def clear(self) -> None:
         super().clear()
         self.used = 0
+
+    def copy(self) -> Counter:
+        return Counter(self)  # Counter.copy would call NameCounts(self): a plain copy will do

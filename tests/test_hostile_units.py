@@ -21,6 +21,7 @@ def test_name_counts_are_bounded_by_bytes():
     counts.clear()
     counts.add("a.")
     assert counts.used == ENTRY_OVERHEAD + 2
+    assert counts.copy() == counts
 
 
 def test_connection_limits():
