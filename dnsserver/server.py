@@ -8,7 +8,8 @@ import os
 import signal
 import socket
 
-from .connlimit import ConnectionLimits
+from skydns.connlimit import ConnectionLimits
+
 from .engine import Engine
 from .stats import write_snapshots
 from .sync import StoreSync

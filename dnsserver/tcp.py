@@ -14,7 +14,8 @@ import logging
 import struct
 import time
 
-from .connlimit import ConnectionLimits
+from skydns.connlimit import ConnectionLimits
+
 from .engine import Engine
 from .ratelog import RateLimitedLog
 from .wire import question_key

@@ -98,6 +98,8 @@ def reload(path: str | None, running: dict, auth) -> None:
 async def serve(cfg: dict, path: str | None = None) -> None:
     from aiohttp import web
 
+    from skydns.connlimit import ConnectionLimits
+
     from .auth import Authenticator
     from .etcd import EtcdStore
     from .metrics import ApiMetrics
@@ -126,8 +128,9 @@ async def serve(cfg: dict, path: str | None = None) -> None:
     await runner.setup()
     host, port = api["api-address"]
     try:
+        limits = ConnectionLimits(api["max-connections"], api["max-per-client"])
         await GuardedSite(runner, host, port, reuse_address=True, backlog=1024,
-                          head_timeout=api["read-timeout"]).start()
+                          head_timeout=api["read-timeout"], limits=limits).start()
     except OSError as err:
         await runner.cleanup()
         await store.close()

@@ -4,7 +4,9 @@
 whole request head within `timeout` of connecting, or of the first byte after its previous
 request; a slowloris that holds connections with a byte now and then is closed. The body is
 bounded separately (routes._read_body), and idle keep-alive connections by aiohttp's
-keepalive_timeout. `GuardedSite` is aiohttp's TCPSite with the guard in front.
+keepalive_timeout. `ConnectionLimits` caps connections per client address and in all: past
+them a new connection is closed at once. `GuardedSite` is aiohttp's TCPSite with the guard in
+front.
 """
 
 from __future__ import annotations
@@ -14,15 +16,21 @@ import logging
 
 from aiohttp import web
 
+from skydns.connlimit import ConnectionLimits
+
 log = logging.getLogger("skydns.api")
 
 GUARDS: dict = {}  # transport -> HeadDeadline, so the middleware can tell a head has come in
 
 
 class HeadDeadline(asyncio.Protocol):
-    def __init__(self, inner: asyncio.Protocol, timeout: float):
+    def __init__(self, inner: asyncio.Protocol, timeout: float,
+                 limits: ConnectionLimits | None = None):
         self.inner = inner
         self.timeout = timeout
+        self.limits = limits
+        self.client = ""
+        self.admitted = False
         self.transport = None
         self.timer: asyncio.TimerHandle | None = None
         self.in_request = False
@@ -54,22 +62,40 @@ class HeadDeadline(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
+        if self.limits is not None:
+            if not self.limits.admit(self.client):
+                if self.limits.refused % 100 == 1:  # a flood must not flood the log too
+                    log.warning("connection refused: too many",
+                                extra={"kv": {"client": self.client,
+                                              "refused": self.limits.refused}})
+                transport.abort()
+                return
+            self.admitted = True
         GUARDS[transport] = self
         self.arm()
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.transport not in GUARDS:
+            return  # refused at connect
         if not self.in_request and self.timer is None:
             self.arm()
         self.inner.data_received(data)
 
     def eof_received(self):
+        if self.transport not in GUARDS:
+            return None
         return self.inner.eof_received()
 
     def connection_lost(self, exc) -> None:
         self.disarm()
-        GUARDS.pop(self.transport, None)
-        self.inner.connection_lost(exc)
+        if self.admitted:
+            self.admitted = False
+            self.limits.release(self.client)
+        if GUARDS.pop(self.transport, None) is not None:
+            self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
         self.inner.pause_writing()
@@ -83,18 +109,20 @@ def guard_of(request: web.Request) -> HeadDeadline | None:
 
 
 class GuardedSite(web.TCPSite):
-    """A TCPSite whose connections go through HeadDeadline, with a larger listen backlog."""
+    """A TCPSite whose connections go through HeadDeadline (deadline and caps)."""
 
-    def __init__(self, runner, host, port, *, head_timeout: float, **kwargs):
+    def __init__(self, runner, host, port, *, head_timeout: float,
+                 limits: ConnectionLimits | None = None, **kwargs):
         super().__init__(runner, host, port, **kwargs)
         self.head_timeout = head_timeout
+        self.limits = limits
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: HeadDeadline(server(), self.head_timeout),
+            lambda: HeadDeadline(server(), self.head_timeout, self.limits),
             self._host,
             self._port,
             backlog=self._backlog,

@@ -156,6 +156,8 @@ skydns-auth = text(default="")
 max-body = integer_range(1, default=65536)
 read-timeout = seconds(default=10.0)
 keepalive-timeout = seconds(default=75.0)
+max-connections = integer_range(0, default=1000)
+max-per-client = integer_range(0, default=100)
 status-public = flag(default=False)
 [Tokens]
 __many__ = token

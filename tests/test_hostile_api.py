@@ -31,7 +31,10 @@ def _healthy(api) -> bool:
                                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as resp:
                 return resp.status
 
-    return asyncio.run(get()) == 200
+    try:
+        return asyncio.run(get()) == 200
+    except (aiohttp.ClientError, OSError):
+        return False
 
 
 def _closed(sock: socket.socket, within: float) -> bool:
@@ -127,4 +130,34 @@ def test_keys_that_are_not_utf8_are_left_out_of_listings(etcd):
             and "10.1.0.5" not in text, text
         assert "etcd key skipped" in srv.logs() and "Traceback" not in srv.logs()
     finally:
+        srv.stop()
+
+
+def test_connection_caps(etcd):
+    srv = KubeApi(etcd.endpoint, SkydnsApi={"max-per-client": 5, "max-connections": 8}).start()
+    socks = []
+    try:
+        for _ in range(5):
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=3))
+        extra = socket.create_connection(("127.0.0.1", srv.port), timeout=3)
+        assert _closed(extra, 3.0)  # a sixth from the same address
+        extra.close()
+        for n in range(2, 5):
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=3,
+                                                  source_address=(f"127.0.0.{n}", 0)))
+        full = socket.create_connection(("127.0.0.1", srv.port), timeout=3,
+                                        source_address=("127.0.0.9", 0))
+        assert _closed(full, 3.0)  # eight in all
+        full.close()
+        # a slot held still serves its client
+        socks[-1].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert socks[-1].recv(65536).startswith(b"HTTP/1.1 200")
+        for sock in socks:
+            sock.close()
+        socks.clear()
+        wait_for(lambda: _healthy(srv), timeout=5)  # slots come back when connections close
+        assert "Traceback" not in srv.logs()
+    finally:
+        for sock in socks:
+            sock.close()
         srv.stop()

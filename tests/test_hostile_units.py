@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from dnsserver.connlimit import ConnectionLimits
 from dnsserver.namecount import ENTRY_OVERHEAD, NameCounts
 from dnsserver.ratelog import RateLimitedLog
+from skydns.connlimit import ConnectionLimits
 
 
 def test_name_counts_are_bounded_by_bytes():
