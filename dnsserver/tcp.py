@@ -3,8 +3,9 @@
 Against slow or hostile clients: the idle timer restarts only when a whole message has come
 in (so it is also the deadline of each message: a byte at a time does not keep a connection),
 reading stops while replies wait unsent past WRITE_HIGH bytes (a client that never reads
-cannot grow us), a connection that times out with replies still unsent is aborted rather
-than left flushing, and ConnectionLimits caps connections per client and in all.
+cannot grow us), a connection whose idle timer runs out twice with replies still unsent and
+none of them taken since is aborted rather than left flushing, and ConnectionLimits caps
+connections per client and in all.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class TcpConnection(asyncio.Protocol):
         self.client = ""
         self.pending = 0
         self._idle = None
+        self._unsent = None  # unsent reply bytes when the idle timer last ran out
 
     def connection_made(self, transport):
         self.transport = transport
@@ -63,10 +65,15 @@ class TcpConnection(asyncio.Protocol):
     def _expire(self):
         if self.pending:
             self._arm()
-        elif self.transport.get_write_buffer_size():
-            self.transport.abort()  # close() would wait for a reader that does not read
-        else:
+            return
+        unsent = self.transport.get_write_buffer_size()
+        if not unsent:
             self.transport.close()
+        elif self._unsent is None or unsent < self._unsent:
+            self._unsent = unsent  # still draining (a long AXFR to a slow reader): wait on
+            self._arm()
+        else:
+            self.transport.abort()  # close() would wait for a reader that does not read
 
     def connection_lost(self, exc):
         if self._idle is not None:
