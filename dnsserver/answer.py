@@ -8,6 +8,7 @@ can drop exactly the entries a change touches, and which trailing address record
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 
 from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSLabel
@@ -192,7 +193,7 @@ def healthy(ctx: Context, ans: Answer, records: list[Record]) -> list[Record]:
 
 def _address_rrs(ctx: Context, owner: str, qtype: int, records: list[Record]) -> tuple[list, list]:
     rrs, ips, seen = [], [], set()
-    rdata = A if qtype == QTYPE.A else AAAA
+    rdata = A if qtype == QTYPE.A else aaaa
     for rec in records:
         if rec.ip in seen:  # the same address under two keys is one record
             continue
@@ -297,6 +298,12 @@ def _ns(ctx, ans, owner, path, zone_path, apex, records) -> None:
     for rec in records:
         ans.answer.append(RR(owner, QTYPE.NS, ttl=ctx.ttl(rec), rdata=NS(rec.target)))
         _glue(ctx, ans, rec)
+
+
+def aaaa(ip: str) -> AAAA:
+    """AAAA rdata from the packed address: dnslib cannot parse every spelling inet_ntop
+    gives (`::ffff:1.2.3.4`)."""
+    return AAAA(tuple(socket.inet_pton(socket.AF_INET6, ip)))
 
 
 def _txt(text: str) -> TXT:

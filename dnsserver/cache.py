@@ -28,12 +28,14 @@ from collections import Counter, OrderedDict
 from skydns.keys import Path
 from skydns.rendezvous import choose
 
+from .namecount import NameCounts
 from .wire import Ring
 
 _HONE_MEMO = 131_072  # clients remembered per hone-one entry; past that its memo starts over
 # ... and over all of a cache's entries (about 30 MB): spoofed sources must not grow it further
 HONE_BUDGET = 262_144
 _MAX_RETIRED_NAMES = 100_000  # random-name floods must not grow the per-name stats forever
+_RETIRED_NAME_BYTES = 8 << 20
 KEY_SUFFIX = 8  # a cache key is the wire name + type, class (4) + EDNS flag (1) + limit (3)
 _FRONTS_PER_ENTRY = 8  # 0x20-randomising resolvers spell a name many ways; keep a few spellings
 _TAILS_MAX = 16_384  # bytes of ready rotations an entry may keep (a ring's bytes are less)
@@ -192,7 +194,8 @@ class AnswerCache:
         self.generation = 0  # bumped by every invalidation, so builds that awaited can tell
         self.misses = 0
         self.evictions = 0
-        self.name_hits: Counter = Counter()  # folded hits by wire name (bounded, see fold)
+        # folded hits by wire name, bounded by bytes: random-name floods must not grow it forever
+        self.name_hits = NameCounts(_RETIRED_NAME_BYTES, _MAX_RETIRED_NAMES)
         self.kind_hits: Counter = Counter()  # folded hits by answer kind
 
     def __len__(self) -> int:
@@ -294,9 +297,7 @@ class AnswerCache:
         if new:
             entry.counted = entry.hits
             name = entry.key[:-KEY_SUFFIX]
-            names = self.name_hits
-            if name in names or len(names) < _MAX_RETIRED_NAMES:
-                names[name] += new
+            self.name_hits.add(name, new)
             self.kind_hits[entry.kind] += new
 
     def _remove(self, key: bytes) -> None:

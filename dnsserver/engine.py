@@ -24,6 +24,7 @@ from . import wireanswer
 from .answer import Answer, answer, answer_mode, owns, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
+from .namecount import NameCounts
 from .signing import ZoneSigning
 from .wire import (
     TCP_LIMIT,
@@ -37,7 +38,7 @@ from .wire import (
     render,
     udp_limit,
 )
-from .zone import reverse_zones, zone_rrs
+from .zone import reverse_zones, transfer_chunks, zone_rrs
 from .zonestate import Change, ZoneState
 
 log = logging.getLogger("skydns.engine")
@@ -47,8 +48,9 @@ _BADVERS = 16
 _TCP_KEY_LIMIT = TCP_LIMIT.to_bytes(3, "big")  # how a cache key ends for TCP
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
+NAME_BYTES = 8 << 20  # and at most this much memory for them (see namecount)
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
-_AXFR_CHUNK = 100  # records per AXFR message: well under 64 KB even with long TXT
+_AXFR_BYTES = 32_000  # record bytes per AXFR message (one long TXT alone still fits 64 KB)
 
 
 class Engine:
@@ -76,7 +78,8 @@ class Engine:
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
         self.stats: Counter = Counter()
-        self.query_names: Counter = Counter()  # names asked on the slow path (hits: cache)
+        # names asked on the slow path (hits: cache), bounded by bytes against random floods
+        self.query_names = NameCounts(NAME_BYTES, MAX_NAMES)
 
     def _on_change(self, change: Change) -> None:
         """Drop the cached answers that read what changed."""
@@ -131,10 +134,10 @@ class Engine:
             q = parse_query(data)
         except FormErr as err:
             self.stats["formerr"] += 1
-            log.debug("malformed query", extra={"kv": {"client": client, "size": len(data)}})
+            log.debug("malformed query", extra={"kv": {"client": client, "size": len(data),
+                                                       "why": str(err)}})
             return err.reply
-        if q.qname in self.query_names or len(self.query_names) < MAX_NAMES:
-            self.query_names[q.qname] += 1
+        self.query_names.add(q.qname)  # only names that passed the checks: at most 255 octets
         if q.edns and q.edns_version != 0:
             return self._error(q, _BADVERS)
         if q.qclass != 1:
@@ -280,11 +283,11 @@ class Engine:
             "zone transfer", extra={"kv": {"client": client, "zone": q.qname, "records": len(rrs)}}
         )
         messages = []
-        for start in range(0, len(rrs), _AXFR_CHUNK):
+        for chunk in transfer_chunks(rrs, _AXFR_BYTES):
             wire = render(
                 q,
                 RCODE.NOERROR,
-                rrs[start : start + _AXFR_CHUNK],
+                chunk,
                 [],
                 [],
                 TCP_LIMIT,

@@ -9,6 +9,8 @@ import signal
 import socket
 import time
 
+from skydns.connlimit import ConnectionLimits
+
 from .engine import Engine
 from .stats import write_snapshots
 from .sync import StoreSync
@@ -72,8 +74,11 @@ class DnsServer:
                 reuse_port=True,
             )
             idle = self.cfg["Dns"]["tcp-idle-timeout"]
+            limits = ConnectionLimits(
+                self.cfg["Dns"]["tcp-max-connections"], self.cfg["Dns"]["tcp-max-per-client"]
+            )
             self.tcp_server = await loop.create_server(
-                lambda: TcpConnection(self.engine, idle),
+                lambda: TcpConnection(self.engine, idle, limits),
                 host,
                 port,
                 family=_family(host),

@@ -7,9 +7,11 @@ import asyncio
 import logging
 
 from .engine import Engine
+from .ratelog import RateLimitedLog
 from .wire import question_key
 
 log = logging.getLogger("skydns.udp")
+errors = RateLimitedLog(log)  # one bug hit by a flood must not write a traceback per packet
 
 
 class UdpServer(asyncio.DatagramProtocol):
@@ -50,7 +52,7 @@ class UdpServer(asyncio.DatagramProtocol):
                     return
             reply = engine.miss(data, addr[0], False)
         except Exception:  # one bad packet must never take the worker down
-            log.exception("query failed", extra={"kv": {"client": addr[0]}})
+            errors.exception("query failed", {"client": addr[0]})
             return
         if reply is None:
             return
@@ -63,7 +65,7 @@ class UdpServer(asyncio.DatagramProtocol):
         try:
             reply = await pending
         except Exception:
-            log.exception("query failed", extra={"kv": {"client": addr[0]}})
+            errors.exception("query failed", {"client": addr[0]})
             return
         if reply is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)

@@ -2,7 +2,8 @@
 
 The hot path never builds dnslib objects: `question_key` walks the question with byte slicing
 and returns the cache key. Everything that is not a plain one-question query (or carries an OPT
-we do not understand) returns None and takes the slow path, where dnslib parses it properly.
+we do not understand) returns None and takes the slow path, where `parse_query` reads it with
+bounded work (querycheck.py): untrusted messages never go through dnslib.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from dnslib import EDNS0, OPCODE, QTYPE, RCODE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import EDNS0, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+from .querycheck import Malformed, check_query
 
 UDP_PLAIN = 512
 TCP_LIMIT = 65535
@@ -68,7 +71,7 @@ def question_key(data: bytes, tcp: bool, max_udp: int):
 
 @dataclass(slots=True)
 class Query:
-    """A query as the slow path sees it, after dnslib parsed it."""
+    """A query as the slow path sees it: header, question and OPT (see querycheck)."""
 
     id: int
     rd: int
@@ -80,54 +83,36 @@ class Query:
     edns_size: int
     do: bool
     edns_version: int
-    record: DNSRecord
 
 
 class FormErr(Exception):
     """The query is malformed; `reply` is the FORMERR to send, or None to stay silent."""
 
-    def __init__(self, reply: bytes | None):
-        super().__init__("malformed query")
+    def __init__(self, reply: bytes | None, why: str = "malformed query"):
+        super().__init__(why)
         self.reply = reply
 
 
 def parse_query(data: bytes) -> Query:
-    """Parse with dnslib; FormErr for anything we cannot answer sensibly."""
-    if len(data) < 12 or data[2] & 0x80:
-        raise FormErr(None)  # not even a header, or a response: silence avoids reflection loops
+    """Read header, question and OPT with bounded work (querycheck); FormErr for anything we
+    cannot answer sensibly. The rest of an untrusted message is never parsed."""
     try:
-        rec = DNSRecord.parse(data)
-    except Exception:  # dnslib raises several types for junk; all mean the same here
-        raise FormErr(_header_reply(data, RCODE.FORMERR)) from None
-    if rec.header.opcode != OPCODE.QUERY:
-        raise FormErr(_header_reply(data, RCODE.NOTIMP))
-    if len(rec.questions) != 1:
-        raise FormErr(_header_reply(data, RCODE.FORMERR))
-    q = rec.questions[0]
-    opts = [r for r in rec.ar if r.rtype == QTYPE.OPT]
-    edns = bool(opts)
-    size = do = version = 0
-    if opts:
-        if len(opts) > 1:
-            raise FormErr(_header_reply(data, RCODE.FORMERR))
-        opt = opts[0]
-        size = opt.rclass
-        version = (opt.ttl >> 16) & 0xFF
-        do = bool(opt.ttl & 0x8000)
-    labels = tuple(q.qname.label)
-    qname = ".".join(label.decode("latin-1") for label in labels).lower() + "."
+        c = check_query(data)
+    except Malformed as err:
+        reply = None if err.rcode is None else _header_reply(data, err.rcode)
+        raise FormErr(reply, err.why) from None
+    qname = ".".join(label.decode("latin-1") for label in c.labels).lower() + "."
     return Query(
-        id=rec.header.id,
-        rd=rec.header.rd,
-        qlabels=labels,
+        id=c.id,
+        rd=c.rd,
+        qlabels=c.labels,
         qname=qname,
-        qtype=q.qtype,
-        qclass=q.qclass,
-        edns=edns,
-        edns_size=size,
-        do=do,
-        edns_version=version,
-        record=rec,
+        qtype=c.qtype,
+        qclass=c.qclass,
+        edns=c.edns,
+        edns_size=c.edns_size,
+        do=c.do,
+        edns_version=c.edns_version,
     )
 
 

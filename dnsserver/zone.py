@@ -9,12 +9,17 @@ property of the moment; `dump` shows it as a comment instead.
 
 from __future__ import annotations
 
-from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RR, SRV, A
+import logging
+from functools import partial
+
+from dnslib import CNAME, MX, NS, PTR, QTYPE, RR, SRV, A, DNSBuffer
 
 from skydns.keys import Path, path_to_name
 from skydns.records import Record
 
-from .answer import REVERSE_ZONES, Context, _txt, soa_record
+from .answer import REVERSE_ZONES, Context, _txt, aaaa, soa_record
+
+log = logging.getLogger("skydns.zone")
 
 
 def record_rrs(ctx: Context, rec: Record) -> list[RR]:
@@ -47,7 +52,7 @@ def record_rrs(ctx: Context, rec: Record) -> list[RR]:
 def _address(rec: Record, ttl: int) -> RR:
     if rec.family == 4:
         return RR(rec.name, QTYPE.A, ttl=ttl, rdata=A(rec.ip))
-    return RR(rec.name, QTYPE.AAAA, ttl=ttl, rdata=AAAA(rec.ip))
+    return RR(rec.name, QTYPE.AAAA, ttl=ttl, rdata=aaaa(rec.ip))
 
 
 def zone_rrs(ctx: Context, zone_path: Path) -> list[tuple[RR, Record | None]]:
@@ -55,16 +60,62 @@ def zone_rrs(ctx: Context, zone_path: Path) -> list[tuple[RR, Record | None]]:
 
     Each RR comes with the record it was made from (None for the synthesized SOA and NS), so
     `dump` can say which address is DOWN. An AXFR sends this list followed by the SOA again.
+    A record that cannot be written as DNS data is left out and logged: one bad value must
+    not fail the transfer of the whole zone.
     """
     apex = path_to_name(zone_path)
     out: list[tuple[RR, Record | None]] = [(soa_record(ctx, zone_path), None)]
     for rec in ctx.index.below(zone_path + ("dns", "ns")):
         if rec.host:
-            out.append((RR(apex, QTYPE.NS, ttl=ctx.ttl(rec), rdata=NS(rec.target)), None))
+            for rr in _renderable(rec, partial(_apex_ns, apex, ctx.ttl(rec), rec)):
+                out.append((rr, None))
     for rec in ctx.index.below(zone_path):
-        for rr in record_rrs(ctx, rec):
+        for rr in _renderable(rec, partial(record_rrs, ctx, rec)):
             out.append((rr, rec))
     return out
+
+
+def _apex_ns(apex: str, ttl: int, rec: Record) -> list[RR]:
+    return [RR(apex, QTYPE.NS, ttl=ttl, rdata=NS(rec.target))]
+
+
+def _renderable(rec: Record, make) -> list[RR]:
+    """make() if the RRs it returns pack and print as DNS data, else [] (logged)."""
+    try:
+        made = make()
+        for rr in made:
+            rr.pack(DNSBuffer())
+            rr.rdata.toZone()
+    except Exception as err:  # dnslib raises several types for data it cannot write
+        log.warning("record left out of the zone: cannot render it",
+                    extra={"kv": {"key": rec.key, "error": repr(err)[:200]}})
+        return []
+    return made
+
+
+def packed_size(rr: RR) -> int:
+    """The size of `rr` in a message, without name compression (an upper bound)."""
+    buf = DNSBuffer()
+    rr.pack(buf)
+    return len(buf.data)
+
+
+def transfer_chunks(rrs: list[RR], limit: int) -> list[list[RR]]:
+    """The records of a zone transfer grouped into messages of at most `limit` bytes of
+    records (a few long TXT records must not push a message past 64 KB)."""
+    chunks: list[list[RR]] = []
+    current: list[RR] = []
+    size = 0
+    for rr in rrs:
+        n = packed_size(rr)
+        if current and size + n > limit:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(rr)
+        size += n
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def reverse_zones(ctx: Context) -> list[Path]:

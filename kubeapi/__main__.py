@@ -95,12 +95,15 @@ class ApiProcess:
 async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
     from aiohttp import web
 
+    from skydns.connlimit import ConnectionLimits
+
     from .auth import Authenticator
     from .etcd import EtcdStore
     from .metrics import ApiMetrics
     from .plan import Layout
     from .routes import make_app
     from .service import RecordService
+    from .slowclients import GuardedSite
     from .statusfeed import StatusFeed
 
     api, etcd = cfg["SkydnsApi"], cfg["Etcd"]
@@ -115,12 +118,16 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
     feed = StatusFeed(etcd, zone)
     metrics = ApiMetrics(store, service, feed)
     app = make_app(service, auth, zone, api["max-body"], feed=feed, metrics=metrics,
-                   status_public=api["status-public"])
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+                   status_public=api["status-public"], read_timeout=api["read-timeout"])
+    # keepalive_timeout: an idle connection between requests is closed after this long
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           keepalive_timeout=api["keepalive-timeout"])
     await runner.setup()
     host, port = api["api-address"]
     try:
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        limits = ConnectionLimits(api["max-connections"], api["max-per-client"])
+        await GuardedSite(runner, host, port, reuse_address=True, backlog=1024,
+                          head_timeout=api["read-timeout"], limits=limits).start()
     except OSError as err:
         await runner.cleanup()
         await store.close()

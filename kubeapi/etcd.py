@@ -17,7 +17,7 @@ from collections import Counter
 import grpc
 from aetcd import rpc
 
-from skydns.store import KV, backoff, describe_error, make_client, prefix_range_end
+from skydns.store import KV, backoff, describe_error, make_client, prefix_range_end, usable_key
 from skydns.txn import delete_op, mod_is, put_op
 
 from .plan import MAX_OPS_PER_TXN, Plan, Snapshot
@@ -131,6 +131,8 @@ class EtcdStore:
         kvs: dict[str, KV] = {}
         for op in _flatten(resp.responses):
             for kv in op.response_range.kvs:
+                if not usable_key(kv.key):
+                    continue  # logged; a mangled name would list, and change, another key
                 item = _kv(kv)
                 kvs[item.key] = item
         return Snapshot(resp.header.revision, kvs, keys, prefixes)

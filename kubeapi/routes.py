@@ -16,6 +16,7 @@ and anything else is logged here and answered 500 without details.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from .errors import ApiError
 from .etcd import EtcdRefused, EtcdUnavailable
 from .metrics import METRICS, UNMATCHED, ApiMetrics
 from .service import RecordService
+from .slowclients import guard_of
 from .statusfeed import StatusFeed
 from .statushttp import add_routes
 from .validate import parse_body, parse_create, parse_delete, parse_type, parse_update, zone_name
@@ -68,6 +70,9 @@ def answer_ok(request: web.Request, status: int) -> web.Response:
 @web.middleware
 async def errors_and_access_log(request: web.Request, handler):
     start = time.monotonic()
+    guard = guard_of(request)
+    if guard is not None:
+        guard.request_started()
     try:
         response = await handler(request)
     except ApiError as err:
@@ -87,6 +92,8 @@ async def errors_and_access_log(request: web.Request, handler):
         log.exception("request failed", extra={"kv": {"method": request.method,
                                                       "path": request.path}})
         response = answer_error(request, 500, "internal error")
+    if guard is not None:
+        guard.request_done()
     elapsed = time.monotonic() - start
     # The query string is left out on purpose: it may hold the token.
     log.info("request", extra={"kv": {
@@ -117,14 +124,22 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     if length is not None and length > limit:
         raise ApiError(413, f"body larger than {limit} bytes")
     chunks, size = [], 0
-    while True:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"body larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        # a slow client gets read-timeout seconds for the whole body, not per byte
+        async with asyncio.timeout(request.app[SETTINGS].get("read_timeout", 10.0)):
+            while True:
+                chunk = await request.content.read(65536)
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"body larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, "body not received in time") from None
+    except ConnectionError:  # the client went away mid-body: its problem, not a 500
+        raise ApiError(499, "client closed the connection before sending the whole body") \
+            from None
 
 
 def _type_filter(request: web.Request) -> str | None:
@@ -177,12 +192,13 @@ async def one_name(request: web.Request) -> web.Response:
 
 def make_app(service: RecordService, auth: Authenticator, zone: str, max_body: int, *,
              feed: StatusFeed | None = None, metrics: ApiMetrics | None = None,
-             status_public: bool = False, keepalive: float = 15.0) -> web.Application:
+             status_public: bool = False, keepalive: float = 15.0,
+             read_timeout: float = 10.0) -> web.Application:
     """The API; with `feed` also the status page, with `metrics` also GET /metrics."""
     app = web.Application(middlewares=[errors_and_access_log], client_max_size=max_body)
     app[SERVICE] = service
     app[AUTH] = auth
-    app[SETTINGS] = {"zone": zone, "max_body": max_body}
+    app[SETTINGS] = {"zone": zone, "max_body": max_body, "read_timeout": read_timeout}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/skydns/api", list_all)
     app.router.add_get("/skydns/api/", list_all)

@@ -138,6 +138,8 @@ def host_name(text, zone: str, what: str) -> str:
     _check_labels(name, what)
     if "*" in name[:-1].split("."):
         raise bad_request(f"{what} {name!r} may not contain a wildcard")
+    if name[:-1].rpartition(".")[2].isdigit():  # RFC 1123 2.1; the DNS server would skip it
+        raise bad_request(f"{what} {name!r} is neither an IP address nor a usable name")
     return name
 
 

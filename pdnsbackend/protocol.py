@@ -41,6 +41,7 @@ log = logging.getLogger("skydns.pdns")
 
 MAX_LINE = 1024 * 1024  # a request line longer than this closes the connection
 MEMO_MAX = 50_000  # memoized lookups kept between changes of the data
+MEMO_BYTES = 16 << 20  # and about this much memory for them (see memo_size)
 
 # What an ANY lookup collects, by zone kind. PTR is a reverse-zone type here, as in skydns
 # (the forward zone answers PTR only for keys that are PTR records, an oddity not worth
@@ -144,6 +145,11 @@ def record(rr: RR, zid: int, ctx: Context, qname: str | None = None) -> dict:
     }
 
 
+def memo_size(qname: str, found: list[dict]) -> int:
+    """Rough bytes a memoized lookup holds: a dict of six fields is about 350 bytes."""
+    return 150 + len(qname) + sum(350 + len(r["qname"]) + len(r["content"]) for r in found)
+
+
 def ent(qname: str, zid: int) -> dict:
     """An empty non-terminal: the name exists, it has no records of its own."""
     return {"qtype": "", "qname": qname, "content": "", "ttl": 0, "auth": True, "domain_id": zid}
@@ -182,10 +188,12 @@ class PdnsBackend:
         # (method, "ok" | "fail") -> requests, for /metrics; method names outside the protocol
         # count as "unknown", so a confused client cannot grow the label set.
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._memo: dict[tuple[str, str], list[dict]] = {}
+        self._memo: dict[tuple[str, str], tuple[str, list[dict]]] = {}
+        self._memo_bytes = 0
 
     def _on_change(self, change) -> None:
         self._memo.clear()  # rare next to lookups; working out which answers it touched is not
+        self._memo_bytes = 0
 
     def handle(self, request) -> dict:
         """One request object -> one reply object; never raises for bad input."""
@@ -231,13 +239,22 @@ class PdnsBackend:
             return self._lookup(qname, qtype, remote)
         # pdns asks the same few names again and again (ANY, then SOA probes up the tree),
         # each answer costing several walks of the index; reuse it until the data changes.
-        if len(self._memo) >= MEMO_MAX:
+        if len(self._memo) >= MEMO_MAX or self._memo_bytes > MEMO_BYTES:
             self._memo.clear()
-        key = (qname, qtype)
-        found = self._memo.get(key)
-        if found is None:
-            found = self._memo[key] = self._lookup(qname, qtype, remote)
-        return found
+            self._memo_bytes = 0
+        # Keyed by the folded name: case variants of one name (0x20 randomising resolvers, or
+        # a flood of them) share one entry instead of one each.
+        key = (qname.lower(), qtype)
+        memo = self._memo.get(key)
+        if memo is None:
+            found = self._lookup(qname, qtype, remote)
+            self._memo[key] = (qname, found)
+            self._memo_bytes += memo_size(qname, found)
+            return found
+        spelled, found = memo
+        if spelled == qname:
+            return found
+        return [dict(r, qname=qname) if r["qname"] == spelled else r for r in found]
 
     def _lookup(self, qname: str, qtype: str, remote: str) -> list[dict]:
         ctx = self.state

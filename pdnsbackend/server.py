@@ -35,6 +35,7 @@ log = logging.getLogger("skydns.pdns")
 DEFAULT_SOCKET = "/run/skydns/pdns.sock"
 STARTUP_WAIT = 5.0  # seconds to wait for the first etcd load before listening anyway
 READ_SIZE = 65536
+BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 class SocketError(Exception):
@@ -93,8 +94,10 @@ class PdnsServer:
         except TimeoutError:
             log.warning("etcd not loaded yet; listening, data requests fail until it is")
         prepare_socket_path(self.socket_path)
+        # pdns opens a connection per thread and reconnects all at once after a restart: a
+        # backlog of 100 refused half of 1,000 concurrent connects
         self.server = await asyncio.start_unix_server(
-            self._serve, path=self.socket_path, limit=READ_SIZE
+            self._serve, path=self.socket_path, limit=READ_SIZE, backlog=BACKLOG
         )
         os.chmod(self.socket_path, self.socket_mode)  # so the pdns user can connect
         self._inode = os.stat(self.socket_path).st_ino

@@ -94,6 +94,8 @@ forward-allow = cidr_list(default=list("127.0.0.0/8", "::1/128", "10.0.0.0/8", \
 axfr-allow = cidr_list(default=list("127.0.0.0/8", "::1/128"))
 max-udp-size = integer_range(512, 65535, default=1232)
 tcp-idle-timeout = seconds(default=10.0)
+tcp-max-connections = integer_range(0, default=1000)
+tcp-max-per-client = integer_range(0, default=100)
 dnssec = force_list(default=list())
 [Fun]
 random-one = flag(default=False)
@@ -154,6 +156,10 @@ api-enable = flag(default=True)
 api-address = hostport(9001, default="127.0.0.1:9001")
 skydns-auth = text(default="")
 max-body = integer_range(1, default=65536)
+read-timeout = seconds(default=10.0)
+keepalive-timeout = seconds(default=75.0)
+max-connections = integer_range(0, default=1000)
+max-per-client = integer_range(0, default=100)
 status-public = flag(default=False)
 [Tokens]
 __many__ = token

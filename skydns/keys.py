@@ -96,9 +96,14 @@ def ip_of_key(key: str, prefix: str) -> str | None:
 
 
 def valid_hostname(name: str) -> bool:
-    """A plausible DNS name: labels of 1-63 octets, 253 in all; `*` and `_` are allowed."""
+    """A plausible DNS name: labels of 1-63 octets, 253 in all; `*` and `_` are allowed.
+
+    An all-numeric last label is refused (RFC 1123 2.1): `999.1.1.1` is a mistyped address,
+    not a name anyone can resolve."""
     name = name.rstrip(".")
     if not name or len(name) > 253:
+        return False
+    if name.rpartition(".")[2].isdigit():
         return False
     for label in name.split("."):
         if not 0 < len(label) <= 63:

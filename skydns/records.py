@@ -15,6 +15,8 @@ from .keys import Path, canonical_ip, path_to_key, path_to_name, valid_hostname
 TYPES = frozenset({"A", "AAAA", "CNAME", "SRV", "NS", "MX", "TXT", "PTR"})
 _U16 = 65535
 _TTL_MAX = 2**31 - 1
+# TXT text kept to what fits one TCP message with its name, question and OPT around it
+TEXT_MAX = 64_000
 
 
 class RecordError(ValueError):
@@ -73,6 +75,20 @@ def _int(obj: dict, field: str, low: int, high: int) -> int:
     return int(value)
 
 
+def unservable_path(path: Path) -> str:
+    """Why a key's name cannot be a DNS name ("" if it can): labels of 1-63 octets, 255 in all
+    on the wire. Keys are free text in etcd; such a record would break every answer holding it."""
+    size = 1
+    for label in path:
+        n = len(label) if label.isascii() else len(label.encode())
+        if n > 63:
+            return f"key label {label[:20]!r}... is longer than 63 octets"
+        size += n + 1
+    if size > 255:
+        return "key is longer than a DNS name can be (255 octets)"
+    return ""
+
+
 def parse_record(
     key: str, path: Path, value: bytes, lease: int = 0, mod_revision: int = 0
 ) -> Record:
@@ -101,6 +117,9 @@ def parse_record(
     if not isinstance(group, str):
         raise RecordError("group must be a string")
 
+    problem = unservable_path(path)
+    if problem:
+        raise RecordError(problem)
     ip, family = "", 0
     host = host.strip()
     if host:
@@ -111,6 +130,8 @@ def parse_record(
             host = host.lower().rstrip(".") + "."
         else:
             raise RecordError(f"host {host!r} is neither an IP address nor a valid name")
+    if len(text) > TEXT_MAX // 4 and len(text.encode()) > TEXT_MAX:  # cheap test first
+        raise RecordError(f"text is longer than {TEXT_MAX} octets")
     if not host and not text:
         raise RecordError("neither host nor text is set")
     if rtype in ("A", "AAAA") and family != (4 if rtype == "A" else 6):

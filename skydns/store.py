@@ -234,6 +234,19 @@ def _kv(kv) -> KV:
     return KV(kv.key.decode("utf-8", errors="replace"), kv.value, kv.mod_revision, kv.lease)
 
 
+def usable_key(raw: bytes) -> bool:
+    """A key we can name: UTF-8 without NUL. Others are logged and skipped, never loaded under
+    a mangled name (U+FFFD for the bad bytes would merge distinct keys into one)."""
+    try:
+        key = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        key = None
+    if key is None or "\0" in key:
+        log.warning("etcd key skipped: not UTF-8 or holds NUL: %r", raw[:200])
+        return False
+    return True
+
+
 def prefix_range_end(prefix: bytes) -> bytes:
     """The range_end that selects every key starting with prefix."""
     end = bytearray(prefix)
@@ -266,7 +279,7 @@ async def load_prefix(
         )
         if revision == 0:
             revision = resp.header.revision
-        out.extend(_kv(kv) for kv in resp.kvs)
+        out.extend(_kv(kv) for kv in resp.kvs if usable_key(kv.key))
         if not resp.more or not resp.kvs:
             return out, revision
         key = resp.kvs[-1].key + b"\0"
@@ -540,10 +553,17 @@ class Mirror:
                 self.revision = resp.header.revision
 
     def _deliver(self, events: list) -> None:
-        batch = [("delete" if ev.type == rpc.Event.DELETE else "put", _kv(ev.kv)) for ev in events]
         # Not the header revision: while catching up, etcd stamps responses with its current
         # revision although more events may follow, and resuming from it would skip them.
-        revision = max(kv.mod_revision for _, kv in batch)
+        revision = max(ev.kv.mod_revision for ev in events)
+        batch = [
+            ("delete" if ev.type == rpc.Event.DELETE else "put", _kv(ev.kv))
+            for ev in events
+            if usable_key(ev.kv.key)
+        ]
+        if not batch:
+            self.revision = max(self.revision, revision)
+            return
         try:
             self.on_events(batch, revision)
         except Exception:

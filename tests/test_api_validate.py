@@ -64,7 +64,7 @@ def test_host_name(text, name):
     assert host_name(text, ZONE, "nsHost") == name
 
 
-@pytest.mark.parametrize("raw", ["*.x", "a b", "", 5, None])
+@pytest.mark.parametrize("raw", ["*.x", "a b", "", 5, None, "999.1.1.1", "10.0.0.300."])
 def test_host_name_refuses(raw):
     with pytest.raises(ApiError):
         host_name(raw, ZONE, "nsHost")
