@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = _parser().parse_args(argv)
-    cfg = load_or_exit(args.config_file, "dns")
+    # Workers stay quiet about the file's warnings: the supervisor has printed them once.
+    cfg = load_or_exit(args.config_file, "dns", warn=not args.worker)
     setup_logging(cfg["Log"], "skydns")
     if not args.worker:
         from .workers import Supervisor
@@ -62,7 +63,9 @@ def run_worker(cfg: dict) -> int:
     from .workers import EXIT_BIND
 
     async def run() -> None:
-        await DnsServer(cfg).serve_forever()
+        from .settings import with_runtime_settings
+
+        await DnsServer(await with_runtime_settings(cfg)).serve_forever()
 
     try:
         run_loop(run())

@@ -58,6 +58,10 @@ class Engine:
             ttl=dns["ttl"],
             min_ttl=dns["min-ttl"],
             recursion=bool(self.nameservers or self.subdomains),
+            local=dns.get("local", ""),
+            hostmaster=dns.get("hostmaster", ""),
+            # random-one and hone-one pick among the addresses whatever round_robin says
+            round_robin=dns.get("round-robin", True) or bool(fun["random-one"] or fun["hone-one"]),
         )
         self.index = RecordIndex()
         self.health = HealthView()

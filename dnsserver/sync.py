@@ -13,6 +13,7 @@ from skydns import store
 from skydns.health import ip_of_status_key, parse_status
 from skydns.keys import PREFIX, key_to_path
 from skydns.records import RecordError, parse_record
+from skydns.skydns2 import SETTINGS_KEY
 
 from .engine import Engine
 
@@ -84,7 +85,7 @@ class StoreSync:
 
     def _put_record(self, kv):
         path = key_to_path(kv.key)
-        if not path:
+        if not path or kv.key == SETTINGS_KEY:  # SkyDNS2's runtime settings, not a record
             return None
         try:
             record = parse_record(kv.key, path, kv.value, kv.lease, kv.mod_revision)

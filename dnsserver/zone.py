@@ -14,7 +14,7 @@ from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RR, SRV, A
 from skydns.keys import Path, path_to_name
 from skydns.records import Record
 
-from .answer import REVERSE_ZONES, Context, _txt, soa_record
+from .answer import REVERSE_ZONES, SRV_PRIORITY, Context, _txt, soa_record
 
 
 def record_rrs(ctx: Context, rec: Record) -> list[RR]:
@@ -33,7 +33,8 @@ def record_rrs(ctx: Context, rec: Record) -> list[RR]:
     if rec.port or rec.rtype == "SRV":
         weight = 100  # alone at its own name, a record has the whole weight of its priority
         rrs.append(
-            RR(name, QTYPE.SRV, ttl=ttl, rdata=SRV(rec.priority, weight, rec.port, rec.target))
+            RR(name, QTYPE.SRV, ttl=ttl,
+               rdata=SRV(rec.priority or SRV_PRIORITY, weight, rec.port, rec.target))
         )
     if rec.ip:
         rrs.append(_address(rec, ttl))

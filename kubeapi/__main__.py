@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         key, reason = problems[0]
         err = ConfigError(args.config_file, reason, "Tokens", key)
-        print(f"skydns: config error: {err}", file=sys.stderr)
+        print(f"skydns-kubeapi: config error: {err}", file=sys.stderr)
         return 2
     setup_logging(cfg["Log"], "skydns-kubeapi")
     if not cfg["SkydnsApi"]["api-enable"]:
