@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Health-aware DNS: answers for dns-domain from an in-memory copy of etcd, "
         "leaving out addresses whose status is DOWN; forwards other names to the configured "
         "nameservers for allowed clients. Runs [Dns] workers processes sharing the port; "
-        "SIGHUP reloads the config, SIGTERM stops.",
+        "SIGHUP reloads the config (and the SkyDNS2 runtime settings at /skydns/config), "
+        "SIGTERM stops. Moving from the original suite or SkyDNS2: docs/migration.md.",
     )
     parser.add_argument(
         "--config-file",
