@@ -32,22 +32,25 @@ class Result:
     legacy: bool  # the file uses the original suite's spellings: its units apply
 
 
-# (section, original key) -> (section, canonical key).  The same for every program: a key only
-# takes effect where the canonical key exists in that program's spec.
-RENAMES: dict[tuple[str, str], tuple[str, str]] = {
-    ("Etcd", "etcd-machine"): ("Etcd", "etcd-servers"),  # scanner, scheduler
-    ("Etcd", "tls-key"): ("Etcd", "etcd-keyfile"),
-    ("Etcd", "tls-pem"): ("Etcd", "etcd-certfile"),
-    ("Etcd", "ca-cert"): ("Etcd", "etcd-cafile"),
-    ("General", "etcd-server"): ("Etcd", "etcd-servers"),  # API
-    ("General", "etcd-certfile"): ("Etcd", "etcd-certfile"),
-    ("General", "etcd-keyfile"): ("Etcd", "etcd-keyfile"),
-    ("General", "etcd-cafile"): ("Etcd", "etcd-cafile"),
-    ("General", "ip-monitor-path"): ("Etcd", "status-path"),
-    ("General", "log-dir"): ("Log", "log-dir"),  # scanner, scheduler, API
-    ("General", "log-level"): ("Log", "log-level"),
-    ("General", "log-to-stdio"): ("Log", "log-to-stdio"),
-    ("Kube2Skydns", "kube-config-file"): ("Kube2Skydns", "kube-config"),
+_HEALTH = ("scanner", "schedule")
+_GENERAL_LOG = ("scanner", "schedule", "api")
+
+# (section, original key) -> (section, canonical key, the programs whose files had it).
+# Another program's file with such a key gets the usual unknown-key error.
+RENAMES: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
+    ("Etcd", "etcd-machine"): ("Etcd", "etcd-servers", _HEALTH),
+    ("Etcd", "tls-key"): ("Etcd", "etcd-keyfile", _HEALTH),
+    ("Etcd", "tls-pem"): ("Etcd", "etcd-certfile", _HEALTH),
+    ("Etcd", "ca-cert"): ("Etcd", "etcd-cafile", _HEALTH),
+    ("General", "etcd-server"): ("Etcd", "etcd-servers", ("api",)),
+    ("General", "etcd-certfile"): ("Etcd", "etcd-certfile", ("api",)),
+    ("General", "etcd-keyfile"): ("Etcd", "etcd-keyfile", ("api",)),
+    ("General", "etcd-cafile"): ("Etcd", "etcd-cafile", ("api",)),
+    ("General", "ip-monitor-path"): ("Etcd", "status-path", ("api",)),
+    ("General", "log-dir"): ("Log", "log-dir", _GENERAL_LOG),
+    ("General", "log-level"): ("Log", "log-level", _GENERAL_LOG),
+    ("General", "log-to-stdio"): ("Log", "log-to-stdio", _GENERAL_LOG),
+    ("Kube2Skydns", "kube-config-file"): ("Kube2Skydns", "kube-config", ("api",)),
 }
 
 # (kind, section, key) -> why the key no longer does anything.
@@ -98,8 +101,8 @@ def translate(cfg, kind: str, spec_sections) -> Result:
             target = RENAMES.get((section_name, key))
             if target is None or key in spec_sections.get(section_name, ()):
                 continue
-            tsection, tkey = target
-            if tkey not in spec_sections.get(tsection, ()):
+            tsection, tkey, kinds = target
+            if kind not in kinds or tkey not in spec_sections.get(tsection, ()):
                 continue  # not this program's key: left for the unknown-key error
             if tsection in cfg and tkey in cfg[tsection].scalars:
                 raise LegacyError(

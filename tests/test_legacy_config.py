@@ -246,3 +246,13 @@ def test_good_runtime_settings_apply_beside_bad_ones():
     cfg = load_config(None, "dns", NO_ENV)
     new, problems = apply_runtime_settings(cfg, b'{"ttl": 77, "min_ttl": "x"}')
     assert new["Dns"]["ttl"] == 77 and new["Dns"]["min-ttl"] == 30 and len(problems) == 1
+
+
+def test_original_spellings_only_in_the_files_that_had_them(tmp_path):
+    # the original DNS server had no [General] section and spelled etcd-servers canonically
+    assert "unknown section" in error(tmp_path, "[General]\nlog-dir = /tmp\n", "dns")
+    assert "[Etcd] etcd-machine: unknown key" in error(
+        tmp_path, "[Etcd]\netcd-machine = http://127.0.0.1:2379\n", "dns")
+    # the API spelled its etcd servers in [General]
+    assert "[Etcd] etcd-machine: unknown key" in error(
+        tmp_path, "[Etcd]\netcd-machine = http://127.0.0.1:2379\n", "api")
