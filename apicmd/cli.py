@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     flag("addr", metavar="HOST:PORT",
          help=f"API address (env SKYDNS_API_ADDR, default {DEFAULT_ADDR})")
     flag("token", help="API token (env SKYDNS_API_TOKEN); sent as Authorization: Bearer")
-    flag("list", action="store_true", help="list every record of the zone")
+    flag("list", action="store_true",
+         help="list every record of the zone, whoever wrote it (read-only: plain SkyDNS keys)")
     flag("show", metavar="NAME", help="show one name's records")
     flag("method", choices=("create", "update", "delete"), help="change records of -domain")
     flag("domain", metavar="NAME", help="name to change, relative to the zone or fully qualified")

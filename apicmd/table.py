@@ -7,7 +7,8 @@ Names are right-aligned to the longest one so the `val:` column lines up. An add
 health is known to be DOWN is marked `192.168.10.1(DOWN)`; UP is the normal case and, as in
 the original tool, not marked (`--json` has every status). Health checks follow the values:
 `checks:[http:8080/healthz]` when every address has the same, else per address
-`checks:{10.0.0.1:[http:8080/healthz] 10.0.0.2:[]}`.
+`checks:{10.0.0.1:[http:8080/healthz] 10.0.0.2:[]}`. Names the API cannot change
+(plain SkyDNS keys written straight into etcd) end in `read-only`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def describe(entry: dict) -> str:
     if "text" in entry:
         texts = [json.dumps(t, ensure_ascii=False) for t in entry["text"]]
         parts.append(f"text:{_items(texts)}")
+    if entry.get("readonly"):
+        parts.append("read-only")  # a plain SkyDNS key: answered, but not the API's to change
     return "  ".join(parts)
 
 

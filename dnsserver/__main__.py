@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Health-aware DNS: answers for dns-domain from an in-memory copy of etcd, "
         "leaving out addresses whose status is DOWN; forwards other names to the configured "
         "nameservers for allowed clients. Runs [Dns] workers processes sharing the port; "
-        "SIGHUP reloads the config, SIGTERM stops.",
+        "SIGHUP reloads the config (and the SkyDNS2 runtime settings at /skydns/config), "
+        "SIGTERM stops. Moving from the original suite or SkyDNS2: docs/migration.md.",
     )
     parser.add_argument(
         "--config-file",
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = _parser().parse_args(argv)
-    cfg = load_or_exit(args.config_file, "dns")
+    # Workers stay quiet about the file's warnings: the supervisor has printed them once.
+    cfg = load_or_exit(args.config_file, "dns", warn=not args.worker)
     setup_logging(cfg["Log"], "skydns")
     if not args.worker:
         from .workers import Supervisor
@@ -64,7 +66,9 @@ def run_worker(cfg: dict) -> int:
     from .workers import EXIT_BIND
 
     async def run() -> None:
-        await DnsServer(cfg).serve_forever()
+        from .settings import with_runtime_settings
+
+        await DnsServer(await with_runtime_settings(cfg)).serve_forever()
 
     try:
         run_loop(run())

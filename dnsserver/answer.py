@@ -20,6 +20,7 @@ from skydns.records import Record
 from .index import RecordIndex
 
 MAX_CNAME_HOPS = 8
+SRV_PRIORITY = 10  # SkyDNS2's and CoreDNS's priority for an SRV record that sets none
 _ADDRESS_TYPES = ("", "A", "AAAA", "SRV")  # API-style SRV keys hold addresses too
 _CNAME_TYPES = ("", "CNAME")
 _SRV_TYPES = ("", "SRV")
@@ -32,10 +33,19 @@ class ZoneSettings:
     ttl: int = 30
     min_ttl: int = 30
     recursion: bool = False  # RA bit: whether forwarding is configured at all
+    local: str = ""  # SkyDNS2's -local: the name `local.dns.<domain>` answers for, or ""
+    hostmaster: str = ""  # SOA RNAME; "" is hostmaster.<domain>
+    round_robin: bool = True  # False: addresses in key order, as SkyDNS2's round_robin false
 
     @property
     def domain_path(self) -> Path:
         return name_to_path(self.domain)
+
+    def lookup_path(self, path: Path) -> Path:
+        """Where a question's records are read: `local.dns.<domain>` reads the local name's."""
+        if self.local and path == name_to_path("local.dns." + self.domain):
+            return name_to_path(self.local)
+        return path
 
 
 def zone_settings(cfg: dict) -> ZoneSettings:
@@ -46,6 +56,10 @@ def zone_settings(cfg: dict) -> ZoneSettings:
         ttl=dns["ttl"],
         min_ttl=dns["min-ttl"],
         recursion=bool(dns["nameservers"] or dns["subDomainServers"]),
+        local=dns.get("local", ""),
+        hostmaster=dns.get("hostmaster", ""),
+        # random-one and hone-one pick among the addresses whatever round_robin says
+        round_robin=dns.get("round-robin", True) or bool(answer_mode(cfg)),
     )
 
 
@@ -108,7 +122,7 @@ def soa_record(ctx: Context, zone_path: Path) -> RR:
         ttl=settings.min_ttl,
         rdata=SOA(
             "ns.dns." + settings.domain,
-            "hostmaster." + settings.domain,
+            settings.hostmaster or "hostmaster." + settings.domain,
             # serials are 32-bit (RFC 1982 arithmetic wraps); the etcd revision may be larger
             (ctx.serial & 0xFFFFFFFF, 28800, 7200, 604800, settings.min_ttl),
         ),
@@ -123,13 +137,15 @@ def answer(ctx: Context, qname: str, qtype: int) -> Answer:
     ans = Answer()
     apex = path == zone_path
     ans.paths.add(path)
+    lookup = ctx.zone.lookup_path(path)
+    ans.paths.add(lookup)
     # The apex owns only what is stored at it (plus SOA/NS): answering the whole zone to
     # `zone. A` would dump every record in one reply.
-    records = ctx.index.at(path) if apex else ctx.index.below(path)
+    records = ctx.index.at(path) if apex else grouped(ctx.index.below(lookup))
     exists = apex or bool(records)
 
     if qtype in (QTYPE.A, QTYPE.AAAA):
-        _addresses(ctx, ans, qname, path, qtype, records, seen={path})
+        _addresses(ctx, ans, qname, lookup, qtype, records, seen={lookup})
     elif qtype == QTYPE.SRV:
         _srv(ctx, ans, qname, records)
     elif qtype == QTYPE.TXT:
@@ -165,6 +181,20 @@ def answer(ctx: Context, qname: str, qtype: int) -> Answer:
             ans.authority.append(soa_record(ctx, zone_path))
             ans.soa = True
     return ans
+
+
+def grouped(records: list[Record]) -> list[Record]:
+    """CoreDNS's `group` rule: the shortest keys of the set name the group; then only records
+    of that group and records without a group answer. When the shortest keys carry no group,
+    or disagree on it, the set is not grouped."""
+    if not records or not any(r.group for r in records):
+        return records
+    shortest = min(len(r.path) for r in records)
+    groups = {r.group for r in records if len(r.path) == shortest and r.group}
+    if len(groups) != 1:
+        return records
+    (group,) = groups
+    return [r for r in records if not r.group or r.group == group]
 
 
 def _is_address(rec: Record) -> bool:
@@ -208,9 +238,10 @@ def _addresses(ctx, ans, owner, path, qtype, records, seen) -> None:
     addrs = [r for r in records if r.family == family and r.rtype in _ADDRESS_TYPES]
     if addrs:
         rrs, ips = _address_rrs(ctx, owner, qtype, healthy(ctx, ans, addrs))
-        ans.pick_from = len(ans.answer)
+        if ctx.zone.round_robin:
+            ans.pick_from = len(ans.answer)
+            ans.picks = ips
         ans.answer.extend(rrs)
-        ans.picks = ips
         return
     if any(_is_address(r) for r in records):
         return  # addresses of the other family only: NODATA, not a CNAME
@@ -261,17 +292,19 @@ def _srv(ctx: Context, ans: Answer, owner: str, records: list[Record]) -> None:
         targets = [r for r in targets if not r.ip or r.key in keep]
     totals: dict[int, int] = {}
     for rec in targets:
-        totals[rec.priority] = totals.get(rec.priority, 0) + (rec.weight or 100)
+        priority = rec.priority or SRV_PRIORITY
+        totals[priority] = totals.get(priority, 0) + (rec.weight or 100)
     seen_targets = set()
     for rec in targets:
-        weight = (rec.weight or 100) * 100 // totals[rec.priority]
+        priority = rec.priority or SRV_PRIORITY
+        weight = (rec.weight or 100) * 100 // totals[priority]
         target = rec.target
         ans.answer.append(
             RR(
                 owner,
                 QTYPE.SRV,
                 ttl=ctx.ttl(rec),
-                rdata=SRV(rec.priority, weight, rec.port, target),
+                rdata=SRV(priority, weight, rec.port, target),
             )
         )
         if target not in seen_targets:

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["ds"], help="ds: print the DS records")
     parser.add_argument("--config-file", "-config-file", metavar="PATH", default=None)
     args = parser.parse_args(argv)
-    cfg = load_or_exit(args.config_file, "dns")
+    cfg = load_or_exit(args.config_file, "dns", "skydns dnssec")
     keys = cfg["Dns"]["dnssec"]
     if not keys:
         print("skydns dnssec: no keys configured ([Dns] dnssec is empty)", file=sys.stderr)

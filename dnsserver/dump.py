@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zone", default=None, help="zone to print (default: dns-domain)")
     parser.add_argument("--json", action="store_true", help="one JSON object per record")
     args = parser.parse_args(argv)
-    cfg = load_or_exit(args.config_file, "dns")
+    cfg = load_or_exit(args.config_file, "dns", "skydns dump", warn=False)
     cfg["Log"]["log-level"] = "warning"  # keep stdout/stderr for the zone itself
     setup_logging(cfg["Log"], "skydns-dump")
     zone = (args.zone or cfg["Dns"]["dns-domain"]).lower().rstrip(".") + "."

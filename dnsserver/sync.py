@@ -14,6 +14,7 @@ from skydns import store
 from skydns.health import parse_status
 from skydns.keys import PREFIX, ip_of_key, key_to_path
 from skydns.records import RecordError, parse_record
+from skydns.skydns2 import SETTINGS_KEY
 
 from .zonestate import ZoneState
 
@@ -88,7 +89,7 @@ class StoreSync:
     def _parse(self, kv):
         """The record a key holds, or None (not a record key, or a bad value: logged)."""
         path = key_to_path(kv.key)
-        if not path:
+        if not path or kv.key == SETTINGS_KEY:  # SkyDNS2's runtime settings, not a record
             return None
         try:
             return parse_record(kv.key, path, kv.value, kv.lease, kv.mod_revision)

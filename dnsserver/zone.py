@@ -17,7 +17,7 @@ from dnslib import CNAME, MX, NS, PTR, QTYPE, RR, SRV, A, DNSBuffer
 from skydns.keys import Path, path_to_name
 from skydns.records import Record
 
-from .answer import REVERSE_ZONES, Context, _txt, aaaa, soa_record
+from .answer import REVERSE_ZONES, SRV_PRIORITY, Context, _txt, aaaa, soa_record
 
 log = logging.getLogger("skydns.zone")
 
@@ -38,7 +38,8 @@ def record_rrs(ctx: Context, rec: Record) -> list[RR]:
     if rec.port or rec.rtype == "SRV":
         weight = 100  # alone at its own name, a record has the whole weight of its priority
         rrs.append(
-            RR(name, QTYPE.SRV, ttl=ttl, rdata=SRV(rec.priority, weight, rec.port, rec.target))
+            RR(name, QTYPE.SRV, ttl=ttl,
+               rdata=SRV(rec.priority or SRV_PRIORITY, weight, rec.port, rec.target))
         )
     if rec.ip:
         rrs.append(_address(rec, ttl))

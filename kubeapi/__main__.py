@@ -19,7 +19,8 @@ log = logging.getLogger("skydns.kubeapi")
 DESCRIPTION = """\
 REST API for the records of [General] domain, stored in etcd where the skydns DNS servers
 read them. Routes (token via ?token= or 'Authorization: Bearer'; /healthz needs none):
-  GET    /skydns/api[?type=A]      list every record (JSON)
+  GET    /skydns/api[?type=A]      list every name of the zone (JSON; plain SkyDNS keys
+                                   too, marked "readonly")
   GET    /skydns/api/NAME          one name's records (JSON)
   POST   /skydns/api/NAME          add: {"type":"A","ips":["192.168.10.1"]}
                                    {"type":"cname","alias":"tv1"} makes tv1 an alias of NAME

@@ -89,6 +89,9 @@ class Stored:
     ttl: int = 0
     ptr: bool = False
     cname_like: bool = False  # answers as a CNAME (a typed CNAME or a SkyDNS host name)
+    plain: bool = False  # a SkyDNS-style key (no `type`) that the DNS server answers from
+    text: str = ""  # a plain key's text (TXT)
+    mail: bool = False  # a plain key's `mail` (MX)
 
     @property
     def is_address(self) -> bool:
@@ -133,7 +136,13 @@ def decode(key: str, value: bytes, mod_revision: int) -> Stored | None:
     if rtype not in TYPES:
         # SkyDNS style: a host name without a type answers as a CNAME (see dnsserver/answer.py)
         cname_like = bool(host) and not is_ip and not obj.get("mail")
-        return Stored(key, name, "", host, owner, mod_revision, cname_like=cname_like)
+        text = obj.get("text")
+        return Stored(key, name, "", host, owner, mod_revision, cname_like=cname_like,
+                      port=_num(obj, "port", 65535), priority=_num(obj, "priority", 65535),
+                      weight=_num(obj, "weight", 65535), ttl=_num(obj, "ttl", 2**31 - 1),
+                      plain=obj.get("type") in (None, ""),
+                      text=text if isinstance(text, str) else "",
+                      mail=obj.get("mail") is True)
     if rtype == "TXT":
         text = obj.get("text")
         value_text = text if isinstance(text, str) else ""
@@ -274,6 +283,19 @@ def _uniform(values: list[int]) -> int:
     return values[0] if values and all(v == values[0] for v in values) else 0
 
 
+def plain_type(rec: Stored) -> str:
+    """The record type a plain SkyDNS key answers as, "" for one the DNS server skips."""
+    if not rec.plain:
+        return ""
+    if rec.value and not rec.value.endswith("."):
+        return "AAAA" if ":" in rec.value else "A"
+    if rec.mail and rec.value:
+        return "MX"
+    if rec.cname_like:
+        return "CNAME"
+    return "TXT" if rec.text else ""
+
+
 def entries(records: list[Stored], statuses: dict[str, str], rtype: str | None = None,
             name: str | None = None, checks: dict[str, list] | None = None) -> list[dict]:
     """Listing entries, one per (domain, type), in a stable sorted order.
@@ -284,20 +306,27 @@ def entries(records: list[Stored], statuses: dict[str, str], rtype: str | None =
     listed under its target with the aliases pointing to it, as it is created:
     POST {"type": "cname", "alias": "tv1"} to cctv2 makes tv1 an alias of cctv2.
     With `name`, only that name's entries, and CNAME entries where it is one of the aliases.
+    Plain SkyDNS keys written straight into etcd are listed too, in entries of their own with
+    `"readonly": true`: the DNS server answers them, the API does not change them.
     """
-    groups: dict[tuple[str, str], list[Stored]] = {}
+    groups: dict[tuple[str, str, bool], list[Stored]] = {}
     for rec in records:
-        if not rec.rtype or (rtype and rec.rtype != rtype):
+        kind = rec.rtype or plain_type(rec)
+        if not kind or (rtype and kind != rtype):
             continue
-        domain = rec.value if rec.rtype == "CNAME" else rec.name
-        if name is not None and domain != name and not (rec.rtype == "CNAME" and rec.name == name):
+        domain = rec.value if kind == "CNAME" else rec.name
+        if name is not None and domain != name and not (kind == "CNAME" and rec.name == name):
             continue
-        groups.setdefault((domain, rec.rtype), []).append(rec)
+        groups.setdefault((domain, kind, not rec.rtype), []).append(rec)
     out = []
-    for (domain, kind), recs in sorted(
-        groups.items(), key=lambda item: (item[0][0].rstrip("."), _TYPE_ORDER[item[0][1]])
+    for (domain, kind, readonly), recs in sorted(
+        groups.items(),
+        key=lambda item: (item[0][0].rstrip("."), _TYPE_ORDER[item[0][1]], item[0][2]),
     ):
-        out.append(_entry(domain, kind, recs, statuses, checks or {}))
+        entry = _entry(domain, kind, recs, statuses, checks or {})
+        if readonly:
+            entry["readonly"] = True
+        out.append(entry)
     return out
 
 
@@ -331,7 +360,7 @@ def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str]
         entry["mailHost"] = [r.value for r in recs]
         entry["mailPriority"] = [r.priority for r in recs]
     else:
-        entry["text"] = sorted(r.value for r in recs)
+        entry["text"] = sorted(r.text or r.value for r in recs)
     ttl = _uniform([r.ttl for r in recs])
     if ttl:
         entry["ttl"] = ttl

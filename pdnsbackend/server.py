@@ -205,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    cfg = load_or_exit(args.config_file, "dns")
+    cfg = load_or_exit(args.config_file, "dns", "skydns-pdns-backend")
     socket_path, socket_mode = pdns_settings(cfg, args.socket)
     setup_logging(cfg["Log"], "skydns-pdns-backend")
     from .metrics import registry_for

@@ -21,9 +21,12 @@ from urllib.parse import urlsplit
 from configobj import ConfigObj, ConfigObjError, flatten_errors
 from validate import ValidateError, Validator
 
+from . import legacy, skydns2
+
 __all__ = [
     "ConfigError",
     "KINDS",
+    "PROGRAMS",
     "load_config",
     "load_or_exit",
     "parse_hostport",
@@ -97,6 +100,7 @@ tcp-idle-timeout = seconds(default=10.0)
 tcp-max-connections = integer_range(0, default=1000)
 tcp-max-per-client = integer_range(0, default=100)
 dnssec = force_list(default=list())
+local = optional_domain(default="")
 [Fun]
 random-one = flag(default=False)
 hone-one = flag(default=False)
@@ -170,6 +174,9 @@ __many__ = token
 
 SPECS = {"dns": _DNS_SPEC, "scanner": _SCANNER_SPEC, "schedule": _SCHEDULE_SPEC, "api": _API_SPEC}
 KINDS = tuple(SPECS)
+# The program that reads each kind of file, named in its config errors and warnings.
+PROGRAMS = {"dns": "skydns", "scanner": "skydns-scanner", "schedule": "skydns-schedule",
+            "api": "skydns-kubeapi"}
 
 
 # --------------------------------------------------------------------------- parsers
@@ -468,6 +475,11 @@ def _check_domain(value):
     return _wrap(_domain, _single(value))
 
 
+def _check_optional_domain(value):
+    text = _single(value).strip()
+    return _wrap(_domain, text) if text else ""
+
+
 def _check_hostname(value):
     # The hostname becomes an etcd key component (heart/<hostname>), so no '/' or spaces.
     name = _single(value).strip()
@@ -498,6 +510,7 @@ _CHECKS = {
     "port_list": _check_port_list,
     "etcd_path": _check_etcd_path,
     "domain": _check_domain,
+    "optional_domain": _check_optional_domain,
     "hostname": _check_hostname,
     "token": _check_token,
 }
@@ -688,17 +701,33 @@ def token_problems(admin_token: str, tokens: dict[str, str]) -> list[tuple[str, 
     return problems
 
 
-def load_config(path: str | None, kind: str) -> dict:
+def load_config(path: str | None, kind: str, environ=None) -> dict:
     """Load and validate the config of one daemon kind ("dns", "scanner", "schedule", "api").
 
     path None gives all defaults.  Returns {section: {key: value}} with every key present.
-    Raises ConfigError (one line naming file, section and key) on any problem.
+    The original suite's spellings are read onto the canonical keys (skydns/legacy.py), and
+    SkyDNS2's environment variables fill what the file leaves unset (`environ`, default
+    os.environ).  Raises ConfigError (one line naming file, section and key) on any problem.
     """
+    return load_config_warnings(path, kind, environ)[0]
+
+
+def load_config_warnings(path: str | None, kind: str,
+                         environ=None) -> tuple[dict, list[ConfigError]]:
+    """load_config, and one warning per key of the file that no longer does anything."""
     if kind not in SPECS:
         raise ValueError(f"unknown config kind {kind!r}; expected one of {', '.join(KINDS)}")
     spec = SPECS[kind]
     lines = [] if path is None else _read_lines(path)
     cfg = _parse(path, lines, spec)
+    known = {name: set(cfg.configspec[name].scalars) for name in cfg.configspec.sections}
+    try:
+        translated = legacy.translate(cfg, kind, known)
+    except legacy.LegacyError as err:
+        raise ConfigError(path, str(err), err.section, err.key) from None
+    from_env = skydns2.fill_from_environment(
+        cfg, known, os.environ if environ is None else environ
+    )
     _check_structure(path, cfg)
     _glue_subdomain_comment(cfg)
 
@@ -707,17 +736,33 @@ def load_config(path: str | None, kind: str) -> dict:
         for sections, key, error in flatten_errors(cfg, outcome):
             section = sections[0] if sections else None
             reason = str(error) if error else "missing value"
+            if (section, key) in from_env:
+                reason += f" (from the environment variable {from_env[section, key]})"
             raise ConfigError(path, reason, section, key)
 
     result = {name: dict(cfg[name]) for name in cfg.configspec.sections}
     _post_process(path, kind, result)
-    return result
+    warnings = [
+        ConfigError(path, f"ignored: {why}", section, key)
+        for section, key, why in translated.warnings
+    ]
+    return result, warnings
 
 
-def load_or_exit(path: str | None, kind: str) -> dict:
-    """load_config for a daemon's main(): a bad config is one stderr line and exit status 2."""
+def load_or_exit(path: str | None, kind: str, program: str | None = None,
+                 warn: bool = True) -> dict:
+    """load_config for a daemon's main(): a bad config is one stderr line and exit status 2.
+
+    Both name the program (`skydns-scanner: config error: ...`); each warning is one line too
+    (warn=False where another process of the same program has said it already).
+    """
+    program = program or PROGRAMS[kind]
     try:
-        return load_config(path, kind)
+        cfg, warnings = load_config_warnings(path, kind)
     except ConfigError as err:
-        print(f"skydns: config error: {err}", file=sys.stderr)
+        print(f"{program}: config error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    if warn:
+        for warning in warnings:
+            print(f"{program}: config warning: {warning}", file=sys.stderr)
+    return cfg

@@ -117,13 +117,16 @@ def test_entries_are_sorted_and_shaped_like_post_bodies():
         f"{BASE}/tv1/{CNAME_ID}": encode("CNAME", "b.skydns.local.", "admin"),
         f"{BASE}/b/3": encode("MX", "m2.skydns.local.", "admin", priority=20),
         f"{BASE}/b/4": encode("MX", "m1.skydns.local.", "admin", priority=10),
-        f"{BASE}/c/1": b'{"host": "10.0.0.3"}',  # SkyDNS style: not listed
+        f"{BASE}/c/1": b'{"host": "10.0.0.3"}',  # SkyDNS style: listed, read-only
     }
     recs = [decode(k, v, 1) for k, v in raw.items()]
     got = entries(recs, {"10.0.0.9": "DOWN"})
     assert [(e["domain"], e["type"]) for e in got] == [
         ("a.skydns.local.", "SRV"), ("b.skydns.local.", "A"), ("b.skydns.local.", "CNAME"),
-        ("b.skydns.local.", "MX")]
+        ("b.skydns.local.", "MX"), ("c.skydns.local.", "A")]
+    assert got[4] == {"domain": "c.skydns.local.", "type": "A", "owner": "",
+                      "ips": ["10.0.0.3"], "status": {}, "readonly": True}
+    assert all("readonly" not in e for e in got[:4])
     assert got[1] == {"domain": "b.skydns.local.", "type": "A", "owner": "admin",
                       "ips": ["10.0.0.9", "10.0.0.10"], "ptr": ["10.0.0.9"],
                       "status": {"10.0.0.9": "DOWN"}}
@@ -133,6 +136,34 @@ def test_entries_are_sorted_and_shaped_like_post_bodies():
     # An alias shows its CNAME entry, narrowed to itself.
     assert [e["type"] for e in entries(recs, {}, name="tv1.skydns.local.")] == ["CNAME"]
     assert [e["type"] for e in entries(recs, {}, rtype="MX")] == ["MX"]
+
+
+def test_plain_skydns_keys_are_listed_read_only_as_the_dns_server_answers_them():
+    raw = {
+        f"{BASE}/db/x1": b'{"host": "10.0.1.1", "port": 5432}',
+        f"{BASE}/db/x2": b'{"host": "2001:db8::1"}',
+        f"{BASE}/db/9f": encode("A", "10.0.1.9", "admin"),  # the API's own, beside them
+        f"{BASE}/www/x": b'{"host": "db.skydns.local"}',
+        f"{BASE}/motd/x": b'{"text": "maintenance at 02:00"}',
+        f"{BASE}/mx/x": b'{"host": "mail.skydns.local", "mail": true, "priority": 5}',
+        f"{BASE}/bad/x": b'{"host": "10.0.0.1", "type": "CNAME"}',  # the DNS server skips it
+        f"{BASE}/junk/x": b'not json',
+    }
+    recs = [decode(k, v, 1) for k, v in raw.items()]
+    got = entries(recs, {})
+    assert [(e["domain"], e["type"], e.get("readonly", False)) for e in got] == [
+        ("db.skydns.local.", "A", False), ("db.skydns.local.", "A", True),
+        ("db.skydns.local.", "AAAA", True), ("db.skydns.local.", "CNAME", True),
+        ("motd.skydns.local.", "TXT", True), ("mx.skydns.local.", "MX", True)]
+    assert got[1]["ips"] == ["10.0.1.1"] and got[2]["ips"] == ["2001:db8::1"]
+    assert got[3]["alias"] == ["www.skydns.local."]
+    assert got[4]["text"] == ["maintenance at 02:00"]
+    assert got[5]["mailHost"] == ["mail.skydns.local."] and got[5]["mailPriority"] == [5]
+    # -show: a name's own entries, whoever wrote them; an alias shows its CNAME entry
+    assert [e["type"] for e in entries(recs, {}, name="db.skydns.local.")] == [
+        "A", "A", "AAAA", "CNAME"]
+    assert [e["type"] for e in entries(recs, {}, name="www.skydns.local.")] == ["CNAME"]
+    assert [e["type"] for e in entries(recs, {}, rtype="TXT")] == ["TXT"]
 
 
 def test_helpers():

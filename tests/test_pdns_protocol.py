@@ -113,7 +113,7 @@ def test_empty_non_terminal_answers_with_an_ent_record():
     be = backend(records)
     assert lines(lookup(be, "svc.example.test.")) == [
         "svc.example.test. 30 A 10.0.0.5",
-        "svc.example.test. 30 SRV 0 100 0 i1.web.svc.example.test.",  # as skydns answers SRV
+        "svc.example.test. 30 SRV 10 100 0 i1.web.svc.example.test.",  # as skydns answers SRV
     ]
     assert lines(lookup(be, "ptr.svc.example.test.")) == ["ptr.svc.example.test. 0"]
     assert lookup(be, "ptr.svc.example.test.", "A") == []  # a typed lookup: just nothing
