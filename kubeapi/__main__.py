@@ -44,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Config keys: [General] domain; [SkydnsApi] api-enable, api-address, "
-        "skydns-auth (admin token), max-body, status-public; [Tokens] owner = token; [Etcd]; "
+        "skydns-auth (admin token), max-body, status-public; [Tokens] owner = token; "
+        "[Kube2Skydns] kube-enable, kube-master, kube-token-file, kube-cafile, kube-config, "
+        "kube-namespaces, kube-ip-source, kube-watch-timeout, kube-backoff-max (Services and "
+        "EndpointSlices -> records owned by 'kubernetes', see docs/kubernetes.md); [Etcd]; "
         "[Log]. "
         "See kubeapi/README.md and etc/skydns-api.conf.",
     )
@@ -66,6 +69,7 @@ def request_deadline(etcd_section: dict) -> float:
 # Keys a running API cannot change: a reload that changes them says a restart is needed.
 _RESTART_KEYS = (("General", "domain"), ("SkydnsApi", "api-address"), ("SkydnsApi", "max-body"),
                  ("SkydnsApi", "status-public"), ("SkydnsApi", "api-enable"))
+_RESTART_SECTIONS = ("Etcd", "Kube2Skydns")
 
 
 def reload(path: str | None, running: dict, auth) -> None:
@@ -87,8 +91,7 @@ def reload(path: str | None, running: dict, auth) -> None:
     auth.replace(cfg["SkydnsApi"]["skydns-auth"], cfg.get("Tokens", {}))
     stale = [f"[{section}] {key}" for section, key in _RESTART_KEYS
              if cfg[section][key] != running[section][key]]
-    if cfg["Etcd"] != running["Etcd"]:
-        stale.append("[Etcd]")
+    stale += [f"[{name}]" for name in _RESTART_SECTIONS if cfg[name] != running[name]]
     log.info("config reloaded", extra={"kv": {"owners": len(cfg.get("Tokens", {}))}})
     if stale:
         log.warning("changes that need a restart were not applied",
@@ -116,7 +119,12 @@ async def serve(cfg: dict, path: str | None = None) -> None:
     layout = Layout(zone, etcd["status-path"], etcd["refs-path"])
     service = RecordService(store, layout, request_deadline(etcd))
     feed = StatusFeed(etcd, zone)
-    metrics = ApiMetrics(store, service, feed)
+    kube = None
+    if cfg["Kube2Skydns"]["kube-enable"]:
+        from .kubesync import KubeSync
+
+        kube = KubeSync(cfg["Kube2Skydns"], store, layout)
+    metrics = ApiMetrics(store, service, feed, kube=kube.stats if kube else None)
     app = make_app(service, auth, zone, api["max-body"], feed=feed, metrics=metrics,
                    status_public=api["status-public"])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -132,6 +140,13 @@ async def serve(cfg: dict, path: str | None = None) -> None:
     # The status view fills from etcd in the background: the API itself does not need it,
     # and until it is loaded the page says so.
     await feed.start()
+    if kube is not None:
+        # In the background: an unreachable API server must not keep the REST API down.
+        await kube.start()
+        log.info("Kubernetes sync started", extra={"kv": {
+            "master": cfg["Kube2Skydns"]["kube-master"] or cfg["Kube2Skydns"]["kube-config"]
+            or "in-cluster", "namespaces": ",".join(cfg["Kube2Skydns"]["kube-namespaces"])
+            or "*"}})
     log.info("listening", extra={"kv": {"address": f"{host}:{port}", "zone": zone,
                                         "owners": len(cfg.get("Tokens", {})),
                                         "status_public": api["status-public"]}})
@@ -147,6 +162,8 @@ async def serve(cfg: dict, path: str | None = None) -> None:
         notify.stopping()
         log.info("stopping")
         feed.closed.set()  # ends the open event streams, so the shutdown need not wait
+        if kube is not None:
+            await kube.stop()
         await runner.cleanup()
         await feed.stop()
         await store.close()
@@ -164,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skydns: config error: {err}", file=sys.stderr)
         return 2
     setup_logging(cfg["Log"], "skydns-kubeapi")
-    if not cfg["SkydnsApi"]["api-enable"]:
-        log.info("[SkydnsApi] api-enable is false: nothing to serve")
+    if not cfg["SkydnsApi"]["api-enable"] and not cfg["Kube2Skydns"]["kube-enable"]:
+        log.info("[SkydnsApi] api-enable and [Kube2Skydns] kube-enable are false: "
+                 "nothing to do")
         return 0
     run_loop(serve(cfg, args.config_file))
     return 0

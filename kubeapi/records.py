@@ -64,6 +64,13 @@ def ip_sort_key(ip: str) -> tuple[int, int]:
     return addr.version, int(addr)
 
 
+def value_sort_key(value: str) -> tuple:
+    """Addresses numerically, then names (SRV targets) alphabetically."""
+    if value.endswith("."):
+        return (1, 0, value)
+    return (0, *ip_sort_key(value))
+
+
 # --- stored values -----------------------------------------------------------------------------
 
 
@@ -90,7 +97,8 @@ class Stored:
 
     @property
     def is_address(self) -> bool:
-        return self.rtype in ADDRESS_TYPES
+        # An SRV whose target is a name (Kubernetes services) holds no address.
+        return self.rtype in ADDRESS_TYPES and not self.value.endswith(".")
 
 
 def _num(obj: dict, field: str, high: int) -> int:
@@ -136,7 +144,7 @@ def decode(key: str, value: bytes, mod_revision: int) -> Stored | None:
         text = obj.get("text")
         value_text = text if isinstance(text, str) else ""
     else:
-        if (rtype in ADDRESS_TYPES) != is_ip:
+        if (rtype in ADDRESS_TYPES) != is_ip and not (rtype == "SRV" and host):
             return Stored(key, name, "", host, owner, mod_revision)
         value_text = host
     if not value_text:
@@ -272,8 +280,8 @@ def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str]
     owners = sorted({r.owner or "" for r in recs})
     entry["owner"] = owners[0] if len(owners) == 1 else owners
     if rtype in ADDRESS_TYPES:
-        recs = sorted(recs, key=lambda r: ip_sort_key(r.value))
-        entry["ips"] = [r.value for r in recs]
+        recs = sorted(recs, key=lambda r: value_sort_key(r.value))
+        entry["ips"] = [r.value for r in recs]  # an SRV's name targets come last
         if rtype == "SRV":
             entry["ports"] = [r.port for r in recs]
             for field in ("priority", "weight"):
@@ -283,7 +291,8 @@ def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str]
         ptrs = [r.value for r in recs if r.ptr]
         if ptrs:
             entry["ptr"] = ptrs
-        entry["status"] = {r.value: statuses[r.value] for r in recs if r.value in statuses}
+        entry["status"] = {r.value: statuses[r.value] for r in recs
+                           if r.is_address and r.value in statuses}
     elif rtype == "CNAME":
         entry["alias"] = sorted(r.name for r in recs)
     elif rtype == "NS":
