@@ -125,21 +125,23 @@ async def serve(cfg: dict, path: str | None = None) -> None:
 
         kube = KubeSync(cfg["Kube2Skydns"], store, layout)
     metrics = ApiMetrics(store, service, feed, kube=kube.stats if kube else None)
-    app = make_app(service, auth, zone, api["max-body"], feed=feed, metrics=metrics,
-                   status_public=api["status-public"])
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    runner = None
     host, port = api["api-address"]
-    try:
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
-    except OSError as err:
-        await runner.cleanup()
-        await store.close()
-        raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: "
-                         f"{err.strerror or err}") from None
-    # The status view fills from etcd in the background: the API itself does not need it,
-    # and until it is loaded the page says so.
-    await feed.start()
+    if api["api-enable"]:
+        app = make_app(service, auth, zone, api["max-body"], feed=feed, metrics=metrics,
+                       status_public=api["status-public"])
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+        except OSError as err:
+            await runner.cleanup()
+            await store.close()
+            raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: "
+                             f"{err.strerror or err}") from None
+        # The status view fills from etcd in the background: the API itself does not need
+        # it, and until it is loaded the page says so.
+        await feed.start()
     if kube is not None:
         # In the background: an unreachable API server must not keep the REST API down.
         await kube.start()
@@ -147,9 +149,12 @@ async def serve(cfg: dict, path: str | None = None) -> None:
             "master": cfg["Kube2Skydns"]["kube-master"] or cfg["Kube2Skydns"]["kube-config"]
             or "in-cluster", "namespaces": ",".join(cfg["Kube2Skydns"]["kube-namespaces"])
             or "*"}})
-    log.info("listening", extra={"kv": {"address": f"{host}:{port}", "zone": zone,
-                                        "owners": len(cfg.get("Tokens", {})),
-                                        "status_public": api["status-public"]}})
+    if runner is None:
+        log.info("[SkydnsApi] api-enable is false: only the Kubernetes sync runs")
+    else:
+        log.info("listening", extra={"kv": {"address": f"{host}:{port}", "zone": zone,
+                                            "owners": len(cfg.get("Tokens", {})),
+                                            "status_public": api["status-public"]}})
     notify.ready(f"serving {zone} on {host}:{port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -164,8 +169,9 @@ async def serve(cfg: dict, path: str | None = None) -> None:
         feed.closed.set()  # ends the open event streams, so the shutdown need not wait
         if kube is not None:
             await kube.stop()
-        await runner.cleanup()
-        await feed.stop()
+        if runner is not None:
+            await runner.cleanup()
+            await feed.stop()
         await store.close()
 
 

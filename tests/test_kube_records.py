@@ -5,12 +5,13 @@ import json
 
 import pytest
 
-from fakekube import endpoint_slice, service
 from kubeapi.kubeplan import OWNER, SyncPlanner
 from kubeapi.kuberecords import Want, service_records
 from kubeapi.plan import Layout, NeedReads, Snapshot
 from kubeapi.records import candidate_keys, encode
 from skydns.store import KV
+
+from fakekube import endpoint_slice, service
 
 ZONE = "cluster.test."
 D = "web.default.svc.cluster.test."

@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from apitest import REFS, STATUS
-from etcdtest import async_wait_for, free_port, run_async
-from fakekube import FakeKubeThread, endpoint_slice, service
 from kubeapi.etcd import EtcdStore
 from kubeapi.kubesync import KubeSync
 from kubeapi.plan import Layout
+
+from apitest import REFS, STATUS
+from etcdtest import async_wait_for, free_port, run_async
+from fakekube import FakeKubeThread, endpoint_slice, service
 
 ZONE = "cluster.test."
 SVC_PREFIX = "/skydns/test/cluster/svc/"
