@@ -44,9 +44,8 @@ SCAN_PAGE = 2000
 class SyncStats:
     """Plain counters for the metrics (kubeapi/metrics.py reads them at scrape time)."""
 
-    def __init__(self) -> None:
-        self.services = 0  # services known from the API
-        self.endpoints = 0  # ready endpoint addresses known from the API
+    def __init__(self, known=lambda: (0, 0)) -> None:
+        self.known = known  # () -> (services, ready endpoint addresses) known from the API
         self.synced = 0  # services converged (written or found in order)
         self.etcd_ops = 0  # puts and deletes committed
         self.watch_restarts = 0
@@ -171,7 +170,7 @@ class KubeSync:
         namespaces = kube["kube-namespaces"] or [None]
         self.services = [Informer(self, SERVICES, ns) for ns in namespaces]
         self.slices = [Informer(self, ENDPOINTSLICES, ns) for ns in namespaces]
-        self.stats = SyncStats()
+        self.stats = SyncStats(self._count_known)
         self.dirty: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._scan_needed = False
@@ -268,7 +267,6 @@ class KubeSync:
                 self.stats.error("etcd")
                 log.warning("etcd unavailable to the Kubernetes sync",
                             extra={"kv": {"error": str(err)}})
-            self._count_known()
             if failed or self._scan_needed:
                 self.dirty |= failed
                 failures += 1
@@ -279,8 +277,9 @@ class KubeSync:
                 if not self.dirty:
                     self.stats.last_sync = time.time()
 
-    def _count_known(self) -> None:
-        self.stats.services = sum(len(i.objects) for i in self.services)
+    def _count_known(self) -> tuple[int, int]:
+        """(services, ready endpoint addresses) known: counted when metrics are scraped."""
+        services = sum(len(i.objects) for i in self.services)
         ready = 0
         for informer in self.slices:
             for obj in informer.objects.values():
@@ -288,7 +287,7 @@ class KubeSync:
                     if isinstance(ep, dict) and (ep.get("conditions") or {}).get("ready") \
                             is not False:
                         ready += len(ep.get("addresses") or [])
-        self.stats.endpoints = ready
+        return services, ready
 
     async def _converge_all(self, batch: set) -> set:
         failed: set = set()

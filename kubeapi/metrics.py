@@ -72,11 +72,12 @@ class _Sources:
 
 
 def _kube_metrics(stats):
+    services, endpoints = stats.known()
     yield GaugeMetricFamily("skydns_kube_services", "Services known from the Kubernetes API",
-                            value=stats.services)
+                            value=services)
     yield GaugeMetricFamily("skydns_kube_endpoints",
                             "Ready endpoint addresses known from the Kubernetes API",
-                            value=stats.endpoints)
+                            value=endpoints)
     yield CounterMetricFamily("skydns_kube_services_synced", "Services converged in etcd",
                               value=stats.synced)
     yield CounterMetricFamily("skydns_kube_etcd_ops", "etcd keys put or deleted by the sync",

@@ -16,6 +16,7 @@ from apitest import ADMIN_TOKEN, ROOT, STATUS, KubeApi
 from dnstest import Skydns
 from etcdtest import wait_for
 from fakekube import FakeKubeThread, endpoint_slice, make_cert
+from pdnstest import Backend
 
 ZONE = "example.test."
 TOKEN = "e2e-kube-token"
@@ -93,6 +94,14 @@ def test_kubectl_services_become_answers(cluster, etcd):
     assert listed == [{"domain": name, "type": "A", "owner": "kubernetes", "ips": [ip],
                        "status": {ip: "UP"}}]
     assert "web" in kubectl("get", "services")
+    text = subprocess.run([sys.executable, "-m", "apicmd.cli", "-list", "-token", ADMIN_TOKEN],
+                          capture_output=True, text=True, cwd=ROOT, timeout=30,
+                          env={**os.environ, "SKYDNS_API_ADDR": api.addr})
+    assert text.returncode == 0 and name in text.stdout, text.stderr
+    status, metrics = api.request("GET", "/metrics", token=None)
+    assert status == 200
+    assert "skydns_kube_services 1.0" in metrics and "skydns_kube_watch_connected 1.0" in metrics
+    assert "skydns_kube_relists_total 2.0" in metrics  # one list per resource, nothing more
 
     # A manifest through `kubectl apply` (client-side validation needs the OpenAPI documents,
     # which the fake does not serve: --validate=false), then changed by a second apply.
@@ -134,3 +143,20 @@ def test_down_endpoint_leaves_the_answer(cluster, etcd):
         ("192.0.2.33", True, "db-2")]))
     eventually(dns_server, name, "A", (dns.rcode.NOERROR, ["192.0.2.31", "192.0.2.33"]))
     assert json.loads(etcd.get(STATUS + "192.0.2.32"))["status"] == "DOWN"
+
+
+def test_powerdns_backend_answers_synced_records(cluster, etcd):
+    kube, api, dns_server, kubectl = cluster
+    kubectl("create", "service", "clusterip", "cache", "--tcp=6379:6379")
+    ip = json.loads(kubectl("get", "service", "cache", "-o", "json"))["spec"]["clusterIP"]
+    backend = Backend(etcd.endpoint).start()
+    try:
+        def found():
+            with backend.client() as client:
+                reply = client.call("lookup", qname="cache.default.svc.example.test.",
+                                    qtype="A")
+            return [r["content"] for r in reply["result"] if r["qtype"] == "A"] == [ip]
+
+        wait_for(found, timeout=15)
+    finally:
+        backend.stop()
