@@ -12,9 +12,9 @@ import sys
 import dns.rcode
 import pytest
 
-from apitest import ADMIN_TOKEN, ROOT, STATUS, KubeApi
+from apitest import ADMIN_TOKEN, ROOT, STATUS, TOKENS, KubeApi
 from dnstest import Skydns
-from etcdtest import wait_for
+from etcdtest import free_port, wait_for
 from fakekube import FakeKubeThread, endpoint_slice, make_cert
 from pdnstest import Backend
 
@@ -53,6 +53,14 @@ def cluster(tmp_path, etcd):
         dns_server.stop()
         api.stop()
         kube.close()
+
+
+def revisions(etcd) -> dict[str, int]:
+    import base64
+
+    out = json.loads(etcd.etcdctl("get", "--prefix", "/skydns/", "-w", "json"))
+    return {base64.b64decode(kv["key"]).decode(): kv["mod_revision"]
+            for kv in out.get("kvs") or []}
 
 
 def answer(server, name, rdtype="A"):
@@ -160,3 +168,44 @@ def test_powerdns_backend_answers_synced_records(cluster, etcd):
         wait_for(found, timeout=15)
     finally:
         backend.stop()
+
+
+def test_rest_api_serves_while_the_api_server_is_away(tmp_path, etcd):
+    port = free_port()
+    kube = FakeKubeThread(token=TOKEN, port=port)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    api = KubeApi(etcd.endpoint, zone=ZONE, Kube2Skydns={
+        "kube-enable": "true", "kube-master": f"http://127.0.0.1:{port}",
+        "kube-token-file": token_file, "kube-backoff-max": 0.3}).start()
+    try:
+        assert api.post("cctv2", {"type": "A", "ips": ["192.0.2.77"]})[0] == 201
+        wait_for(lambda: "Kubernetes API request failed" in api.logs(), timeout=10)
+        assert api.request("GET", "/healthz", token=None)[0] == 200
+        kube.put("services", {"metadata": {"name": "late", "namespace": "default"},
+                              "spec": {"clusterIP": "10.96.9.9"}})
+        kube.start()
+        wait_for(lambda: etcd.get_prefix("/skydns/test/example/svc/default/late/"), timeout=15)
+        assert api.get_json("/skydns/api/cctv2")["records"][0]["ips"] == ["192.0.2.77"]
+
+        # A REST API record below the service's name survives a 410 relist untouched.
+        assert api.post("extra.late.default.svc", {"type": "A", "ips": ["192.0.2.78"]},
+                        token=TOKENS["alice"])[0] == 201
+        before = revisions(etcd)
+        kube.stop()
+        kube.put("services", {"metadata": {"name": "later", "namespace": "default"},
+                              "spec": {"clusterIP": "10.96.9.10"}})
+        kube.compact()
+        kube.start()
+        wait_for(lambda: etcd.get_prefix("/skydns/test/example/svc/default/later/"), timeout=15)
+        wait_for(lambda: "skydns_kube_relists_total 4.0" in api.request(
+            "GET", "/metrics", token=None)[1], timeout=10)
+        after = revisions(etcd)
+        for key, rev in before.items():
+            if "/later/" not in key:
+                assert after.get(key) == rev, key
+        extra = api.get_json("/skydns/api/extra.late.default.svc")["records"]
+        assert extra[0]["owner"] == "alice" and extra[0]["ips"] == ["192.0.2.78"]
+    finally:
+        api.stop()
+        kube.close()

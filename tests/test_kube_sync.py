@@ -13,7 +13,7 @@ from kubeapi.plan import Layout
 
 from apitest import REFS, STATUS
 from etcdtest import async_wait_for, free_port, run_async
-from fakekube import FakeKubeThread, endpoint_slice, service
+from fakekube import FakeKubeThread, endpoint_slice, make_cert, service
 
 ZONE = "cluster.test."
 SVC_PREFIX = "/skydns/test/cluster/svc/"
@@ -314,3 +314,59 @@ def test_relists_keep_status_and_other_owners_records(etcd, token_file):
         run_async(main())
     finally:
         fake.close()
+
+
+def test_kubeconfig_with_tls_and_token(etcd, tmp_path):
+    cert, key = make_cert(tmp_path)
+    kube = FakeKubeThread(token=TOKEN, tls=(cert, key))
+    kube.start()
+    config = tmp_path / "kubeconfig"
+    config.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "fake", "cluster": {"server": kube.url,
+                                                  "certificate-authority": cert}}],
+        "users": [{"name": "sync", "user": {"token": TOKEN}}],
+        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "sync"}}]}))
+
+    async def main():
+        async with running_sync(etcd, "", "", **{"kube-master": "",
+                                                 "kube-config": str(config)}):
+            kube.put("services", service("web", cluster_ip="10.96.5.1"))
+            await until(lambda: kube_records(etcd).get(WEB) == [("A", "10.96.5.1", 0)])
+
+    try:
+        run_async(main())
+    finally:
+        kube.close()
+
+
+def test_wrong_token_is_an_error_and_retried(etcd, fake, tmp_path):
+    bad = tmp_path / "bad-token"
+    bad.write_text("not-the-token")
+
+    async def main():
+        async with running_sync(etcd, fake.url, str(bad)) as sync:
+            await until(lambda: sync.stats.errors.get("api", 0) >= 2)
+            assert names(etcd) == set()
+            bad.write_text(TOKEN)  # a rotated token file is read again
+            fake.put("services", service("web", cluster_ip="10.96.5.2"))
+            await until(lambda: WEB in names(etcd))
+
+    run_async(main())
+
+
+def test_etcd_outage_delays_but_never_stops_the_sync(etcd, fake, token_file):
+    async def main():
+        async with running_sync(etcd, fake.url, token_file) as sync:
+            fake.put("services", service("web", cluster_ip="10.96.6.1"))
+            await until(lambda: WEB in names(etcd))
+            etcd.pause()
+            try:
+                fake.put("services", service("db", cluster_ip="10.96.6.2"))
+                await until(lambda: sync.stats.errors.get("etcd", 0) >= 1, timeout=15)
+            finally:
+                etcd.resume()
+            await until(lambda: "db.default.svc.cluster.test." in names(etcd), timeout=15)
+            assert all(t.done() is False for t in sync._tasks)
+
+    run_async(main())
