@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -184,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         key, reason = problems[0]
         err = ConfigError(args.config_file, reason, "Tokens", key)
+        print(f"skydns: config error: {err}", file=sys.stderr)
+        return 2
+    kube = cfg["Kube2Skydns"]
+    if (kube["kube-enable"] and not kube["kube-master"] and not kube["kube-config"]
+            and not os.environ.get("KUBERNETES_SERVICE_HOST")):
+        err = ConfigError(args.config_file, "kube-enable is true but there is no API server: "
+                          "set kube-master or kube-config (or run in a pod)",
+                          "Kube2Skydns", "kube-master")
         print(f"skydns: config error: {err}", file=sys.stderr)
         return 2
     setup_logging(cfg["Log"], "skydns-kubeapi")

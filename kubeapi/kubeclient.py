@@ -78,7 +78,13 @@ class KubeClient:
         if self._api is None:
             from kubernetes_asyncio import client
 
-            self._api = client.ApiClient(await make_configuration(self.kube))
+            try:
+                conf = await make_configuration(self.kube)
+            except KubeError:
+                raise
+            except Exception as err:  # a broken kubeconfig, no service account files, ...
+                raise KubeError(0, f"cannot configure the Kubernetes client: {err}") from None
+            self._api = client.ApiClient(conf)
         token_file = self.kube["kube-token-file"]
         if token_file:
             # Re-read every time: projected service account tokens are rotated on disk.

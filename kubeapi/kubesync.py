@@ -207,10 +207,6 @@ class KubeSync:
                 return obj
         return None
 
-    def _slices(self, key: tuple[str, str]) -> list[dict]:
-        return [obj for informer in self.slices for obj in informer.objects.values()
-                if slice_service(obj) == key]
-
     def wanted(self, key: tuple[str, str]):
         svc = self._service(key)
         if svc is None:

@@ -1,9 +1,15 @@
 """[Kube2Skydns] in etc/skydns-api.conf: defaults, the original's YES/NO, one clear error per
 bad key."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from skydns.config import ConfigError, load_config
+
+from proctest import ROOT
 
 
 def load(tmp_path, text: str) -> dict:
@@ -53,3 +59,14 @@ def test_bad_values_name_the_key(tmp_path, text, key, reason):
     with pytest.raises(ConfigError) as err:
         load(tmp_path, text)
     assert f"[Kube2Skydns] {key}" in str(err.value) and reason in str(err.value)
+
+
+def test_enabled_without_any_api_server_is_a_config_error(tmp_path):
+    path = tmp_path / "api.conf"
+    path.write_text("[Kube2Skydns]\nkube-enable = YES\n")
+    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    done = subprocess.run([sys.executable, "-m", "kubeapi", "--config-file", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=30)
+    assert done.returncode == 2
+    assert "[Kube2Skydns] kube-master: kube-enable is true but there is no API server" \
+        in done.stderr
