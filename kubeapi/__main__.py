@@ -197,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(cfg["Log"], "skydns-kubeapi")
     if not cfg["SkydnsApi"]["api-enable"] and not cfg["Kube2Skydns"]["kube-enable"]:
-        log.info("[SkydnsApi] api-enable and [Kube2Skydns] kube-enable are false: "
-                 "nothing to do")
+        log.info("[SkydnsApi] api-enable is false (and [Kube2Skydns] kube-enable too): "
+                 "nothing to serve")
         return 0
     run_loop(serve(cfg, args.config_file))
     return 0

@@ -12,7 +12,7 @@ import sys
 import dns.rcode
 import pytest
 
-from apitest import ADMIN_TOKEN, ROOT, STATUS, TOKENS, KubeApi
+from apitest import ADMIN_TOKEN, ROOT, STATUS, TOKENS, KubeApi, http_request, write_config
 from dnstest import Skydns
 from etcdtest import free_port, wait_for
 from fakekube import FakeKubeThread, endpoint_slice, make_cert
@@ -209,3 +209,29 @@ def test_rest_api_serves_while_the_api_server_is_away(tmp_path, etcd):
     finally:
         api.stop()
         kube.close()
+
+
+def test_sync_alone_with_api_enable_false(tmp_path, etcd):
+    kube = FakeKubeThread(token=TOKEN)
+    kube.start()
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    port = free_port()
+    config = write_config(tmp_path / "api.conf", etcd.endpoint, port, zone=ZONE,
+                          SkydnsApi={"api-enable": "false"},
+                          Kube2Skydns={"kube-enable": "YES", "kube-master": kube.url,
+                                       "kube-token-file": token_file})
+    proc = subprocess.Popen([sys.executable, "-m", "kubeapi", "--config-file", str(config)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        kube.put("services", {"metadata": {"name": "solo", "namespace": "default"},
+                              "spec": {"clusterIP": "10.96.9.20"}})
+        wait_for(lambda: etcd.get_prefix("/skydns/test/example/svc/default/solo/"), timeout=15)
+        with pytest.raises(OSError):
+            http_request(port, "GET", "/healthz", timeout=1)
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        kube.close()
+    assert proc.returncode == 0, proc.stderr.read().decode()
