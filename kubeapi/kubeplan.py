@@ -23,12 +23,20 @@ from .plan import Caller, Plan, Planner
 from .records import Stored, candidate_keys, decode, encode
 
 OWNER = "kubernetes"
+# etcd refuses a transaction whose compares or operations exceed --max-txn-ops (128 by
+# default), and a nested transaction may only use what its parent's count leaves over. Each
+# address a plan adds or drops costs its record keys plus its refs and status keys (puts, and
+# compares): a bigger change (a large headless service appearing) is written in several flat
+# transactions of at most this many operations.
+MAX_OPS = 90
 
 
 class SyncPlanner(Planner):
-    def __init__(self, layout, snap):
+    def __init__(self, layout, snap, max_ops: int = MAX_OPS):
         super().__init__(layout, Caller(OWNER), snap)
         self.skipped: list[str] = []
+        self.partial = False  # more changes remain after this plan: plan again once committed
+        self.max_ops = max_ops
         self._prefix = ""
 
     def _guard(self, key: str) -> None:
@@ -65,6 +73,7 @@ class SyncPlanner(Planner):
                 elif self.snap.kvs[rec.key].value != value:
                     self._put(rec.key, value)  # same value, new port: same key, same refs
             removes.extend(have.values())
+        adds, removes = self._limit(adds, removes)
         self._prepare_ips([r.value for r in removes if r.is_address]
                           + [w.value for w, _ in adds if _holds_address(w)])
         for rec in removes:
@@ -88,6 +97,34 @@ class SyncPlanner(Planner):
             plan.key_guards.clear()
             plan.range_guards.clear()
         return plan
+
+
+    def _limit(self, adds: list, removes: list) -> tuple[list, list]:
+        """The changes of at most max_ops operations, whole addresses at a time (all keys of
+        one address, its refs and status together), additions first so new endpoints answer
+        sooner. Records without addresses need no compares and always go."""
+        cost: dict[str, int] = {}
+        order: list[str] = []
+        for ip in [w.value for w, _ in adds if _holds_address(w)] + \
+                [r.value for r in removes if r.is_address]:
+            if ip not in cost:
+                order.append(ip)
+                cost[ip] = 2  # its refs and status keys
+            cost[ip] += 1
+        budget = self.max_ops - sum(1 for w, _ in adds if not _holds_address(w)) \
+            - sum(1 for r in removes if not r.is_address)
+        if sum(cost.values()) <= budget:
+            return adds, removes
+        self.partial = True
+        chosen: set[str] = set()
+        for ip in order:
+            if chosen and cost[ip] > budget:
+                break
+            chosen.add(ip)
+            budget -= cost[ip]
+        adds = [(w, v) for w, v in adds if not _holds_address(w) or w.value in chosen]
+        removes = [r for r in removes if not r.is_address or r.value in chosen]
+        return adds, removes
 
 
 def _holds_address(want: Want) -> bool:

@@ -39,6 +39,11 @@ log = logging.getLogger("skydns.kubeapi.kube")
 
 WRITERS = 8  # services converged at once
 SCAN_PAGE = 2000
+MAX_CONFLICTS = 30  # commits of one service refused in a row before it waits its turn again
+
+
+class Busy(Exception):
+    """A service's keys kept changing under its commits; it is tried again later."""
 
 
 class SyncStats:
@@ -294,11 +299,16 @@ class KubeSync:
             async with sem:
                 try:
                     await self.converge(key)
-                except (EtcdUnavailable, EtcdRefused, CommitUnknown) as err:
+                except (EtcdUnavailable, EtcdRefused, CommitUnknown, Busy) as err:
                     failed.add(key)
                     self.stats.error("etcd")
                     log.debug("service not written", extra={"kv": {
                         "service": "/".join(key), "error": str(err)}})
+                except Exception:  # a bug must cost one service, not the whole sync
+                    failed.add(key)
+                    self.stats.error("internal")
+                    log.exception("service not written", extra={"kv": {
+                        "service": "/".join(key)}})
 
         await asyncio.gather(*(one(key) for key in queue))
         return failed
@@ -313,6 +323,7 @@ class KubeSync:
         keys: set[str] = set()
         prefixes = {name_to_key(domain) + "/"}
         attempts = 0
+        written = 0
         while True:
             snap = await self.store.snapshot(keys, prefixes, deadline)
             planner = SyncPlanner(self.layout, snap)
@@ -328,19 +339,26 @@ class KubeSync:
                     "service": f"{ns}/{name}", "names": ",".join(planner.skipped)}})
             if plan.empty:
                 self.stats.synced += 1
-                return 0
+                return written
             try:
                 if await self.store.commit(plan, deadline):
                     ops = len(plan.puts) + len(plan.deletes)
                     self.stats.etcd_ops += ops
-                    self.stats.synced += 1
+                    written += ops
                     log.debug("service written", extra={"kv": {
                         "service": f"{ns}/{name}", "puts": len(plan.puts),
-                        "deletes": len(plan.deletes)}})
-                    return ops
+                        "deletes": len(plan.deletes), "partial": planner.partial}})
+                    if planner.partial:  # a big change goes in several transactions
+                        deadline = loop.time() + max(1.0, 2 * self.store.timeout)
+                        attempts = 0
+                        continue
+                    self.stats.synced += 1
+                    return written
             except CommitUnknown:
                 pass  # look again: a landed commit shows as nothing left to do
             attempts += 1
+            if attempts > MAX_CONFLICTS:
+                raise Busy(f"{attempts} commits refused")
             await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempts)))
 
     async def _scan_orphans(self) -> None:

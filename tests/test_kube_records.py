@@ -132,3 +132,13 @@ def test_converge_leaves_other_owners_alone():
     assert planner.skipped == [D]
     assert theirs not in plan.deletes and below not in plan.deletes
     assert list(plan.puts) == [candidate_keys("_http._tcp." + D, "SRV", D)[0]]
+
+
+def test_converge_splits_big_changes():
+    wants = [Want(D, "A", f"10.1.0.{i}") for i in range(1, 101)]
+    planner, plan = plan_for({}, wants)
+    assert planner.partial
+    written = {json.loads(v)["host"] for k, v in plan.puts.items() if "/monitor/" not in k}
+    assert len(written) == 30  # 3 keys each (record, refs, status) within 90 operations
+    assert len(plan.puts) + len(plan.deletes) <= planner.max_ops
+    assert len(plan.key_guards) + len(plan.range_guards) <= planner.max_ops + 1

@@ -370,3 +370,21 @@ def test_etcd_outage_delays_but_never_stops_the_sync(etcd, fake, token_file):
             assert all(t.done() is False for t in sync._tasks)
 
     run_async(main())
+
+
+def test_a_big_headless_service_is_written_in_several_transactions(etcd, fake, token_file):
+    ips = [f"10.2.{i // 250}.{i % 250 + 1}" for i in range(150)]
+
+    async def main():
+        async with running_sync(etcd, fake.url, token_file) as sync:
+            fake.put("services", service("web", headless=True))
+            fake.put("endpointslices", endpoint_slice("web", [(ip, True, f"w-{i}")
+                                                              for i, ip in enumerate(ips)]))
+            await until(lambda: len(kube_records(etcd).get(WEB, [])) == 150, timeout=30)
+            await until(lambda: len(etcd.get_prefix(STATUS)) == 150)
+            fake.delete("services", "default", "web")
+            await until(lambda: names(etcd) == set(), timeout=30)
+            assert etcd.get_prefix(STATUS) == {} and etcd.get_prefix(REFS) == {}
+            assert "internal" not in sync.stats.errors
+
+    run_async(main())
