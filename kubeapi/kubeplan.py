@@ -44,8 +44,11 @@ class SyncPlanner(Planner):
             return  # covered by the range guard on the service's prefix
         super()._guard(key)
 
-    def converge(self, domain: str, wants: list[Want]) -> Plan:
-        """The plan that makes the owned keys at and below `domain` hold exactly `wants`."""
+    def converge(self, domain: str, wants: list[Want],
+                 ports: dict[str, list[int]] | None = None) -> Plan:
+        """The plan that makes the owned keys at and below `domain` hold exactly `wants`;
+        `ports` (by address) go into status keys this plan creates, for the scanners."""
+        ports = ports or {}
         prefix = name_to_key(domain) + "/"
         self._prefix = prefix
         stored: dict[str, list[Stored]] = {}
@@ -87,8 +90,8 @@ class SyncPlanner(Planner):
                 continue
             taken.add(key)
             if _holds_address(want):
-                self._add_address(want.name, want.value, key, value,
-                                  [want.port] if want.port else [], False, OWNER)
+                probe = list(ports.get(want.value, ())) + ([want.port] if want.port else [])
+                self._add_address(want.name, want.value, key, value, probe, False, OWNER)
             else:
                 self._put(key, value)
         self.plan.range_guards[prefix] = "mod"

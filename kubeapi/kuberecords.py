@@ -175,3 +175,24 @@ def service_records(svc: dict, slices: list[dict], zone: str,
         for port_name, proto, number in _named_ports(spec.get("ports")):
             wants.add(Want(_srv_name(port_name, proto, domain), "SRV", domain, number))
     return sorted(wants)
+
+
+def _tcp_ports(ports) -> list[int]:
+    return sorted({p["port"] for p in ports or [] if isinstance(p, dict)
+                   and str(p.get("protocol") or "TCP").upper() == "TCP"
+                   and isinstance(p.get("port"), int) and 0 < p["port"] < 65536})
+
+
+def probe_ports(svc: dict, slices: list[dict], wants: list[Want]) -> dict[str, list[int]]:
+    """The TCP ports a scanner may probe on each address of `wants` (for a new status key):
+    the service's ports on its own addresses, each slice's ports on its endpoints."""
+    ports: dict[str, set[int]] = {}
+    addresses = {w.value for w in wants if w.rtype in ("A", "AAAA")}
+    if is_headless(svc):
+        for ip, _, sl in ready_endpoints(slices, True):
+            ports.setdefault(ip, set()).update(_tcp_ports(sl.get("ports")))
+    else:
+        own = _tcp_ports((svc.get("spec") or {}).get("ports"))
+        for ip in addresses:
+            ports.setdefault(ip, set()).update(own)
+    return {ip: sorted(p) for ip, p in ports.items() if ip in addresses and p}

@@ -32,7 +32,13 @@ from skydns.store import backoff, prefix_range_end
 from .etcd import CommitUnknown, EtcdRefused, EtcdStore, EtcdUnavailable
 from .kubeclient import ENDPOINTSLICES, SERVICES, Gone, KubeClient, KubeError, Resource
 from .kubeplan import OWNER, SyncPlanner
-from .kuberecords import object_key, service_domain, service_records, slice_service
+from .kuberecords import (
+    object_key,
+    probe_ports,
+    service_domain,
+    service_records,
+    slice_service,
+)
 from .plan import Layout, NeedReads
 
 log = logging.getLogger("skydns.kubeapi.kube")
@@ -212,11 +218,14 @@ class KubeSync:
                 return obj
         return None
 
-    def wanted(self, key: tuple[str, str]):
+    def wanted(self, key: tuple[str, str]) -> tuple[list, dict]:
+        """The records service `key` wants, and the ports to probe on their addresses."""
         svc = self._service(key)
         if svc is None:
-            return []
-        return service_records(svc, self._slices_of_service(key), self.zone, self.ip_source)
+            return [], {}
+        slices = self._slices_of_service(key)
+        wants = service_records(svc, slices, self.zone, self.ip_source)
+        return wants, probe_ports(svc, slices, wants)
 
     def _slices_of_service(self, key):
         # An index rebuilt lazily: scanning every slice per service would be quadratic.
@@ -317,7 +326,7 @@ class KubeSync:
         """Make etcd hold what service `key` wants; the number of keys written."""
         ns, name = key
         domain = service_domain(ns, name, self.zone)
-        wants = self.wanted(key)
+        wants, ports = self.wanted(key)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(1.0, 2 * self.store.timeout)
         keys: set[str] = set()
@@ -328,7 +337,7 @@ class KubeSync:
             snap = await self.store.snapshot(keys, prefixes, deadline)
             planner = SyncPlanner(self.layout, snap)
             try:
-                plan = planner.converge(domain, wants)
+                plan = planner.converge(domain, wants, ports)
             except NeedReads as more:
                 keys |= more.keys
                 prefixes |= more.prefixes

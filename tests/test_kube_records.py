@@ -6,7 +6,7 @@ import json
 import pytest
 
 from kubeapi.kubeplan import OWNER, SyncPlanner
-from kubeapi.kuberecords import Want, service_records
+from kubeapi.kuberecords import Want, probe_ports, service_records
 from kubeapi.plan import Layout, NeedReads, Snapshot
 from kubeapi.records import candidate_keys, encode
 from skydns.store import KV
@@ -68,7 +68,7 @@ def test_service_records(what, obj, slices, source, want):
 LAYOUT = Layout(ZONE, "/skydns/monitor/status/", "/skydns/monitor/refs/")
 
 
-def plan_for(kvs: dict, wants):
+def plan_for(kvs: dict, wants, ports=None):
     """Run the planner until it has every key it asks for (what kubesync.converge does)."""
     items = {k: KV(k, v if isinstance(v, bytes) else json.dumps(v).encode(), 5, 0)
              for k, v in kvs.items()}
@@ -76,7 +76,7 @@ def plan_for(kvs: dict, wants):
     while True:
         planner = SyncPlanner(LAYOUT, Snapshot(9, items, keys, prefixes))
         try:
-            return planner, planner.converge(D, wants)
+            return planner, planner.converge(D, wants, ports)
         except NeedReads as more:
             keys |= more.keys
             prefixes |= more.prefixes
@@ -142,3 +142,15 @@ def test_converge_splits_big_changes():
     assert len(written) == 30  # 3 keys each (record, refs, status) within 90 operations
     assert len(plan.puts) + len(plan.deletes) <= planner.max_ops
     assert len(plan.key_guards) + len(plan.range_guards) <= planner.max_ops + 1
+
+
+def test_probe_ports_for_new_status_keys():
+    obj = svc(ports=(("http", 80), ("dns", 53)))
+    obj["spec"]["ports"][1]["protocol"] = "UDP"  # a scanner's TCP connect cannot probe it
+    assert probe_ports(obj, [], service_records(obj, [], ZONE, BOTH)) == {"10.96.0.1": [80]}
+    headless = svc(headless=True)
+    slices = [endpoint_slice("web", [("10.1.0.1", True, None), ("10.1.0.2", False, None)])]
+    wants = service_records(headless, slices, ZONE, BOTH)
+    assert probe_ports(headless, slices, wants) == {"10.1.0.1": [8080]}
+    _, plan = plan_for({}, [Want(D, "A", "10.96.0.1")], {"10.96.0.1": [80, 443]})
+    assert json.loads(plan.puts["/skydns/monitor/status/10.96.0.1"])["ports"] == [80, 443]

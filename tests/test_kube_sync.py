@@ -88,7 +88,7 @@ def test_service_records_follow_adds_changes_and_deletes(etcd, fake, token_file)
             await until(lambda: kube_records(etcd).get(WEB) == [("A", "10.96.0.5", 0)])
             assert kube_records(etcd)["_http._tcp." + WEB] == [("SRV", WEB, 80)]
             status = json.loads(etcd.get(STATUS + "10.96.0.5"))
-            assert status["status"] == "UP"
+            assert status == {"status": "UP", "ports": [80]}  # the scanners probe port 80
             fake.put("services", service("web", cluster_ip="10.96.0.5",
                                          external_ips=["192.0.2.9"], ports=(("http", 81),)))
             await until(lambda: kube_records(etcd).get(WEB) == [("A", "192.0.2.9", 0)])
