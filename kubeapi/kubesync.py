@@ -109,6 +109,7 @@ class Informer:
                         "resource": self.label, "failures": failures, "error": str(err)}})
             finally:
                 self.watching = False
+                self.sync.update_connected()
             if failures:
                 await asyncio.sleep(backoff(failures, self.sync.backoff_min,
                                             self.sync.backoff_max))
@@ -125,11 +126,10 @@ class Informer:
         self.sync.stats.relists += 1
         for obj in list(old.values()) + items:
             self.sync.touched(self.resource, obj)
-        first = not self.listed.is_set()
         self.listed.set()
         log.info("listed", extra={"kv": {"resource": self.label, "objects": len(self.objects),
                                          "version": version}})
-        self.sync.relisted(self.resource, first)
+        self.sync.relisted(self.resource)
 
     async def _watch(self) -> int:
         count = 0
@@ -197,7 +197,7 @@ class KubeSync:
             self.dirty.add(key)
             self._wake.set()
 
-    def relisted(self, resource: Resource, first: bool) -> None:
+    def relisted(self, resource: Resource) -> None:
         if resource is SERVICES:
             self._scan_needed = True
             self._wake.set()

@@ -388,3 +388,16 @@ def test_a_big_headless_service_is_written_in_several_transactions(etcd, fake, t
             assert "internal" not in sync.stats.errors
 
     run_async(main())
+
+
+def test_watches_end_by_timeout_seconds_and_resume(etcd, fake, token_file):
+    async def main():
+        async with running_sync(etcd, fake.url, token_file,
+                                **{"kube-watch-timeout": 1.0}) as sync:
+            await until(lambda: sync.stats.watch_restarts >= 4)
+            fake.put("services", service("web", cluster_ip="10.96.7.1"))
+            await until(lambda: WEB in names(etcd))
+            assert sync.stats.relists == 2
+            assert any("timeoutSeconds=1" in p for _, p in fake.kube.requests)
+
+    run_async(main())
