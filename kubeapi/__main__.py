@@ -36,7 +36,10 @@ read them. Routes (token via ?token= or 'Authorization: Bearer'; /healthz needs 
 NAME is relative to the zone (cctv2) or fully qualified inside it (cctv2.skydns.local).
 Writes answer OK (201/200), errors one line 'ERR, <reason>' with a 4xx/5xx status.
 SIGTERM or SIGINT stops the server; SIGHUP reloads the tokens and [Log] (other changes
-need a restart)."""
+need a restart).
+With [Kube2Skydns] kube-enable = true it also keeps records for a Kubernetes cluster's
+Services and EndpointSlices (<svc>.<ns>.svc.<domain>, owner 'kubernetes'; list + watch,
+resumed, relisted on 410 and compared with etcd); api-enable = false then runs only that."""
 
 
 def _parser() -> argparse.ArgumentParser:
