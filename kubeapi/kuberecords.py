@@ -140,9 +140,9 @@ def service_records(svc: dict, slices: list[dict], zone: str,
                     ip_source: list[str]) -> list[Want]:
     """What the zone holds for one service, sorted (so equal inputs give equal lists)."""
     key = object_key(svc)
-    if key is None:
-        return []
-    ns, name = key
+    if key is None or not _label(key[0]) or not _label(key[1]):
+        return []  # the API server allows no other names; a label with a dot would nest
+    ns, name = key[0].lower(), key[1].lower()
     domain = service_domain(ns, name, zone)
     spec, status = svc.get("spec") or {}, svc.get("status") or {}
     kind = spec.get("type", "ClusterIP")

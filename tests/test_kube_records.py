@@ -36,6 +36,8 @@ CASES = [
     ("cluster only by config", svc(external_ips=["192.0.2.7"]), [], ["cluster"],
      [Want(D, "A", "10.96.0.1"), Want("_http._tcp." + D, "SRV", D, 80)]),
     ("external only, none there", svc(), [], ["external"], []),
+    ("not a DNS label", {**svc(), "metadata": {"name": "a.b", "namespace": "default"}}, [],
+     BOTH, []),
     ("unnamed port: no SRV", svc(ports=(("", 80),)), [], BOTH, [Want(D, "A", "10.96.0.1")]),
     ("dual stack", {**svc(), "spec": {"clusterIP": "10.96.0.1",
                                       "clusterIPs": ["10.96.0.1", "fd00::1"]}}, [], BOTH,
