@@ -5,6 +5,7 @@ Layout (DESIGN.md "etcd key layout", API style): every value of a record is one 
 
     A/AAAA  {"host": ip, "type": "A", "owner": o, "ttl"?: n, "ptr"?: true}
     SRV     {"host": ip, "type": "SRV", "port": p, "priority"?: n, "weight"?: n, "owner": o}
+            (the Kubernetes sync also writes SRV with a name as host: its target, no address)
     CNAME   {"host": "cctv2.skydns.local.", "type": "CNAME", "owner": o}   at the alias' name
     NS      {"host": ns, "type": "NS", "owner": o}
     MX      {"host": mail, "type": "MX", "priority": n, "owner": o}
