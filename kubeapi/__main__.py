@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from skydns import daemon, notify
-from skydns.config import load_or_exit
+from skydns.config import ConfigError, load_or_exit
 from skydns.logsetup import setup_logging
 
 log = logging.getLogger("skydns.kubeapi")
@@ -34,7 +35,10 @@ read them. Routes (token via ?token= or 'Authorization: Bearer'; /healthz needs 
 NAME is relative to the zone (cctv2) or fully qualified inside it (cctv2.skydns.local).
 Writes answer OK (201/200), errors one line 'ERR, <reason>' with a 4xx/5xx status.
 SIGTERM or SIGINT stops the server; SIGHUP reloads the tokens and [Log] (other changes
-need a restart)."""
+need a restart).
+With [Kube2Skydns] kube-enable = true it also keeps records for a Kubernetes cluster's
+Services and EndpointSlices (<svc>.<ns>.svc.<domain>, owner 'kubernetes'; list + watch,
+resumed, relisted on 410 and compared with etcd); api-enable = false then runs only that."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Config keys: [General] domain; [SkydnsApi] api-enable, api-address, "
-        "skydns-auth (admin token), max-body, status-public; [Tokens] owner = token; [Etcd]; "
+        "skydns-auth (admin token), max-body, status-public; [Tokens] owner = token; "
+        "[Kube2Skydns] kube-enable, kube-master, kube-token-file, kube-cafile, kube-config, "
+        "kube-namespaces, kube-ip-source, kube-watch-timeout, kube-backoff-max (Services and "
+        "EndpointSlices -> records owned by 'kubernetes', see docs/kubernetes.md); [Etcd]; "
         "[Log]. "
         "See kubeapi/README.md and etc/skydns-api.conf.",
     )
@@ -65,6 +72,7 @@ def request_deadline(etcd_section: dict) -> float:
 # Keys a running API cannot change: a reload that changes them says a restart is needed.
 _RESTART_KEYS = (("General", "domain"), ("SkydnsApi", "api-address"), ("SkydnsApi", "max-body"),
                  ("SkydnsApi", "status-public"), ("SkydnsApi", "api-enable"))
+_RESTART_SECTIONS = ("Etcd", "Kube2Skydns")
 
 
 class ApiProcess:
@@ -82,8 +90,7 @@ class ApiProcess:
         running = self.cfg
         stale = [f"[{section}] {key}" for section, key in _RESTART_KEYS
                  if cfg[section][key] != running[section][key]]
-        if cfg["Etcd"] != running["Etcd"]:
-            stale.append("[Etcd]")
+        stale += [f"[{name}]" for name in _RESTART_SECTIONS if cfg[name] != running[name]]
         log.info("config reloaded", extra={"kv": {"owners": len(cfg.get("Tokens", {}))}})
         if stale:
             log.warning("changes that need a restart were not applied",
@@ -117,29 +124,46 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
     layout = Layout(zone, etcd["status-path"], etcd["refs-path"])
     service = RecordService(store, layout, request_deadline(etcd))
     feed = StatusFeed(etcd, zone)
-    metrics = ApiMetrics(store, service, feed)
-    app = make_app(service, auth, zone, api["max-body"], feed=feed, metrics=metrics,
-                   status_public=api["status-public"], read_timeout=api["read-timeout"])
-    # keepalive_timeout: an idle connection between requests is closed after this long
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           keepalive_timeout=api["keepalive-timeout"])
-    await runner.setup()
+    kube = None
+    if cfg["Kube2Skydns"]["kube-enable"]:
+        from .kubesync import KubeSync
+
+        kube = KubeSync(cfg["Kube2Skydns"], store, layout)
+    metrics = ApiMetrics(store, service, feed, kube=kube.stats if kube else None)
+    runner = None
     host, port = api["api-address"]
-    try:
-        limits = ConnectionLimits(api["max-connections"], api["max-per-client"])
-        await GuardedSite(runner, host, port, reuse_address=True, backlog=1024,
-                          head_timeout=api["read-timeout"], limits=limits).start()
-    except OSError as err:
-        await runner.cleanup()
-        await store.close()
-        raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: "
-                         f"{err.strerror or err}") from None
-    # The status view fills from etcd in the background: the API itself does not need it,
-    # and until it is loaded the page says so.
-    await feed.start()
-    log.info("listening", extra={"kv": {"address": f"{host}:{port}", "zone": zone,
-                                        "owners": len(cfg.get("Tokens", {})),
-                                        "status_public": api["status-public"]}})
+    if api["api-enable"]:
+        app = make_app(service, auth, zone, api["max-body"], feed=feed, metrics=metrics,
+                       status_public=api["status-public"], read_timeout=api["read-timeout"])
+        # keepalive_timeout: an idle connection between requests is closed after this long
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               keepalive_timeout=api["keepalive-timeout"])
+        await runner.setup()
+        try:
+            limits = ConnectionLimits(api["max-connections"], api["max-per-client"])
+            await GuardedSite(runner, host, port, reuse_address=True, backlog=1024,
+                              head_timeout=api["read-timeout"], limits=limits).start()
+        except OSError as err:
+            await runner.cleanup()
+            await store.close()
+            raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: "
+                             f"{err.strerror or err}") from None
+        # The status view fills from etcd in the background: the API itself does not need
+        # it, and until it is loaded the page says so.
+        await feed.start()
+    if kube is not None:
+        # In the background: an unreachable API server must not keep the REST API down.
+        await kube.start()
+        log.info("Kubernetes sync started", extra={"kv": {
+            "master": cfg["Kube2Skydns"]["kube-master"] or cfg["Kube2Skydns"]["kube-config"]
+            or "in-cluster", "namespaces": ",".join(cfg["Kube2Skydns"]["kube-namespaces"])
+            or "*"}})
+    if runner is None:
+        log.info("[SkydnsApi] api-enable is false: only the Kubernetes sync runs")
+    else:
+        log.info("listening", extra={"kv": {"address": f"{host}:{port}", "zone": zone,
+                                            "owners": len(cfg.get("Tokens", {})),
+                                            "status_public": api["status-public"]}})
     notify.ready(f"serving {zone} on {host}:{port}")
     try:
         await stop.wait()
@@ -147,17 +171,29 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
         notify.stopping()
         log.info("stopping")
         feed.closed.set()  # ends the open event streams, so the shutdown need not wait
-        await runner.cleanup()
-        await feed.stop()
+        if kube is not None:
+            await kube.stop()
+        if runner is not None:
+            await runner.cleanup()
+            await feed.stop()
         await store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "api")
+    kube = cfg["Kube2Skydns"]
+    if (kube["kube-enable"] and not kube["kube-master"] and not kube["kube-config"]
+            and not os.environ.get("KUBERNETES_SERVICE_HOST")):
+        err = ConfigError(args.config_file, "kube-enable is true but there is no API server: "
+                          "set kube-master or kube-config (or run in a pod)",
+                          "Kube2Skydns", "kube-master")
+        print(f"skydns-kubeapi: config error: {err}", file=sys.stderr)
+        return 2
     setup_logging(cfg["Log"], "skydns-kubeapi")
-    if not cfg["SkydnsApi"]["api-enable"]:
-        log.info("[SkydnsApi] api-enable is false: nothing to serve")
+    if not cfg["SkydnsApi"]["api-enable"] and not cfg["Kube2Skydns"]["kube-enable"]:
+        log.info("[SkydnsApi] api-enable is false (and [Kube2Skydns] kube-enable too): "
+                 "nothing to serve")
         return 0
     daemon.serve(lambda: ApiProcess(cfg), config_path=args.config_file, kind="api",
                  program="skydns-kubeapi", logger=log)

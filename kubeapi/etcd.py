@@ -48,11 +48,19 @@ class CommitUnknown(Exception):
     """A commit failed in transit: it may or may not have been applied."""
 
 
-def _chunks(ops: list, size: int = MAX_OPS_PER_TXN) -> list:
+ETCD_MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
+
+
+def _chunks(ops: list, size: int = MAX_OPS_PER_TXN, compares: int = 0) -> list:
     """Ops as one flat list if small enough, else as nested transactions: etcd limits the ops
-    per transaction level (--max-txn-ops, 128 by default), not the total."""
-    if len(ops) <= size:
+    per transaction level (--max-txn-ops, 128 by default), not the total; but a nested
+    transaction may only hold what its parent's count (its compares or its ops, whichever is
+    more) leaves of that limit."""
+    if len(ops) <= max(size, compares):
         return ops
+    size = max(1, min(size, ETCD_MAX_TXN_OPS - 1 - compares))
+    while size > 1 and ETCD_MAX_TXN_OPS - max(compares, -(-len(ops) // size)) < size:
+        size -= 1
     return [rpc.RequestOp(request_txn=rpc.TxnRequest(success=ops[i:i + size]))
             for i in range(0, len(ops), size)]
 
@@ -152,7 +160,8 @@ class EtcdStore:
                     result=rpc.Compare.LESS, mod_revision=plan.revision + 1))
         ops = [put_op(k, v) for k, v in plan.puts.items()]
         ops += [delete_op(k) for k in plan.deletes]
-        request = rpc.TxnRequest(compare=compares, success=_chunks(ops))
+        request = rpc.TxnRequest(compare=compares,
+                                 success=_chunks(ops, compares=len(compares)))
         resp = await self._call("Txn", request, deadline, retry=False)
         return resp.succeeded
 

@@ -12,6 +12,13 @@ time by a collector, so those modules need not know about Prometheus.
     skydns_api_txn_conflicts_total                       commits refused by their guards
     skydns_api_status_clients                            open status event streams
     skydns_api_status_watch_connected{source}            1 while that status mirror watches
+    skydns_kube_services / skydns_kube_endpoints         known from the Kubernetes API
+    skydns_kube_services_synced_total                    services converged in etcd
+    skydns_kube_etcd_ops_total                           keys put or deleted by the sync
+    skydns_kube_watch_restarts_total / _relists_total    watches ended and resumed / lists
+    skydns_kube_errors_total{kind}                       api, etcd, foreign (name of another owner)
+    skydns_kube_last_sync_timestamp_seconds              when every change was last written
+    skydns_kube_watch_connected                          1 while every watch runs
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ STREAM_ROUTE = "/skydns/status/events"
 class _Sources:
     """Reads the plain counters of the API's parts at scrape time."""
 
-    def __init__(self, store=None, service=None, feed=None):
-        self.store, self.service, self.feed = store, service, feed
+    def __init__(self, store=None, service=None, feed=None, kube=None):
+        self.store, self.service, self.feed, self.kube = store, service, feed, kube
 
     def describe(self):
         return []  # computed at scrape time; nothing to check at registration
@@ -60,17 +67,45 @@ class _Sources:
             for source, mirror in self.feed.mirrors.items():
                 watch.add_metric([source], 1 if mirror.connected else 0)
             yield watch
+        if self.kube is not None:
+            yield from _kube_metrics(self.kube)
+
+
+def _kube_metrics(stats):
+    services, endpoints = stats.known()
+    yield GaugeMetricFamily("skydns_kube_services", "Services known from the Kubernetes API",
+                            value=services)
+    yield GaugeMetricFamily("skydns_kube_endpoints",
+                            "Ready endpoint addresses known from the Kubernetes API",
+                            value=endpoints)
+    yield CounterMetricFamily("skydns_kube_services_synced", "Services converged in etcd",
+                              value=stats.synced)
+    yield CounterMetricFamily("skydns_kube_etcd_ops", "etcd keys put or deleted by the sync",
+                              value=stats.etcd_ops)
+    yield CounterMetricFamily("skydns_kube_watch_restarts", "Watches ended and resumed",
+                              value=stats.watch_restarts)
+    yield CounterMetricFamily("skydns_kube_relists", "Full lists (start, 410 Gone)",
+                              value=stats.relists)
+    errors = CounterMetricFamily("skydns_kube_errors", "Sync errors by kind", labels=["kind"])
+    for kind, count in sorted(stats.errors.items()):
+        errors.add_metric([kind], count)
+    yield errors
+    yield GaugeMetricFamily("skydns_kube_last_sync_timestamp_seconds",
+                            "Unix time every known change was last written to etcd",
+                            value=stats.last_sync)
+    yield GaugeMetricFamily("skydns_kube_watch_connected", "1 while every watch runs",
+                            value=1 if stats.connected else 0)
 
 
 class ApiMetrics:
-    def __init__(self, store=None, service=None, feed=None):
+    def __init__(self, store=None, service=None, feed=None, kube=None):
         self.registry = CollectorRegistry()
         self.requests = Counter("skydns_api_requests", "HTTP requests answered",
                                 ["method", "route", "code"], registry=self.registry)
         self.duration = Histogram("skydns_api_request_duration_seconds",
                                   "Time to answer an HTTP request", ["method", "route"],
                                   registry=self.registry)
-        self.registry.register(_Sources(store, service, feed))
+        self.registry.register(_Sources(store, service, feed, kube))
 
     def observe(self, method: str, route: str, code: int, seconds: float) -> None:
         method = method if method in METHODS else "other"

@@ -5,6 +5,7 @@ Layout (DESIGN.md "etcd key layout", API style): every value of a record is one 
 
     A/AAAA  {"host": ip, "type": "A", "owner": o, "ttl"?: n, "ptr"?: true}
     SRV     {"host": ip, "type": "SRV", "port": p, "priority"?: n, "weight"?: n, "owner": o}
+            (the Kubernetes sync also writes SRV with a name as host: its target, no address)
     CNAME   {"host": "cctv2.skydns.local.", "type": "CNAME", "owner": o}   at the alias' name
     NS      {"host": ns, "type": "NS", "owner": o}
     MX      {"host": mail, "type": "MX", "priority": n, "owner": o}
@@ -66,6 +67,13 @@ def ip_sort_key(ip: str) -> tuple[int, int]:
     return addr.version, int(addr)
 
 
+def value_sort_key(value: str) -> tuple:
+    """Addresses numerically, then names (SRV targets) alphabetically."""
+    if value.endswith("."):
+        return (1, 0, value)
+    return (0, *ip_sort_key(value))
+
+
 # --- stored values -----------------------------------------------------------------------------
 
 
@@ -95,7 +103,8 @@ class Stored:
 
     @property
     def is_address(self) -> bool:
-        return self.rtype in ADDRESS_TYPES
+        # An SRV whose target is a name (Kubernetes services) holds no address.
+        return self.rtype in ADDRESS_TYPES and not self.value.endswith(".")
 
 
 def _num(obj: dict, field: str, high: int) -> int:
@@ -147,7 +156,7 @@ def decode(key: str, value: bytes, mod_revision: int) -> Stored | None:
         text = obj.get("text")
         value_text = text if isinstance(text, str) else ""
     else:
-        if (rtype in ADDRESS_TYPES) != is_ip:
+        if (rtype in ADDRESS_TYPES) != is_ip and not (rtype == "SRV" and host):
             return Stored(key, name, "", host, owner, mod_revision)
         value_text = host
     if not value_text:
@@ -336,8 +345,8 @@ def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str]
     owners = sorted({r.owner or "" for r in recs})
     entry["owner"] = owners[0] if len(owners) == 1 else owners
     if rtype in ADDRESS_TYPES:
-        recs = sorted(recs, key=lambda r: ip_sort_key(r.value))
-        entry["ips"] = [r.value for r in recs]
+        recs = sorted(recs, key=lambda r: value_sort_key(r.value))
+        entry["ips"] = [r.value for r in recs]  # an SRV's name targets come last
         if rtype == "SRV":
             entry["ports"] = [r.port for r in recs]
             for field in ("priority", "weight"):
@@ -347,7 +356,8 @@ def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str]
         ptrs = [r.value for r in recs if r.ptr]
         if ptrs:
             entry["ptr"] = ptrs
-        entry["status"] = {r.value: statuses[r.value] for r in recs if r.value in statuses}
+        entry["status"] = {r.value: statuses[r.value] for r in recs
+                           if r.is_address and r.value in statuses}
         with_checks = {r.value: checks[r.value] for r in recs if checks.get(r.value)}
         if with_checks:
             entry["checks"] = with_checks

@@ -58,6 +58,8 @@ def record_address(key: str, value: bytes) -> Address | None:
     if rec is None or not rec.value:
         return None
     if rec.rtype in ADDRESS_TYPES:
+        if not rec.is_address:
+            return None  # an SRV targeting a name: no address to show
         return Address(rec.name, rec.rtype, rec.value, rec.port if rec.rtype == "SRV" else 0)
     if rec.rtype == "" and not rec.value.endswith("."):
         try:

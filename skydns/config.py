@@ -167,6 +167,16 @@ max-per-client = integer_range(0, default=100)
 status-public = flag(default=False)
 [Tokens]
 __many__ = token
+[Kube2Skydns]
+kube-enable = flag(default=False)
+kube-master = kube_url(default="")
+kube-token-file = text(default="")
+kube-cafile = text(default="")
+kube-config = text(default="")
+kube-namespaces = kube_namespaces(default=list())
+kube-ip-source = kube_ip_source(default=list("external", "cluster"))
+kube-watch-timeout = seconds(default=300.0)
+kube-backoff-max = seconds(default=30.0)
 """
     + _ETCD_SPEC
     + _LOG_SPEC
@@ -488,6 +498,37 @@ def _check_hostname(value):
     return name
 
 
+_KUBE_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+KUBE_IP_SOURCES = ("external", "cluster")
+
+
+def _check_kube_url(value):
+    url = _single(value).strip()
+    if url and not re.fullmatch(r"https?://[^/\s]+/?", url):
+        raise _Invalid(f"expected http(s)://host[:port], got {url!r}")
+    return url.rstrip("/")
+
+
+def _check_kube_namespaces(value):
+    names = [n for n in _items(value) if n]
+    for name in names:
+        if not _KUBE_NAME_RE.fullmatch(name):
+            raise _Invalid(f"{name!r} is not a Kubernetes namespace name")
+    return sorted(set(names))
+
+
+def _check_kube_ip_source(value):
+    kinds = [k.lower() for k in _items(value) if k]
+    if not kinds:
+        raise _Invalid(f"expected a list of {', '.join(KUBE_IP_SOURCES)}")
+    for kind in kinds:
+        if kind not in KUBE_IP_SOURCES:
+            raise _Invalid(f"expected {' or '.join(KUBE_IP_SOURCES)}, got {kind!r}")
+    if len(set(kinds)) != len(kinds):
+        raise _Invalid("a kind is listed twice")
+    return kinds
+
+
 def _check_token(value):
     token = _single(value).strip()
     if not token:
@@ -513,6 +554,9 @@ _CHECKS = {
     "optional_domain": _check_optional_domain,
     "hostname": _check_hostname,
     "token": _check_token,
+    "kube_url": _check_kube_url,
+    "kube_namespaces": _check_kube_namespaces,
+    "kube_ip_source": _check_kube_ip_source,
 }
 
 
@@ -655,6 +699,16 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
         if problems:
             key, reason = problems[0]
             raise ConfigError(path, reason, "Tokens", key)
+        kube = result["Kube2Skydns"]
+        for key in ("kube-token-file", "kube-cafile", "kube-config"):
+            if kube[key]:
+                kube[key] = _resolve_file(base_dir, kube[key])
+                if kube["kube-enable"] and not os.path.isfile(kube[key]):
+                    raise ConfigError(path, f"file {kube[key]!r} does not exist",
+                                      "Kube2Skydns", key)
+        if kube["kube-config"] and kube["kube-master"]:
+            raise ConfigError(path, "give kube-master or kube-config, not both",
+                              "Kube2Skydns", "kube-config")
     elif kind == "scanner":
         if general["heartbeat-interval"] >= general["agent-downtime"]:
             raise ConfigError(
