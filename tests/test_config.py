@@ -26,6 +26,7 @@ SAMPLES = {
     "scanner": "skydns-scanner.conf",
     "schedule": "skydns-schedule.conf",
     "api": "skydns-api.conf",
+    "janitor": "skydns-janitor.conf",
 }
 
 
