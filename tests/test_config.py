@@ -505,3 +505,30 @@ def test_pdns_section(tmp_path):
     path.write_text("[Pdns]\nsocket-mode = 999\n")
     with pytest.raises(ConfigError, match=r"\[Pdns\] socket-mode"):
         load_config(str(path), "dns")
+
+
+# --------------------------------------------------------------------------- janitor
+
+
+def test_janitor_recursors_and_key_file(tmp_path):
+    (tmp_path / "key").write_text("s3cret\n")
+    path = write(tmp_path, "[Janitor]\nrecursors = http://127.0.0.1:8082/, https://[::1]:8443\n"
+                 "api-key-file = key\n", "skydns-janitor.conf")
+    cfg = load_config(path, "janitor")["Janitor"]
+    assert cfg["recursors"] == ["http://127.0.0.1:8082", "https://[::1]:8443"]
+    assert cfg["api-key"] == "s3cret"
+    assert cfg["api-key-file"] == str(tmp_path / "key")
+
+
+@pytest.mark.parametrize("text, where", [
+    ("[Janitor]\nrecursors = 127.0.0.1:8082\n", "[Janitor] recursors: "),
+    ("[Janitor]\nrecursors = ftp://127.0.0.1\n", "[Janitor] recursors: "),
+    ("[Janitor]\nrecursors = http://127.0.0.1:99999\n", "[Janitor] recursors: "),
+    ("[Janitor]\nrecursors = ,\n", "[Janitor] recursors: "),
+    ("[Janitor]\napi-key-file = missing\n", "[Janitor] api-key-file: cannot read"),
+    ("[Janitor]\napi-key = a\napi-key-file = b\n", "[Janitor] api-key-file: set api-key"),
+    ("[Janitor]\ncoalesce = 0\n", "[Janitor] coalesce: "),
+])
+def test_janitor_bad_values(tmp_path, text, where):
+    _, message = config_error(tmp_path, text, "janitor")
+    assert where in message
