@@ -1,10 +1,10 @@
 """One PowerDNS Recursor behind its HTTP API: a queue of names to purge and the task draining it.
 
 Every recursor has its own queue and task, so one that is slow or down delays nobody else.
-The queue is a dict keyed by (name, subtree), so a burst of changes to one name waiting for
-the next round is one purge; rounds start at most every `coalesce` seconds. A round that
-fails on the network (or 5xx, or a refused API key) puts its names back and waits with
-backoff, so a recursor that comes back is purged of everything it missed. When more than
+The queue is a dict keyed by (name, subtree): a name is purged at once, then at most once per
+`coalesce` seconds, so a burst of changes to one name costs one purge now and one after.
+A round that fails on the network (or 5xx, or a refused API key) puts its names back and
+waits with backoff, so a recursor that comes back is purged of everything it missed. When more than
 `max-pending` names wait, they are replaced by a purge of the whole zones.
 """
 
@@ -45,6 +45,8 @@ class Recursor:
         self.zones = zones  # what a collapsed queue purges (subtrees)
         self.metrics = metrics
         self.pending: dict[Item, float] = {}  # item -> time.monotonic() of its oldest change
+        self.last: dict[Item, float] = {}  # item -> when it was last purged (recent ones only)
+        self._timer: asyncio.TimerHandle | None = None
         self.wake = asyncio.Event()
         self.up = True
         self.failures = 0  # consecutive failed rounds
@@ -77,11 +79,13 @@ class Recursor:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if not self.pending:
+            batch = self._due(time.monotonic())
+            if not batch:
                 continue
-            batch, self.pending = self.pending, {}
             started = time.monotonic()
             left = await self._round(session, batch)
+            for item in batch.keys() - left.keys():
+                self.last[item] = started
             if left:
                 for item, when in left.items():  # keep the older change time: lag is honest
                     self.pending[item] = min(when, self.pending.get(item, when))
@@ -95,9 +99,24 @@ class Recursor:
                 log.info("recursor purged again", extra=kv(recursor=self.url))
             self.failures = 0
             self._set_up(True)
-            rest = self.coalesce - (time.monotonic() - started)
-            if rest > 0:  # changes arriving meanwhile gather into the next round
-                await asyncio.sleep(rest)
+            if self.pending:
+                self.wake.set()
+
+    def _due(self, now: float) -> dict[Item, float]:
+        """Take the pending items not purged within the last `coalesce` seconds; the others
+        wait (a timer wakes the task when the first of them is due)."""
+        last, window = self.last, self.coalesce
+        for item in [i for i, t in last.items() if now - t >= window]:
+            del last[item]  # only recent purges are remembered
+        due = {i: w for i, w in self.pending.items() if i not in last}
+        for item in due:
+            del self.pending[item]
+        if self.pending:
+            wait = min(last[i] for i in self.pending) + window - now
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(max(wait, 0.0), self.wake.set)
+        return due
 
     async def _round(self, session, batch: dict[Item, float]) -> dict[Item, float]:
         """Purge `batch`; returns the items still to do (after the first failure, all the
