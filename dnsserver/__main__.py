@@ -16,6 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skydns",
         epilog="Subcommands: 'skydns dump --help' (print the zone), "
+        "'skydns resolv-conf --help' (a resolv.conf for hosts and containers), "
         "'skydns up --help' (run the whole suite locally).",
         description="Health-aware DNS: answers for dns-domain from an in-memory copy of etcd, "
         "leaving out addresses whose status is DOWN; forwards other names to the configured "
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
 SUBCOMMANDS = {
     "dump": "dnsserver.dump",  # print the zone from etcd
+    "resolv-conf": "dnsserver.resolvconf",  # a resolv.conf for hosts and containers
     "up": "skydns.devup",  # start a local etcd and the whole suite, for a demo
 }
 
