@@ -69,6 +69,9 @@ class Janitor:
             self.metrics.recursor(url)
             if self._session is not None:
                 self._start(url)
+            if self.ready.is_set():  # added by a reload: its cache may hold anything
+                self.recursors[url].submit(Reached(subtrees=set(self.zones)), time.monotonic())
+                log.info("recursor added", extra=kv(recursor=url))
 
     def _start(self, url: str) -> None:
         self._tasks[url] = asyncio.get_running_loop().create_task(

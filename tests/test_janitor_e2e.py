@@ -8,6 +8,7 @@ by bench/janitor_bench.py; the deadlines here are generous so a loaded machine c
 
 from __future__ import annotations
 
+import signal
 import time
 import urllib.request
 
@@ -166,3 +167,28 @@ def test_down_recursor_is_retried_and_others_are_not_held_up(etcd, front):
     finally:
         janitor.stop()
         silent.close()
+
+
+def test_sighup_applies_a_new_recursor_list(etcd, front):
+    skydns, recursor = front
+    janitor = Janitor(etcd.endpoint, [recursor])
+    janitor.config.write_text(janitor.config.read_text().replace(
+        f"recursors = {recursor.url}", "recursors = http://127.0.0.1:1"))
+    janitor.start()
+    try:
+        assert cached(recursor, "web.example.test.") == ["10.0.0.1", "10.0.0.2"]
+        etcd.put("/skydns/monitor/status/10.0.0.2", {"status": "DOWN"})
+        skydns_has(skydns, "web.example.test.", ["10.0.0.1"])
+        assert recursor.answer("web.example.test.") == ["10.0.0.1", "10.0.0.2"]  # not ours yet
+        janitor.config.write_text(janitor.config.read_text().replace(
+            "recursors = http://127.0.0.1:1", f"recursors = {recursor.url}"))
+        janitor.proc.send_signal(signal.SIGHUP)
+        # a recursor added by a reload is purged of the zones: the stale answer goes
+        wait_for(lambda: recursor.answer("web.example.test.") == ["10.0.0.1"],
+                 timeout=DEADLINE, message=janitor.logs())
+        assert "recursor removed" in janitor.logs()
+        etcd.put("/skydns/monitor/status/10.0.0.2", {"status": "UP"})
+        wait_for(lambda: recursor.answer("web.example.test.") == ["10.0.0.1", "10.0.0.2"],
+                 timeout=DEADLINE, message=janitor.logs())
+    finally:
+        janitor.stop()
