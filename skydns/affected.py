@@ -7,7 +7,8 @@ direction, from a change to the names it reaches:
 
 - a name answers with every record at or below it (the SkyDNS rule), so a record at a path
   reaches that name and every name above it up to its zone's apex; the apex itself answers
-  only with what is stored at it and with its `dns/ns` records;
+  only with what is stored at it and with its `dns/ns` records (a reverse zone's apex exists
+  only while records are below it, so it is always reached);
 - an answer that follows a CNAME, or adds glue for an SRV/MX/NS target, reads the target's
   name and what is below it, so the names whose records point at a reached name are reached
   too (chains at most MAX_HOPS long, as the server follows);
@@ -57,12 +58,14 @@ def zone_apex(path: Path, domain_path: Path) -> Path | None:
 
 def answering(path: Path, domain_path: Path) -> list[Path]:
     """The names whose answers read a record stored at `path`: it and every name above it
-    below the apex; the apex too when the record is at it or in its `dns/ns` subtree."""
+    below the apex; the apex too when the record is at it, in its `dns/ns` subtree, or in a
+    reverse zone."""
     apex = zone_apex(path, domain_path)
     if apex is None:
         return []
     out = [path[:depth] for depth in range(len(path), len(apex), -1)]
-    if path == apex or path[len(apex) : len(apex) + 2] == NS_LABELS:
+    # A reverse zone is served only while it holds records: its apex comes and goes with them.
+    if path == apex or path[len(apex) : len(apex) + 2] == NS_LABELS or apex in REVERSE_ZONES:
         out.append(apex)
     return out
 

@@ -1,7 +1,12 @@
 """skydns.affected: which names a record change or a status flip reaches (pure, no etcd)."""
 
+from dnslib import QTYPE
+
+from dnsserver.answer import Context, ZoneSettings, answer
+from dnsserver.index import RecordIndex
 from skydns.affected import Dependents, answering, reached, reached_by_record
-from skydns.keys import name_to_key, name_to_path
+from skydns.health import HealthView
+from skydns.keys import name_to_key, name_to_path, path_to_name
 from skydns.records import parse_record
 
 DOMAIN = "example.test."
@@ -81,7 +86,7 @@ def test_wildcard_is_a_subtree():
 def test_reverse_record_and_out_of_zone():
     got = reached(Dependents(), DOMAIN, [name_to_path("1.0.0.10.in-addr.arpa.")])
     assert got.names == {"1.0.0.10.in-addr.arpa.", "0.0.10.in-addr.arpa.", "0.10.in-addr.arpa.",
-                         "10.in-addr.arpa."}
+                         "10.in-addr.arpa.", "in-addr.arpa."}
     assert not reached(Dependents(), DOMAIN, [name_to_path("a.elsewhere.org.")])
 
 
@@ -95,3 +100,86 @@ def test_dependents_forget_replaced_and_deleted_records():
     deps.delete(key)
     assert deps.holders("10.0.0.7") == set()
     assert len(deps) == len(DEPS) - 1
+
+
+# --- against the server's own answer rules ------------------------------------------------------
+# The janitor may not import dnsserver/, so skydns.affected restates its rules backwards; here
+# every name's answers are computed by dnsserver.answer before and after each change, and every
+# name whose answer moved must be among those the change reaches.
+
+ZONE_RECORDS = {
+    **DEPS,
+    "x.www.example.test.": '{"host": "alias.example.test"}',
+    "x.mx.example.test.": '{"host": "a2.web.example.test", "mail": true, "priority": 10}',
+    "ns1.ns.dns.example.test.": '{"host": "a1.web.example.test"}',
+    "x.v6.example.test.": '{"host": "2001:db8::1"}',
+    "x.txt.example.test.": '{"text": "hello"}',
+    "1.0.0.10.in-addr.arpa.": '{"host": "a1.web.example.test"}',
+    "b.deep.sub.example.test.": '{"host": "10.0.0.3", "port": 8080}',
+}
+QTYPES = (QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.CNAME, QTYPE.TXT, QTYPE.MX, QTYPE.NS, QTYPE.PTR)
+
+
+def _answers(records: dict, down: set) -> dict:
+    index, health = RecordIndex(), HealthView()
+    for name, value in records.items():
+        index.put(parse_record(name_to_key(name), name_to_path(name), value.encode()))
+    for ip in down:
+        health.set(ip, "DOWN")
+    ctx = Context(index, health, ZoneSettings(domain=DOMAIN))
+    names = {DOMAIN}
+    for name in records:
+        path = name_to_path(name)
+        names |= {path_to_name(path[:d]) for d in range(2, len(path) + 1)}
+    out = {}
+    for name in names:
+        if not (name.endswith(DOMAIN) or name.endswith("in-addr.arpa.")):
+            continue
+        for qtype in QTYPES:
+            ans = answer(ctx, name, qtype)
+            out[name, qtype] = (ans.rcode, [str(rr) for rr in ans.answer],
+                                sorted(str(rr) for rr in ans.additional))
+    return out
+
+
+def _moved(before: dict, after: dict) -> set[str]:
+    return {name for (name, qtype) in before.keys() | after.keys()
+            if before.get((name, qtype)) != after.get((name, qtype))}
+
+
+def test_every_answer_a_record_change_moves_is_reached():
+    base = _answers(ZONE_RECORDS, set())
+    deps = deps_with(ZONE_RECORDS)
+    added = ["x.new.web.example.test.", "y.alias.example.test.", "z.example.test.",
+             "2.0.0.10.in-addr.arpa.", "ns2.ns.dns.example.test."]
+    for name in [*ZONE_RECORDS, *added]:
+        key = name_to_key(name)
+        for new_value in (None, '{"host": "10.0.0.99"}', '{"host": "db.example.test"}'):
+            records = dict(ZONE_RECORDS)
+            if new_value is None:
+                if name not in records:
+                    continue
+                del records[name]
+            else:
+                records[name] = new_value
+            moved = _moved(base, _answers(records, set()))
+            after = deps_with(records)
+            new = after.records.get(key)
+            old = deps.records.get(key)
+            # the janitor computes on its index after the change (watch.py); before, for a
+            # reload's differences: both must be enough
+            got = reached_by_record(after, DOMAIN, key, old, new).names
+            assert moved <= got, (name, new_value, moved - got)
+            got = reached_by_record(deps, DOMAIN, key, old, new).names
+            assert moved <= got, (name, new_value, moved - got)
+
+
+def test_every_answer_a_status_flip_moves_is_reached():
+    base = _answers(ZONE_RECORDS, set())
+    deps = deps_with(ZONE_RECORDS)
+    for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "2001:db8::1"):
+        moved = _moved(base, _answers(ZONE_RECORDS, {ip}))
+        got = reached(deps, DOMAIN, ips=[ip]).names
+        assert moved <= got, (ip, moved - got)
+        # 10.0.0.3 and 2001:db8::1 are alone at their names: fail open, nothing moves
+        assert bool(moved) == (ip in ("10.0.0.1", "10.0.0.2")), (ip, moved)
