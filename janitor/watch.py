@@ -98,9 +98,10 @@ class Janitor:
         if kind != "start":
             # skydns applies the same change from its own watch: a client asking the
             # recursor between our purge and that could put the old answer back in its
-            # cache. A second purge once skydns has surely caught up takes it out again.
-            asyncio.get_running_loop().call_later(self.cfg["Janitor"]["settle"], self._again,
-                                                  what)
+            # cache. Purges again once skydns has caught up take it out again.
+            loop = asyncio.get_running_loop()
+            for delay in self.cfg["Janitor"]["settle"]:
+                loop.call_later(delay, self._again, what)
 
     def _again(self, what: Reached) -> None:
         for recursor in self.recursors.values():

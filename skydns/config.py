@@ -169,7 +169,7 @@ api-key-file = text(default="")
 domain = domain(default="skydns.local.")
 timeout = seconds(default=2.0)
 coalesce = seconds(default=0.1)
-settle = seconds(default=0.5)
+settle = seconds_list(default=list("0.1", "1.0"))
 max-pending = integer_range(1, default=10000)
 metrics-addr = optional_hostport(as_text=True, default="")
 """
@@ -433,6 +433,10 @@ def _check_seconds(value):
     return seconds
 
 
+def _check_seconds_list(value):
+    return sorted(_check_seconds(item) for item in _items(value))
+
+
 def _check_hostport(value, default_port):
     return _wrap(lambda v: parse_hostport(_single(v), int(default_port)), value)
 
@@ -527,6 +531,7 @@ _CHECKS = {
     "choice": _check_choice,
     "integer_range": _check_integer_range,
     "seconds": _check_seconds,
+    "seconds_list": _check_seconds_list,
     "hostport": _check_hostport,
     "optional_hostport": _check_optional_hostport,
     "nameserver_list": _check_nameserver_list,

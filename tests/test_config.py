@@ -518,6 +518,11 @@ def test_janitor_recursors_and_key_file(tmp_path):
     assert cfg["recursors"] == ["http://127.0.0.1:8082", "https://[::1]:8443"]
     assert cfg["api-key"] == "s3cret"
     assert cfg["api-key-file"] == str(tmp_path / "key")
+    assert cfg["settle"] == [0.1, 1.0]
+    path = write(tmp_path, "[Janitor]\nsettle = 2, 0.05\n", "b.conf")
+    assert load_config(path, "janitor")["Janitor"]["settle"] == [0.05, 2.0]
+    path = write(tmp_path, "[Janitor]\nsettle =\n", "c.conf")
+    assert load_config(path, "janitor")["Janitor"]["settle"] == []
 
 
 @pytest.mark.parametrize("text, where", [
@@ -528,6 +533,7 @@ def test_janitor_recursors_and_key_file(tmp_path):
     ("[Janitor]\napi-key-file = missing\n", "[Janitor] api-key-file: cannot read"),
     ("[Janitor]\napi-key = a\napi-key-file = b\n", "[Janitor] api-key-file: set api-key"),
     ("[Janitor]\ncoalesce = 0\n", "[Janitor] coalesce: "),
+    ("[Janitor]\nsettle = 0.1, x\n", "[Janitor] settle: "),
 ])
 def test_janitor_bad_values(tmp_path, text, where):
     _, message = config_error(tmp_path, text, "janitor")
