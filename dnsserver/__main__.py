@@ -17,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="skydns",
         epilog="Subcommands: 'skydns dump --help' (print the zone), "
         "'skydns dnssec ds --config-file PATH' (DS records of the [Dns] dnssec keys), "
+        "'skydns resolv-conf --help' (a resolv.conf for hosts and containers), "
         "'skydns up --help' (run the whole suite locally).",
         description="Health-aware DNS: answers for dns-domain from an in-memory copy of etcd, "
         "leaving out addresses whose status is DOWN; forwards other names to the configured "
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 SUBCOMMANDS = {
     "dump": "dnsserver.dump",  # print the zone from etcd
     "dnssec": "dnsserver.dnssec_cli",  # DS records of the configured keys
+    "resolv-conf": "dnsserver.resolvconf",  # a resolv.conf for hosts and containers
     "up": "devup.up",  # start a local etcd and the whole suite, for a demo
 }
 

@@ -182,11 +182,29 @@ kube-backoff-max = seconds(default=30.0)
     + _LOG_SPEC
 )
 
-SPECS = {"dns": _DNS_SPEC, "scanner": _SCANNER_SPEC, "schedule": _SCHEDULE_SPEC, "api": _API_SPEC}
+_JANITOR_SPEC = (
+    """
+[Janitor]
+recursors = recursor_list(default=list("http://127.0.0.1:8082"))
+api-key = text(default="")
+api-key-file = text(default="")
+domain = domain(default="skydns.local.")
+timeout = seconds(default=2.0)
+coalesce = seconds(default=0.1)
+settle = seconds_list(default=list("0.1", "1.0"))
+max-pending = integer_range(1, default=10000)
+metrics-addr = optional_hostport(as_text=True, default="")
+"""
+    + _ETCD_SPEC
+    + _LOG_SPEC
+)
+
+SPECS = {"dns": _DNS_SPEC, "scanner": _SCANNER_SPEC, "schedule": _SCHEDULE_SPEC, "api": _API_SPEC,
+         "janitor": _JANITOR_SPEC}
 KINDS = tuple(SPECS)
 # The program that reads each kind of file, named in its config errors and warnings.
 PROGRAMS = {"dns": "skydns", "scanner": "skydns-scanner", "schedule": "skydns-schedule",
-            "api": "skydns-kubeapi"}
+            "api": "skydns-kubeapi", "janitor": "skydns-janitor"}
 
 
 # --------------------------------------------------------------------------- parsers
@@ -343,6 +361,23 @@ def _etcd_url(text: str) -> str:
     return f"{parts.scheme}://{host}:{port}"
 
 
+def _recursor_url(text: str) -> str:
+    """A PowerDNS Recursor API base URL, http(s)://host:port[/prefix], without trailing '/'."""
+    url = text.strip()
+    if "://" not in url:
+        raise ValueError(f"{url!r}: expected http://host:port or https://host:port")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{url!r}: scheme must be http or https")
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: no user info, query or fragment expected")
+    try:
+        _split_hostport(parts.netloc, 80 if parts.scheme == "http" else 443)
+    except ValueError as err:
+        raise ValueError(f"{url!r}: {err}") from None
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
 # --------------------------------------------------------------------------- checks
 # validate check functions: each gets the raw value (str, or list when the line had commas)
 # plus the spec's arguments as strings, returns the converted value, raises _Invalid.
@@ -423,6 +458,10 @@ def _check_seconds(value):
     return seconds
 
 
+def _check_seconds_list(value):
+    return sorted(_check_seconds(item) for item in _items(value))
+
+
 def _check_hostport(value, default_port):
     return _wrap(lambda v: parse_hostport(_single(v), int(default_port)), value)
 
@@ -460,6 +499,17 @@ def _check_url_list(value):
     urls = [_wrap(_etcd_url, item) for item in _items(value)]
     if not urls:
         raise _Invalid("at least one etcd server is required")
+    return urls
+
+
+def _check_recursor_list(value):
+    urls: list[str] = []
+    for item in _items(value):
+        url = _wrap(_recursor_url, item)
+        if url not in urls:
+            urls.append(url)
+    if not urls:
+        raise _Invalid("at least one recursor API URL is required")
     return urls
 
 
@@ -542,6 +592,7 @@ _CHECKS = {
     "choice": _check_choice,
     "integer_range": _check_integer_range,
     "seconds": _check_seconds,
+    "seconds_list": _check_seconds_list,
     "hostport": _check_hostport,
     "optional_hostport": _check_optional_hostport,
     "nameserver_list": _check_nameserver_list,
@@ -549,6 +600,7 @@ _CHECKS = {
     "cidr_list": _check_cidr_list,
     "url_list": _check_url_list,
     "port_list": _check_port_list,
+    "recursor_list": _check_recursor_list,
     "etcd_path": _check_etcd_path,
     "domain": _check_domain,
     "optional_domain": _check_optional_domain,
@@ -709,6 +761,8 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
         if kube["kube-config"] and kube["kube-master"]:
             raise ConfigError(path, "give kube-master or kube-config, not both",
                               "Kube2Skydns", "kube-config")
+    elif kind == "janitor":
+        _janitor_key(path, base_dir, result["Janitor"])
     elif kind == "scanner":
         if general["heartbeat-interval"] >= general["agent-downtime"]:
             raise ConfigError(
@@ -718,6 +772,24 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
                 "General",
                 "heartbeat-interval",
             )
+
+
+def _janitor_key(path: str | None, base_dir: str, janitor: dict) -> None:
+    """api-key-file (read here, so a missing file is a config error) wins over api-key."""
+    if janitor["api-key-file"]:
+        if janitor["api-key"]:
+            raise ConfigError(path, "set api-key or api-key-file, not both", "Janitor",
+                              "api-key-file")
+        janitor["api-key-file"] = _resolve_file(base_dir, janitor["api-key-file"])
+        try:
+            with open(janitor["api-key-file"], encoding="utf-8") as fh:
+                janitor["api-key"] = fh.read().strip()
+        except OSError as err:
+            raise ConfigError(path, f"cannot read {janitor['api-key-file']!r}: "
+                              f"{err.strerror or err}", "Janitor", "api-key-file") from None
+        if not janitor["api-key"]:
+            raise ConfigError(path, f"{janitor['api-key-file']!r} is empty", "Janitor",
+                              "api-key-file")
 
 
 def _dnssec_keys(path: str | None, base_dir: str, dns: dict) -> list:
@@ -756,7 +828,7 @@ def token_problems(admin_token: str, tokens: dict[str, str]) -> list[tuple[str, 
 
 
 def load_config(path: str | None, kind: str, environ=None) -> dict:
-    """Load and validate the config of one daemon kind ("dns", "scanner", "schedule", "api").
+    """Load and validate the config of one daemon kind (see KINDS: "dns", "scanner", ...).
 
     path None gives all defaults.  Returns {section: {key: value}} with every key present.
     The original suite's spellings are read onto the canonical keys (skydns/legacy.py), and

@@ -26,6 +26,7 @@ SAMPLES = {
     "scanner": "skydns-scanner.conf",
     "schedule": "skydns-schedule.conf",
     "api": "skydns-api.conf",
+    "janitor": "skydns-janitor.conf",
 }
 
 
@@ -523,3 +524,36 @@ def test_api_token_rules_live_in_the_config_layer(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
         load_config(str(path), "api")
     assert message in str(err.value)
+
+
+# --------------------------------------------------------------------------- janitor
+
+
+def test_janitor_recursors_and_key_file(tmp_path):
+    (tmp_path / "key").write_text("s3cret\n")
+    path = write(tmp_path, "[Janitor]\nrecursors = http://127.0.0.1:8082/, https://[::1]:8443\n"
+                 "api-key-file = key\n", "skydns-janitor.conf")
+    cfg = load_config(path, "janitor")["Janitor"]
+    assert cfg["recursors"] == ["http://127.0.0.1:8082", "https://[::1]:8443"]
+    assert cfg["api-key"] == "s3cret"
+    assert cfg["api-key-file"] == str(tmp_path / "key")
+    assert cfg["settle"] == [0.1, 1.0]
+    path = write(tmp_path, "[Janitor]\nsettle = 2, 0.05\n", "b.conf")
+    assert load_config(path, "janitor")["Janitor"]["settle"] == [0.05, 2.0]
+    path = write(tmp_path, "[Janitor]\nsettle =\n", "c.conf")
+    assert load_config(path, "janitor")["Janitor"]["settle"] == []
+
+
+@pytest.mark.parametrize("text, where", [
+    ("[Janitor]\nrecursors = 127.0.0.1:8082\n", "[Janitor] recursors: "),
+    ("[Janitor]\nrecursors = ftp://127.0.0.1\n", "[Janitor] recursors: "),
+    ("[Janitor]\nrecursors = http://127.0.0.1:99999\n", "[Janitor] recursors: "),
+    ("[Janitor]\nrecursors = ,\n", "[Janitor] recursors: "),
+    ("[Janitor]\napi-key-file = missing\n", "[Janitor] api-key-file: cannot read"),
+    ("[Janitor]\napi-key = a\napi-key-file = b\n", "[Janitor] api-key-file: set api-key"),
+    ("[Janitor]\ncoalesce = 0\n", "[Janitor] coalesce: "),
+    ("[Janitor]\nsettle = 0.1, x\n", "[Janitor] settle: "),
+])
+def test_janitor_bad_values(tmp_path, text, where):
+    _, message = config_error(tmp_path, text, "janitor")
+    assert where in message

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+import pytest
 
 from apicmd.client import Client
+from devup import recursor as devup_recursor
 from devup.localetcd import find_binary
 
 from dnstest import ROOT, free_port
@@ -158,5 +160,42 @@ def test_up_runs_the_suite_and_stops_clean(tmp_path: Path):
     assert code == 0, out.read_text()
     # etcd, skydns and its worker, two scanners, two schedulers, the API
     assert len(children) >= 8, children
+    wait_for(lambda: not _still_running(children), timeout=10,
+             message=f"left running: {_still_running(children)}\n{out.read_text()}")
+
+
+@pytest.mark.skipif(devup_recursor.binary() is None, reason="pdns_recursor not installed")
+def test_up_with_recursor_and_janitor(tmp_path: Path):
+    dns_port, api_port, rec_port, rec_api = free_port(), free_port(), free_port(), free_port()
+    base, backend = _free_run(5), _free_backend_port()
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dnsserver", "up", "--config-dir", str(ROOT / "etc"),
+             "--data-dir", str(tmp_path / "demo"), "--dns-port", str(dns_port),
+             "--api-port", str(api_port), "--base-port", str(base),
+             "--backend-port", str(backend), "--recursor", "--recursor-port", str(rec_port),
+             "--recursor-api-port", str(rec_api)],
+            stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    children: dict[int, bytes] = {}
+    try:
+        wait_for(lambda: "Ctrl-C stops everything" in out.read_text() or proc.poll() is not None,
+                 timeout=90)
+        text = out.read_text()
+        assert proc.poll() is None, text
+        assert f"dig @127.0.0.1 -p {rec_port} web.skydns.local A +short" in text
+        assert "pdns_recursor.log" in text and "skydns-janitor.log" in text
+        wait_for(lambda: _web(rec_port) == WEB, timeout=10, message=text)
+        assert _web(rec_port) == WEB  # cached now (TTL 30 s in the samples)
+        endpoint = re.search(r"--endpoints (http://[0-9.:]+)", text)[1]
+        subprocess.run([find_binary("etcdctl"), "--endpoints", endpoint, "put",
+                        MONITOR + "status/127.0.10.1", '{"status":"DOWN"}'], check=True,
+                       capture_output=True, env={**os.environ, "ETCDCTL_API": "3"})
+        wait_for(lambda: _web(rec_port) == WEB[1:], timeout=10, message=out.read_text())
+    finally:
+        children = _descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0, out.read_text()
     wait_for(lambda: not _still_running(children), timeout=10,
              message=f"left running: {_still_running(children)}\n{out.read_text()}")

@@ -13,7 +13,8 @@ import pytest
 from dnstest import ROOT
 
 UNITS = sorted((ROOT / "systemd").glob("*.service"))
-NAMES = {"skydns", "skydns-scanner", "skydns-schedule", "skydns-kubeapi", "skydns-pdns-backend"}
+NAMES = {"skydns", "skydns-scanner", "skydns-schedule", "skydns-kubeapi", "skydns-pdns-backend",
+         "skydns-janitor"}
 
 
 def test_every_daemon_has_a_unit():

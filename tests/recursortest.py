@@ -1,0 +1,145 @@
+"""A real PowerDNS Recursor (Debian's pdns-recursor) for the janitor tests, and the janitor as a
+process. The recursor runs unprivileged: its config and control socket in a temp dir, on
+127.0.0.1:<free port>, forwarding the test zone (and in-addr.arpa.) to a real skydns, its
+webserver/API on another free port with an api-key. No root hints, no security poll, no
+DNSSEC: it never sends a query anywhere but to that skydns.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from dnstest import free_port
+from etcdtest import wait_for
+from proctest import Process
+
+
+def recursor_binary() -> str | None:
+    found = shutil.which("pdns_recursor")
+    if found:
+        return found
+    for path in ("/usr/sbin/pdns_recursor", "/usr/local/sbin/pdns_recursor"):
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def recursor_missing() -> str | None:
+    if recursor_binary() is None:
+        return "pdns_recursor not installed (Debian: apt-get install pdns-recursor)"
+    return None
+
+
+def recursor_conf(port: int, web_port: int, api_key: str, forward_port: int, zones,
+                  socket_dir: Path) -> str:
+    forwards = ", ".join(f"{zone.rstrip('.')}=127.0.0.1:{forward_port}" for zone in zones)
+    return "\n".join([
+        "local-address=127.0.0.1",
+        f"local-port={port}",
+        f"forward-zones={forwards}",
+        f"socket-dir={socket_dir}",
+        "daemon=no",
+        "disable-syslog=yes",
+        "hint-file=no",  # no root priming: nothing leaves 127.0.0.1
+        "security-poll-suffix=",
+        "dnssec=off",
+        "qname-minimization=no",
+        "serve-rfc1918=no",  # or 10.in-addr.arpa. is answered locally, not forwarded
+        "threads=1",
+        "webserver=yes",
+        "webserver-address=127.0.0.1",
+        f"webserver-port={web_port}",
+        "webserver-allow-from=127.0.0.0/8",
+        "webserver-loglevel=none",
+        f"api-key={api_key}",
+        "",
+    ])
+
+
+class PdnsRecursor:
+    """pdns_recursor --config-dir=<tmp>, stopped with SIGTERM."""
+
+    def __init__(self, forward_port: int, zones=("example.test.", "in-addr.arpa.")):
+        self.dir = Path(tempfile.mkdtemp(prefix="skydns-recursor-"))
+        atexit.register(shutil.rmtree, self.dir, ignore_errors=True)
+        self.port = free_port()
+        self.web_port = free_port()
+        self.api_key = secrets.token_hex(8)
+        self.url = f"http://127.0.0.1:{self.web_port}"
+        (self.dir / "recursor.conf").write_text(
+            recursor_conf(self.port, self.web_port, self.api_key, forward_port, zones, self.dir))
+        self.log = self.dir / "recursor.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> PdnsRecursor:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [recursor_binary(), f"--config-dir={self.dir}"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        atexit.register(self.stop)
+        wait_for(self.ready, timeout=20, message=f"pdns_recursor did not come up: {self.logs()}")
+        return self
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def ready(self) -> bool:
+        assert self.proc.poll() is None, f"pdns_recursor exited: {self.logs()}"
+        request = urllib.request.Request(f"{self.url}/api/v1/servers/localhost",
+                                         headers={"X-API-Key": self.api_key})
+        try:
+            with urllib.request.urlopen(request, timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def query(self, name: str, rdtype: str = "A", timeout: float = 2.0):
+        q = dns.message.make_query(name, rdtype)
+        return dns.query.udp(q, "127.0.0.1", port=self.port, timeout=timeout)
+
+    def answer(self, name: str, rdtype: str = "A") -> list[str]:
+        """The sorted rdata texts of `rdtype` in the recursor's answer for `name`."""
+        reply = self.query(name, rdtype)
+        return sorted(rr.to_text() for rrset in reply.answer
+                      if rrset.rdtype == dns.rdatatype.from_text(rdtype) for rr in rrset)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Janitor(Process):
+    """`skydns-janitor` (python -m janitor) purging `recursors`, ready once it logs so."""
+
+    module, what = "janitor", "skydns-janitor"
+
+    def __init__(self, etcd_endpoint: str, recursors: list[PdnsRecursor], domain="example.test.",
+                 **janitor):
+        super().__init__("skydns-janitor-", "janitor.log")
+        settings = {"recursors": ", ".join(r.url for r in recursors) or "http://127.0.0.1:1",
+                    "api-key": recursors[0].api_key if recursors else "x", "domain": domain,
+                    **janitor}
+        lines = ["[Janitor]", *(f"{k} = {v}" for k, v in settings.items()),
+                 "[Etcd]", f"etcd-servers = {etcd_endpoint}", "[Log]", "log-level = debug"]
+        self.config = self.dir / "skydns-janitor.conf"
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def ready(self) -> bool:
+        self.assert_running()
+        return 'msg="janitor ready"' in self.logs()
