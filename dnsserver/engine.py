@@ -198,8 +198,7 @@ class Engine:
         built = wireanswer.build(state, qlabels, qname, path, qtype)
         if built is None:
             return None
-        if qname in self.query_names or len(self.query_names) < MAX_NAMES:
-            self.query_names[qname] += 1
+        self.query_names.add(qname)  # bounded by bytes and names (namecount.py)
         limit = int.from_bytes(key[-3:], "big")
         opt = wireanswer.opt_record(self.max_udp, False) if flags == 0x45 else b""  # "E"
         ra, question = self.zone.recursion, qwire + data[qend - 4 : qend]

@@ -26,9 +26,11 @@ from .answer import (
     _ADDRESS_TYPES,
     _SRV_TYPES,
     MAX_CNAME_HOPS,
+    SRV_PRIORITY,
     Context,
     _cname_of,
     _is_address,
+    grouped,
     zone_of,
 )
 
@@ -69,8 +71,8 @@ def question_name(data: bytes, qend: int):
     that wire.question_key accepted, or None when dnslib would read its name otherwise (dots
     or backslashes in a label, non-ASCII)."""
     wire = data[12 : qend - 4].lower()
-    if not wire.isascii():
-        return None
+    if len(wire) > 255 or not wire.isascii():
+        return None  # over-long names are FORMERR on the checked path (querycheck.py)
     labels = []
     i, n = 0, len(wire) - 1
     while i < n:
@@ -138,13 +140,15 @@ def build(ctx: Context, qlabels: tuple, qname: str, path: Path, qtype: int) -> B
         return None
     apex = path == zone_path
     index = ctx.index
-    records = index.at(path) if apex else index.below(path)
+    lookup = ctx.zone.lookup_path(path)  # `local.dns.<domain>` reads the [Dns] local name's
+    records = index.at(path) if apex else grouped(index.below(lookup))
     exists = apex or bool(records)
     b = Built()
     b.paths.add(path)
+    b.paths.add(lookup)
     try:
         if qtype == T_A or qtype == T_AAAA:
-            if not _addresses(ctx, b, qlabels, path, qtype, records, {path}):
+            if not _addresses(ctx, b, qlabels, lookup, qtype, records, {lookup}):
                 return None
         elif qtype == T_SRV:
             _srv(ctx, b, qlabels, records)
@@ -168,9 +172,10 @@ def _addresses(ctx, b, owner, path, qtype, records, seen) -> bool:
     addrs = [r for r in records if r.family == family and r.rtype in _ADDRESS_TYPES]
     if addrs:
         rrs, ips = _address_rrs(ctx, owner, qtype, healthy(ctx, b, addrs))
-        b.pick_from = len(b.answer)
+        if ctx.zone.round_robin:  # SkyDNS2's round_robin false: key order, no turns
+            b.pick_from = len(b.answer)
+            b.picks = ips
         b.answer.extend(rrs)
-        b.picks = ips
         return True
     if any(_is_address(r) for r in records):
         return True
@@ -255,13 +260,15 @@ def _srv(ctx, b, owner: tuple, records) -> None:
         targets = [r for r in targets if not r.ip or r.path in keep]
     totals: dict[int, int] = {}
     for rec in targets:
-        totals[rec.priority] = totals.get(rec.priority, 0) + (rec.weight or 100)
+        priority = rec.priority or SRV_PRIORITY
+        totals[priority] = totals.get(priority, 0) + (rec.weight or 100)
     seen_targets = set()
     for rec in targets:
-        weight = (rec.weight or 100) * 100 // totals[rec.priority]
+        priority = rec.priority or SRV_PRIORITY
+        weight = (rec.weight or 100) * 100 // totals[priority]
         labels = target_labels(rec)
         # the target is written whole (RFC 2782, as dnslib does): the rdata is fixed bytes
-        rdata = _SRV_DATA.pack(rec.priority, weight, rec.port) + plain_name(labels)
+        rdata = _SRV_DATA.pack(priority, weight, rec.port) + plain_name(labels)
         b.answer.append((owner, _HEAD.pack(T_SRV, 1, ctx.ttl(rec)), rdata))
         if labels not in seen_targets:
             seen_targets.add(labels)
