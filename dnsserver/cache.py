@@ -5,10 +5,13 @@ An entry holds one or more variants, each the reply minus ID and question split 
 lookup and one bytes join. Entries remember the index paths and addresses they were built from;
 a change drops exactly the entries that read it. Eviction is CLOCK: a hit only sets a flag.
 
-In front of it sits `front` (UDP only): the query bytes after the ID -> the whole reply after
+In front of it sits `front` (UDP): the query bytes after the ID -> the whole reply after
 the ID, for entries with one variant and no expiry. Those bytes fully decide the reply (case,
 RD and OPT included), so a repeat question costs one lookup and one join. Front keys are
-owned by their entry and go with it, so every invalidation reaches them.
+owned by their entry and go with it, so every invalidation reaches them. TCP has its own,
+`tcp_front` (same keys, replies built with the TCP limit, and their 2-byte length prefix): a
+separate dict, because any bytes can arrive as a UDP datagram, so no key marker could keep a
+UDP query from being answered with a whole (untruncated) TCP reply.
 
 Negative answers (NXDOMAIN, NODATA) live in their own area, `negatives`, bounded at a quarter
 of the size and evicted among themselves: a flood of random names (each asked once, each a
@@ -186,6 +189,7 @@ class AnswerCache:
         self.negative_size = max(1, size // NEGATIVE_SHARE) if size > 0 else 0
         self.hone_budget = [0, HONE_BUDGET]  # hone-one clients remembered by all entries
         self.front: dict[bytes, tuple[bytes, Entry]] = {}
+        self.tcp_front: dict[bytes, tuple[bytes, Entry, bytes]] = {}
         self.by_path: dict[Path, set[bytes]] = {}
         self.by_ip: dict[str, set[bytes]] = {}
         self.soa_keys: set[bytes] = set()
@@ -253,9 +257,10 @@ class AnswerCache:
         if entry.soa:
             self.soa_keys.add(key)
 
-    def add_front(self, fkey: bytes, reply: bytes, entry: Entry) -> None:
+    def add_front(self, fkey: bytes, reply: bytes, entry: Entry, framed: bool = False) -> None:
         """Answer `fkey` (query bytes after the ID) with `reply` while `entry` stays cached.
-        Only for entries with one variant and no expiry: nothing else decides their bytes."""
+        Only for entries with one variant and no expiry: nothing else decides their bytes.
+        `framed` (TCP) keeps the 2-byte length prefix of the whole reply beside it."""
         if self.get(entry.key) is not entry:
             return  # served, but not (or no longer) cached: nothing would drop the front key
         if entry.mode or (entry.expires and not entry.renew) or entry.restricted:
@@ -267,7 +272,7 @@ class AnswerCache:
                                if e.renew and e.fronts]
                 heapq.heapify(renewals)
             heapq.heappush(renewals, (entry.expires, entry.key))
-        front = self.front
+        front = self.tcp_front if framed else self.front
         if len(front) >= self.size:
             front.clear()  # rare (sizes match the cache); entries' stale keys pop harmlessly
         fronts = entry.fronts
@@ -275,10 +280,14 @@ class AnswerCache:
             fronts = entry.fronts = []
         elif len(fronts) >= _FRONTS_PER_ENTRY:
             for old in fronts:
-                front.pop(old, None)
+                self.front.pop(old, None)
+                self.tcp_front.pop(old, None)
             fronts.clear()
         fronts.append(fkey)
-        front[fkey] = (reply, entry)
+        if framed:
+            front[fkey] = (reply, entry, (len(reply) + 2).to_bytes(2, "big"))
+        else:
+            front[fkey] = (reply, entry)
 
     def _evict_one(self, entries: OrderedDict) -> None:
         for _ in range(len(entries) + 1):  # CLOCK: second chance for entries hit since last pass
@@ -311,9 +320,10 @@ class AnswerCache:
             entry.budget[0] -= len(entry.memo)
             entry.budget = None
         if entry.fronts:
-            front = self.front
-            for fkey in entry.fronts:
+            front, tcp_front = self.front, self.tcp_front
+            for fkey in entry.fronts:  # an entry's keys are in one of them (or, rarely, both)
                 front.pop(fkey, None)
+                tcp_front.pop(fkey, None)
             entry.fronts = None
         for path in entry.paths:
             _discard(self.by_path, path, key)
@@ -392,6 +402,7 @@ class AnswerCache:
         self.entries.clear()
         self.negatives.clear()
         self.front.clear()
+        self.tcp_front.clear()
         self.by_path.clear()
         self.by_ip.clear()
         self.soa_keys.clear()

@@ -6,6 +6,12 @@ reading stops while replies wait unsent past WRITE_HIGH bytes (a client that nev
 cannot grow us), a connection whose idle timer runs out twice with replies still unsent and
 none of them taken since is aborted rather than left flushing, and ConnectionLimits caps
 connections per client and in all.
+
+Cost per cached query (issue #17): one timer per connection whose deadline moves lazily (it is
+re-armed only when it fires early), the cache's `tcp_front` (query bytes after the ID -> reply;
+its own dict, so a UDP reply, perhaps truncated, is never served over TCP nor a TCP one over
+UDP: TCP entries are keyed and built with the TCP limit), and one write per segment read,
+however many pipelined queries it held.
 """
 
 from __future__ import annotations
@@ -36,11 +42,16 @@ class TcpConnection(asyncio.Protocol):
         self.limits = limits
         self.admitted = False
         self.write_paused = False
-        self.buffer = bytearray()
+        self.buffer = bytearray()  # the start of a message not yet whole
+        self.out: list | None = None  # replies gathered while a segment is answered
+        # log_queries logs in _handle, so with it on every query goes there
+        self.front = None if engine.log_queries else engine.cache.tcp_front
+        self.loop = None
         self.transport = None
         self.client = ""
         self.pending = 0
-        self._idle = None
+        self._idle = None  # the one timer; it fires at or before _deadline
+        self._deadline = 0.0
         self._unsent = None  # unsent reply bytes when the idle timer last ran out
 
     def connection_made(self, transport):
@@ -54,14 +65,20 @@ class TcpConnection(asyncio.Protocol):
                 return
             self.admitted = True
         transport.set_write_buffer_limits(high=WRITE_HIGH)
+        self.loop = asyncio.get_running_loop()
         self._arm()
 
     def _arm(self):
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(self.idle_timeout, self._expire)
+        """A new idle period from now. Messages only move _deadline; the timer catches up."""
+        self._deadline = self.loop.time() + self.idle_timeout
+        if self._idle is None:
+            self._idle = self.loop.call_at(self._deadline, self._expire)
 
     def _expire(self):
+        self._idle = None
+        if self._deadline - self.loop.time() > 0.001:  # a message came in since: not idle yet
+            self._idle = self.loop.call_at(self._deadline, self._expire)
+            return
         if self.pending:
             self._arm()
             return
@@ -77,6 +94,7 @@ class TcpConnection(asyncio.Protocol):
     def connection_lost(self, exc):
         if self._idle is not None:
             self._idle.cancel()
+            self._idle = None
         if self.admitted:
             self.admitted = False
             self.limits.release(self.client)
@@ -93,23 +111,65 @@ class TcpConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while len(self.buffer) >= 2:
-            (length,) = struct.unpack_from("!H", self.buffer)
-            if len(self.buffer) < 2 + length:
-                break
-            message = bytes(self.buffer[2 : 2 + length])
-            del self.buffer[: 2 + length]
-            if not length:
-                continue  # nothing to answer; the messages after it still count
-            self._arm()  # a whole message: the client gets another idle period
-            self._handle(message)
-            if self.transport.is_closing():
-                break
+        buf = self.buffer
+        if buf:
+            # Appended in place, and nothing else done until the message is whole: a client
+            # sending a byte at a time must not make us copy the whole buffer per byte.
+            buf += data
+            if len(buf) < 2 or len(buf) < 2 + (buf[0] << 8 | buf[1]):
+                return
+            data = bytes(buf)
+            self.buffer = bytearray()
+        n = len(data)
+        i = 0
+        whole = False
+        self.out = out = []
+        front = self.front
+        try:
+            while n - i >= 2:
+                end = i + 2 + (data[i] << 8 | data[i + 1])
+                if end > n:
+                    break
+                start, i = i + 2, end
+                if start == end:
+                    continue  # nothing to answer; the messages after it still count
+                whole = True
+                if front is not None:
+                    hit = front.get(data[start + 2 : end])
+                    if hit is not None:
+                        entry = hit[1]
+                        entry.ref = True
+                        entry.hits += 1
+                        out.append(hit[2])  # the length prefix
+                        out.append(data[start : start + 2])
+                        out.append(hit[0])
+                        continue
+                self._handle(data[start:end])
+                if self.transport.is_closing():
+                    return
+            if i < n:
+                self.buffer = bytearray(data[i:])
+        finally:
+            self.out = None
+            if out and not self.transport.is_closing():
+                self.transport.write(b"".join(out))
+        if whole:  # a whole message: the client gets another idle period
+            self._deadline = self.loop.time() + self.idle_timeout
 
     def _send(self, reply: bytes) -> None:
-        if not self.transport.is_closing():
+        out = self.out
+        if out is not None:
+            out.append(struct.pack("!H", len(reply)))
+            out.append(reply)
+        elif not self.transport.is_closing():
             self.transport.write(struct.pack("!H", len(reply)) + reply)
+
+    def _flush(self) -> None:
+        """Write the replies gathered so far (before a close, which would drop them)."""
+        out = self.out
+        if out:
+            self.transport.write(b"".join(out))
+            out.clear()
 
     def _handle(self, data: bytes) -> None:
         engine = self.engine
@@ -120,14 +180,21 @@ class TcpConnection(asyncio.Protocol):
             if keyed is not None:
                 hit = engine.cache.hit(data, keyed, self.client, engine.allowed)
                 if hit is not None:
-                    self._send(data[:2] + hit[0])
+                    tail, entry = hit
+                    self._send(data[:2] + tail)
+                    if self.front is not None and not entry.mode and (
+                        not entry.expires or entry.renew
+                    ):
+                        engine.cache.add_front(data[2:], tail, entry, True)
                     return
             reply = engine.miss(data, self.client, True)
         except Exception:
             errors.exception("query failed", {"client": self.client})
+            self._flush()
             self.transport.close()
             return
         if reply is None:
+            self._flush()
             self.transport.close()  # nothing sensible to say to garbage on a stream
         elif isinstance(reply, bytes):
             self._send(reply)
