@@ -381,6 +381,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--rounds", type=int, default=3, help="measurements per config (median)")
     g.add_argument("--miss-duration", type=float, default=5,
                    help="seconds per config and round in the miss part (it has 20 of them)")
+    g.add_argument("--miss-scenarios", default="",
+                   help="only these scenarios of the miss part, comma separated (e.g. "
+                        "'cached TCP,cached'); default all")
     g.add_argument("--workers", type=int, default=nproc, help="workers of the multi config")
     g.add_argument("--clients", type=int, default=4, help="dnsperf -c (sockets)")
     g.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")

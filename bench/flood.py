@@ -1,0 +1,200 @@
+"""The hot set's cost under a random-subdomain flood, measured in process (issue #17).
+
+dnsperf's CPU per query mixes the hot and random halves of a flood run, and subtracting the
+random names' cost measured alone was too noisy to say anything (0.48x-2.07x). Here only the
+hot queries are timed: each goes through the real UDP handler (`UdpServer.datagram_received`:
+front, key, cache, miss path), with `perf_counter_ns` around that one call, in two runs that
+send the same hot queries in the same order:
+
+- alone: hot queries back to back;
+- flood: each hot query follows a never-repeated random name under the zone (a miss that
+  answers NXDOMAIN and is inserted into, and evicts from, the negative area).
+
+Only the hot calls are summed, so the random names' own cost is left out and what remains is
+what the flood does to the hot set: evictions, the CPU caches it pollutes, the garbage
+collections its allocations trigger. The send is a no-op sink (no sockets): the kernel's
+share per query is the same in both runs and would only dilute the ratio. Runs alternate
+(alone, flood, alone, ...) so that other load on the machine hits both alike; the ratio is
+the median over rounds of (flood total / alone total). Calls above 200 µs (the process was
+preempted, not slowed) are dropped from both, and counted.
+
+    .venv/bin/python bench/flood.py [--rounds 9] [--hot-queries 200000]
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dataset import ZONE, DataSet  # noqa: E402
+
+HOT_NAMES = 1000  # as the dnsperf flood scenario (miss.py)
+PREEMPTED_NS = 200_000
+
+
+class _Sink:
+    """The transport: replies are counted, not sent; or, with `sock`, sent for real to a
+    loopback socket nobody reads (the kernel's send path runs, the receiver drops)."""
+
+    def __init__(self, sock=None, to=None):
+        self.sent = 0
+        self.sock, self.to = sock, to
+
+    def sendto(self, data, addr):
+        self.sent += 1
+        if self.sock is not None:
+            self.sock.sendto(data, self.to)
+
+    def is_closing(self):
+        return False
+
+
+def _query(name: str, qid: int) -> bytes:
+    """A query as dnsperf sends it: RD set, no EDNS."""
+    out = bytearray(qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+    for label in name.rstrip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return bytes(out + b"\x00\x00\x01\x00\x01")
+
+
+def hot_set_under_flood(ds: DataSet, rounds: int = 9, hot_queries: int = 200_000,
+                        send: bool = False) -> dict:
+    from dnsserver.engine import Engine
+    from dnsserver.udp import UdpServer
+    from skydns.config import load_config
+    from skydns.keys import key_to_path
+    from skydns.records import parse_record
+
+    cfg = load_config(None, "dns")
+    cfg["Dns"]["dns-domain"] = ZONE
+    engine = Engine(cfg)
+    engine.state.load(
+        [parse_record(k.decode(), key_to_path(k.decode()), v) for k, v in ds.records()], 1)
+    server = UdpServer(engine)
+    if send:
+        import socket
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        drop = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        drop.bind(("127.0.0.1", 0))
+        sink = _Sink(sock, drop.getsockname())
+    else:
+        sink = _Sink()
+    server.connection_made(sink)
+    handle = server.datagram_received
+    addr = ("127.0.0.1", 53000)
+
+    rng = random.Random(7)
+    hot = [ds.single_name(rng.randrange(ds.names)) for _ in range(HOT_NAMES)]
+    for name in hot:  # warm: a miss, then a hit that puts it in the front
+        handle(_query(name, 1), addr)
+        handle(_query(name, 2), addr)
+    hot_wire = [_query(hot[rng.randrange(HOT_NAMES)], rng.getrandbits(16))
+                for _ in range(hot_queries)]
+    serial = iter(range(10**9))
+
+    def random_wire() -> list[bytes]:
+        return [_query(f"w{next(serial)}x{rng.getrandbits(32):08x}.bench.{ZONE}",
+                       rng.getrandbits(16)) for _ in range(hot_queries)]
+
+    def run(flood: list[bytes] | None) -> tuple[int, int]:
+        clock = time.perf_counter_ns
+        total = dropped = 0
+        if flood is None:
+            for data in hot_wire:
+                t0 = clock()
+                handle(data, addr)
+                dt = clock() - t0
+                if dt < PREEMPTED_NS:
+                    total += dt
+                else:
+                    dropped += 1
+        else:
+            for data, noise in zip(hot_wire, flood, strict=True):
+                handle(noise, addr)
+                t0 = clock()
+                handle(data, addr)
+                dt = clock() - t0
+                if dt < PREEMPTED_NS:
+                    total += dt
+                else:
+                    dropped += 1
+        return total, dropped
+
+    ratios, alone_us, flood_us, dropped = [], [], [], [0, 0]
+    misses_before = engine.cache.evictions
+    hits_before = engine.cache.hits
+    for _ in range(rounds):
+        flood = random_wire()  # built outside the timed calls
+        gc.collect()
+        a, da = run(None)
+        gc.collect()
+        f, df = run(flood)
+        del flood
+        alone_us.append(a / (hot_queries - da) / 1000)
+        flood_us.append(f / (hot_queries - df) / 1000)
+        ratios.append(flood_us[-1] / alone_us[-1])
+        dropped[0] += da
+        dropped[1] += df
+    hot_hits = engine.cache.hits - hits_before  # the front counts its hits on the entries too
+    if send:
+        sock.close()
+        drop.close()
+    return {
+        "send": send,
+        "hot_us_alone": round(statistics.median(alone_us), 3),
+        "hot_us_flood": round(statistics.median(flood_us), 3),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+        "hot_queries_per_run": hot_queries,
+        "rounds": rounds,
+        "preempted_dropped": {"alone": dropped[0], "flood": dropped[1]},
+        "hot_hit_rate": round(min(1.0, hot_hits / (2 * rounds * hot_queries)), 4),
+        "evictions": engine.cache.evictions - misses_before,
+        "negative_entries": len(engine.cache.negatives),
+        "positive_entries": len(engine.cache.entries),
+    }
+
+
+def report(res: dict) -> list[str]:
+    send = "real sendto to a loopback socket" if res["send"] else "send not counted"
+    return [
+        "Hot set under a 50% random-name flood, in process (UDP handler, hot calls timed "
+        f"alone, {send}; {res['rounds']} alternating rounds of "
+        f"{res['hot_queries_per_run']} hot queries): us per hot query alone "
+        f"{res['hot_us_alone']}, under the flood {res['hot_us_flood']}: "
+        f"{res['ratio']}x (target <= 1.1), rounds {res['ratios']}; hot hit rate "
+        f"{res['hot_hit_rate']}; {res['evictions']} evictions, all negative "
+        f"({res['positive_entries']} positive entries kept); calls dropped as preempted "
+        f"{res['preempted_dropped']}"
+    ]
+
+
+def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--hot-queries", type=int, default=200_000)
+    p.add_argument("--names", type=int, default=10_000)
+    p.add_argument("--json", help="also save the results here")
+    a = p.parse_args()
+    ds = DataSet(names=a.names, multi=8, srv=100)
+    results = [hot_set_under_flood(ds, a.rounds, a.hot_queries, send) for send in (False, True)]
+    for res in results:
+        print("\n".join(report(res)))
+    if a.json:
+        import json
+
+        Path(a.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
