@@ -257,6 +257,8 @@ def report(res: dict, args) -> list[str]:
         "8 addresses / 1 address, hone-one": "<= 1.2",
     }
     for name, value in res["ratios"].items():
+        if value is None:
+            continue  # a scenario left out (--miss-scenarios) or a peer not installed
         goal = targets.get(name)
         out.append(f"CPU per query, {name}: {value}x" + (f" (target {goal})" if goal else ""))
     if res.get("flood_in_process"):
