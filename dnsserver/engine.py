@@ -21,7 +21,7 @@ from skydns.keys import name_to_path
 from skydns.rendezvous import choose
 
 from . import wireanswer
-from .answer import Answer, answer, answer_mode, owns, zone_settings
+from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
 from .namecount import NameCounts
@@ -38,7 +38,8 @@ from .wire import (
     render,
     udp_limit,
 )
-from .zone import reverse_zones, transfer_chunks, zone_rrs
+from .served import served_rrs
+from .zone import reverse_zones, transfer_chunks
 from .zonestate import Change, ZoneState
 
 log = logging.getLogger("skydns.engine")
@@ -142,9 +143,10 @@ class Engine:
             return self._error(q, _BADVERS)
         if q.qclass != 1:
             return self._error(q, RCODE.REFUSED)  # CHAOS, HESIOD, ANY class: not served here
-        if q.qtype == _QTYPE_AXFR:
+        if q.qtype in (_QTYPE_AXFR, _QTYPE_IXFR):
+            # IXFR is answered with the whole zone, AXFR-style (RFC 1995 section 4 allows it)
             return self._axfr(q, client, tcp)
-        if q.qtype in (_QTYPE_ANY, _QTYPE_IXFR):
+        if q.qtype == _QTYPE_ANY:
             return self._error(q, RCODE.NOTIMP)
 
         servers = self._servers_for(q.qname)
@@ -265,9 +267,8 @@ class Engine:
     # -- zone transfer -----------------------------------------------------------------------
 
     def _axfr(self, q: Query, client: str, tcp: bool):
-        """AXFR over TCP to allowed clients: a list of messages, SOA first and last."""
-        if not tcp:
-            return self._error(q, RCODE.FORMERR)  # RFC 5936 4.2: AXFR needs a stream
+        """AXFR (and IXFR) over TCP to allowed clients: a list of messages, SOA first and last,
+        holding the zone as it is answered (served.py), so a secondary answers like we do."""
         path = name_to_path(q.qname)
         zones = [self.zone.domain_path, *reverse_zones(self.state)]
         if path not in zones or not self._axfr_allowed(client):
@@ -275,7 +276,14 @@ class Engine:
             return self._error(q, RCODE.REFUSED)
         if not self.state.ready:
             return self._error(q, RCODE.SERVFAIL)
-        rrs = [rr for rr, _ in zone_rrs(self.state, path)]
+        if not tcp:
+            if q.qtype == _QTYPE_IXFR:  # RFC 1995 2: over UDP, our SOA says "ask over TCP"
+                soa = soa_record(self.state, path)
+                wire = render(q, RCODE.NOERROR, [soa], [], [], 512, aa=True,
+                              ra=self.zone.recursion, max_udp=self.max_udp, rd=q.rd)
+                return struct.pack("!H", q.id) + wire[2:]
+            return self._error(q, RCODE.FORMERR)  # RFC 5936 4.2: AXFR needs a stream
+        rrs = served_rrs(self.state, path)
         rrs.append(rrs[0])
         self.stats["axfr"] += 1
         log.info(

@@ -1,0 +1,140 @@
+"""The zone as it is answered: for AXFR, the PowerDNS `list` and `skydns dump`.
+
+A secondary loaded from a transfer must answer like skydns does. skydns answers a name with
+the records at and below it (aggregation), leaves DOWN addresses out, computes SRV weights and
+follows CNAMEs; the raw etcd leaves (zone.py's `zone_rrs`, `skydns dump --raw`) say none of
+that. So this module asks the answer rules themselves (answer.py's `answer()`) every question
+a name can be asked, for every name that has an answer, and keeps the records each reply owns
+at that name: the rules live in one place and the transfer cannot drift from them.
+
+What the DNS cannot carry: query-side wildcards (`*.east` asked of skydns matches every label),
+NS records below the apex (in a zone file they are delegations, so a secondary would answer
+with referrals) and stored wildcards anywhere but as the first label. Those are left out.
+Pure: no sockets, no etcd.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dnslib import QTYPE, RR, DNSBuffer
+
+from skydns.keys import Path, name_to_path, path_to_name
+
+from .answer import Context, answer, soa_record, zone_of
+from .zone import _renderable, record_rrs
+
+log = logging.getLogger("skydns.served")
+
+# The questions a name is asked: everything answer() serves except SOA (apex only) and NS
+# (apex only, see the module doc); CNAME comes through the address questions.
+_TYPES = (QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.TXT, QTYPE.MX, QTYPE.PTR)
+
+
+def served_names(ctx: Context, zone_path: Path) -> list[Path]:
+    """Every name below the apex that has an answer: each record's name and the names between
+    it and the apex (which answer with everything below them), in sorted order."""
+    names: set[Path] = set()
+    depth0 = len(zone_path)
+    for rec in ctx.index.below(zone_path):
+        path = rec.path
+        for depth in range(depth0 + 1, len(path) + 1):
+            names.add(path[:depth])
+    local = ctx.zone.local
+    if local and zone_path == ctx.zone.domain_path:
+        names.add(ctx.zone.domain_path + ("dns", "local"))
+    return sorted(names)
+
+
+def _owned(rrs: list[RR], owner: str) -> list[RR]:
+    return [rr for rr in rrs if str(rr.rname).lower() == owner]
+
+
+def name_rrs(ctx: Context, path: Path) -> tuple[list[RR], list[RR]]:
+    """The records a name answers with (each question's answer records it owns) and the
+    additional-section records those answers carry (glue candidates)."""
+    owner = path_to_name(path)
+    found: list[RR] = []
+    extra: list[RR] = []
+    for qtype in _TYPES:
+        ans = answer(ctx, owner, qtype)
+        if ans.rcode not in (0, 3):  # SERVFAIL (a CNAME loop): nothing a zone can say
+            continue
+        mine = _owned(ans.answer, owner)
+        if mine and mine[0].rtype == QTYPE.CNAME:
+            # A name that answers with a CNAME holds nothing else (RFC 1034 3.6.2)
+            return mine[:1], []
+        found.extend(mine)
+        extra.extend(ans.additional)
+    return found, extra
+
+
+def served_rrs(ctx: Context, zone_path: Path) -> list[RR]:
+    """SOA, the apex records, then every name's records; glue for SRV/MX/NS targets that no
+    name of the zone already answers. Records that cannot be written as DNS data are left out
+    and logged, as in zone.py: one bad value must not fail the whole transfer."""
+    apex = path_to_name(zone_path)
+    out: list[RR] = [soa_record(ctx, zone_path)]
+    seen: set[tuple] = set()
+    have: set[tuple[str, int]] = set()  # (owner, type) with records of their own
+    cname_owners: set[str] = set()
+    glue: list[RR] = []
+
+    def add(rr: RR) -> None:
+        key = _key(rr)
+        if key is None or key in seen:
+            return
+        seen.add(key)
+        have.add((key[0], rr.rtype))
+        if rr.rtype == QTYPE.CNAME:
+            cname_owners.add(key[0])
+        out.append(rr)
+
+    apex_ans = answer(ctx, apex, QTYPE.NS)
+    for rr in _owned(apex_ans.answer, apex):
+        add(rr)
+    glue.extend(apex_ans.additional)
+    for qtype in (QTYPE.A, QTYPE.AAAA, QTYPE.TXT, QTYPE.MX, QTYPE.SRV):
+        ans = answer(ctx, apex, qtype)
+        for rr in _owned(ans.answer, apex):
+            add(rr)
+        glue.extend(ans.additional)
+
+    if ctx.index.wildcards:
+        for rec in ctx.index.below(zone_path):
+            if rec.path[-1] == "*" and "*" not in rec.path[:-1]:
+                # a stored wildcard: a DNS wildcard owner, as stored
+                for rr in _renderable(rec, lambda r=rec: record_rrs(ctx, r)):
+                    add(rr)
+    for path in served_names(ctx, zone_path):
+        if "*" in path:
+            continue  # its answers are a query-side wildcard's: the DNS cannot say them
+        rrs, extra = name_rrs(ctx, path)
+        for rr in rrs:
+            add(rr)
+        glue.extend(extra)
+
+    for rr in glue:
+        owner = str(rr.rname).lower()
+        if zone_of_name(ctx, owner, zone_path) and owner not in cname_owners:
+            if (owner, rr.rtype) not in have:
+                add(rr)
+    return out
+
+
+def zone_of_name(ctx: Context, owner: str, zone_path: Path) -> bool:
+    return zone_of(name_to_path(owner), ctx.zone.domain_path) == zone_path
+
+
+def _key(rr: RR) -> tuple | None:
+    """(owner, type, rdata bytes) identifying a record, or None (logged) if it cannot be
+    packed."""
+    try:
+        buf = DNSBuffer()
+        rr.rdata.pack(buf)
+        rr.rdata.toZone()
+    except Exception as err:  # dnslib raises several types for data it cannot write
+        log.warning("record left out of the zone: cannot render it",
+                    extra={"kv": {"name": str(rr.rname), "error": repr(err)[:200]}})
+        return None
+    return (str(rr.rname).lower(), rr.rtype, bytes(buf.data))
