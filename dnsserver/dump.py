@@ -24,8 +24,8 @@ from skydns.logsetup import setup_logging
 
 from .answer import REVERSE_ZONES
 from .engine import zone_settings
-from .sync import RECORDS_PREFIX, StoreSync
 from .served import served_rrs
+from .sync import RECORDS_PREFIX, StoreSync
 from .zone import zone_rrs
 from .zonestate import ZoneState
 

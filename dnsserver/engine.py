@@ -25,6 +25,7 @@ from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
 from .namecount import NameCounts
+from .served import served_rrs
 from .signing import ZoneSigning
 from .wire import (
     TCP_LIMIT,
@@ -38,7 +39,6 @@ from .wire import (
     render,
     udp_limit,
 )
-from .served import served_rrs
 from .zone import reverse_zones, transfer_chunks
 from .zonestate import Change, ZoneState
 

@@ -4,9 +4,9 @@ and a SOA serial that moves with health as well as records."""
 from __future__ import annotations
 
 from dnslib import QTYPE
+from test_engine import ask, make_engine
 
 from dnsserver.served import served_rrs
-from test_engine import ask, make_engine
 
 RECORDS = {
     "/skydns/test/example/web/a1": {"host": "10.1.0.1"},
