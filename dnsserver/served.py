@@ -52,21 +52,34 @@ def _owned(rrs: list[RR], owner: str) -> list[RR]:
 
 def name_rrs(ctx: Context, path: Path) -> tuple[list[RR], list[RR]]:
     """The records a name answers with (each question's answer records it owns) and the
-    additional-section records those answers carry (glue candidates)."""
+    additional-section records those answers carry (glue candidates).
+
+    A name that answers addresses with a CNAME holds only that CNAME (RFC 1034 3.6.2) unless
+    it answers other questions with data of its own (a key with a host name and a port is a
+    CNAME for A and an SRV with that port for SRV): the DNS cannot say both, so the transfer keeps the other
+    data and, for A/AAAA, the addresses the CNAME chain ends in."""
     owner = path_to_name(path)
     found: list[RR] = []
     extra: list[RR] = []
+    cname: list[RR] = []
+    flat: list[RR] = []
     for qtype in _TYPES:
         ans = answer(ctx, owner, qtype)
         if ans.rcode not in (0, 3):  # SERVFAIL (a CNAME loop): nothing a zone can say
             continue
         mine = _owned(ans.answer, owner)
         if mine and mine[0].rtype == QTYPE.CNAME:
-            # A name that answers with a CNAME holds nothing else (RFC 1034 3.6.2)
-            return mine[:1], []
+            cname = mine[:1]
+            flat.extend(RR(owner, rr.rtype, ttl=rr.ttl, rdata=rr.rdata)
+                        for rr in ans.answer if rr.rtype == qtype)
+            continue
         found.extend(mine)
         extra.extend(ans.additional)
-    return found, extra
+    # skydns also answers SRV for a plain host name (port 0, target the host): that alone
+    # is no reason to give up the CNAME, which is what A, AAAA and CNAME questions get
+    if cname and all(rr.rtype == QTYPE.SRV and rr.rdata.port == 0 for rr in found):
+        return cname, []
+    return found + flat, extra
 
 
 def served_rrs(ctx: Context, zone_path: Path) -> list[RR]:

@@ -95,6 +95,7 @@ forward-timeout = seconds(default=2.0)
 forward-allow = cidr_list(default=list("127.0.0.0/8", "::1/128", "10.0.0.0/8", \
 "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "169.254.0.0/16", "fe80::/10"))
 axfr-allow = cidr_list(default=list("127.0.0.0/8", "::1/128"))
+also-notify = nameserver_list(default=list())
 max-udp-size = integer_range(512, 65535, default=1232)
 tcp-idle-timeout = seconds(default=10.0)
 tcp-max-connections = integer_range(0, default=1000)
