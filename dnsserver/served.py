@@ -56,8 +56,8 @@ def name_rrs(ctx: Context, path: Path) -> tuple[list[RR], list[RR]]:
 
     A name that answers addresses with a CNAME holds only that CNAME (RFC 1034 3.6.2) unless
     it answers other questions with data of its own (a key with a host name and a port is a
-    CNAME for A and an SRV with that port for SRV): the DNS cannot say both, so the transfer keeps the other
-    data and, for A/AAAA, the addresses the CNAME chain ends in."""
+    CNAME for A and an SRV with that port for SRV): the DNS cannot say both, so the transfer
+    keeps the other data and, for A/AAAA, the addresses the CNAME chain ends in."""
     owner = path_to_name(path)
     found: list[RR] = []
     extra: list[RR] = []
