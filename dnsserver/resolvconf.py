@@ -22,13 +22,13 @@ from dnslib import QTYPE
 
 from skydns import store
 from skydns.config import load_or_exit
-from skydns.health import ip_of_status_key, parse_status
-from skydns.keys import key_to_path, name_to_key, name_to_path
+from skydns.health import parse_status
+from skydns.keys import ip_of_key, key_to_path, name_to_key, name_to_path
 from skydns.logsetup import setup_logging
 from skydns.records import RecordError, parse_record
 
-from .answer import answer
-from .engine import Engine
+from .answer import answer, zone_settings
+from .zonestate import ZoneState
 
 DEFAULT_NDOTS = 5  # as Kubernetes: `svc.ns` and `svc.ns.svc` names go through the search list
 MAX_NAMESERVERS = 3  # glibc reads no more (MAXNS)
@@ -57,7 +57,7 @@ def docker_flags(nameservers: list[str], search: list[str], ndots: int) -> str:
     return " ".join(shlex.quote(flag) for flag in flags) + "\n"
 
 
-async def _load(engine: Engine, client, prefix: str, under) -> None:
+async def _load(engine: ZoneState, client, prefix: str, under) -> None:
     """Put the records at and below path `under` (read from `prefix`) into the index."""
     kvs, _ = await store.load_prefix(client, prefix)
     for kv in kvs:
@@ -72,7 +72,7 @@ async def _load(engine: Engine, client, prefix: str, under) -> None:
 
 async def zone_nameservers(cfg: dict) -> list[str]:
     """The addresses of the zone's NS records, as skydns answers them (glue, health)."""
-    engine = Engine(cfg)
+    engine = ZoneState(zone_settings(cfg))  # a zone state of its own: no cache, no workers
     engine.ready = True
     domain = cfg["Dns"]["dns-domain"]
     ns_path = engine.zone.domain_path + ("dns", "ns")
@@ -87,12 +87,12 @@ async def zone_nameservers(cfg: dict) -> list[str]:
         status_path = cfg["Etcd"]["status-path"]
         statuses, _ = await store.load_prefix(client, status_path)
         for kv in statuses:
-            ip = ip_of_status_key(kv.key, status_path)
+            ip = ip_of_key(kv.key, status_path)
             if ip is not None:
                 engine.health.set(ip, parse_status(kv.key, kv.value))
     finally:
         await client.close()
-    ans = answer(engine.ctx, domain, QTYPE.NS)
+    ans = answer(engine, domain, QTYPE.NS)
     found: list[str] = []
     for rr in ans.additional:
         if rr.rtype in (QTYPE.A, QTYPE.AAAA) and str(rr.rdata) not in found:

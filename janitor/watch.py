@@ -13,8 +13,8 @@ import aiohttp
 
 from skydns import notify, store
 from skydns.affected import REVERSE_ZONES, Dependents, Reached, reached, reached_by_record
-from skydns.health import HealthView, ip_of_status_key, parse_status
-from skydns.keys import PREFIX, key_to_path, path_to_name
+from skydns.health import HealthView, parse_status
+from skydns.keys import PREFIX, ip_of_key, key_to_path, path_to_name
 from skydns.logsetup import kv
 from skydns.records import Record, RecordError, parse_record
 
@@ -186,7 +186,7 @@ class Janitor:
         before = set(self.health.down)
         self.health.clear()
         for item in kvs:
-            ip = ip_of_status_key(item.key, self.status_path)
+            ip = ip_of_key(item.key, self.status_path)
             if ip is not None:
                 self.health.set(ip, parse_status(item.key, item.value))
         if "status" in self._loaded or "records" in self._loaded:
@@ -202,7 +202,7 @@ class Janitor:
         now = time.monotonic() if now is None else now
         flipped = set()
         for kind, item in events:
-            ip = ip_of_status_key(item.key, self.status_path)
+            ip = ip_of_key(item.key, self.status_path)
             if ip is None:
                 continue
             status = parse_status(item.key, item.value) if kind == "put" else None

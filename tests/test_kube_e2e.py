@@ -97,7 +97,7 @@ def test_kubectl_services_become_answers(cluster, etcd):
     name = "web.default.svc.example.test."
     eventually(dns_server, name, "A", (dns.rcode.NOERROR, [ip]))
     eventually(dns_server, "_80-8080._tcp." + name, "SRV",
-               (dns.rcode.NOERROR, [f"0 100 80 {name}"]))
+               (dns.rcode.NOERROR, [f"10 100 80 {name}"]))
     listed = [e for e in apicmd_list(api) if e["domain"] == name]
     assert listed == [{"domain": name, "type": "A", "owner": "kubernetes", "ips": [ip],
                        "status": {ip: "UP"}}]

@@ -59,8 +59,8 @@ def test_api_file_keeps_its_meaning():
     assert cfg["Log"]["log-to-stdio"] is False and cfg["Log"]["log-dir"] == "/export/log/hades"
     assert cfg["SkydnsApi"]["api-enable"] is True  # YES
     assert cfg["SkydnsApi"]["skydns-auth"] == "123456789"
-    assert [(w.section, w.key) for w in warnings] == [("General", "host"),
-                                                      ("Kube2Skydns", "kube-enable")]
+    assert cfg["Kube2Skydns"]["kube-enable"] is False  # NO: the sync is off, no warning
+    assert [(w.section, w.key) for w in warnings] == [("General", "host")]
 
 
 def test_schedule_file_warns_about_force_lock_time():
@@ -123,9 +123,11 @@ def test_ping_timeout_units(tmp_path):
     assert "write 1" in message
 
 
-def test_kube_enable_yes_without_kubernetes_sync_is_an_error(tmp_path):
-    message = error(tmp_path, "[Kube2Skydns]\nkube-enable = YES\n", "api")
-    assert "[Kube2Skydns] kube-enable: " in message
+def test_kube_enable_yes_is_true(tmp_path):
+    path = tmp_path / "api.conf"
+    path.write_text("[Kube2Skydns]\nkube-enable = YES\nkube-master = http://127.0.0.1:8001\n")
+    cfg, warnings = load_config_warnings(str(path), "api", NO_ENV)
+    assert cfg["Kube2Skydns"]["kube-enable"] is True and warnings == []
 
 
 def test_canonical_files_have_no_warnings():

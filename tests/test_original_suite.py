@@ -128,10 +128,9 @@ def test_readme_flow_with_the_original_files(etcd, stack):
 
     # the API's file: its obsolete keys are named once, with why; the DNS file has none
     api_warnings = warnings_of(api)
-    assert len(api_warnings) == 2, api.logs()
+    assert len(api_warnings) == 1, api.logs()  # kube-enable = NO is read, not warned about
     assert api_warnings[0].startswith("skydns-kubeapi: config warning: ")
     assert "[General] host: ignored: " in api_warnings[0]
-    assert "[Kube2Skydns] kube-enable: ignored: " in api_warnings[1]
     assert warnings_of(dns) == []
     # log-dir is honoured (glog's numeric log-level 2 reads as debug)
     assert (api.dir / "log" / "skydns-kubeapi.log").exists()
