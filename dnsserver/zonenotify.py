@@ -40,7 +40,7 @@ def notify_message(ctx: Context, zone_path, msg_id: int) -> bytes:
         q=DNSQuestion(path_to_name(zone_path), QTYPE.SOA),
     )
     msg.add_answer(soa_record(ctx, zone_path))
-    return msg.pack()
+    return bytes(msg.pack())
 
 
 def is_ack(data: bytes, msg_id: int) -> bool:
