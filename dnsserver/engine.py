@@ -20,7 +20,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from skydns.keys import name_to_path
 from skydns.rendezvous import choose
 
-from . import wireanswer
+from . import tsig, wireanswer
 from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
@@ -51,7 +51,10 @@ _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 NAME_BYTES = 8 << 20  # and at most this much memory for them (see namecount)
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
-_AXFR_BYTES = 32_000  # record bytes per AXFR message (one long TXT alone still fits 64 KB)
+# Record bytes per AXFR message (one long TXT alone still fits 64 KB). Every name must start
+# below offset 16384: dnslib writes compression pointers to later names without checking that
+# they fit 14 bits, so larger messages came out corrupt.
+_AXFR_BYTES = 12_000
 
 
 class Engine:
@@ -76,6 +79,8 @@ class Engine:
         self.forward_timeout = dns["forward-timeout"]
         self.allow = list(dns["forward-allow"])
         self.axfr_allow = list(dns["axfr-allow"])
+        key = dns.get("tsig-key", "")
+        self.tsig_key = tsig.parse_key(key) if key else None
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
         self.stats: Counter = Counter()
@@ -145,7 +150,7 @@ class Engine:
             return self._error(q, RCODE.REFUSED)  # CHAOS, HESIOD, ANY class: not served here
         if q.qtype in (_QTYPE_AXFR, _QTYPE_IXFR):
             # IXFR is answered with the whole zone, AXFR-style (RFC 1995 section 4 allows it)
-            return self._axfr(q, client, tcp)
+            return self._axfr(q, data, client, tcp)
         if q.qtype == _QTYPE_ANY:
             return self._error(q, RCODE.NOTIMP)
 
@@ -266,12 +271,22 @@ class Engine:
 
     # -- zone transfer -----------------------------------------------------------------------
 
-    def _axfr(self, q: Query, client: str, tcp: bool):
+    def _axfr(self, q: Query, data: bytes, client: str, tcp: bool):
         """AXFR (and IXFR) over TCP to allowed clients: a list of messages, SOA first and last,
         holding the zone as it is answered (served.py), so a secondary answers like we do."""
         path = name_to_path(q.qname)
         zones = [self.zone.domain_path, *reverse_zones(self.state)]
-        if path not in zones or not self._axfr_allowed(client):
+        signed = None
+        if self.tsig_key is not None:
+            # with a key, the key decides (a secondary anywhere may hold it), not the address
+            try:
+                signed = tsig.verify_request(data, self.tsig_key)
+            except tsig.TsigError as err:
+                log.warning("zone transfer refused", extra={"kv": {"client": client,
+                                                                     "why": str(err)}})
+                self.stats["refused"] += 1
+                return self._error(q, RCODE.REFUSED)
+        if path not in zones or (signed is None and not self._axfr_allowed(client)):
             self.stats["refused"] += 1
             return self._error(q, RCODE.REFUSED)
         if not self.state.ready:
@@ -304,6 +319,8 @@ class Engine:
                 rd=q.rd,
             )
             messages.append(struct.pack("!H", q.id) + wire[2:])
+        if signed is not None:
+            return tsig.sign_messages(messages, self.tsig_key, signed)
         return messages
 
     def _axfr_allowed(self, client: str) -> bool:
