@@ -9,63 +9,18 @@ bytes out.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 import struct
 import time
 from dataclasses import dataclass
 
+from skydns.tsigkey import ALGORITHMS, TsigError, TsigKey, parse_key
+
+__all__ = ["TsigError", "TsigKey", "parse_key", "verify_request", "sign_messages"]
+
 T_TSIG = 250
 CLASS_ANY = 255
-ALGORITHMS = {"hmac-sha256": hashlib.sha256}
 FUDGE = 300
-
-
-class TsigError(ValueError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class TsigKey:
-    name: str  # lower case, with the trailing dot
-    algorithm: str  # "hmac-sha256"
-    secret: bytes
-
-    @property
-    def name_wire(self) -> bytes:
-        return name_wire(self.name)
-
-    @property
-    def algorithm_wire(self) -> bytes:
-        return name_wire(self.algorithm + ".")
-
-
-def parse_key(text: str) -> TsigKey:
-    """`name:algorithm:secret` (secret in base64), or TsigError saying what is wrong."""
-    parts = text.strip().split(":", 2)
-    if len(parts) != 3 or not all(parts):
-        raise TsigError("expected name:algorithm:base64-secret")
-    name, algorithm, secret = parts
-    algorithm = algorithm.lower().rstrip(".")
-    if algorithm not in ALGORITHMS:
-        raise TsigError(f"algorithm {algorithm!r} not supported (use hmac-sha256)")
-    try:
-        raw = base64.b64decode(secret, validate=True)
-    except (binascii.Error, ValueError):
-        raise TsigError("the secret is not base64") from None
-    if not raw:
-        raise TsigError("the secret is empty")
-    return TsigKey(name.lower().rstrip(".") + ".", algorithm, raw)
-
-
-def name_wire(name: str) -> bytes:
-    out = b""
-    for label in name.lower().rstrip(".").split("."):
-        if label:
-            out += bytes((len(label),)) + label.encode()
-    return out + b"\0"
 
 
 def _skip_name(data: bytes, i: int) -> int:

@@ -494,7 +494,7 @@ def _check_subdomain_servers(value):
 
 
 def _check_tsig_key(value):
-    from dnsserver.tsig import parse_key
+    from skydns.tsigkey import parse_key
 
     text = _single(value).strip()
     if text:
