@@ -58,7 +58,8 @@ QUESTIONS = [
 
 
 class Nsd:
-    def __init__(self):
+    def __init__(self, key: tuple[str, str] | None = None):
+        self.key = key  # (name, base64 secret): hmac-sha256 TSIG for the transfers
         self.dir = Path(tempfile.mkdtemp(prefix="nsd-"))
         self.host = f"127.0.0.{random.randrange(2, 250)}"
         self.port = free_port()
@@ -66,7 +67,13 @@ class Nsd:
 
     def start(self, primary_port: int) -> Nsd:
         conf = self.dir / "nsd.conf"
-        conf.write_text(
+        key = "NOKEY"
+        key_clause = ""
+        if self.key:
+            key = self.key[0]
+            key_clause = (f"key:\n    name: {self.key[0]}\n    algorithm: hmac-sha256\n"
+                          f"    secret: \"{self.key[1]}\"\n")
+        conf.write_text(key_clause + 
             f"""server:
     username: ""
     chroot: ""
@@ -87,7 +94,7 @@ remote-control:
 zone:
     name: example.test
     zonefile: "example.test.zone"
-    request-xfr: 127.0.0.1@{primary_port} NOKEY
+    request-xfr: 127.0.0.1@{primary_port} {key}
     allow-notify: 127.0.0.1 NOKEY
 """
         )
@@ -187,3 +194,25 @@ def test_nsd_secondary_answers_like_skydns_and_follows_notify(pair):
     assert seen(ask("127.0.0.1", srv.port, "web.example.test.", "A")) == seen(
         nsd.query("web.example.test.", "A"))
     assert "notify" in nsd.log().lower()  # it came by NOTIFY, not by a refresh timer
+
+
+def test_nsd_transfers_with_a_tsig_key(etcd):
+    """NSD holding the key transfers from a skydns that allows no address, only the key."""
+    import base64
+
+    secret = base64.b64encode(b"nsd and skydns share this secret").decode()
+    for key, value in RECORDS.items():
+        etcd.put(key, value)
+    nsd = Nsd(key=("xfr-key", secret))
+    srv = Skydns(etcd.endpoint, Dns={"axfr-allow": "192.0.2.0/32",
+                                     "tsig-key": f"xfr-key:hmac-sha256:{secret}"})
+    try:
+        srv.start()
+        nsd.start(srv.port)
+        wait_until(lambda: seen(nsd.query("web.example.test.", "A"))[1],
+                   timeout=30, message="NSD did not transfer with the key: " + nsd.log()[-2000:])
+        assert seen(nsd.query("web.example.test.", "A")) == seen(
+            ask("127.0.0.1", srv.port, "web.example.test.", "A"))
+    finally:
+        nsd.stop()
+        srv.stop()
