@@ -26,31 +26,51 @@ from .zone import _renderable, record_rrs
 
 log = logging.getLogger("skydns.served")
 
-# The questions a name is asked: everything answer() serves except SOA (apex only) and NS
-# (apex only, see the module doc); CNAME comes through the address questions.
-_TYPES = (QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.TXT, QTYPE.MX, QTYPE.PTR)
+_V4, _V6, _NAME, _TEXT, _MAIL = 1, 2, 4, 8, 16
+_ALL = 31
+# Which record kinds below a name can give an answer to each question (answer.py's rules):
+# asking only those keeps a large zone's listing from running every question at every name.
+_NEEDS = (
+    (QTYPE.A, _V4 | _NAME), (QTYPE.AAAA, _V6 | _NAME), (QTYPE.SRV, _V4 | _V6 | _NAME),
+    (QTYPE.TXT, _TEXT), (QTYPE.MX, _MAIL), (QTYPE.PTR, _NAME),
+)
 
 
-def served_names(ctx: Context, zone_path: Path) -> list[Path]:
+def _kinds(rec) -> int:
+    kinds = _TEXT if rec.text else 0
+    if rec.mail:
+        kinds |= _MAIL
+    if rec.ip:
+        kinds |= _V4 if rec.family == 4 else _V6
+    elif rec.host:
+        kinds |= _NAME
+    return kinds
+
+
+def served_names(ctx: Context, zone_path: Path) -> dict[Path, int]:
     """Every name below the apex that has an answer: each record's name and the names between
-    it and the apex (which answer with everything below them), in sorted order."""
-    names: set[Path] = set()
+    it and the apex (which answer with everything below them), each with the kinds of records
+    at and below it, in sorted order."""
+    names: dict[Path, int] = {}
     depth0 = len(zone_path)
+    everything = bool(ctx.index.wildcards)  # a stored wildcard may answer beside any name
     for rec in ctx.index.below(zone_path):
         path = rec.path
+        kinds = _ALL if everything else _kinds(rec)
         for depth in range(depth0 + 1, len(path) + 1):
-            names.add(path[:depth])
+            name = path[:depth]
+            names[name] = names.get(name, 0) | kinds
     local = ctx.zone.local
     if local and zone_path == ctx.zone.domain_path:
-        names.add(ctx.zone.domain_path + ("dns", "local"))
-    return sorted(names)
+        names[ctx.zone.domain_path + ("dns", "local")] = _ALL
+    return dict(sorted(names.items()))
 
 
 def _owned(rrs: list[RR], owner: str) -> list[RR]:
     return [rr for rr in rrs if str(rr.rname).lower() == owner]
 
 
-def name_rrs(ctx: Context, path: Path) -> tuple[list[RR], list[RR]]:
+def name_rrs(ctx: Context, path: Path, kinds: int = _ALL) -> tuple[list[RR], list[RR]]:
     """The records a name answers with (each question's answer records it owns) and the
     additional-section records those answers carry (glue candidates).
 
@@ -63,7 +83,9 @@ def name_rrs(ctx: Context, path: Path) -> tuple[list[RR], list[RR]]:
     extra: list[RR] = []
     cname: list[RR] = []
     flat: list[RR] = []
-    for qtype in _TYPES:
+    for qtype, needs in _NEEDS:
+        if not kinds & needs:
+            continue
         ans = answer(ctx, owner, qtype)
         if ans.rcode not in (0, 3):  # SERVFAIL (a CNAME loop): nothing a zone can say
             continue
@@ -119,10 +141,10 @@ def served_rrs(ctx: Context, zone_path: Path) -> list[RR]:
                 # a stored wildcard: a DNS wildcard owner, as stored
                 for rr in _renderable(rec, lambda r=rec: record_rrs(ctx, r)):
                     add(rr)
-    for path in served_names(ctx, zone_path):
+    for path, kinds in served_names(ctx, zone_path).items():
         if "*" in path:
             continue  # its answers are a query-side wildcard's: the DNS cannot say them
-        rrs, extra = name_rrs(ctx, path)
+        rrs, extra = name_rrs(ctx, path, kinds)
         for rr in rrs:
             add(rr)
         glue.extend(extra)
