@@ -8,6 +8,7 @@ when the answer needs the network (forwarding).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import random
@@ -25,7 +26,7 @@ from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
 from .namecount import NameCounts
-from .served import served_rrs
+from .served import served_steps
 from .signing import ZoneSigning
 from .wire import (
     TCP_LIMIT,
@@ -39,7 +40,7 @@ from .wire import (
     render,
     udp_limit,
 )
-from .zone import reverse_zones, transfer_chunks
+from .zone import iter_transfer_chunks, reverse_zones
 from .zonestate import Change, ZoneState
 
 log = logging.getLogger("skydns.engine")
@@ -298,14 +299,28 @@ class Engine:
                               ra=self.zone.recursion, max_udp=self.max_udp, rd=q.rd)
                 return struct.pack("!H", q.id) + wire[2:]
             return self._error(q, RCODE.FORMERR)  # RFC 5936 4.2: AXFR needs a stream
-        rrs = served_rrs(self.state, path)
+        return self._transfer(q, path, client, signed)
+
+    async def _transfer(self, q: Query, path, client: str, signed):
+        """The transfer's messages, built in steps with pauses between them: a big zone must
+        not stall the answers to other queries on this worker for the seconds it takes."""
+        steps = served_steps(self.state, path)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                rrs = done.value
+                break
+            await asyncio.sleep(0)
         rrs.append(rrs[0])
         self.stats["axfr"] += 1
         log.info(
             "zone transfer", extra={"kv": {"client": client, "zone": q.qname, "records": len(rrs)}}
         )
         messages = []
-        for chunk in transfer_chunks(rrs, _AXFR_BYTES):
+        for n, chunk in enumerate(iter_transfer_chunks(rrs, _AXFR_BYTES)):
+            if n % 16 == 15:
+                await asyncio.sleep(0)
             wire = render(
                 q,
                 RCODE.NOERROR,

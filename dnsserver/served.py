@@ -104,10 +104,25 @@ def name_rrs(ctx: Context, path: Path, kinds: int = _ALL) -> tuple[list[RR], lis
     return found + flat, extra
 
 
+STEP_NAMES = 200  # names between the pauses of `served_steps`
+
+
 def served_rrs(ctx: Context, zone_path: Path) -> list[RR]:
     """SOA, the apex records, then every name's records; glue for SRV/MX/NS targets that no
     name of the zone already answers. Records that cannot be written as DNS data are left out
     and logged, as in zone.py: one bad value must not fail the whole transfer."""
+    steps = served_steps(ctx, zone_path)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def served_steps(ctx: Context, zone_path: Path):
+    """`served_rrs` in steps: a generator that pauses (yields None) every STEP_NAMES names and
+    returns the list, so a transfer of a big zone can let the event loop answer between steps
+    (the engine's AXFR does)."""
     apex = path_to_name(zone_path)
     out: list[RR] = [soa_record(ctx, zone_path)]
     seen: set[tuple] = set()
@@ -141,7 +156,9 @@ def served_rrs(ctx: Context, zone_path: Path) -> list[RR]:
                 # a stored wildcard: a DNS wildcard owner, as stored
                 for rr in _renderable(rec, lambda r=rec: record_rrs(ctx, r)):
                     add(rr)
-    for path, kinds in served_names(ctx, zone_path).items():
+    for n, (path, kinds) in enumerate(served_names(ctx, zone_path).items()):
+        if n % STEP_NAMES == STEP_NAMES - 1:
+            yield
         if "*" in path:
             continue  # its answers are a query-side wildcard's: the DNS cannot say them
         rrs, extra = name_rrs(ctx, path, kinds)
