@@ -357,10 +357,13 @@ class AnswerCache:
         return dropped
 
     def invalidate_ip(self, ip: str) -> int:
+        """An address's health changed: drop entries that read it, and the SOA answers (the
+        serial moves with health too, so a secondary sees the served zone changed)."""
         self.generation += 1
-        keys = list(self.by_ip.get(ip, ()))
+        keys = list(self.by_ip.get(ip, ())) + list(self.soa_keys)
         for key in keys:
-            self._remove(key)
+            if key in self.entries or key in self.negatives:
+                self._remove(key)
         return len(keys)
 
     def sweep(self, now: float) -> int:

@@ -1,9 +1,11 @@
-"""`skydns dump`: the zone as etcd holds it, in presentation format or JSON.
+"""`skydns dump`: the zone as it is answered, in presentation format or JSON.
 
-    skydns dump --config-file etc/skydns.conf [--zone in-addr.arpa.] [--json]
+    skydns dump --config-file etc/skydns.conf [--zone in-addr.arpa.] [--json] [--raw]
 
 Reads etcd once (no watch) through the same sync and zone code the server uses, so what it
-prints is what an AXFR from skydns sends; DOWN addresses are marked with a comment.
+prints is what an AXFR from skydns sends (served.py: aggregated names, DOWN addresses left
+out). `--raw` prints the etcd leaves instead, one record at its own key's name, with the
+health of each address as a comment.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from skydns.logsetup import setup_logging
 
 from .answer import REVERSE_ZONES
 from .engine import zone_settings
+from .served import served_rrs
 from .sync import RECORDS_PREFIX, StoreSync
 from .zone import zone_rrs
 from .zonestate import ZoneState
@@ -42,7 +45,11 @@ async def load(cfg: dict) -> ZoneState:
     return state
 
 
-def rows(state: ZoneState, zone: str):
+def rows(state: ZoneState, zone: str, raw: bool = False):
+    if not raw:
+        for rr in served_rrs(state, name_to_path(zone)):
+            yield rr, None, ""
+        return
     for rr, rec in zone_rrs(state, name_to_path(zone)):
         health = ""
         if rec is not None and rec.ip and rr.rtype in (QTYPE.A, QTYPE.AAAA):
@@ -53,12 +60,15 @@ def rows(state: ZoneState, zone: str):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="skydns dump",
-        description="Print a zone from etcd in presentation format (name TTL IN TYPE data), "
-        "with the health of each address as a comment; the same records an AXFR sends.",
+        description="Print a zone from etcd in presentation format (name TTL IN TYPE data) as "
+        "skydns answers it: the same records an AXFR sends.",
     )
     parser.add_argument("--config-file", "-config-file", metavar="PATH", default=None)
     parser.add_argument("--zone", default=None, help="zone to print (default: dns-domain)")
     parser.add_argument("--json", action="store_true", help="one JSON object per record")
+    parser.add_argument("--raw", action="store_true",
+                        help="the etcd leaves instead: each record at its key's name, with the "
+                        "health of each address as a comment")
     args = parser.parse_args(argv)
     cfg = load_or_exit(args.config_file, "dns", "skydns dump", warn=False)
     cfg["Log"]["log-level"] = "warning"  # keep stdout/stderr for the zone itself
@@ -75,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skydns dump: cannot read etcd: {store.describe_error(err)}", file=sys.stderr)
         return 1
     out = sys.stdout
-    for rr, rec, health in rows(state, zone):
+    for rr, rec, health in rows(state, zone, args.raw):
         if args.json:
             obj = {
                 "name": str(rr.rname),

@@ -8,6 +8,7 @@ when the answer needs the network (forwarding).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import random
@@ -20,11 +21,12 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from skydns.keys import name_to_path
 from skydns.rendezvous import choose
 
-from . import wireanswer
-from .answer import Answer, answer, answer_mode, owns, zone_settings
+from . import tsig, wireanswer
+from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
 from .namecount import NameCounts
+from .served import served_steps
 from .signing import ZoneSigning
 from .wire import (
     TCP_LIMIT,
@@ -38,7 +40,7 @@ from .wire import (
     render,
     udp_limit,
 )
-from .zone import reverse_zones, transfer_chunks, zone_rrs
+from .zone import iter_transfer_chunks, reverse_zones
 from .zonestate import Change, ZoneState
 
 log = logging.getLogger("skydns.engine")
@@ -50,7 +52,10 @@ _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 NAME_BYTES = 8 << 20  # and at most this much memory for them (see namecount)
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
-_AXFR_BYTES = 32_000  # record bytes per AXFR message (one long TXT alone still fits 64 KB)
+# Record bytes per AXFR message (one long TXT alone still fits 64 KB). Every name must start
+# below offset 16384: dnslib writes compression pointers to later names without checking that
+# they fit 14 bits, so larger messages came out corrupt.
+_AXFR_BYTES = 12_000
 
 
 class Engine:
@@ -75,6 +80,8 @@ class Engine:
         self.forward_timeout = dns["forward-timeout"]
         self.allow = list(dns["forward-allow"])
         self.axfr_allow = list(dns["axfr-allow"])
+        key = dns.get("tsig-key", "")
+        self.tsig_key = tsig.parse_key(key) if key else None
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
         self.stats: Counter = Counter()
@@ -142,9 +149,10 @@ class Engine:
             return self._error(q, _BADVERS)
         if q.qclass != 1:
             return self._error(q, RCODE.REFUSED)  # CHAOS, HESIOD, ANY class: not served here
-        if q.qtype == _QTYPE_AXFR:
-            return self._axfr(q, client, tcp)
-        if q.qtype in (_QTYPE_ANY, _QTYPE_IXFR):
+        if q.qtype in (_QTYPE_AXFR, _QTYPE_IXFR):
+            # IXFR is answered with the whole zone, AXFR-style (RFC 1995 section 4 allows it)
+            return self._axfr(q, data, client, tcp)
+        if q.qtype == _QTYPE_ANY:
             return self._error(q, RCODE.NOTIMP)
 
         servers = self._servers_for(q.qname)
@@ -264,25 +272,55 @@ class Engine:
 
     # -- zone transfer -----------------------------------------------------------------------
 
-    def _axfr(self, q: Query, client: str, tcp: bool):
-        """AXFR over TCP to allowed clients: a list of messages, SOA first and last."""
-        if not tcp:
-            return self._error(q, RCODE.FORMERR)  # RFC 5936 4.2: AXFR needs a stream
+    def _axfr(self, q: Query, data: bytes, client: str, tcp: bool):
+        """AXFR (and IXFR) over TCP to allowed clients: a list of messages, SOA first and last,
+        holding the zone as it is answered (served.py), so a secondary answers like we do."""
         path = name_to_path(q.qname)
         zones = [self.zone.domain_path, *reverse_zones(self.state)]
-        if path not in zones or not self._axfr_allowed(client):
+        signed = None
+        if self.tsig_key is not None:
+            # with a key, the key decides (a secondary anywhere may hold it), not the address
+            try:
+                signed = tsig.verify_request(data, self.tsig_key)
+            except tsig.TsigError as err:
+                log.warning("zone transfer refused", extra={"kv": {"client": client,
+                                                                     "why": str(err)}})
+                self.stats["refused"] += 1
+                return self._error(q, RCODE.REFUSED)
+        if path not in zones or (signed is None and not self._axfr_allowed(client)):
             self.stats["refused"] += 1
             return self._error(q, RCODE.REFUSED)
         if not self.state.ready:
             return self._error(q, RCODE.SERVFAIL)
-        rrs = [rr for rr, _ in zone_rrs(self.state, path)]
+        if not tcp:
+            if q.qtype == _QTYPE_IXFR:  # RFC 1995 2: over UDP, our SOA says "ask over TCP"
+                soa = soa_record(self.state, path)
+                wire = render(q, RCODE.NOERROR, [soa], [], [], 512, aa=True,
+                              ra=self.zone.recursion, max_udp=self.max_udp, rd=q.rd)
+                return struct.pack("!H", q.id) + wire[2:]
+            return self._error(q, RCODE.FORMERR)  # RFC 5936 4.2: AXFR needs a stream
+        return self._transfer(q, path, client, signed)
+
+    async def _transfer(self, q: Query, path, client: str, signed):
+        """The transfer's messages, built in steps with pauses between them: a big zone must
+        not stall the answers to other queries on this worker for the seconds it takes."""
+        steps = served_steps(self.state, path)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                rrs = done.value
+                break
+            await asyncio.sleep(0)
         rrs.append(rrs[0])
         self.stats["axfr"] += 1
         log.info(
             "zone transfer", extra={"kv": {"client": client, "zone": q.qname, "records": len(rrs)}}
         )
         messages = []
-        for chunk in transfer_chunks(rrs, _AXFR_BYTES):
+        for n, chunk in enumerate(iter_transfer_chunks(rrs, _AXFR_BYTES)):
+            if n % 16 == 15:
+                await asyncio.sleep(0)
             wire = render(
                 q,
                 RCODE.NOERROR,
@@ -296,6 +334,8 @@ class Engine:
                 rd=q.rd,
             )
             messages.append(struct.pack("!H", q.id) + wire[2:])
+        if signed is not None:
+            return tsig.sign_messages(messages, self.tsig_key, signed)
         return messages
 
     def _axfr_allowed(self, client: str) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 MAX_NAME = 255  # octets of a wire name, length bytes and the root included (RFC 1035 2.3.4)
 MAX_LABEL = 63
+T_IXFR = 251
 T_OPT = 41
 RCODE_FORMERR, RCODE_NOTIMP = 1, 4
 
@@ -111,8 +112,9 @@ def check_query(data: bytes) -> CheckedQuery:
     qdcount = int.from_bytes(data[4:6], "big")
     if qdcount != 1:
         raise Malformed(f"{qdcount} questions")
-    if data[6:10] != b"\x00\x00\x00\x00":
-        raise Malformed("answer or authority records in a query")
+    if data[6:8] != b"\x00\x00":
+        raise Malformed("answer records in a query")
+    nscount = int.from_bytes(data[8:10], "big")
     arcount = int.from_bytes(data[10:12], "big")
     if arcount > 1:
         raise Malformed(f"{arcount} additional records")
@@ -122,6 +124,12 @@ def check_query(data: bytes) -> CheckedQuery:
         raise Malformed("question cut short")
     qtype = int.from_bytes(data[i : i + 2], "big")
     qclass = int.from_bytes(data[i + 2 : qend], "big")
+    if nscount:
+        # Only an IXFR carries a record (the client's SOA, RFC 1995); we answer it with the
+        # whole zone, so that SOA and what follows it are never read.
+        if qtype != T_IXFR or nscount != 1:
+            raise Malformed("authority records in a query")
+        arcount = 0
     edns = do = False
     size = version = 0
     if arcount:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from .sync import StoreSync
 from .tcp import TcpConnection
 from .udp import UdpServer
 from .workers import READY_FD_ENV
+from .zonenotify import Notifier
 
 log = logging.getLogger("skydns.server")
 
@@ -29,6 +31,15 @@ SWEEP_INTERVAL = 5.0  # seconds between drops of signed replies due for renewal
 
 class BindError(Exception):
     """dns-addr cannot be bound (in use, or no permission)."""
+
+
+def _ip_or_empty(host: str) -> str:
+    """`host` if it is one IP address (the source of our NOTIFYs), else ""."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return ""
+    return "" if addr.is_unspecified else host
 
 
 def _family(host: str) -> int:
@@ -45,6 +56,7 @@ class DnsServer:
         self._sync_task = None
         self._stats_task = None
         self._sweep_task = None
+        self.notifier = None
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -58,6 +70,14 @@ class DnsServer:
             log.warning("etcd not loaded yet; serving, zone answers SERVFAIL until it is")
         await self._bind()
         self._stats_task = loop.create_task(write_snapshots(self.engine))
+        targets = self.cfg["Dns"].get("also-notify") or []
+        # Only worker 0 (or a lone server) sends NOTIFYs: every worker holds the same zone, and
+        # one NOTIFY per change is what secondaries expect.
+        if targets and os.environ.get("SKYDNS_WORKER", "0") == "0":
+            host = self.cfg["Dns"]["dns-addr"][0]
+            self.notifier = Notifier(self.engine.state, targets, source=_ip_or_empty(host))
+            self.notifier.start()
+            self.notifier.changed()  # tell the secondaries we (re)started
         if self.engine.signing is not None:
             self._sweep_task = loop.create_task(self._sweep())
         _notify_ready()
@@ -104,6 +124,8 @@ class DnsServer:
         if self.tcp_server is not None:
             self.tcp_server.close()
         await self.sync.stop()
+        if self.notifier is not None:
+            await self.notifier.stop()
         for task in (self._sync_task, self._stats_task, self._sweep_task):
             if task is not None:
                 task.cancel()

@@ -112,16 +112,16 @@ class StoreSync:
 
     # -- health ------------------------------------------------------------------------------
 
-    def _reset_health(self, kvs) -> None:
+    def _reset_health(self, kvs, revision: int = 0) -> None:
         statuses = []
         for kv in kvs:
             ip = ip_of_key(kv.key, self.status_path)
             if ip is not None:
                 statuses.append((ip, parse_status(kv.key, kv.value)))
-        self.state.load_health(statuses)
+        self.state.load_health(statuses, revision)
 
     def on_status_reset(self, kvs, revision: int) -> None:
-        self._reset_health(kvs)
+        self._reset_health(kvs, revision)
 
     def on_status_events(self, events, revision: int) -> None:
         for kind, kv in events:
@@ -129,7 +129,7 @@ class StoreSync:
             if ip is None:
                 continue
             status = parse_status(kv.key, kv.value) if kind == "put" else None
-            if self.state.set_health(ip, status):
+            if self.state.set_health(ip, status, revision):
                 log.info("health changed", extra={"kv": {"ip": ip, "status": status or "UP"}})
 
     # -- leases ------------------------------------------------------------------------------

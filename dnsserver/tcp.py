@@ -214,7 +214,10 @@ class TcpConnection(asyncio.Protocol):
             errors.exception("query failed", {"client": self.client})
             reply = None
         self.pending -= 1
-        if reply is not None:
+        if isinstance(reply, list):  # a zone transfer built in steps
+            for message in reply:
+                self._send(message)
+        elif reply is not None:
             self._send(reply)
         if self.write_paused or self.transport.is_closing():
             return

@@ -104,19 +104,22 @@ def packed_size(rr: RR) -> int:
 def transfer_chunks(rrs: list[RR], limit: int) -> list[list[RR]]:
     """The records of a zone transfer grouped into messages of at most `limit` bytes of
     records (a few long TXT records must not push a message past 64 KB)."""
-    chunks: list[list[RR]] = []
+    return list(iter_transfer_chunks(rrs, limit))
+
+
+def iter_transfer_chunks(rrs: list[RR], limit: int):
+    """`transfer_chunks` one message at a time, so a sender can pause between them."""
     current: list[RR] = []
     size = 0
     for rr in rrs:
         n = packed_size(rr)
         if current and size + n > limit:
-            chunks.append(current)
+            yield current
             current, size = [], 0
         current.append(rr)
         size += n
     if current:
-        chunks.append(current)
-    return chunks
+        yield current
 
 
 def reverse_zones(ctx: Context) -> list[Path]:

@@ -86,17 +86,23 @@ class ZoneState(Context):
 
     # -- health ------------------------------------------------------------------------------
 
-    def load_health(self, statuses: Iterable[tuple[str, str]]) -> None:
+    # Health is part of the served zone (DOWN addresses are left out of answers and
+    # transfers), so a health change moves the serial too: to the etcd revision of the status
+    # change, which every worker sees alike, and never backwards.
+
+    def load_health(self, statuses: Iterable[tuple[str, str]], revision: int = 0) -> None:
         """Replace every status: (ip, "UP" | "DOWN") pairs."""
         self.health.clear()
         for ip, status in statuses:
             self.health.set(ip, status)
+        self.serial = max(self.serial, revision)
         self._publish(EVERYTHING)
 
-    def set_health(self, ip: str, status: str | None) -> bool:
+    def set_health(self, ip: str, status: str | None, revision: int = 0) -> bool:
         """One address's status (None: its key went away); True when its DOWN-ness changed."""
         if not self.health.set(ip, status):
             return False
+        self.serial = max(self.serial, revision)
         self._publish(Change(ips=(ip,)))
         return True
 

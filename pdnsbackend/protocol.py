@@ -32,7 +32,8 @@ from collections import Counter
 from dnslib import QTYPE, RR
 
 from dnsserver.answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
-from dnsserver.zone import reverse_zones, zone_rrs
+from dnsserver.served import served_rrs
+from dnsserver.zone import reverse_zones
 from dnsserver.zonestate import ZoneState
 from skydns.keys import Path, name_to_path, path_to_name
 from skydns.rendezvous import choose
@@ -309,14 +310,15 @@ class PdnsBackend:
         return [rrs[choose(remote, [str(rr.rdata) for rr in rrs])]]
 
     def list(self, params: dict) -> list[dict]:
-        """The whole zone for AXFR: what `skydns dump` prints, plus the empty non-terminals."""
+        """The whole zone for AXFR as it is answered (what `skydns dump` prints, what an AXFR
+        from skydns sends), plus the empty non-terminals."""
         ctx = self.state
         name = _fqdn(params.get("zonename") or params.get("zone") or params.get("name"))
         zone = name_to_path(name)
         if zone not in served_zones(ctx):
             raise BadRequest(f"not a zone served here: {name}")
         zid = zone_id(zone, ctx)
-        out = [record(rr, zid, ctx) for rr, _ in zone_rrs(ctx, zone)]
+        out = [record(rr, zid, ctx) for rr in served_rrs(ctx, zone)]
         owners = {name_to_path(r["qname"]) for r in out}
         ents = set()
         for owner in owners:

@@ -95,6 +95,8 @@ forward-timeout = seconds(default=2.0)
 forward-allow = cidr_list(default=list("127.0.0.0/8", "::1/128", "10.0.0.0/8", \
 "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "169.254.0.0/16", "fe80::/10"))
 axfr-allow = cidr_list(default=list("127.0.0.0/8", "::1/128"))
+also-notify = nameserver_list(default=list())
+tsig-key = tsig_key(default="")
 max-udp-size = integer_range(512, 65535, default=1232)
 tcp-idle-timeout = seconds(default=10.0)
 tcp-max-connections = integer_range(0, default=1000)
@@ -491,6 +493,15 @@ def _check_subdomain_servers(value):
     return text
 
 
+def _check_tsig_key(value):
+    from skydns.tsigkey import parse_key
+
+    text = _single(value).strip()
+    if text:
+        _wrap(parse_key, text)
+    return text
+
+
 def _check_cidr_list(value):
     return [_wrap(ipaddress.ip_network, item) for item in _items(value)]
 
@@ -596,6 +607,7 @@ _CHECKS = {
     "hostport": _check_hostport,
     "optional_hostport": _check_optional_hostport,
     "nameserver_list": _check_nameserver_list,
+    "tsig_key": _check_tsig_key,
     "subdomain_servers": _check_subdomain_servers,
     "cidr_list": _check_cidr_list,
     "url_list": _check_url_list,

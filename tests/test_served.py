@@ -1,0 +1,55 @@
+"""The zone as served (served.py): every name that answers, with what a query for it gets,
+and a SOA serial that moves with health as well as records."""
+
+from __future__ import annotations
+
+from dnslib import QTYPE
+from test_engine import ask, make_engine
+
+from dnsserver.served import served_rrs
+
+RECORDS = {
+    "/skydns/test/example/web/a1": {"host": "10.1.0.1"},
+    "/skydns/test/example/web/a2": {"host": "10.1.0.2"},
+    "/skydns/test/example/alias/x": {"host": "web.example.test"},
+    "/skydns/test/example/east/staging/s1": {"host": "10.2.0.1", "port": 80},
+    "/skydns/test/example/east/staging/s2": {"host": "10.2.0.2", "port": 80},
+    "/skydns/test/example/mail/mx1": {"host": "mx.out.test", "mail": True, "priority": 5},
+    "/skydns/test/example/wild/*": {"host": "10.3.0.1"},
+}
+
+
+def zone(engine) -> set[str]:
+    rrs = served_rrs(engine.state, engine.state.zone.domain_path)
+    assert rrs[0].rtype == QTYPE.SOA
+    return {f"{rr.rname} {QTYPE.get(rr.rtype)} {rr.rdata.toZone()}" for rr in rrs[1:]}
+
+
+def test_aggregated_names_weights_cnames_and_wildcards():
+    got = zone(make_engine(RECORDS))
+    assert {"web.example.test. A 10.1.0.1", "web.example.test. A 10.1.0.2"} <= got
+    assert "staging.east.example.test. SRV 10 50 80 s1.staging.east.example.test." in got
+    assert "alias.example.test. CNAME web.example.test." in got
+    assert not any(line.startswith("alias.example.test. A") for line in got)
+    assert "mail.example.test. MX 5 mx.out.test." in got
+    assert "*.wild.example.test. A 10.3.0.1" in got
+
+
+def test_down_addresses_left_out_fail_open_kept():
+    engine = make_engine(RECORDS)
+    engine.state.set_health("10.1.0.2", "DOWN", 5)
+    got = zone(engine)
+    assert "web.example.test. A 10.1.0.1" in got and "web.example.test. A 10.1.0.2" not in got
+    assert "a2.web.example.test. A 10.1.0.2" in got  # its only address: fail open
+
+
+def test_serial_moves_with_health():
+    engine = make_engine(RECORDS)
+    first, _ = ask(engine, "example.test.", "SOA")
+    again, hit = ask(engine, "example.test.", "SOA")
+    assert hit and again.answer[0][0].serial == first.answer[0][0].serial == 1
+    engine.state.set_health("10.1.0.2", "DOWN", 9)
+    after, hit = ask(engine, "example.test.", "SOA")
+    assert not hit and after.answer[0][0].serial == 9
+    engine.state.set_health("10.1.0.2", "UP", 3)  # never backwards
+    assert engine.state.serial == 9
