@@ -284,20 +284,26 @@ def _glue(ctx: Context, ans: Answer, rec: Record) -> None:
             ans.additional.extend(_address_rrs(ctx, rec.host, qtype, healthy(ctx, ans, group))[0])
 
 
+
+def srv_weights(targets: list[Record]) -> list[tuple[Record, int, int]]:
+    """(record, priority, weight) per SRV target: priority 10 when unset (SkyDNS2, CoreDNS),
+    weights as percentages of their priority's sum (0 counts as 100), floored. Shared by the
+    dnslib answers and the byte path (wireanswer.py), so the two cannot disagree."""
+    totals: dict[int, int] = {}
+    for rec in targets:
+        priority = rec.priority or SRV_PRIORITY
+        totals[priority] = totals.get(priority, 0) + (rec.weight or 100)
+    return [(rec, priority, (rec.weight or 100) * 100 // totals[priority])
+            for rec in targets for priority in (rec.priority or SRV_PRIORITY,)]
+
 def _srv(ctx: Context, ans: Answer, owner: str, records: list[Record]) -> None:
     targets = [r for r in records if r.host and r.rtype in _SRV_TYPES and not r.mail]
     with_ip = [r for r in targets if r.ip]
     if with_ip:  # DOWN IP targets are left out, all DOWN -> all kept, like addresses
         keep = {r.key for r in healthy(ctx, ans, with_ip)}
         targets = [r for r in targets if not r.ip or r.key in keep]
-    totals: dict[int, int] = {}
-    for rec in targets:
-        priority = rec.priority or SRV_PRIORITY
-        totals[priority] = totals.get(priority, 0) + (rec.weight or 100)
     seen_targets = set()
-    for rec in targets:
-        priority = rec.priority or SRV_PRIORITY
-        weight = (rec.weight or 100) * 100 // totals[priority]
+    for rec, priority, weight in srv_weights(targets):
         target = rec.target
         ans.answer.append(
             RR(

@@ -26,11 +26,11 @@ from .answer import (
     _ADDRESS_TYPES,
     _SRV_TYPES,
     MAX_CNAME_HOPS,
-    SRV_PRIORITY,
     Context,
     _cname_of,
     _is_address,
     grouped,
+    srv_weights,
     zone_of,
 )
 
@@ -258,14 +258,8 @@ def _srv(ctx, b, owner: tuple, records) -> None:
     if with_ip:  # (by path: the same as answer.py's by key, without building the keys)
         keep = {r.path for r in healthy(ctx, b, with_ip)}
         targets = [r for r in targets if not r.ip or r.path in keep]
-    totals: dict[int, int] = {}
-    for rec in targets:
-        priority = rec.priority or SRV_PRIORITY
-        totals[priority] = totals.get(priority, 0) + (rec.weight or 100)
     seen_targets = set()
-    for rec in targets:
-        priority = rec.priority or SRV_PRIORITY
-        weight = (rec.weight or 100) * 100 // totals[priority]
+    for rec, priority, weight in srv_weights(targets):
         labels = target_labels(rec)
         # the target is written whole (RFC 2782, as dnslib does): the rdata is fixed bytes
         rdata = _SRV_DATA.pack(priority, weight, rec.port) + plain_name(labels)
