@@ -8,7 +8,6 @@ DNSSEC: it never sends a query anywhere but to that skydns.
 from __future__ import annotations
 
 import atexit
-import os
 import secrets
 import shutil
 import subprocess
@@ -20,23 +19,15 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
+from devup.recursor import binary
+
 from dnstest import free_port
 from etcdtest import wait_for
 from proctest import Process
 
 
-def recursor_binary() -> str | None:
-    found = shutil.which("pdns_recursor")
-    if found:
-        return found
-    for path in ("/usr/sbin/pdns_recursor", "/usr/local/sbin/pdns_recursor"):
-        if os.access(path, os.X_OK):
-            return path
-    return None
-
-
 def recursor_missing() -> str | None:
-    if recursor_binary() is None:
+    if binary() is None:
         return "pdns_recursor not installed (Debian: apt-get install pdns-recursor)"
     return None
 
@@ -85,7 +76,7 @@ class PdnsRecursor:
     def start(self) -> PdnsRecursor:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [recursor_binary(), f"--config-dir={self.dir}"],
+                [binary(), f"--config-dir={self.dir}"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         atexit.register(self.stop)
         wait_for(self.ready, timeout=20, message=f"pdns_recursor did not come up: {self.logs()}")

@@ -14,7 +14,7 @@ import dns.rcode
 from hostile import long_label, long_name, pointer_bomb, query, question_pointer_bomb
 from test_workers import names_asked
 
-from dnstest import Skydns
+from dnstest import Skydns, send_raw
 from etcdtest import wait_for
 from proctest import children
 
@@ -38,16 +38,6 @@ def answers_promptly(srv: Skydns, name="h.example.test.", within=1.0) -> None:
     assert time.monotonic() - start < within
 
 
-def udp_exchange(port: int, payload: bytes, timeout: float = 2.0) -> bytes | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(payload, ("127.0.0.1", port))
-        try:
-            return sock.recv(65535)
-        except TimeoutError:
-            return None
-
-
 def start(etcd, **dns) -> Skydns:
     etcd.put("/skydns/test/example/h", {"host": "10.9.0.1"})
     return Skydns(etcd.endpoint, Dns=dns).start()
@@ -66,7 +56,7 @@ def test_cpu_bombs_and_bad_questions_get_formerr_fast(etcd):
         for bad in (pointer_bomb(), question_pointer_bomb(), long_label(64), long_label(191),
                     long_name(300), query("a.example.test.")[:4] + b"\x00\x02"
                     + query("a.example.test.")[6:]):
-            reply = udp_exchange(srv.port, bad)
+            reply = send_raw(srv.port, bad, timeout=2.0)
             assert reply is not None and reply[:2] == bad[:2] and reply[3] & 0xF == 1, bad[:20]
         answers_promptly(srv)
         assert "Traceback" not in srv.logs()
