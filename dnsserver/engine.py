@@ -26,8 +26,8 @@ from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
 from .namecount import NameCounts
-from .served import served_steps
 from .signing import ZoneSigning
+from .transfer import PAUSE, Snapshot, record_ends, soa_wire
 from .wire import (
     TCP_LIMIT,
     FormErr,
@@ -40,7 +40,7 @@ from .wire import (
     render,
     udp_limit,
 )
-from .zone import iter_transfer_chunks, reverse_zones
+from .zone import reverse_zones
 from .zonestate import Change, ZoneState
 
 log = logging.getLogger("skydns.engine")
@@ -52,10 +52,11 @@ _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 NAME_BYTES = 8 << 20  # and at most this much memory for them (see namecount)
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
-# Record bytes per AXFR message (one long TXT alone still fits 64 KB). Every name must start
-# below offset 16384: dnslib writes compression pointers to later names without checking that
-# they fit 14 bits, so larger messages came out corrupt.
-_AXFR_BYTES = 12_000
+# Record bytes per AXFR message: names are written whole (transfer.py), so no compression
+# pointer limits the size; the rest of 64 KB leaves room for the question, OPT and TSIG (a
+# single record bigger than this, a long TXT, goes alone in its message).
+_AXFR_BYTES = 60_000
+_AXFR_SLICE = 0.005  # seconds of transfer work between the pauses that let other queries in
 
 
 class Engine:
@@ -71,6 +72,7 @@ class Engine:
         self.zone = self.state.zone
         self.cache = AnswerCache(dns["cacheSize"])
         self.state.subscribe(self._on_change)
+        self.snapshot = Snapshot(self.state)  # the zone transfer's copy, made by the first one
         keys = dns.get("dnssec")
         # DNSSEC is a layer over finished replies (signing.py): without keys, nothing changes.
         self.signing = ZoneSigning(keys, self.state) if keys else None
@@ -302,41 +304,66 @@ class Engine:
         return self._transfer(q, path, client, signed)
 
     async def _transfer(self, q: Query, path, client: str, signed):
-        """The transfer's messages, built in steps with pauses between them: a big zone must
-        not stall the answers to other queries on this worker for the seconds it takes."""
-        steps = served_steps(self.state, path)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                rrs = done.value
-                break
-            await asyncio.sleep(0)
-        rrs.append(rrs[0])
+        """The transfer as an async iterator of messages, made as they are sent: the first
+        goes out before the rest of the zone is read, memory holds one message at a time, and
+        every few milliseconds of work the loop runs other queries (tcp.py writes each message
+        and waits while the client is slow to read). The records are transfer.py's: the zone
+        as served.py says it is answered, each name kept between transfers until it changes."""
         self.stats["axfr"] += 1
-        log.info(
-            "zone transfer", extra={"kv": {"client": client, "zone": q.qname, "records": len(rrs)}}
-        )
-        messages = []
-        for n, chunk in enumerate(iter_transfer_chunks(rrs, _AXFR_BYTES)):
-            if n % 16 == 15:
-                await asyncio.sleep(0)
-            wire = render(
-                q,
-                RCODE.NOERROR,
-                chunk,
-                [],
-                [],
-                TCP_LIMIT,
-                aa=True,
-                ra=self.zone.recursion,
-                max_udp=self.max_udp,
-                rd=q.rd,
-            )
-            messages.append(struct.pack("!H", q.id) + wire[2:])
-        if signed is not None:
-            return tsig.sign_messages(messages, self.tsig_key, signed)
-        return messages
+        state = self.state
+        snapshot = self.snapshot
+        snapshot.active = True
+        soa = soa_wire(state, path)
+        flags = 0x8400 | (0x80 if self.zone.recursion else 0) | (0x100 if q.rd else 0)
+        question = b"".join(bytes((len(label),)) + label.lower() for label in q.qlabels)
+        question += b"\x00" + struct.pack("!HH", q.qtype, q.qclass)
+        opt = wireanswer.opt_record(self.max_udp, q.do) if q.edns else b""
+        header = struct.Struct("!HHHHHH")
+        signer = tsig.Signer(self.tsig_key, signed) if signed is not None else None
+        parts: list[bytes] = []
+        size = count = records = messages = 0
+
+        def message() -> bytes:
+            nonlocal parts, size, count, records, messages
+            msg = b"".join((header.pack(q.id, flags, 1, count, 0, 1 if opt else 0), question,
+                            *parts, opt))
+            records += count
+            messages += 1
+            parts, size, count = [], 0, 0
+            return signer.sign(msg) if signer is not None else msg
+
+        clock = time.perf_counter
+        until = clock() + _AXFR_SLICE
+        for piece in snapshot.records(path, soa):
+            if piece is not PAUSE:
+                wire, n = piece
+                if size + len(wire) > _AXFR_BYTES:
+                    if parts:
+                        yield message()
+                    if len(wire) > _AXFR_BYTES and n > 1:  # a name too big for a message
+                        start = 0
+                        for end in record_ends(wire):
+                            if size + end - start > _AXFR_BYTES and parts:
+                                yield message()
+                            parts.append(wire[start:end])
+                            size += end - start
+                            count += 1
+                            start = end
+                        wire = None
+                if wire is not None:
+                    parts.append(wire)
+                    size += len(wire)
+                    count += n
+            if clock() > until:
+                await asyncio.sleep(0)  # let the loop answer other queries
+                until = clock() + _AXFR_SLICE
+        if size + len(soa) > _AXFR_BYTES:
+            yield message()
+        parts.append(soa)
+        count += 1
+        yield message()
+        log.info("zone transfer", extra={"kv": {"client": client, "zone": q.qname,
+                                                "records": records, "messages": messages}})
 
     def _axfr_allowed(self, client: str) -> bool:
         try:

@@ -14,12 +14,15 @@ from skydns.records import Record
 
 
 class _Node:
-    __slots__ = ("children", "record", "count")
+    __slots__ = ("children", "record", "count", "memo")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] | None = None  # None until a child exists: most are leaves
         self.record: Record | None = None
         self.count = 0  # records in this subtree, this node included
+        # What the zone transfer served at this name (transfer.py owns it): kept on the node
+        # rather than in a dict beside the tree, as a million names would double that cost.
+        self.memo = None
 
 
 class RecordIndex:
@@ -39,6 +42,11 @@ class RecordIndex:
             if node is None:
                 return None
         return node
+
+    def node(self, path: Path) -> _Node | None:
+        """The tree node at `path` (no wildcard applied), for readers that walk the tree
+        (transfer.py): `children`, `record`, `count` (records at and below it), `memo`."""
+        return self._node(path)
 
     def get(self, key: str) -> Record | None:
         path = key_to_path(key)
@@ -143,21 +151,29 @@ class RecordIndex:
             node = self._node(path)
             if node is None:
                 return []
-            if node.children is None:  # a leaf: the commonest answer, one record
-                return [node.record] if node.record is not None else []
-            stack = [node]
-        else:
-            stack = self._match(path)
-        found: list[Record] = []
-        while stack:
-            node = stack.pop()
-            if node.record is not None:
-                found.append(node.record)
-            if node.children:
-                stack.extend(node.children.values())
-        if len(found) > 1:
-            found.sort(key=_order)
-        return found
+            return below_node(node)
+        return _gather(self._match(path))
+
+
+def below_node(node: _Node) -> list[Record]:
+    """The records at and below one node, in key order."""
+    if node.children is None:  # a leaf: the commonest answer, one record
+        return [node.record] if node.record is not None else []
+    return _gather([node])
+
+
+def _gather(stack: list[_Node]) -> list[Record]:
+    """The records of these nodes' subtrees, in key order."""
+    found: list[Record] = []
+    while stack:
+        node = stack.pop()
+        if node.record is not None:
+            found.append(node.record)
+        if node.children:
+            stack.extend(node.children.values())
+    if len(found) > 1:
+        found.sort(key=_order)
+    return found
 
 
 def _order(record: Record) -> Path:

@@ -21,7 +21,7 @@ from dnslib import QTYPE, RR, DNSBuffer
 
 from skydns.keys import Path, name_to_path, path_to_name
 
-from .answer import Context, answer, soa_record, zone_of
+from .answer import Answer, Context, answer, soa_record, zone_of
 from .zone import _renderable, record_rrs
 
 log = logging.getLogger("skydns.served")
@@ -70,14 +70,18 @@ def _owned(rrs: list[RR], owner: str) -> list[RR]:
     return [rr for rr in rrs if str(rr.rname).lower() == owner]
 
 
-def name_rrs(ctx: Context, path: Path, kinds: int = _ALL) -> tuple[list[RR], list[RR]]:
+def name_rrs(ctx: Context, path: Path, kinds: int = _ALL,
+             reads: Answer | None = None) -> tuple[list[RR], list[RR]]:
     """The records a name answers with (each question's answer records it owns) and the
     additional-section records those answers carry (glue candidates).
 
     A name that answers addresses with a CNAME holds only that CNAME (RFC 1034 3.6.2) unless
     it answers other questions with data of its own (a key with a host name and a port is a
     CNAME for A and an SRV with that port for SRV): the DNS cannot say both, so the transfer
-    keeps the other data and, for A/AAAA, the addresses the CNAME chain ends in."""
+    keeps the other data and, for A/AAAA, the addresses the CNAME chain ends in.
+
+    `reads`, if given, collects the paths and addresses the answers read (transfer.py keeps
+    its copy of the name until one of them changes)."""
     owner = path_to_name(path)
     found: list[RR] = []
     extra: list[RR] = []
@@ -87,6 +91,9 @@ def name_rrs(ctx: Context, path: Path, kinds: int = _ALL) -> tuple[list[RR], lis
         if not kinds & needs:
             continue
         ans = answer(ctx, owner, qtype)
+        if reads is not None:
+            reads.paths |= ans.paths
+            reads.ips |= ans.ips
         if ans.rcode not in (0, 3):  # SERVFAIL (a CNAME loop): nothing a zone can say
             continue
         mine = _owned(ans.answer, owner)

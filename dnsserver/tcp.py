@@ -53,6 +53,8 @@ class TcpConnection(asyncio.Protocol):
         self._idle = None  # the one timer; it fires at or before _deadline
         self._deadline = 0.0
         self._unsent = None  # unsent reply bytes when the idle timer last ran out
+        self.streaming = 0  # zone transfers being written (also counted in pending)
+        self._writable = None  # a transfer waiting for the client to read
 
     def connection_made(self, transport):
         self.transport = transport
@@ -79,7 +81,8 @@ class TcpConnection(asyncio.Protocol):
         if self._deadline - self.loop.time() > 0.001:  # a message came in since: not idle yet
             self._idle = self.loop.call_at(self._deadline, self._expire)
             return
-        if self.pending:
+        # a transfer waiting on a client that does not read is judged like unsent replies
+        if self.pending and not (self.streaming and self.write_paused):
             self._arm()
             return
         unsent = self.transport.get_write_buffer_size()
@@ -92,6 +95,7 @@ class TcpConnection(asyncio.Protocol):
             self.transport.abort()  # close() would wait for a reader that does not read
 
     def connection_lost(self, exc):
+        self._wake()
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -105,6 +109,7 @@ class TcpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._wake()
         if self.write_paused or self.transport.is_closing():
             return
         if self.pending < _MAX_PENDING:
@@ -198,14 +203,49 @@ class TcpConnection(asyncio.Protocol):
             self.transport.close()  # nothing sensible to say to garbage on a stream
         elif isinstance(reply, bytes):
             self._send(reply)
-        elif isinstance(reply, list):  # a zone transfer: several messages
+        elif isinstance(reply, list):  # several messages
             for message in reply:
                 self._send(message)
+        elif hasattr(reply, "__anext__"):  # a zone transfer: messages as they are made
+            self._flush()  # replies to earlier queries of the segment go first
+            self.pending += 1
+            self.streaming += 1
+            asyncio.ensure_future(self._stream(reply))
         else:
             self.pending += 1
             if self.pending >= _MAX_PENDING:
                 self.transport.pause_reading()
             asyncio.ensure_future(self._later(reply))
+
+    async def _stream(self, messages) -> None:
+        """Write a transfer's messages as the engine makes them, waiting while the client
+        has not taken the ones written (past WRITE_HIGH): memory holds about a message and
+        the write buffer, whatever the zone's size."""
+        try:
+            async for message in messages:
+                if self.transport.is_closing():
+                    break
+                self.transport.write(struct.pack("!H", len(message)) + message)
+                while self.write_paused and not self.transport.is_closing():
+                    self._writable = self.loop.create_future()
+                    await self._writable
+        except Exception:
+            errors.exception("zone transfer failed", {"client": self.client})
+            self.transport.close()
+        finally:
+            await messages.aclose()
+            self.pending -= 1
+            self.streaming -= 1
+        if self.write_paused or self.transport.is_closing():
+            return
+        if self.pending < _MAX_PENDING:
+            self.transport.resume_reading()
+
+    def _wake(self) -> None:
+        waiter = self._writable
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._writable = None
 
     async def _later(self, pending) -> None:
         try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from skydns.tsigkey import ALGORITHMS, TsigError, TsigKey, parse_key
 
-__all__ = ["TsigError", "TsigKey", "parse_key", "verify_request", "sign_messages"]
+__all__ = ["TsigError", "TsigKey", "parse_key", "verify_request", "Signer", "sign_messages"]
 
 T_TSIG = 250
 CLASS_ANY = 255
@@ -119,26 +119,43 @@ def verify_request(data: bytes, key: TsigKey, now: float | None = None) -> Signe
     return Signed(mac, original_id)
 
 
+class Signer:
+    """Signs the messages of one reply as they are made (a transfer streams them): the first
+    over the request's MAC, each next one over the previous message's MAC (RFC 8945 5.3.1,
+    every message signed). Each message carries its own signing time."""
+
+    def __init__(self, key: TsigKey, request: Signed, now=None):
+        self.key = key
+        self.request = request
+        self.prior = request.mac
+        self.first = True
+        self.now = now  # a fixed time (tests), else the clock at each message
+
+    def sign(self, msg: bytes) -> bytes:
+        key = self.key
+        signed_at = int(time.time() if self.now is None else self.now)
+        timers = struct.pack("!HIH", signed_at >> 32, signed_at & 0xFFFFFFFF, FUDGE)
+        body = struct.pack("!H", len(self.prior)) + self.prior + msg
+        if self.first:
+            body += (key.name_wire + struct.pack("!HI", CLASS_ANY, 0) + key.algorithm_wire
+                     + timers + struct.pack("!HH", 0, 0))
+            self.first = False
+        else:
+            body += timers
+        mac = hmac.new(key.secret, body, ALGORITHMS[key.algorithm]).digest()
+        rdata = (key.algorithm_wire + timers + struct.pack("!H", len(mac)) + mac
+                 + struct.pack("!HHH", self.request.original_id, 0, 0))
+        rr = key.name_wire + struct.pack("!HHIH", T_TSIG, CLASS_ANY, 0, len(rdata)) + rdata
+        arcount = struct.unpack("!H", msg[10:12])[0] + 1
+        self.prior = mac
+        return msg[:10] + struct.pack("!H", arcount) + msg[12:] + rr
+
+
 def sign_messages(messages: list[bytes], key: TsigKey, request: Signed,
                   now: float | None = None) -> list[bytes]:
     """Each message of a reply with a TSIG record appended: the first signed over the
     request's MAC, each next one over the previous message's MAC."""
-    signed_at = int(time.time() if now is None else now)
-    timers = struct.pack("!HIH", signed_at >> 32, signed_at & 0xFFFFFFFF, FUDGE)
-    out, prior = [], request.mac
-    digest = ALGORITHMS[key.algorithm]
-    for n, msg in enumerate(messages):
-        body = struct.pack("!H", len(prior)) + prior + msg
-        if n == 0:
-            body += (key.name_wire + struct.pack("!HI", CLASS_ANY, 0) + key.algorithm_wire
-                     + timers + struct.pack("!HH", 0, 0))
-        else:
-            body += timers
-        mac = hmac.new(key.secret, body, digest).digest()
-        rdata = (key.algorithm_wire + timers + struct.pack("!H", len(mac)) + mac
-                 + struct.pack("!HHH", request.original_id, 0, 0))
-        rr = key.name_wire + struct.pack("!HHIH", T_TSIG, CLASS_ANY, 0, len(rdata)) + rdata
-        arcount = struct.unpack("!H", msg[10:12])[0] + 1
-        out.append(msg[:10] + struct.pack("!H", arcount) + msg[12:] + rr)
-        prior = mac
-    return out
+    if now is None:
+        now = time.time()
+    signer = Signer(key, request, now)
+    return [signer.sign(msg) for msg in messages]
