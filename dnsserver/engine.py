@@ -56,7 +56,7 @@ FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
 # pointer limits the size; the rest of 64 KB leaves room for the question, OPT and TSIG (a
 # single record bigger than this, a long TXT, goes alone in its message).
 _AXFR_BYTES = 60_000
-_AXFR_SLICE = 0.005  # seconds of transfer work between the pauses that let other queries in
+_AXFR_SLICE = 0.002  # seconds of transfer work between the pauses that let other queries in
 
 
 class Engine:

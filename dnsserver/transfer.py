@@ -54,6 +54,7 @@ _HEAD = struct.Struct(">HHIH")  # type, class IN, TTL, RDLENGTH
 _SRV_FIXED = struct.Struct(">HHH")
 _MEMO_HEAD = struct.Struct(">II")  # generation, record count: before a plain name's bytes
 _SORT_CHUNK = 20_000  # children sorted at once; a bigger node is sorted in chunks, merged
+_SHARDS, _SHARD_MASK = 256, 255
 PAUSE = None  # yielded by `records` where the caller may let other work run
 
 _V4, _V6 = frozenset((T_A, T_SRV)), frozenset((T_AAAA, T_SRV))
@@ -71,6 +72,14 @@ def rr_wire(rr: RR) -> bytes:
     buf = _Plain()
     rr.pack(buf)
     return bytes(buf.data)
+
+
+def label_wire(label: str) -> bytes | None:
+    """One label's wire form (length byte and octets), or None as in `path_wire`."""
+    n = len(label)
+    if not 0 < n < 64 or not label.isascii() or "." in label or "\\" in label:
+        return None
+    return bytes((n,)) + label.encode()
 
 
 def path_wire(path: Path) -> bytes | None:
@@ -96,15 +105,18 @@ def _ip_bytes(rec) -> bytes:
     return socket.inet_pton(socket.AF_INET if rec.family == 4 else socket.AF_INET6, rec.ip)
 
 
-def plain_name(ctx: Context, path: Path, records: list) -> tuple[bytes, int] | None:
+def plain_name(ctx: Context, path: Path, records: list,
+               owner: bytes | None = None) -> tuple[bytes, int] | None:
     """The records `name_rrs` gives a name whose records (at and below it, key order) are all
-    plain addresses, as wire bytes and their count; None for any other name."""
+    plain addresses, as wire bytes and their count; None for any other name. `owner`: the
+    name's `path_wire`, if the caller has it."""
     for rec in records:
         if not rec.ip or rec.rtype or rec.text or rec.mail or rec.targetstrip or rec.group:
             return None
-    owner = path_wire(path)
     if owner is None:
-        return None
+        owner = path_wire(path)
+        if owner is None:
+            return None
     down = ctx.health.down
     ttl = ctx.ttl
     head = _HEAD.pack
@@ -137,8 +149,15 @@ def plain_name(ctx: Context, path: Path, records: list) -> tuple[bytes, int] | N
     targets = records
     if down:
         targets = [r for r in records if r.ip not in down] or records
+    depth = len(path) + 1
     for rec, priority, weight in srv_weights(targets):
-        target = path_wire(rec.path)
+        target_path = rec.path
+        if len(target_path) == depth:  # a child: its label before our name
+            target = label_wire(target_path[-1])
+            if target is not None:
+                target += owner
+        else:
+            target = owner if target_path == path else path_wire(target_path)
         if target is None:
             return None
         rdata = _SRV_FIXED.pack(priority, weight, rec.port) + target
@@ -189,7 +208,9 @@ class Snapshot:
         self.state = state
         self.keep = keep
         self.gen = 1
-        self.ips: dict[str, object] = {}  # address -> the path (or set of paths) that read it
+        # address -> the path (or set of paths) that read it, in shards: one dict of a million
+        # addresses would stop the loop for its resizes (about 0.1 s each at that size)
+        self.ips: list[dict[str, object]] = [{} for _ in range(_SHARDS)]
         self.readers: dict[Path, set[Path]] = {}  # path -> names that read it from outside
         self.computed = 0  # names computed (not taken from the copy): tests and the bench
         self.active = False  # set by the first transfer: until then there is nothing to drop
@@ -202,14 +223,13 @@ class Snapshot:
             return
         if change.everything:
             self.gen += 1
-            self.ips.clear()
+            self.ips = [{} for _ in range(_SHARDS)]
             self.readers.clear()
             return
         for path in change.paths:
             self._drop(path)
-        ips = self.ips
         for ip in change.ips:
-            paths = ips.pop(ip, None)
+            paths = self.ips[hash(ip) & _SHARD_MASK].pop(ip, None)
             if paths is not None:
                 for path in paths if type(paths) is set else (paths,):
                     self._drop(path)
@@ -235,7 +255,7 @@ class Snapshot:
                             reader.memo = None
 
     def _note_ip(self, ip: str, path: Path) -> None:
-        ips = self.ips
+        ips = self.ips[hash(ip) & _SHARD_MASK]
         have = ips.get(ip)
         if have is None:
             ips[ip] = path
@@ -248,28 +268,33 @@ class Snapshot:
 
     # -- one name ----------------------------------------------------------------------------
 
-    def name(self, path: Path, node, generic: bool) -> tuple[bytes, int, Served | None]:
+    def name(self, path: Path, node, generic: bool,
+             owner: bytes | None = None) -> tuple[bytes, int, Served | None]:
         """(record bytes, count, Served or None for a plain name) of one served name; `node`
-        its index node or None (the `local` name need not exist); `generic`: answer() only."""
+        its index node or None (the `local` name need not exist); `generic`: answer() only;
+        `owner`: the name's `path_wire` if the caller has it."""
         gen = self.gen
         memo = node.memo if node is not None else None
         if memo is not None:
             if type(memo) is bytes:
                 mgen, count = _MEMO_HEAD.unpack_from(memo)
                 if mgen == gen:
-                    return memo[8:], count, None
+                    return memoryview(memo)[8:], count, None
             elif memo.gen == gen:
                 return memo.wire, memo.count, memo
         self.computed += 1
         ctx = self.state
         records = below_node(node) if node is not None else []
         if not generic:
-            plain = plain_name(ctx, path, records)
+            plain = plain_name(ctx, path, records, owner)
             if plain is not None:
                 wire, count = plain
-                note = self._note_ip
-                for rec in records:
-                    note(rec.ip, rec.path)
+                shards = self.ips
+                for rec in records:  # _note_ip, inline: a million calls
+                    ip = rec.ip
+                    ips = shards[hash(ip) & _SHARD_MASK]
+                    if ips.get(ip) is not rec.path:
+                        self._note_ip(ip, rec.path)
                 if self.keep:
                     node.memo = _MEMO_HEAD.pack(gen, count) + wire
                 return wire, count, None
@@ -369,11 +394,11 @@ class Snapshot:
             yield b"".join(wires), len(wires)
 
         local = self._local(zone_path)
-        for path, node in self._names(zone_path, local):
+        for path, node, owner in self._names(zone_path, local):
             if path is None:
                 yield PAUSE
                 continue
-            wire, count, served = self.name(path, node, wildcards or path == local)
+            wire, count, served = self.name(path, node, wildcards or path == local, owner)
             if count:
                 yield wire, count
             if served is not None and served.glue:
@@ -397,18 +422,19 @@ class Snapshot:
             yield b"".join(pieces), len(pieces)
 
     def _names(self, zone_path: Path, local: Path | None):
-        """(path, node) of every served name below the apex in key order (node None for the
-        `local` name when nothing is stored there), and (None, None) pauses. Names with a `*`
-        label are not served (their answers are query-side wildcards), nor anything below."""
+        """(path, node, path_wire or None) of every served name below the apex in key order
+        (node None for the `local` name when nothing is stored there), and (None, None, None)
+        pauses. Names with a `*` label are not served (their answers are query-side
+        wildcards), nor anything below."""
         root = self.state.index.node(zone_path)
         extra = {local} if local is not None else set()
         if root is None or (not root.children and not extra):
             return
         stack = []
         labels = yield from self._sorted_labels(root, zone_path, extra)
-        stack.append((zone_path, root, labels))
+        stack.append((zone_path, root, labels, path_wire(zone_path)))
         while stack:
-            path, node, labels = stack[-1]
+            path, node, labels, wire = stack[-1]
             label = next(labels, None)
             if label is None:
                 stack.pop()
@@ -416,20 +442,27 @@ class Snapshot:
             children = node.children if node is not None else None
             child = children.get(label) if children else None
             child_path = path + (label,)
+            child_wire = None
+            if wire is not None:
+                child_wire = label_wire(label)
+                if child_wire is not None:
+                    child_wire += wire
+                    if len(child_wire) > 255:
+                        child_wire = None
             if child is None or not child.count:
                 if child_path in extra:
-                    yield child_path, None
+                    yield child_path, None, child_wire
                 elif not extra or not any(p[: len(child_path)] == child_path for p in extra):
                     continue
             else:
                 if label == "*":
                     continue
-                yield child_path, child
+                yield child_path, child, child_wire
             if (child is not None and child.children) or extra and any(
                     len(p) > len(child_path) and p[: len(child_path)] == child_path
                     for p in extra):
                 labels = yield from self._sorted_labels(child, child_path, extra)
-                stack.append((child_path, child, labels))
+                stack.append((child_path, child, labels, child_wire))
 
     def _sorted_labels(self, node, path: Path, extra: set):
         """An iterator over a node's child labels in order (with any `extra` path's label at
@@ -446,7 +479,7 @@ class Snapshot:
         chunks = []
         for i in range(0, len(labels), _SORT_CHUNK):
             chunks.append(sorted(labels[i : i + _SORT_CHUNK]))
-            yield None, None
+            yield None, None, None
         return heapq.merge(*chunks)
 
     def _wildcard_records(self, zone_path: Path, found: list):
