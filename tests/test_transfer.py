@@ -18,6 +18,7 @@ from test_engine import make_engine
 
 from dnsserver.index import below_node
 from dnsserver.served import _key, name_rrs, served_names, served_rrs
+from dnsserver.tcp import TcpConnection
 from dnsserver.transfer import PAUSE, Snapshot, plain_name, record_ends, rr_wire, soa_wire
 from skydns.keys import key_to_path
 from skydns.records import parse_record
@@ -288,3 +289,38 @@ def test_other_queries_are_answered_while_a_transfer_waits_and_runs(etcd):
             assert rrs > 5000 * 2
     finally:
         srv.stop()
+
+
+def test_transfer_to_a_client_that_stops_reading_is_aborted():
+    records = {f"s{i // 100}/i{i}": {"host": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"}
+               for i in range(30_000)}  # about 8 MB of messages: more than socket buffers hold
+    engine = engine_of(records)
+    engine.axfr_allow = [ipaddress.ip_network("127.0.0.0/8")]
+    query = dns.message.make_query("example.test.", "AXFR").to_wire()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        conns = []
+
+        def made():
+            conns.append(TcpConnection(engine, 0.5))
+            return conns[-1]
+
+        server = await loop.create_server(made, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, struct.pack("!H", len(query)) + query)
+        deadline = loop.time() + 30
+        while not (conns and conns[0].transport is not None
+                   and conns[0].transport.is_closing() and not conns[0].streaming):
+            assert loop.time() < deadline, "a transfer nobody reads was kept"
+            await asyncio.sleep(0.05)
+        assert conns[0].write_paused  # it was waiting on us, not done
+        sock.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
