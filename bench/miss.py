@@ -183,6 +183,8 @@ def _bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
         _log("hot set under a flood, in process: handler only, then with a real sendto")
         res["flood_in_process"] = [flood.hot_set_under_flood(ds, send=send)
                                    for send in (False, True)]
+        _log("hot set under a flood, in a running server (uvloop, real UDP, dnsperf)")
+        res["flood_in_server"] = flood.hot_set_in_server(ds)
     return res
 
 
@@ -266,6 +268,8 @@ def report(res: dict, args) -> list[str]:
 
         for one in res["flood_in_process"]:
             out.extend(flood.report(one))
+        if res.get("flood_in_server"):
+            out.extend(flood.report_server(res["flood_in_server"]))
     hits = res.get("hit_path_us")
     if hits:
         out.append("In process, us per AnswerCache.hit (no sockets; the UDP front, which "

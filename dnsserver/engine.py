@@ -26,6 +26,7 @@ from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
 from .namecount import NameCounts
+from .plainnx import PlainNx
 from .signing import ZoneSigning
 from .transfer import PAUSE, Snapshot, record_ends, soa_wire
 from .wire import (
@@ -89,9 +90,11 @@ class Engine:
         self.stats: Counter = Counter()
         # names asked on the slow path (hits: cache), bounded by bytes against random floods
         self.query_names = NameCounts(NAME_BYTES, MAX_NAMES)
+        self.plain_nx = PlainNx(self.state)
 
     def _on_change(self, change: Change) -> None:
         """Drop the cached answers that read what changed."""
+        self.plain_nx.forget()  # its replies carry the serial
         cache = self.cache
         if change.everything:
             cache.clear()
@@ -195,6 +198,12 @@ class Engine:
         qtype = (data[qend - 4] << 8) | data[qend - 3]
         if qtype in (_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR):
             return None
+        nx = None if self.subdomains else self.plain_nx.shape(key, qend - 16, tcp)
+        if nx is not None:
+            reply = self.plain_nx.reply(nx, data, qend, rd)
+            if reply is not None:  # a copy, cached nowhere: floods of random names stay cheap
+                self.stats["nxdomain"] += 1
+                return reply
         parsed = wireanswer.question_name(data, qend)
         if parsed is None:
             return None
@@ -227,11 +236,15 @@ class Engine:
                     answer = head + group[r:] + group[:r]
             wire = render(built, state, question, qlabels, limit, ra, opt, answer)
             self._count(built, wire)
+            if nx is not None:
+                self.plain_nx.learn(nx, wire, qend)
             # the client's own question bytes (its 0x20 casing), as a cached entry gives them
             return data[:2] + bytes((wire[2] | rd,)) + wire[3:12] + data[12:qend] + wire[qend:]
         if n < 2:
             wire = render(built, state, question, qlabels, limit, ra, opt)
             self._count(built, wire)
+            if nx is not None:
+                self.plain_nx.learn(nx, wire, qend)
             wires, addrs, mode, ring = [wire], [], "", None
         else:
             wires, addrs, mode, ring = self._wire_variants(built, state, question, qlabels,
