@@ -156,6 +156,8 @@ def plain_name(ctx: Context, path: Path, records: list,
             target = label_wire(target_path[-1])
             if target is not None:
                 target += owner
+                if len(target) > 255:
+                    target = None
         else:
             target = owner if target_path == path else path_wire(target_path)
         if target is None:
