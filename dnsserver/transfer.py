@@ -101,6 +101,17 @@ def path_wire(path: Path) -> bytes | None:
     return bytes(out)
 
 
+def _child_wire(label: str, parent: bytes | None) -> bytes | None:
+    """A child name's path_wire from its parent's, or None."""
+    if parent is None:
+        return None
+    wire = label_wire(label)
+    if wire is None:
+        return None
+    wire += parent
+    return wire if len(wire) <= 255 else None
+
+
 def _ip_bytes(rec) -> bytes:
     return socket.inet_pton(socket.AF_INET if rec.family == 4 else socket.AF_INET6, rec.ip)
 
@@ -271,10 +282,10 @@ class Snapshot:
     # -- one name ----------------------------------------------------------------------------
 
     def name(self, path: Path, node, generic: bool,
-             owner: bytes | None = None) -> tuple[bytes, int, Served | None]:
+             parent: bytes | None = None) -> tuple[bytes, int, Served | None]:
         """(record bytes, count, Served or None for a plain name) of one served name; `node`
         its index node or None (the `local` name need not exist); `generic`: answer() only;
-        `owner`: the name's `path_wire` if the caller has it."""
+        `parent`: the parent name's `path_wire` if the caller has it."""
         gen = self.gen
         memo = node.memo if node is not None else None
         if memo is not None:
@@ -288,7 +299,7 @@ class Snapshot:
         ctx = self.state
         records = below_node(node) if node is not None else []
         if not generic:
-            plain = plain_name(ctx, path, records, owner)
+            plain = plain_name(ctx, path, records, _child_wire(path[-1], parent))
             if plain is not None:
                 wire, count = plain
                 shards = self.ips
@@ -396,11 +407,11 @@ class Snapshot:
             yield b"".join(wires), len(wires)
 
         local = self._local(zone_path)
-        for path, node, owner in self._names(zone_path, local):
+        for path, node, parent in self._names(zone_path, local):
             if path is None:
                 yield PAUSE
                 continue
-            wire, count, served = self.name(path, node, wildcards or path == local, owner)
+            wire, count, served = self.name(path, node, wildcards or path == local, parent)
             if count:
                 yield wire, count
             if served is not None and served.glue:
@@ -424,9 +435,9 @@ class Snapshot:
             yield b"".join(pieces), len(pieces)
 
     def _names(self, zone_path: Path, local: Path | None):
-        """(path, node, path_wire or None) of every served name below the apex in key order
-        (node None for the `local` name when nothing is stored there), and (None, None, None)
-        pauses. Names with a `*` label are not served (their answers are query-side
+        """(path, node, the parent's path_wire or None) of every served name below the apex in
+        key order (node None for the `local` name when nothing is stored there), and (None,
+        None, None) pauses. Names with a `*` label are not served (their answers are query-side
         wildcards), nor anything below."""
         root = self.state.index.node(zone_path)
         extra = {local} if local is not None else set()
@@ -444,27 +455,20 @@ class Snapshot:
             children = node.children if node is not None else None
             child = children.get(label) if children else None
             child_path = path + (label,)
-            child_wire = None
-            if wire is not None:
-                child_wire = label_wire(label)
-                if child_wire is not None:
-                    child_wire += wire
-                    if len(child_wire) > 255:
-                        child_wire = None
             if child is None or not child.count:
                 if child_path in extra:
-                    yield child_path, None, child_wire
+                    yield child_path, None, None
                 elif not extra or not any(p[: len(child_path)] == child_path for p in extra):
                     continue
             else:
                 if label == "*":
                     continue
-                yield child_path, child, child_wire
+                yield child_path, child, wire
             if (child is not None and child.children) or extra and any(
                     len(p) > len(child_path) and p[: len(child_path)] == child_path
                     for p in extra):
                 labels = yield from self._sorted_labels(child, child_path, extra)
-                stack.append((child_path, child, labels, child_wire))
+                stack.append((child_path, child, labels, _child_wire(label, wire)))
 
     def _sorted_labels(self, node, path: Path, extra: set):
         """An iterator over a node's child labels in order (with any `extra` path's label at
