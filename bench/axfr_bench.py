@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import socket
 import statistics
 import struct
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -96,38 +96,53 @@ def transfer(port: int, zone: str) -> tuple[int, int]:
                 return rrs, messages
 
 
-class Asker(threading.Thread):
-    """Asks one name over UDP back to back and keeps each answer's latency."""
+class Asker:
+    """Asks one name over UDP back to back and keeps each answer's latency: in a process of
+    its own, so the transfer client's reading never holds it up (one interpreter lock)."""
 
     def __init__(self, port: int, name: str):
-        super().__init__(daemon=True)
-        self.port, self.query = port, _query(name, 1)
+        ctx = multiprocessing.get_context("fork")
+        self.done = ctx.Event()
+        self.counted = ctx.Event()
+        self._recv, send = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=self._run, args=(port, _query(name, 1), send),
+                                daemon=True)
         self.latencies: list[float] = []
         self.lost = 0
-        self.done = threading.Event()
 
-    def run(self) -> None:
+    def start(self) -> None:
+        self.proc.start()
+
+    def _run(self, port: int, query: bytes, send) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.settimeout(5)
-        sock.connect(("127.0.0.1", self.port))
+        sock.connect(("127.0.0.1", port))
         clock = time.perf_counter
+        latencies, lost, counting = [], 0, False
         while not self.done.is_set():
+            if not counting and self.counted.is_set():
+                latencies, lost, counting = [], 0, True  # the transfer starts now
             t = clock()
-            sock.send(self.query)
+            sock.send(query)
             try:
                 sock.recv(4096)
             except TimeoutError:
-                self.lost += 1
+                lost += 1
                 continue
-            self.latencies.append(clock() - t)
+            latencies.append(clock() - t)
         sock.close()
+        send.send((latencies, lost))
+
+    def join(self) -> None:
+        self.latencies, self.lost = self._recv.recv()
+        self.proc.join()
 
 
 def measured(port: int, pid: int, label: str) -> dict:
     asker = Asker(port, "svc0.example.test.")
     asker.start()
-    time.sleep(0.5)  # a baseline of answers before the transfer starts
-    base = len(asker.latencies)
+    time.sleep(0.5)  # answering before the transfer starts
+    asker.counted.set()
     cpu0 = cpu_seconds([pid])
     t0 = time.perf_counter()
     rrs, messages = transfer(port, "example.test.")
@@ -135,7 +150,7 @@ def measured(port: int, pid: int, label: str) -> dict:
     cpu = cpu_seconds([pid]) - cpu0
     asker.done.set()
     asker.join()
-    lat = sorted(asker.latencies[base:]) or [0.0]
+    lat = sorted(asker.latencies) or [0.0]
     row = {
         "transfer": label, "seconds": round(took, 2), "rrs": rrs, "messages": messages,
         "rrs_per_s": round(rrs / took), "worker_cpu_s": round(cpu, 1),
