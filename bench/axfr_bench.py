@@ -5,8 +5,9 @@
 Starts a real etcd and one `skydns` worker (`--worker`, cache off, so every answer is computed)
 on free 127.0.0.1 ports, writes N address records into etcd (100 per service name, in
 transactions of 128 puts as bench/run.py's load part does) and waits until the worker answers
-the last one. Then three transfers, each while a second thread asks `svc0.example.test A` over
-UDP back to back:
+the last one. First `--baseline` seconds of answers without a transfer: `svc0.example.test A`
+asked over UDP back to back by a process of its own. Then three transfers, with the same
+asking meanwhile:
 
 1. cold: the first transfer, which also makes the worker's per-name copy (dnsserver/transfer.py);
 2. warm: the same zone again, every name from the copy;
@@ -138,14 +139,19 @@ class Asker:
         self.proc.join()
 
 
-def measured(port: int, pid: int, label: str) -> dict:
+def measured(port: int, pid: int, label: str, idle: float = 0.0) -> dict:
+    """One transfer, or with `idle` that many seconds without one (the baseline)."""
     asker = Asker(port, "svc0.example.test.")
     asker.start()
     time.sleep(0.5)  # answering before the transfer starts
     asker.counted.set()
     cpu0 = cpu_seconds([pid])
     t0 = time.perf_counter()
-    rrs, messages = transfer(port, "example.test.")
+    if idle:
+        time.sleep(idle)
+        rrs = messages = 0
+    else:
+        rrs, messages = transfer(port, "example.test.")
     took = time.perf_counter() - t0
     cpu = cpu_seconds([pid]) - cpu0
     asker.done.set()
@@ -187,6 +193,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--changes", type=int, default=100)
+    parser.add_argument("--baseline", type=float, default=15.0,
+                        help="seconds of answers without a transfer, measured first")
     args = parser.parse_args()
     n = args.records
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,7 +218,8 @@ def main() -> int:
             time.sleep(2)  # let the load's garbage settle
             print(f"worker answers after {time.monotonic() - t0:.1f} s, VmRSS "
                   f"{memory_kib(proc.pid)['VmRSS'] // 1024} MiB", flush=True)
-            rows = [measured(port, proc.pid, "cold"), measured(port, proc.pid, "warm")]
+            rows = [measured(port, proc.pid, "none (baseline)", args.baseline),
+                    measured(port, proc.pid, "cold"), measured(port, proc.pid, "warm")]
             # new records spread over existing service names, and one address DOWN
             services = max(1, n // 100)
             items = [(f"/skydns/test/example/svc{i * 97 % services}/x{i}".encode(),

@@ -222,7 +222,10 @@ class Snapshot:
         self.keep = keep
         self.gen = 1
         # address -> the path (or set of paths) that read it, in shards: one dict of a million
-        # addresses would stop the loop for its resizes (about 0.1 s each at that size)
+        # addresses would stop the loop for its resizes (about 0.1 s each at that size). A
+        # path is kept as its key text ("a/b/c"): a dict of strings only is not tracked by
+        # the cyclic GC, whose full passes would otherwise walk a million entries (the
+        # record paths stay GC-tracked after a load made with GC paused): 70 ms stalls.
         self.ips: list[dict[str, object]] = [{} for _ in range(_SHARDS)]
         self.readers: dict[Path, set[Path]] = {}  # path -> names that read it from outside
         self.computed = 0  # names computed (not taken from the copy): tests and the bench
@@ -244,8 +247,8 @@ class Snapshot:
         for ip in change.ips:
             paths = self.ips[hash(ip) & _SHARD_MASK].pop(ip, None)
             if paths is not None:
-                for path in paths if type(paths) is set else (paths,):
-                    self._drop(path)
+                for text in paths if type(paths) is set else (paths,):
+                    self._drop(tuple(text.split("/")) if text else ())
 
     def _drop(self, path: Path) -> None:
         """Forget what `path` and every name above it served, and the names that read it."""
@@ -270,14 +273,15 @@ class Snapshot:
     def _note_ip(self, ip: str, path: Path) -> None:
         ips = self.ips[hash(ip) & _SHARD_MASK]
         have = ips.get(ip)
+        text = "/".join(path)
         if have is None:
-            ips[ip] = path
-        elif have is path or have == path:
+            ips[ip] = text
+        elif have == text:
             return
         elif type(have) is set:
-            have.add(path)
+            have.add(text)
         else:
-            ips[ip] = {have, path}
+            ips[ip] = {have, text}
 
     # -- one name ----------------------------------------------------------------------------
 
@@ -302,12 +306,9 @@ class Snapshot:
             plain = plain_name(ctx, path, records, _child_wire(path[-1], parent))
             if plain is not None:
                 wire, count = plain
-                shards = self.ips
-                for rec in records:  # _note_ip, inline: a million calls
-                    ip = rec.ip
-                    ips = shards[hash(ip) & _SHARD_MASK]
-                    if ips.get(ip) is not rec.path:
-                        self._note_ip(ip, rec.path)
+                note = self._note_ip
+                for rec in records:
+                    note(rec.ip, rec.path)
                 if self.keep:
                     node.memo = _MEMO_HEAD.pack(gen, count) + wire
                 return wire, count, None
