@@ -5,7 +5,9 @@ in (so it is also the deadline of each message: a byte at a time does not keep a
 reading stops while replies wait unsent past WRITE_HIGH bytes (a client that never reads
 cannot grow us), a connection whose idle timer runs out twice with replies still unsent and
 none of them taken since is aborted rather than left flushing, and ConnectionLimits caps
-connections per client and in all.
+connections per client and in all. A zone transfer (an async iterator from the engine) is
+written a message at a time, waiting while the client has WRITE_HIGH bytes unread; stuck on a
+client that does not read, it meets the same idle rule.
 
 Cost per cached query (issue #17): one timer per connection whose deadline moves lazily (it is
 re-armed only when it fires early), the cache's `tcp_front` (query bytes after the ID -> reply;
