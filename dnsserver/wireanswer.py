@@ -160,6 +160,10 @@ def build(ctx: Context, qlabels: tuple, qname: str, path: Path, qtype: int) -> B
         b.rcode = 3  # NXDOMAIN
     dangling = b.answer and b.answer[-1][1][:2] == b"\x00\x05"
     if b.rcode == 3 or not b.answer or dangling:
+        try:
+            _soa_shape(ctx.zone.domain, zone_path, ctx.zone.hostmaster)
+        except Unsupported:
+            return None
         b.authority.append(_SOA_RECORD)  # rendered by Writer.soa: same for the whole zone
         b.soa = True
     b.zone_path = zone_path
@@ -384,13 +388,14 @@ class Writer:
         record (root name) follows it.
         """
         settings = ctx.zone
-        shape = _soa_shape(settings.domain, zone_path)
+        shape = _soa_shape(settings.domain, zone_path, settings.hostmaster)
         key = None
         if first:
             qlabels = self.qlabels
             shared = tuple(k for k in range(1, min(len(qlabels), shape.longest) + 1)
                            if qlabels[-k:] in shape.names)
-            key = (zone_path, ctx.serial, settings.domain, settings.min_ttl, self.offset, shared)
+            key = (zone_path, ctx.serial, settings.domain, settings.hostmaster, settings.min_ttl,
+                   self.offset, shared)
             chunk = _soa_memo.get(key)
             if chunk is not None:
                 self.offset += len(chunk)
@@ -416,15 +421,18 @@ class _SoaShape(NamedTuple):
 _shapes: dict = {}
 
 
-def _soa_shape(domain: str, zone_path: Path) -> _SoaShape:
-    shape = _shapes.get((domain, zone_path))
+def _soa_shape(domain: str, zone_path: Path, hostmaster: str = "") -> _SoaShape:
+    """The SOA's names as labels; Unsupported when one cannot be written so (an odd
+    `[Dns] hostmaster`): then the dnslib path answers."""
+    shape = _shapes.get((domain, zone_path, hostmaster))
     if shape is None:
         labels = name_labels(domain)
         apex = tuple(label.encode() for label in reversed(zone_path))
-        mname, rname = (b"ns", b"dns", *labels), (b"hostmaster", *labels)
+        mname = (b"ns", b"dns", *labels)
+        rname = name_labels(hostmaster) if hostmaster else (b"hostmaster", *labels)
         names = frozenset(n[i:] for n in (apex, mname, rname) for i in range(len(n)))
         shape = _SoaShape(apex, mname, rname, names, max(map(len, names)))
-        _shapes[(domain, zone_path)] = shape
+        _shapes[(domain, zone_path, hostmaster)] = shape
     return shape
 
 

@@ -50,7 +50,7 @@ NAMES = [
     ("a.b.wild.example.test.", "a.c.wild.example.test.", False),
     ("*.flood.example.test.", "*.flood.example.test.", False),  # query-side wildcard
     ("x.dns.example.test.", "y.dns.example.test.", False),  # SkyDNS2's local.dns lives here
-    ("hostmaster.example.test.", "hostmaster.example.test.", False),  # the SOA writes it
+    ("hostmaster.example.test.", "hostmastes.example.test.", None),  # if the SOA writes it
     ("one.example.test.", "one.example.test.", False),  # it exists
     ("i1.api.example.test.", "i1.api.example.test.", False),
     ("example.test.", "example.test.", False),  # the apex
@@ -59,11 +59,23 @@ NAMES = [
 ]
 
 
-@pytest.mark.parametrize("rdtype", ["A", "AAAA", "SRV", "TXT", "MX"])
-def test_flood_replies_are_the_normal_paths_bytes(rdtype):
+HOSTMASTER = [  # [Dns] hostmaster inside the zone: its name is spelled by the SOA
+    ("people.example.test.", "peoplf.example.test.", None),  # taken unless the SOA spells it
+    ("x.people.example.test.", "y.people.example.test.", True),
+]
+
+
+@pytest.mark.parametrize("rdtype, hostmaster", [
+    ("A", ""), ("AAAA", ""), ("SRV", ""), ("TXT", ""), ("MX", ""),
+    ("A", "people.example.test."), ("A", "admin.example.org."),
+])
+def test_flood_replies_are_the_normal_paths_bytes(rdtype, hostmaster):
     rng = random.Random(rdtype)
-    fast, slow = make_engine(), make_engine(plain_nx=False)
-    for name, teacher, taken in NAMES:
+    fast = make_engine(hostmaster=hostmaster)
+    slow = make_engine(plain_nx=False, hostmaster=hostmaster)
+    for name, teacher, taken in NAMES + HOSTMASTER:
+        if taken is None:
+            taken = name != (hostmaster or "hostmaster.example.test.")
         for tcp, payload, do in TRANSPORTS:
             if teacher != name:
                 fast.miss(query_wire(teacher, rdtype, tcp, payload, do), "c", tcp)

@@ -282,3 +282,18 @@ def test_a_key_made_for_udp_is_not_reused_for_tcp():
     assert engine.cache.hit(data, keyed, "c", engine.allowed) is None
     reply = dns.message.from_wire(engine.miss(data, "c", True))  # a TCP miss: no truncation
     assert not reply.flags & dns.flags.TC and len(reply.answer[0]) == 80
+
+
+def test_negative_answers_carry_the_configured_hostmaster():
+    """`[Dns] hostmaster` is the SOA RNAME on the byte path too (it wrote hostmaster.<domain>)."""
+    for hostmaster in ("admin.example.org.", "people.example.test."):
+        new = make_engine("", True, hostmaster=hostmaster)
+        old = make_engine("", False, hostmaster=hostmaster)
+        for name, rdtype in [("nope.example.test.", "A"), ("one.example.test.", "AAAA"),
+                             ("dangling.example.test.", "A"), ("x.people.example.test.", "A")]:
+            for tcp, payload, do in TRANSPORTS:
+                data = query_wire(name, rdtype, tcp, payload, do)
+                assert new.miss(data, "c", tcp) == old.miss(data, "c", tcp), (hostmaster, name)
+        soa = dns.message.from_wire(
+            new.miss(query_wire("nope.example.test.", "A", False, None, False), "c", False))
+        assert str(soa.authority[0][0].rname) == hostmaster
