@@ -4,8 +4,9 @@
 
 Reads etcd once (no watch) through the same sync and zone code the server uses, so what it
 prints is what an AXFR from skydns sends (served.py: aggregated names, DOWN addresses left
-out). `--raw` prints the etcd leaves instead, one record at its own key's name, with the
-health of each address as a comment.
+out), read from the same record stream (transfer.py, zonerows.py) at about an AXFR's cost and
+printed as it comes. `--raw` prints the etcd leaves instead, one record at its own key's
+name, with the health of each address as a comment.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from skydns.logsetup import setup_logging
 
 from .answer import REVERSE_ZONES
 from .engine import zone_settings
-from .served import served_rrs
 from .sync import RECORDS_PREFIX, StoreSync
+from .transfer import PAUSE, Snapshot
 from .zone import zone_rrs
+from .zonerows import served_rows
 from .zonestate import ZoneState
 
 
@@ -46,15 +48,20 @@ async def load(cfg: dict) -> ZoneState:
 
 
 def rows(state: ZoneState, zone: str, raw: bool = False):
+    """(owner, TTL, type, data, etcd key or None, health or "") of each record to print."""
     if not raw:
-        for rr in served_rrs(state, name_to_path(zone)):
-            yield rr, None, ""
+        # nothing is kept: the process prints the zone once
+        for piece in served_rows(Snapshot(state, keep=False), name_to_path(zone)):
+            if piece is not PAUSE:
+                for row in piece:
+                    yield row.name, row.ttl, QTYPE.get(row.rtype), row.data, None, ""
         return
     for rr, rec in zone_rrs(state, name_to_path(zone)):
         health = ""
         if rec is not None and rec.ip and rr.rtype in (QTYPE.A, QTYPE.AAAA):
             health = "DOWN" if state.health.is_down(rec.ip) else "UP"
-        yield rr, rec, health
+        key = rec.key if rec is not None else None
+        yield str(rr.rname), rr.ttl, QTYPE.get(rr.rtype), rr.rdata.toZone(), key, health
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,22 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skydns dump: cannot read etcd: {store.describe_error(err)}", file=sys.stderr)
         return 1
     out = sys.stdout
-    for rr, rec, health in rows(state, zone, args.raw):
+    for name, ttl, rtype, data, key, health in rows(state, zone, args.raw):
         if args.json:
-            obj = {
-                "name": str(rr.rname),
-                "ttl": rr.ttl,
-                "class": "IN",
-                "type": QTYPE.get(rr.rtype),
-                "data": rr.rdata.toZone(),
-            }
-            if rec is not None:
-                obj["key"] = rec.key
+            obj = {"name": name, "ttl": ttl, "class": "IN", "type": rtype, "data": data}
+            if key is not None:
+                obj["key"] = key
             if health:
                 obj["health"] = health
             out.write(json.dumps(obj) + "\n")
         else:
-            line = f"{rr.rname} {rr.ttl} IN {QTYPE.get(rr.rtype)} {rr.rdata.toZone()}"
+            line = f"{name} {ttl} IN {rtype} {data}"
             out.write(line + (f" ; {health}" if health else "") + "\n")
     return 0
 

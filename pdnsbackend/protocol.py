@@ -32,8 +32,9 @@ from collections import Counter
 from dnslib import QTYPE, RR
 
 from dnsserver.answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
-from dnsserver.served import served_rrs
+from dnsserver.transfer import PAUSE, Snapshot
 from dnsserver.zone import reverse_zones
+from dnsserver.zonerows import served_rows
 from dnsserver.zonestate import ZoneState
 from skydns.keys import Path, name_to_path, path_to_name
 from skydns.rendezvous import choose
@@ -43,6 +44,7 @@ log = logging.getLogger("skydns.pdns")
 MAX_LINE = 1024 * 1024  # a request line longer than this closes the connection
 MEMO_MAX = 50_000  # memoized lookups kept between changes of the data
 MEMO_BYTES = 16 << 20  # and about this much memory for them (see memo_size)
+LIST_STEP = 5_000  # names between the pauses of `list`'s search for empty non-terminals
 
 # What an ANY lookup collects, by zone kind. PTR is a reverse-zone type here, as in skydns
 # (the forward zone answers PTR only for keys that are PTR records, an oddity not worth
@@ -176,6 +178,9 @@ class PdnsBackend:
         self.state = state
         self.mode = mode
         state.subscribe(self._on_change)
+        # `list`'s records: the zone transfer's copy, kept per name between lists (made by
+        # the first one) as skydns keeps it between AXFRs
+        self.snapshot = Snapshot(state)
         self.methods = {
             "initialize": self.initialize,
             "lookup": self.lookup,
@@ -204,6 +209,34 @@ class PdnsBackend:
         self.counts[name if name in self.methods else "unknown",
                     "fail" if reply.get("result") is False else "ok"] += 1
         return reply
+
+    def handle_steps(self, request):
+        """`handle` for the socket server, as a generator that returns the reply line (bytes)
+        and yields PAUSE where the server may let other work run. Only `list` pauses: a big
+        zone's list is seconds of work, its reply one JSON document built piece by piece
+        (the same bytes as `encode(handle(request))`)."""
+        params = _list_params(request)
+        if params is None or not self.state.ready:
+            return encode(self.handle(request))
+        try:
+            pieces = self.list_steps(params)
+        except BadRequest as err:
+            self.counts["list", "fail"] += 1
+            return encode(_fail(f"{request['method']}: {err}"))
+        parts = [b'{"result":[']
+        first = True
+        for piece in pieces:
+            if piece is PAUSE:
+                yield PAUSE
+            elif piece:
+                if not first:
+                    parts.append(b",")
+                parts.append(_JSON.encode(piece)[1:-1].encode())
+                first = False
+                yield PAUSE
+        parts.append(b"]}\n")
+        self.counts["list", "ok"] += 1
+        return b"".join(parts)
 
     def _handle(self, request) -> dict:
         if not isinstance(request, dict):
@@ -312,22 +345,56 @@ class PdnsBackend:
     def list(self, params: dict) -> list[dict]:
         """The whole zone for AXFR as it is answered (what `skydns dump` prints, what an AXFR
         from skydns sends), plus the empty non-terminals."""
+        out: list[dict] = []
+        for piece in self.list_steps(params):
+            if piece is not PAUSE:
+                out += piece
+        return out
+
+    def list_steps(self, params: dict):
+        """`list` in pieces: yields lists of records, and PAUSE where the caller may let
+        other work run (the socket server answers other connections' lookups meanwhile).
+        Raises BadRequest before the first piece."""
         ctx = self.state
         name = _fqdn(params.get("zonename") or params.get("zone") or params.get("name"))
         zone = name_to_path(name)
         if zone not in served_zones(ctx):
             raise BadRequest(f"not a zone served here: {name}")
+        return self._list_pieces(zone)
+
+    def _list_pieces(self, zone: Path):
+        ctx = self.state
         zid = zone_id(zone, ctx)
-        out = [record(rr, zid, ctx) for rr in served_rrs(ctx, zone)]
-        owners = {name_to_path(r["qname"]) for r in out}
+        self.snapshot.active = True
+        owners: set[Path] = set()
+        last = None
+        for piece in served_rows(self.snapshot, zone):
+            if piece is PAUSE:
+                yield PAUSE
+                continue
+            out = []
+            for row in piece:
+                name = row.name
+                if name is not last:  # a name's records come together
+                    owners.add(name_to_path(name))
+                    last = name
+                if row.rr is not None:  # SOA (its serial), TXT (pdns's quoting)
+                    text = content(row.rr, ctx)
+                else:
+                    text = row.data
+                out.append({"qtype": QTYPE.get(row.rtype), "qname": name, "content": text,
+                            "ttl": row.ttl, "auth": True, "domain_id": zid})
+            yield out
         ents = set()
-        for owner in owners:
+        for n, owner in enumerate(owners):
+            if n % LIST_STEP == LIST_STEP - 1:
+                yield PAUSE
             for depth in range(len(zone) + 1, len(owner)):
                 parent = owner[:depth]
                 if parent not in owners:
                     ents.add(parent)
-        out.extend(ent(path_to_name(p), zid) for p in sorted(ents))
-        return out
+        yield PAUSE
+        yield [ent(path_to_name(p), zid) for p in sorted(ents)]
 
     def domain_info(self, zone: Path) -> dict:
         ctx = self.state
@@ -357,6 +424,20 @@ class PdnsBackend:
         return []
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"))  # as `encode`
+
+
+def _list_params(request) -> dict | None:
+    """The parameters of a well-formed `list` request, else None."""
+    if not isinstance(request, dict):
+        return None
+    method = request.get("method")
+    if not isinstance(method, str) or method.lower() != "list":
+        return None
+    params = request.get("parameters", request.get("params")) or {}
+    return params if isinstance(params, dict) else None
+
+
 def _fail(message: str) -> dict:
     return {"result": False, "log": [f"skydns-pdns-backend: {message}"]}
 
@@ -382,6 +463,16 @@ class Session:
         self.requests = 0
 
     def feed(self, data: bytes) -> bytes:
+        steps = self.feed_steps(data)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def feed_steps(self, data: bytes):
+        """`feed` as a generator: yields PAUSE where the caller may let other work run (a
+        `list` is long), returns the reply bytes."""
         self.buffer += data
         replies = []
         start = 0
@@ -396,7 +487,7 @@ class Session:
             if len(line) > self.max_line:
                 raise LineTooLong(f"request line of {len(line)} bytes", b"".join(replies))
             if line.strip():
-                replies.append(encode(self.handle_line(line)))
+                replies.append((yield from self.line_steps(line)))
         del buf[:start]
         self._scanned = len(buf)
         if len(buf) > self.max_line:
@@ -405,15 +496,16 @@ class Session:
             )
         return b"".join(replies)
 
-    def handle_line(self, line: bytes) -> dict:
+    def line_steps(self, line: bytes):
+        """One request line -> its reply line (a generator, see `feed_steps`)."""
         self.requests += 1
         try:
             request = json.loads(line)
         except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
-            return _fail(f"bad request, not JSON: {err}")
+            return encode(_fail(f"bad request, not JSON: {err}"))
         try:
-            return self.backend.handle(request)
+            return (yield from self.backend.handle_steps(request))
         except Exception:  # a bug must cost one answer, never the connection
             text = line[:200].decode("utf-8", "replace")
             log.exception("request failed", extra={"kv": {"request": text}})
-            return _fail("internal error, see the backend's log")
+            return encode(_fail("internal error, see the backend's log"))

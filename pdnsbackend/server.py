@@ -20,6 +20,7 @@ import os
 import socket
 import stat
 import sys
+import time
 
 from dnsserver.answer import answer_mode, zone_settings
 from dnsserver.sync import StoreSync
@@ -36,6 +37,7 @@ DEFAULT_SOCKET = "/run/skydns/pdns.sock"
 STARTUP_WAIT = 5.0  # seconds to wait for the first etcd load before listening anyway
 READ_SIZE = 65536
 BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+SLICE = 0.005  # seconds of a long request's work between letting other requests run
 
 
 class SocketError(Exception):
@@ -124,7 +126,7 @@ class PdnsServer:
                 if not data:
                     break
                 try:
-                    out = session.feed(data)
+                    out = await _run_steps(session.feed_steps(data))
                 except LineTooLong as err:
                     if err.replies:
                         writer.write(err.replies)
@@ -177,6 +179,22 @@ class PdnsServer:
                 os.unlink(self.socket_path)
 
 
+
+
+async def _run_steps(steps):
+    """Drive a protocol generator (Session.feed_steps) to its value, letting the loop run
+    other connections' requests every SLICE seconds of work: a `list` of a big zone takes
+    seconds, and pdns keeps asking lookups on its other connections meanwhile."""
+    clock = time.perf_counter
+    until = clock() + SLICE
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        if clock() > until:
+            await asyncio.sleep(0)
+            until = clock() + SLICE
 
 
 def _parser() -> argparse.ArgumentParser:
