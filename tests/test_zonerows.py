@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from test_transfer import P, ZONE
+from test_transfer import ZONE, P
 
 from dnsserver.dump import rows as dump_rows
 from dnsserver.served import served_rrs
@@ -138,6 +138,7 @@ def test_kept_copy_follows_changes():
 
 def test_rows_of_escapes_as_dnslib():
     from dnslib import RR, A
+
     from dnsserver.transfer import rr_wire
 
     rr = RR("a\\032b.x\\255.example.", rdata=A("10.0.0.1"), ttl=5)
