@@ -62,22 +62,57 @@ def name_text(wire, i: int) -> tuple[str, int]:
     return ".".join(labels) + ".", i + 1
 
 
-def rows_of(wire, count: int) -> list[Row]:
-    """The rows of `count` records of uncompressed record bytes (one piece of the stream)."""
+class _Names:
+    """Names as text, reusing the last owner and parent read: a name's SRV targets are
+    mostly its children or itself, and consecutive names mostly siblings."""
+
+    __slots__ = ("parent_raw", "parent")
+
+    def __init__(self):
+        self.parent_raw = b""
+        self.parent = ""
+
+    def owner(self, wire, i: int, end: int) -> str:
+        n = wire[i]
+        if not n:
+            return "."
+        parent_raw = bytes(wire[i + 1 + n : end])
+        if parent_raw != self.parent_raw:
+            self.parent = name_text(wire, i + 1 + n)[0]
+            self.parent_raw = parent_raw
+        label = _label_text(bytes(wire[i + 1 : i + 1 + n]))
+        return label + "." + self.parent if self.parent != "." else label + "."
+
+
+def _target(wire, i: int, owner_raw: bytes, owner: str) -> str:
+    """The name at `wire[i:]` (an SRV/MX/CNAME target) as text."""
+    size = len(owner_raw)
+    if wire[i : i + size] == owner_raw:
+        return owner
+    n = wire[i]
+    j = i + 1 + n
+    if n and wire[j : j + size] == owner_raw:  # a child of the owner
+        return _label_text(bytes(wire[i + 1 : j])) + "." + owner
+    return name_text(wire, i)[0]
+
+
+def rows_of(wire, count: int, names: _Names | None = None) -> list[Row]:
+    """The rows of `count` records of uncompressed record bytes (one piece of the stream);
+    `names`: kept from the previous piece to reuse its parent name."""
     out: list[Row] = []
     head = _HEAD.unpack_from
+    names = names or _Names()
     i = 0
-    last_owner = b""
+    owner_raw = b""
     owner = ""
     for _ in range(count):
         start = i
         while wire[i]:
             i += wire[i] + 1
         i += 1
-        raw_owner = bytes(wire[start:i])
-        if raw_owner != last_owner:  # the records of one name share it: read it once
-            owner, _ = name_text(wire, start)
-            last_owner = raw_owner
+        if wire[start:i] != owner_raw:  # the records of one name share it: read it once
+            owner_raw = bytes(wire[start:i])
+            owner = names.owner(wire, start, i)
         rtype, _, ttl, length = head(wire, i)
         i += 10
         end = i + length
@@ -87,11 +122,11 @@ def rows_of(wire, count: int) -> list[Row]:
             data = _format_ipv6(bytes(wire[i:end]))
         elif rtype == T_SRV:
             priority, weight, port = _SRV.unpack_from(wire, i)
-            data = f"{priority} {weight} {port} {name_text(wire, i + 6)[0]}"
+            data = f"{priority} {weight} {port} {_target(wire, i + 6, owner_raw, owner)}"
         elif rtype in _NAMED:
-            data = name_text(wire, i)[0]
+            data = _target(wire, i, owner_raw, owner)
         elif rtype == T_MX:
-            data = f"{wire[i] << 8 | wire[i + 1]} {name_text(wire, i + 2)[0]}"
+            data = f"{wire[i] << 8 | wire[i + 1]} {_target(wire, i + 2, owner_raw, owner)}"
         else:
             rr = RR.parse(DNSBuffer(bytes(wire[start:end])))
             out.append(Row(owner, rtype, ttl, rr.rdata.toZone(), rr))
@@ -105,9 +140,10 @@ def rows_of(wire, count: int) -> list[Row]:
 def served_rows(snapshot: Snapshot, zone_path: Path):
     """The zone's rows in transfer order (SOA first, once), as lists of rows, with PAUSE
     where the caller may let other work run: `served_rrs`'s records, as an AXFR costs."""
+    names = _Names()
     for piece in snapshot.records(zone_path, soa_wire(snapshot.state, zone_path)):
         if piece is PAUSE:
             yield PAUSE
         else:
             wire, count = piece
-            yield rows_of(wire, count)
+            yield rows_of(wire, count, names)

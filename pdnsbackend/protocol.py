@@ -44,7 +44,7 @@ log = logging.getLogger("skydns.pdns")
 MAX_LINE = 1024 * 1024  # a request line longer than this closes the connection
 MEMO_MAX = 50_000  # memoized lookups kept between changes of the data
 MEMO_BYTES = 16 << 20  # and about this much memory for them (see memo_size)
-LIST_STEP = 5_000  # names between the pauses of `list`'s search for empty non-terminals
+LIST_STEP = 2_000  # names between the pauses of `list`'s search for empty non-terminals
 
 # What an ANY lookup collects, by zone kind. PTR is a reverse-zone type here, as in skydns
 # (the forward zone answers PTR only for keys that are PTR records, an oddity not worth
@@ -211,18 +211,19 @@ class PdnsBackend:
         return reply
 
     def handle_steps(self, request):
-        """`handle` for the socket server, as a generator that returns the reply line (bytes)
-        and yields PAUSE where the server may let other work run. Only `list` pauses: a big
-        zone's list is seconds of work, its reply one JSON document built piece by piece
-        (the same bytes as `encode(handle(request))`)."""
+        """`handle` for the socket server, as a generator that returns the reply line in
+        parts (bytes; joined, `encode(handle(request))`) and yields PAUSE where the server may
+        let other work run. Only `list` pauses: a big zone's list is seconds of work, its
+        reply one JSON document, built piece by piece and never joined here (joining 50 MB
+        would stop the loop too)."""
         params = _list_params(request)
         if params is None or not self.state.ready:
-            return encode(self.handle(request))
+            return [encode(self.handle(request))]
         try:
             pieces = self.list_steps(params)
         except BadRequest as err:
             self.counts["list", "fail"] += 1
-            return encode(_fail(f"{request['method']}: {err}"))
+            return [encode(_fail(f"{request['method']}: {err}"))]
         parts = [b'{"result":[']
         first = True
         for piece in pieces:
@@ -236,7 +237,7 @@ class PdnsBackend:
                 yield PAUSE
         parts.append(b"]}\n")
         self.counts["list", "ok"] += 1
-        return b"".join(parts)
+        return parts
 
     def _handle(self, request) -> dict:
         if not isinstance(request, dict):
@@ -468,11 +469,11 @@ class Session:
             try:
                 next(steps)
             except StopIteration as done:
-                return done.value
+                return b"".join(done.value)
 
     def feed_steps(self, data: bytes):
         """`feed` as a generator: yields PAUSE where the caller may let other work run (a
-        `list` is long), returns the reply bytes."""
+        `list` is long), returns the reply bytes in parts (to write one after the other)."""
         self.buffer += data
         replies = []
         start = 0
@@ -487,25 +488,25 @@ class Session:
             if len(line) > self.max_line:
                 raise LineTooLong(f"request line of {len(line)} bytes", b"".join(replies))
             if line.strip():
-                replies.append((yield from self.line_steps(line)))
+                replies += yield from self.line_steps(line)
         del buf[:start]
         self._scanned = len(buf)
         if len(buf) > self.max_line:
             raise LineTooLong(
                 f"request line over {self.max_line} bytes without a newline", b"".join(replies)
             )
-        return b"".join(replies)
+        return replies
 
     def line_steps(self, line: bytes):
-        """One request line -> its reply line (a generator, see `feed_steps`)."""
+        """One request line -> its reply line in parts (a generator, see `feed_steps`)."""
         self.requests += 1
         try:
             request = json.loads(line)
         except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
-            return encode(_fail(f"bad request, not JSON: {err}"))
+            return [encode(_fail(f"bad request, not JSON: {err}"))]
         try:
             return (yield from self.backend.handle_steps(request))
         except Exception:  # a bug must cost one answer, never the connection
             text = line[:200].decode("utf-8", "replace")
             log.exception("request failed", extra={"kv": {"request": text}})
-            return encode(_fail("internal error, see the backend's log"))
+            return [encode(_fail("internal error, see the backend's log"))]

@@ -133,7 +133,8 @@ class PdnsServer:
                     log.warning("closing connection", extra={"kv": {"reason": str(err)}})
                     break
                 if out:
-                    writer.write(out)
+                    for part in out:  # a big list's reply: written as built, never joined
+                        writer.write(part)
                     await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass

@@ -158,13 +158,13 @@ def test_list_request_pauses_and_bad_zone_fails_without_pausing():
             assert next(steps) is PAUSE
             pauses += 1
         except StopIteration as done:
-            reply = json.loads(done.value)
+            reply = json.loads(b"".join(done.value))
             break
     assert pauses > 10 and len(reply["result"]) > 6000
     steps = session.feed_steps(b'{"method":"list","parameters":{"zonename":"x.test."}}\n')
     with pytest.raises(StopIteration) as done:
         next(steps)
-    assert b"not a zone" in done.value.value
+    assert b"not a zone" in b"".join(done.value.value)
     assert backend.counts["list", "ok"] == 1 and backend.counts["list", "fail"] == 1
 
 

@@ -1,0 +1,146 @@
+"""`skydns dump` and the PowerDNS backend's `list` of a big zone: time, and the longest stretch
+of `list` work without a pause (how long the backend's loop would not answer lookups).
+
+    .venv/bin/python bench/list_bench.py [--records 100000] [--old]
+
+In process (no etcd, no sockets: the load from etcd is the same as before and not measured):
+N address records, 100 per service name as bench/axfr_bench.py writes them, one address in
+a hundred DOWN. Measured:
+
+- dump: `dnsserver.dump.rows` to the printed text (as `skydns dump` writes it), cold;
+- list cold: `Session.feed_steps` of a `list` request to its reply bytes (the first list,
+  which makes the backend's per-name copy), with the longest gap between pauses;
+- list warm: the same again (every name from the copy).
+
+`--old` also times the implementation before (served.py's `served_rrs`, `answer()` per
+name; list = records + empty non-terminals + one json.dumps): about a millisecond per record,
+so keep --records small with it. Figures go in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dnslib import QTYPE  # noqa: E402
+
+from dnsserver.answer import ZoneSettings  # noqa: E402
+from dnsserver.dump import rows  # noqa: E402
+from dnsserver.served import served_rrs  # noqa: E402
+from dnsserver.zonestate import ZoneState  # noqa: E402
+from pdnsbackend.protocol import (  # noqa: E402
+    PdnsBackend,
+    Session,
+    encode,
+    ent,
+    record,
+    zone_id,
+)
+from skydns.keys import key_to_path, name_to_path, path_to_name  # noqa: E402
+from skydns.records import parse_record  # noqa: E402
+
+LIST = b'{"method":"list","parameters":{"zonename":"example.test.","domain_id":-1}}\n'
+
+
+def make_state(n: int) -> ZoneState:
+    state = ZoneState(ZoneSettings(domain="example.test.", ttl=30, min_ttl=10))
+    records = []
+    for i in range(n):
+        key = f"/skydns/test/example/svc{i // 100}/i{i}"
+        value = json.dumps({"host": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"}).encode()
+        records.append(parse_record(key, key_to_path(key), value))
+    state.load(records, 7)
+    state.load_health((f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "DOWN")
+                      for i in range(0, n, 100))
+    gc.freeze()  # as sync.py does after a load
+    return state
+
+
+def dump_text(state: ZoneState) -> tuple[int, int]:
+    lines = size = 0
+    for name, ttl, rtype, data, _, health in rows(state, "example.test."):
+        line = f"{name} {ttl} IN {rtype} {data}" + (f" ; {health}" if health else "") + "\n"
+        lines += 1
+        size += len(line)
+    return lines, size
+
+
+def old_dump_text(state: ZoneState) -> tuple[int, int]:
+    lines = size = 0
+    for rr in served_rrs(state, name_to_path("example.test.")):
+        line = f"{rr.rname} {rr.ttl} IN {QTYPE.get(rr.rtype)} {rr.rdata.toZone()}\n"
+        lines += 1
+        size += len(line)
+    return lines, size
+
+
+def listed(backend: PdnsBackend) -> tuple[int, float]:
+    """(reply bytes, longest gap between pauses in seconds)."""
+    steps = Session(backend).feed_steps(LIST)
+    clock = time.perf_counter
+    gap = 0.0
+    last = clock()
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            gap = max(gap, clock() - last)
+            return sum(map(len, done.value)), gap
+        now = clock()
+        gap = max(gap, now - last)
+        last = now
+
+
+def old_list(state: ZoneState) -> int:
+    zone = name_to_path("example.test.")
+    zid = zone_id(zone, state)
+    out = [record(rr, zid, state) for rr in served_rrs(state, zone)]
+    owners = {name_to_path(r["qname"]) for r in out}
+    ents = set()
+    for owner in owners:
+        for depth in range(len(zone) + 1, len(owner)):
+            if owner[:depth] not in owners:
+                ents.add(owner[:depth])
+    out.extend(ent(path_to_name(p), zid) for p in sorted(ents))
+    return len(encode({"result": out}))
+
+
+def timed(label: str, fn, *args):
+    start = time.perf_counter()
+    cpu = time.process_time()
+    result = fn(*args)
+    wall = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(f"{label:<12} {wall:8.2f} s  cpu {time.process_time() - cpu:7.2f} s  {result}  "
+          f"max RSS {rss} MiB", flush=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--old", action="store_true", help="also time the old implementation")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    state = make_state(args.records)
+    print(f"load {args.records} records: {time.perf_counter() - start:.1f} s", flush=True)
+    timed("dump", dump_text, state)
+    backend = PdnsBackend(state)
+    timed("list cold", listed, backend)
+    timed("list warm", listed, backend)
+    if args.old:
+        timed("old dump", old_dump_text, state)
+        timed("old list", old_list, state)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
