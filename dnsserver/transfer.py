@@ -306,10 +306,10 @@ class Snapshot:
             plain = plain_name(ctx, path, records, _child_wire(path[-1], parent))
             if plain is not None:
                 wire, count = plain
-                note = self._note_ip
-                for rec in records:
-                    note(rec.ip, rec.path)
-                if self.keep:
+                if self.keep:  # what to drop it on: nothing to drop without a copy
+                    note = self._note_ip
+                    for rec in records:
+                        note(rec.ip, rec.path)
                     node.memo = _MEMO_HEAD.pack(gen, count) + wire
                 return wire, count, None
         kinds = _ALL
@@ -336,12 +336,13 @@ class Snapshot:
             seen.add(key)
             parts.append(rr_wire(rr))
             types.add(rr.rtype)
-        depth = len(path)
-        for read in reads.paths:
-            if read[:depth] != path:
-                self.readers.setdefault(read, set()).add(path)
-        for ip in reads.ips:
-            self._note_ip(ip, path)
+        if self.keep:
+            depth = len(path)
+            for read in reads.paths:
+                if read[:depth] != path:
+                    self.readers.setdefault(read, set()).add(path)
+            for ip in reads.ips:
+                self._note_ip(ip, path)
         return Served(self.gen, b"".join(parts), len(parts), frozenset(types),
                       T_CNAME in types, tuple(extra))
 
