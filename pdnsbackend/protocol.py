@@ -45,6 +45,9 @@ MAX_LINE = 1024 * 1024  # a request line longer than this closes the connection
 MEMO_MAX = 50_000  # memoized lookups kept between changes of the data
 MEMO_BYTES = 16 << 20  # and about this much memory for them (see memo_size)
 LIST_STEP = 2_000  # names between the pauses of `list`'s search for empty non-terminals
+PART_BYTES = 1 << 16  # a `list` reply is written in parts of about this size
+_SHARDS = 256  # `list`'s owner names in this many sets: resizing one set of a million
+# names stops the loop for tens of milliseconds
 
 # What an ANY lookup collects, by zone kind. PTR is a reverse-zone type here, as in skydns
 # (the forward zone answers PTR only for keys that are PTR records, an oddity not worth
@@ -224,18 +227,28 @@ class PdnsBackend:
         except BadRequest as err:
             self.counts["list", "fail"] += 1
             return [encode(_fail(f"{request['method']}: {err}"))]
-        parts = [b'{"result":[']
+        # parts of about PART_BYTES: millions of small ones would cost a pause to free
+        parts: list[bytes] = []
+        buf = [b'{"result":[']
+        size = 0
         first = True
         for piece in pieces:
             if piece is PAUSE:
                 yield PAUSE
             elif piece:
                 if not first:
-                    parts.append(b",")
-                parts.append(_JSON.encode(piece)[1:-1].encode())
+                    buf.append(b",")
                 first = False
+                text = _JSON.encode(piece)[1:-1].encode()
+                buf.append(text)
+                size += len(text)
+                if size > PART_BYTES:
+                    parts.append(b"".join(buf))
+                    buf = []
+                    size = 0
                 yield PAUSE
-        parts.append(b"]}\n")
+        buf.append(b"]}\n")
+        parts.append(b"".join(buf))
         self.counts["list", "ok"] += 1
         return parts
 
@@ -367,7 +380,7 @@ class PdnsBackend:
         ctx = self.state
         zid = zone_id(zone, ctx)
         self.snapshot.active = True
-        owners: set[Path] = set()
+        owners: list[set[Path]] = [set() for _ in range(_SHARDS)]
         last = None
         for piece in served_rows(self.snapshot, zone):
             if piece is PAUSE:
@@ -377,7 +390,8 @@ class PdnsBackend:
             for row in piece:
                 name = row.name
                 if name is not last:  # a name's records come together
-                    owners.add(name_to_path(name))
+                    path = name_to_path(name)
+                    owners[hash(path) % _SHARDS].add(path)
                     last = name
                 if row.rr is not None:  # SOA (its serial), TXT (pdns's quoting)
                     text = content(row.rr, ctx)
@@ -387,13 +401,16 @@ class PdnsBackend:
                             "ttl": row.ttl, "auth": True, "domain_id": zid})
             yield out
         ents = set()
-        for n, owner in enumerate(owners):
-            if n % LIST_STEP == LIST_STEP - 1:
-                yield PAUSE
-            for depth in range(len(zone) + 1, len(owner)):
-                parent = owner[:depth]
-                if parent not in owners:
-                    ents.add(parent)
+        n = 0
+        for shard in owners:
+            for owner in shard:
+                n += 1
+                if n % LIST_STEP == 0:
+                    yield PAUSE
+                for depth in range(len(zone) + 1, len(owner)):
+                    parent = owner[:depth]
+                    if parent not in owners[hash(parent) % _SHARDS]:
+                        ents.add(parent)
         yield PAUSE
         yield [ent(path_to_name(p), zid) for p in sorted(ents)]
 
