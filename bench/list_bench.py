@@ -82,21 +82,43 @@ def old_dump_text(state: ZoneState) -> tuple[int, int]:
     return lines, size
 
 
-def listed(backend: PdnsBackend) -> tuple[int, float]:
-    """(reply bytes, longest gap between pauses in seconds)."""
+GC_PAUSES: list[float] = []
+
+
+def _gc_timer(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc_timer.start = time.perf_counter()
+    elif info["generation"] == 2:
+        GC_PAUSES.append(time.perf_counter() - _gc_timer.start)
+
+
+def listed(backend: PdnsBackend) -> str:
+    """Reply bytes, the longest gap between pauses (and at which step), the longest full
+    cyclic-GC pass meanwhile."""
+    GC_PAUSES.clear()
     steps = Session(backend).feed_steps(LIST)
     clock = time.perf_counter
-    gap = 0.0
+    gap, at, n = 0.0, 0, 0
     last = clock()
     while True:
         try:
             next(steps)
         except StopIteration as done:
-            gap = max(gap, clock() - last)
-            return sum(map(len, done.value)), gap
+            value = done.value
+            stopped = True
+        else:
+            stopped = False
         now = clock()
-        gap = max(gap, now - last)
+        if now - last > gap:
+            gap, at = now - last, n
         last = now
+        if stopped:
+            size = sum(map(len, value))
+            break
+        n += 1
+    gc_max = max(GC_PAUSES, default=0.0)
+    return (f"{size} bytes, {n} steps, longest gap {gap * 1000:.1f} ms at step {at}, "
+            f"{len(GC_PAUSES)} full GC passes (longest {gc_max * 1000:.1f} ms)")
 
 
 def old_list(state: ZoneState) -> int:
@@ -134,6 +156,7 @@ def main() -> int:
     print(f"load {args.records} records: {time.perf_counter() - start:.1f} s", flush=True)
     timed("dump", dump_text, state)
     backend = PdnsBackend(state)
+    gc.callbacks.append(_gc_timer)
     timed("list cold", listed, backend)
     timed("list warm", listed, backend)
     if args.old:

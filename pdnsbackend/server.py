@@ -132,9 +132,10 @@ class PdnsServer:
                         writer.write(err.replies)
                     log.warning("closing connection", extra={"kv": {"reason": str(err)}})
                     break
-                if out:
-                    for part in out:  # a big list's reply: written as built, never joined
-                        writer.write(part)
+                # a big list's reply comes in parts, never joined; waiting for pdns to
+                # read each keeps the write buffer small
+                for part in out:
+                    writer.write(part)
                     await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass
