@@ -223,7 +223,7 @@ class PdnsBackend:
         if params is None or not self.state.ready:
             return [encode(self.handle(request))]
         try:
-            pieces = self.list_steps(params)
+            pieces = self.list_steps(params, as_json=True)
         except BadRequest as err:
             self.counts["list", "fail"] += 1
             return [encode(_fail(f"{request['method']}: {err}"))]
@@ -239,7 +239,7 @@ class PdnsBackend:
                 if not first:
                     buf.append(b",")
                 first = False
-                text = _JSON.encode(piece)[1:-1].encode()
+                text = piece.encode()
                 buf.append(text)
                 size += len(text)
                 if size > PART_BYTES:
@@ -365,18 +365,19 @@ class PdnsBackend:
                 out += piece
         return out
 
-    def list_steps(self, params: dict):
-        """`list` in pieces: yields lists of records, and PAUSE where the caller may let
-        other work run (the socket server answers other connections' lookups meanwhile).
-        Raises BadRequest before the first piece."""
+    def list_steps(self, params: dict, as_json: bool = False):
+        """`list` in pieces: yields lists of records (`as_json`: the records' JSON text,
+        comma-separated, as `encode` writes them), and PAUSE where the caller may let other
+        work run (the socket server answers other connections' lookups meanwhile). Raises
+        BadRequest before the first piece."""
         ctx = self.state
         name = _fqdn(params.get("zonename") or params.get("zone") or params.get("name"))
         zone = name_to_path(name)
         if zone not in served_zones(ctx):
             raise BadRequest(f"not a zone served here: {name}")
-        return self._list_pieces(zone)
+        return self._list_pieces(zone, as_json)
 
-    def _list_pieces(self, zone: Path):
+    def _list_pieces(self, zone: Path, as_json: bool):
         ctx = self.state
         zid = zone_id(zone, ctx)
         self.snapshot.active = True
@@ -393,13 +394,23 @@ class PdnsBackend:
                     path = name_to_path(name)
                     owners[hash(path) % _SHARDS].add(path)
                     last = name
-                if row.rr is not None:  # SOA (its serial), TXT (pdns's quoting)
-                    text = content(row.rr, ctx)
+                    # dnslib writes names in printable ASCII: plain JSON unless " or \
+                    plain_name = '"' not in name and "\\" not in name
+                rr = row.rr
+                if rr is not None:  # SOA (its serial), TXT (pdns's quoting)
+                    text = content(rr, ctx)
                 else:
                     text = row.data
-                out.append({"qtype": QTYPE.get(row.rtype), "qname": name, "content": text,
-                            "ttl": row.ttl, "auth": True, "domain_id": zid})
-            yield out
+                if as_json and rr is None and plain_name and '"' not in text \
+                        and "\\" not in text:  # the bulk (addresses, SRV): nothing to escape
+                    out.append(f'{{"qtype":"{QTYPE.get(row.rtype)}","qname":"{name}",'
+                               f'"content":"{text}","ttl":{row.ttl},"auth":true,'
+                               f'"domain_id":{zid}}}')
+                    continue
+                record = {"qtype": QTYPE.get(row.rtype), "qname": name, "content": text,
+                          "ttl": row.ttl, "auth": True, "domain_id": zid}
+                out.append(_JSON.encode(record) if as_json else record)
+            yield ",".join(out) if as_json else out
         ents = set()
         n = 0
         for shard in owners:
@@ -414,7 +425,8 @@ class PdnsBackend:
         for shard in owners:  # freed in steps too: a million names take a while
             shard.clear()
             yield PAUSE
-        yield [ent(path_to_name(p), zid) for p in sorted(ents)]
+        ents = [ent(path_to_name(p), zid) for p in sorted(ents)]
+        yield _JSON.encode(ents)[1:-1] if as_json else ents
 
     def domain_info(self, zone: Path) -> dict:
         ctx = self.state

@@ -35,6 +35,8 @@ RICH = {
     P + "v6/b": {"host": "1:0:0:2:0:0:0:3"},
     P + "v6/c": {"host": "::ffff:1.2.3.4"},
     P + "odd/a!b": {"host": "10.7.0.1"},
+    P + 'odd/q"b': {"host": "10.7.0.2", "port": 80},  # JSON escapes in names and targets
+    P + "odd/s\\b": {"host": "10.7.0.3"},
     P + "down/a": {"host": "10.9.0.1"},
     P + "down/b": {"host": "10.9.0.2"},
     P + "down/c": {"host": "10.9.0.3"},
