@@ -91,6 +91,7 @@ class Engine:
         # names asked on the slow path (hits: cache), bounded by bytes against random floods
         self.query_names = NameCounts(NAME_BYTES, MAX_NAMES)
         self.plain_nx = PlainNx(self.state)
+        self.plain_nx.admit = self.cache.size > 0
 
     def _on_change(self, change: Change) -> None:
         """Drop the cached answers that read what changed."""
@@ -200,7 +201,7 @@ class Engine:
             return None
         nx = None if self.subdomains else self.plain_nx.shape(key, qend - 16, tcp)
         if nx is not None:
-            reply = self.plain_nx.reply(nx, data, qend, rd)
+            reply = self.plain_nx.reply(nx, data, qend, rd, key)
             if reply is not None:  # a copy, cached nowhere: floods of random names stay cheap
                 self.stats["nxdomain"] += 1
                 return reply

@@ -3,8 +3,10 @@
 A random-subdomain flood (`<random>.zone`, each name asked once) is all misses. Building each
 of those answers, even on the byte path (wireanswer.py), runs enough code between two hot
 queries to push the hot path out of the CPU's caches: the hot set then costs 2-3x as much
-per query. This path runs little code and keeps nothing: it never builds records, never
-creates a cache entry, never evicts one.
+per query. This path runs little code and keeps almost nothing: it never builds records,
+never creates a cache entry, never evicts one. It only remembers the last few thousand
+questions it answered: one asked again (a resolv.conf search suffix, a misconfigured client
+retrying) goes to the normal path the second time and is cached there like any answer.
 
 When a name is plainly absent (under our domain, no stored wildcard on its way down the label
 tree, no query-side `*`, not under `dns.<domain>` where SkyDNS2's `local` name lives, not
@@ -23,6 +25,7 @@ from __future__ import annotations
 from .zonestate import ZoneState
 
 _MEMO_MAX = 4096  # shapes remembered (parents x first-label lengths); past that, start over
+_SEEN_MAX = 8192  # questions remembered to tell a repeated one from a flood's; then start over
 _ODD = b"*.\\" + bytes(range(128, 256))
 
 
@@ -41,6 +44,9 @@ class PlainNx:
         self._soa_wires = {_wire(name) for name in soa_names}
         self.tails: dict[tuple, tuple[tuple[bytes, bytes], bytes]] = {}
         self.served = 0  # answers given from learned shapes
+        # questions answered here lately: the second time one comes, it is cached instead
+        self.seen: set[bytes] = set()
+        self.admit = True  # False with the cache off: nothing would be kept anyway
 
     def forget(self) -> None:
         self.tails.clear()
@@ -88,11 +94,20 @@ class PlainNx:
         first = wire[0]
         return wire[first + 1 :], first, key[-4], tcp
 
-    def reply(self, shape: tuple, data: bytes, qend: int, rd: int) -> bytes | None:
-        """The reply to `data` from a learned shape, or None (not learned yet)."""
+    def reply(self, shape: tuple, data: bytes, qend: int, rd: int, key: bytes) -> bytes | None:
+        """The reply to `data` from a learned shape, or None: not learned yet, or the question
+        was asked before (then the normal path answers and caches it: a name asked again and
+        again, as resolv.conf search suffixes are, becomes a cache hit like any other)."""
         learned = self.tails.get(shape)
         if learned is None:
             return None
+        if self.admit:
+            seen = self.seen
+            if key in seen:
+                return None
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            seen.add(key)
         self.served += 1
         heads, tail = learned
         return data[:2] + heads[rd] + data[12:qend] + tail

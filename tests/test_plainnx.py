@@ -83,6 +83,7 @@ def test_flood_replies_are_the_normal_paths_bytes(rdtype, hostmaster):
                 data = query_wire(casing(name, rng), rdtype, tcp, payload, do)
                 data = data[:2] + bytes(((data[2] & 0xFE) | rd,)) + data[3:]
                 before = fast.plain_nx.served
+                fast.plain_nx.seen.clear()  # bytes here; a repeated question: test below
                 where = (name, rdtype, tcp, payload, do, rd)
                 assert fast.miss(data, "c", tcp) == slow.miss(data, "c", tcp), where
                 assert fast.plain_nx.served - before == (taken and not do), where
@@ -144,3 +145,26 @@ def test_sub_domain_servers_and_a_zone_not_loaded_keep_the_normal_path():
     reply = dns.message.from_wire(
         cold.miss(query_wire("aa.example.test.", "A", False, None, False), "c", False))
     assert reply.rcode() == 2
+
+
+def test_a_name_asked_again_is_cached_like_any_answer():
+    """The flood path answers a question the first time; asked again (search suffixes, retries)
+    it goes to the normal path and is cached, then hits."""
+    engine = make_engine()
+    engine.miss(query_wire("aa.flood.example.test.", "A", False, None, False), "c", False)
+    data = query_wire("bb.flood.example.test.", "A", False, None, False)
+    key = question_key(data, False, 1232)[0]
+    first = engine.miss(data, "c", False)
+    assert engine.plain_nx.served == 1 and engine.cache.get(key) is None
+    assert engine.miss(data, "c", False) == first
+    assert engine.plain_nx.served == 1 and engine.cache.get(key) is not None
+    keyed = question_key(data, False, 1232)
+    assert engine.cache.hit(data, keyed, "c", engine.allowed)[0] == first[2:]
+
+
+def test_with_the_cache_off_every_question_takes_the_flood_path():
+    engine = make_engine(cacheSize=0)
+    engine.miss(query_wire("aa.flood.example.test.", "A", False, None, False), "c", False)
+    data = query_wire("bb.flood.example.test.", "A", False, None, False)
+    assert engine.miss(data, "c", False) == engine.miss(data, "c", False)
+    assert engine.plain_nx.served == 2 and len(engine.cache) == 0
