@@ -70,8 +70,9 @@ def _query(name: str, qid: int) -> bytes:
     return bytes(out + b"\x00\x00\x01\x00\x01")
 
 
-def hot_set_under_flood(ds: DataSet, rounds: int = 9, hot_queries: int = 200_000,
-                        send: bool = False) -> dict:
+def _server(ds: DataSet):
+    """An engine with the data set loaded (default config, the bench zone) and its UDP
+    handler, not yet bound to a transport."""
     from dnsserver.engine import Engine
     from dnsserver.udp import UdpServer
     from skydns.config import load_config
@@ -83,7 +84,12 @@ def hot_set_under_flood(ds: DataSet, rounds: int = 9, hot_queries: int = 200_000
     engine = Engine(cfg)
     engine.state.load(
         [parse_record(k.decode(), key_to_path(k.decode()), v) for k, v in ds.records()], 1)
-    server = UdpServer(engine)
+    return engine, UdpServer(engine)
+
+
+def hot_set_under_flood(ds: DataSet, rounds: int = 9, hot_queries: int = 200_000,
+                        send: bool = False) -> dict:
+    engine, server = _server(ds)
     if send:
         import socket
 
@@ -183,21 +189,10 @@ def hot_set_in_server(ds: DataSet, rounds: int = 3, duration: float = 8.0,
     import dnsperf as perf
     import uvloop
 
-    from dnsserver.engine import Engine
-    from dnsserver.udp import UdpServer
-    from skydns.config import load_config
-    from skydns.keys import key_to_path
-    from skydns.records import parse_record
-
     perf.ensure_dnsperf()
     cores = sorted(os.sched_getaffinity(0))
     server_cores, client_cores = ({cores[0]}, cores[1:2]) if len(cores) > 1 else (None, None)
-    cfg = load_config(None, "dns")
-    cfg["Dns"]["dns-domain"] = ZONE
-    engine = Engine(cfg)
-    engine.state.load(
-        [parse_record(k.decode(), key_to_path(k.decode()), v) for k, v in ds.records()], 1)
-    server = UdpServer(engine)
+    engine, server = _server(ds)
     rng = random.Random(7)
     hot = [ds.single_name(rng.randrange(ds.names)) for _ in range(HOT_NAMES)]
     hot_keys = {_query(name, 0)[2:] for name in hot}  # as dnsperf asks: RD, no EDNS

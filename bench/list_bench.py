@@ -29,8 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from dnslib import QTYPE  # noqa: E402
+from test_zonerows import old_list as reference_list  # noqa: E402
 
 from dnsserver.answer import ZoneSettings  # noqa: E402
 from dnsserver.dump import rows  # noqa: E402
@@ -40,11 +42,8 @@ from pdnsbackend.protocol import (  # noqa: E402
     PdnsBackend,
     Session,
     encode,
-    ent,
-    record,
-    zone_id,
 )
-from skydns.keys import key_to_path, name_to_path, path_to_name  # noqa: E402
+from skydns.keys import key_to_path, name_to_path  # noqa: E402
 from skydns.records import parse_record  # noqa: E402
 
 LIST = b'{"method":"list","parameters":{"zonename":"example.test.","domain_id":-1}}\n'
@@ -122,17 +121,8 @@ def listed(backend: PdnsBackend) -> str:
 
 
 def old_list(state: ZoneState) -> int:
-    zone = name_to_path("example.test.")
-    zid = zone_id(zone, state)
-    out = [record(rr, zid, state) for rr in served_rrs(state, zone)]
-    owners = {name_to_path(r["qname"]) for r in out}
-    ents = set()
-    for owner in owners:
-        for depth in range(len(zone) + 1, len(owner)):
-            if owner[:depth] not in owners:
-                ents.add(owner[:depth])
-    out.extend(ent(path_to_name(p), zid) for p in sorted(ents))
-    return len(encode({"result": out}))
+    """pdns `list` as it was (served_rrs): the reference the tests compare with."""
+    return len(encode({"result": reference_list(state, "example.test.")}))
 
 
 def timed(label: str, fn, *args):
