@@ -119,25 +119,16 @@ def hot_set_under_flood(ds: DataSet, rounds: int = 9, hot_queries: int = 200_000
     def run(flood: list[bytes] | None) -> tuple[int, int]:
         clock = time.perf_counter_ns
         total = dropped = 0
-        if flood is None:
-            for data in hot_wire:
-                t0 = clock()
-                handle(data, addr)
-                dt = clock() - t0
-                if dt < PREEMPTED_NS:
-                    total += dt
-                else:
-                    dropped += 1
-        else:
-            for data, noise in zip(hot_wire, flood, strict=True):
+        for data, noise in zip(hot_wire, flood or [None] * len(hot_wire), strict=True):
+            if noise is not None:
                 handle(noise, addr)
-                t0 = clock()
-                handle(data, addr)
-                dt = clock() - t0
-                if dt < PREEMPTED_NS:
-                    total += dt
-                else:
-                    dropped += 1
+            t0 = clock()
+            handle(data, addr)
+            dt = clock() - t0
+            if dt < PREEMPTED_NS:
+                total += dt
+            else:
+                dropped += 1
         return total, dropped
 
     ratios, alone_us, flood_us, dropped = [], [], [], [0, 0]

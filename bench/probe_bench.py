@@ -39,7 +39,7 @@ from scanner.probes import Prober, detect_icmp_mode  # noqa: E402
 
 from dnstest import Skydns  # noqa: E402
 from etcdtest import EtcdServer  # noqa: E402
-from healthtest import Listener, closed_port, load  # noqa: E402
+from healthtest import Listener, closed_port, load, self_signed_cert  # noqa: E402
 
 # A separate process accepts connections, so accepting costs the scanner nothing.
 _ACCEPTOR = r"""
@@ -192,31 +192,6 @@ def bench_prober(args) -> dict:
     return out
 
 
-def self_signed(directory: Path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.0/8 work (cryptography), as (cert, key) files."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "skydns-bench")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_file), str(key_file)
-
-
 def bench_http(args) -> dict:
     """HTTP and HTTPS checks (GET, status line and headers read, connection reset) against a
     child process answering 200 on every address, by the prober alone."""
@@ -227,7 +202,7 @@ def bench_http(args) -> dict:
         ips = loopback_ips(args.targets, octet)
         port = closed_port(f"127.{octet}.0.1")
         with tempfile.TemporaryDirectory() as tmp:
-            tls = self_signed(Path(tmp)) if scheme == "https" else None
+            tls = self_signed_cert(Path(tmp)) if scheme == "https" else None
             server = Acceptor(ips, port, http=True, tls=tls)
         check = parse_check({"http": "/healthz", "port": port, "scheme": scheme,
                              "tls-skip-verify": True})

@@ -33,6 +33,12 @@ class Process:
         """Command-line arguments after --config-file."""
         return []
 
+    def command(self) -> list[str]:
+        """What to run: `python -m <module> --config-file <config> <args>`, or another
+        program's command line (a peer such as pdns_recursor)."""
+        return [sys.executable, "-m", self.module, "--config-file", str(self.config),
+                *self.args()]
+
     def ready(self) -> bool:
         raise NotImplementedError
 
@@ -40,8 +46,7 @@ class Process:
         """Start the process; env adds variables (e.g. NOTIFY_SOCKET)."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, "--config-file", str(self.config),
-                 *self.args()],
+                self.command(),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
             )

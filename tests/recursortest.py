@@ -7,11 +7,7 @@ DNSSEC: it never sends a query anywhere but to that skydns.
 
 from __future__ import annotations
 
-import atexit
 import secrets
-import shutil
-import subprocess
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +18,6 @@ import dns.rdatatype
 from devup.recursor import binary
 
 from dnstest import free_port
-from etcdtest import wait_for
 from proctest import Process
 
 
@@ -58,32 +53,22 @@ def recursor_conf(port: int, web_port: int, api_key: str, forward_port: int, zon
     ])
 
 
-class PdnsRecursor:
+class PdnsRecursor(Process):
     """pdns_recursor --config-dir=<tmp>, stopped with SIGTERM."""
 
+    what = "pdns_recursor"
+
     def __init__(self, forward_port: int, zones=("example.test.", "in-addr.arpa.")):
-        self.dir = Path(tempfile.mkdtemp(prefix="skydns-recursor-"))
-        atexit.register(shutil.rmtree, self.dir, ignore_errors=True)
+        super().__init__("skydns-recursor-", "recursor.log")
         self.port = free_port()
         self.web_port = free_port()
         self.api_key = secrets.token_hex(8)
         self.url = f"http://127.0.0.1:{self.web_port}"
         (self.dir / "recursor.conf").write_text(
             recursor_conf(self.port, self.web_port, self.api_key, forward_port, zones, self.dir))
-        self.log = self.dir / "recursor.log"
-        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> PdnsRecursor:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [binary(), f"--config-dir={self.dir}"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        atexit.register(self.stop)
-        wait_for(self.ready, timeout=20, message=f"pdns_recursor did not come up: {self.logs()}")
-        return self
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+    def command(self) -> list[str]:
+        return [binary(), f"--config-dir={self.dir}"]
 
     def ready(self) -> bool:
         assert self.proc.poll() is None, f"pdns_recursor exited: {self.logs()}"
@@ -104,15 +89,6 @@ class PdnsRecursor:
         reply = self.query(name, rdtype)
         return sorted(rr.to_text() for rrset in reply.answer
                       if rrset.rdtype == dns.rdatatype.from_text(rdtype) for rr in rrset)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Janitor(Process):

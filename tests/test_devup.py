@@ -106,17 +106,22 @@ def _web(port: int) -> list[str]:
     return sorted(rr.address for rrset in reply.answer for rr in rrset)
 
 
-def test_up_runs_the_suite_and_stops_clean(tmp_path: Path):
-    dns_port, api_port = free_port(), free_port()
-    base, backend = _free_run(5), _free_backend_port()
-    out = tmp_path / "out.txt"
+def _start_up(tmp_path: Path, out: Path, dns_port: int, api_port: int, backend: int,
+              *extra: str) -> subprocess.Popen:
+    """`skydns up` on free ports with the sample configs, its output going to `out`."""
     with open(out, "wb") as fh:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "dnsserver", "up", "--config-dir", str(ROOT / "etc"),
              "--data-dir", str(tmp_path / "demo"), "--dns-port", str(dns_port),
-             "--api-port", str(api_port), "--base-port", str(base),
-             "--backend-port", str(backend)],
+             "--api-port", str(api_port), "--base-port", str(_free_run(5)),
+             "--backend-port", str(backend), *extra],
             stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def test_up_runs_the_suite_and_stops_clean(tmp_path: Path):
+    dns_port, api_port, backend = free_port(), free_port(), _free_backend_port()
+    out = tmp_path / "out.txt"
+    proc = _start_up(tmp_path, out, dns_port, api_port, backend)
     children: dict[int, bytes] = {}
     try:
         wait_for(lambda: "Ctrl-C stops everything" in out.read_text() or proc.poll() is not None,
@@ -167,16 +172,9 @@ def test_up_runs_the_suite_and_stops_clean(tmp_path: Path):
 @pytest.mark.skipif(devup_recursor.binary() is None, reason="pdns_recursor not installed")
 def test_up_with_recursor_and_janitor(tmp_path: Path):
     dns_port, api_port, rec_port, rec_api = free_port(), free_port(), free_port(), free_port()
-    base, backend = _free_run(5), _free_backend_port()
     out = tmp_path / "out.txt"
-    with open(out, "wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dnsserver", "up", "--config-dir", str(ROOT / "etc"),
-             "--data-dir", str(tmp_path / "demo"), "--dns-port", str(dns_port),
-             "--api-port", str(api_port), "--base-port", str(base),
-             "--backend-port", str(backend), "--recursor", "--recursor-port", str(rec_port),
-             "--recursor-api-port", str(rec_api)],
-            stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = _start_up(tmp_path, out, dns_port, api_port, _free_backend_port(), "--recursor",
+                     "--recursor-port", str(rec_port), "--recursor-api-port", str(rec_api))
     children: dict[int, bytes] = {}
     try:
         wait_for(lambda: "Ctrl-C stops everything" in out.read_text() or proc.poll() is not None,

@@ -24,7 +24,9 @@ from skydns.records import parse_record
 from skydns.rendezvous import choose as rendezvous
 
 
-def make_engine(records: dict, mode: str = "", **dns) -> Engine:
+def make_engine(records: dict, mode: str = "", serial: int = 1, **dns) -> Engine:
+    """An engine for example.test. with `records` (key -> JSON value) loaded at revision
+    `serial`; `dns` overrides [Dns] settings."""
     cfg = load_config(None, "dns")
     cfg["Dns"]["dns-domain"] = "example.test."
     cfg["Dns"].update(dns)
@@ -32,7 +34,8 @@ def make_engine(records: dict, mode: str = "", **dns) -> Engine:
     cfg["Fun"]["hone-one"] = mode == "hone"
     engine = Engine(cfg)
     engine.state.load(
-        [parse_record(k, key_to_path(k), json.dumps(v).encode()) for k, v in records.items()], 1
+        [parse_record(k, key_to_path(k), json.dumps(v).encode()) for k, v in records.items()],
+        serial,
     )
     return engine
 

@@ -7,11 +7,11 @@ random names must leave the cache alone. No network."""
 
 from __future__ import annotations
 
-import json
 import random
 
 import dns.message
 import pytest
+from test_engine import make_engine as engine_of
 from test_wireanswer import RECORDS, TRANSPORTS, query_wire
 
 from dnsserver.engine import Engine
@@ -24,12 +24,7 @@ B = "/skydns/test/example"
 
 
 def make_engine(records=RECORDS, plain_nx=True, **dns) -> Engine:
-    cfg = load_config(None, "dns")
-    cfg["Dns"]["dns-domain"] = "example.test."
-    cfg["Dns"].update(dns)
-    engine = Engine(cfg)
-    engine.state.load([parse_record(k, key_to_path(k), json.dumps(v).encode())
-                       for k, v in records.items()], 4242)
+    engine = engine_of(records, serial=4242, **dns)
     if not plain_nx:
         engine.plain_nx.shape = lambda *args: None
     return engine

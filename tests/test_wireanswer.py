@@ -4,19 +4,15 @@ for a table of questions, every transport, EDNS size and answer mode, the cached
 
 from __future__ import annotations
 
-import json
-
 import dns.flags
 import dns.message
 import dns.rdatatype
 import pytest
+from test_engine import make_engine as engine_of
 
 from dnsserver import wireanswer
 from dnsserver.engine import Engine
 from dnsserver.wire import question_key
-from skydns.config import load_config
-from skydns.keys import key_to_path
-from skydns.records import parse_record
 
 B = "/skydns/test/example"
 RECORDS = {
@@ -119,14 +115,7 @@ TRANSPORTS = [(False, None, False), (False, 1232, False), (False, 600, False),
 
 
 def make_engine(mode: str, wire_path: bool, **dns) -> Engine:
-    cfg = load_config(None, "dns")
-    cfg["Dns"]["dns-domain"] = "example.test."
-    cfg["Dns"].update(dns)
-    cfg["Fun"]["random-one"] = mode == "random"
-    cfg["Fun"]["hone-one"] = mode == "hone"
-    engine = Engine(cfg)
-    records = [parse_record(k, key_to_path(k), json.dumps(v).encode()) for k, v in RECORDS.items()]
-    engine.state.load(records, 1234567)
+    engine = engine_of(RECORDS, mode, serial=1234567, **dns)
     engine.state.load_health((ip, "DOWN") for ip in DOWN)
     # the flood path (plainnx.py) copies these replies instead of caching them: test_plainnx
     engine.plain_nx.shape = lambda *args: None
