@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 
 class RateLimitedLog:
-    def __init__(self, logger: logging.Logger, burst: int = 5, interval: float = 60.0):
+    def __init__(self, logger: logging.Logger, burst: int = 5, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.logger = logger
         self.burst = burst
         self.interval = interval
+        self.clock = clock  # handed in so a test can move time instead of reading the machine's
         self._window: dict[str, tuple[float, int, int]] = {}  # msg -> (start, written, dropped)
 
     def _allow(self, msg: str) -> int | None:
         """None to drop this line, else how many lines of `msg` were dropped before it."""
-        now = time.monotonic()
+        now = self.clock()
         start, written, dropped = self._window.get(msg, (now, 0, 0))
         if now - start >= self.interval:
             start, written = now, 0
