@@ -11,7 +11,9 @@ Bookkeeping, no sockets (but for `unacked_bytes`, which the transports' `evict` 
 connection is any object with `idle_since()` (None while busy, else when it last had work;
 only compared with the others') and `evict()` (close it now and return True, or return False
 if it finds itself busy after all). Nothing is tracked per query: the transport keeps its own
-"last active" stamp, and the scan for the idle-longest runs only when a cap is hit.
+"last active" stamp, and the scan for the idle-longest runs only when a cap is hit (at the
+total cap it keeps the next total/16 idle-longest for the newcomers that follow, so a flood
+of connections costs a scan per 1/16 of the cap, not one per connection).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import fcntl
 import heapq
 import struct
 import termios
-from collections.abc import Iterable
 
 
 def unacked_bytes(transport) -> int:
@@ -42,18 +43,19 @@ class ConnectionLimits:
         self.by_client: dict[str, dict[object, None]] = {}  # client -> its connections
         self.refused = 0
         self.evicted = 0
+        self._victims: list = []  # (since, client, conn) kept by the last scan, oldest last
 
     def admit(self, client: str, conn: object) -> bool:
         """Register `conn` of `client`, closing an idle one if a cap is reached; False (and
         nothing registered) when it must be refused."""
         held = self.by_client.get(client)
         if self.per_client and held is not None and len(held) >= self.per_client:
-            full = ((client, c) for c in list(held))
+            ok = self._evict({client: held})  # only its own connections give way
         elif self.total and self.open >= self.total:
-            full = ((who, c) for who, conns in list(self.by_client.items()) for c in list(conns))
+            ok = self._next_victim() or self._evict(self.by_client, spare=self.total // 16)
         else:
-            full = None
-        if full is not None and not self._evict(full):
+            ok = True
+        if not ok:
             self.refused += 1
             return False
         self.by_client.setdefault(client, {})[conn] = None
@@ -70,20 +72,37 @@ class ConnectionLimits:
         if not held:
             del self.by_client[client]
 
-    def _evict(self, candidates: Iterable[tuple[str, object]]) -> bool:
-        """Close the candidate idle longest; False when all are busy. `idle_since` is the
-        cheap test; `evict` may still decline (it asks the kernel whether a reply is
-        still queued), and then the next idle-longest is tried."""
+    def _evict(self, among: dict[str, dict[object, None]], spare: int = 0) -> bool:
+        """Close the connection idle longest among these; False when all are busy.
+        `idle_since` is the cheap test; `evict` may still decline (it asks the kernel
+        whether a reply is still queued), and then the next idle-longest is tried. With
+        `spare`, the next idle-longest are kept for the admissions that follow (a flood at
+        the total cap would otherwise scan every connection per new one)."""
         idle = []
-        for n, (client, conn) in enumerate(candidates):
-            since = conn.idle_since()
-            if since is not None:
-                idle.append((since, n, client, conn))
-        heapq.heapify(idle)
-        while idle:
-            _, _, client, victim = heapq.heappop(idle)
-            if victim.evict():
-                self.release(client, victim)
+        for client, conns in among.items():
+            for conn in conns:
+                since = conn.idle_since()
+                if since is not None:
+                    idle.append((since, len(idle), client, conn))
+        oldest = heapq.nsmallest(spare + 1, idle) if spare else sorted(idle)
+        for i, (_, _, client, conn) in enumerate(oldest):
+            if conn.evict():
+                self.release(client, conn)
+                self.evicted += 1
+                if spare:
+                    self._victims = [(s, c, k) for s, _, c, k in reversed(oldest[i + 1:])]
+                return True
+        return False
+
+    def _next_victim(self) -> bool:
+        """Close the next of the kept idle-longest that is still held and idle since then
+        (a connection that had work since has a newer stamp and is skipped)."""
+        victims = self._victims
+        while victims:
+            since, client, conn = victims.pop()
+            if conn in self.by_client.get(client, ()) and conn.idle_since() == since \
+                    and conn.evict():
+                self.release(client, conn)
                 self.evicted += 1
                 return True
         return False

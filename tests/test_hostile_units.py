@@ -95,3 +95,18 @@ def test_repeated_error_lines_are_rate_limited(caplog):
     with caplog.at_level(logging.INFO, "test.ratelog"):
         log.warning("query failed", {})
     assert caplog.records[-1].kv["suppressed"] == 998
+
+
+def test_a_flood_at_the_total_cap_does_not_scan_per_connection():
+    """A scan at the total cap keeps the next idle-longest (total // 16) for the newcomers
+    after it; one that had work since (a newer stamp) is passed over."""
+    limits = ConnectionLimits(total=32, per_client=0)
+    held = [Conn(float(i)) for i in range(32)]
+    for i, conn in enumerate(held):
+        assert limits.admit(f"10.0.0.{i}", conn)
+    assert limits.admit("new1", Conn(50.0)) and held[0].closed
+    assert [k for _, _, k in limits._victims] == [held[2], held[1]]  # kept, oldest last
+    held[1].since = 60.0  # a query came in on it since the scan
+    assert limits.admit("new2", Conn(51.0)) and held[2].closed and not held[1].closed
+    assert limits.admit("new3", Conn(52.0)) and held[3].closed and not held[1].closed
+    assert limits.open == 32 and limits.evicted == 3
