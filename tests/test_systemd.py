@@ -43,6 +43,7 @@ def test_systemd_analyze_verify(unit, tmp_path):
                   unit.read_text())
     copy = tmp_path / unit.name
     copy.write_text(text)
+    copy.chmod(0o644)  # under umask 000 systemd complains that the unit is world-writable
     out = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)],
                          capture_output=True, text=True, timeout=60)
     problems = [line for line in (out.stdout + out.stderr).splitlines()
