@@ -145,8 +145,6 @@ class Engine:
                                         "type": QTYPE.get(q.qtype), "tcp": tcp}})
 
     def miss(self, data: bytes, client: str, tcp: bool):
-        self.stats["requests"] += 1
-        self.cache.misses += 1
         if len(data) >= 12 and data[6:12] != b"\0\0\0\0\0\0" and not data[2] & 0x80:
             # Records besides the question: maybe a TSIG. Not if the transport's key took the
             # query (it allows one OPT and nothing else), so plain EDNS misses skip the walk.
@@ -158,6 +156,8 @@ class Engine:
                     return self._tsig_formerr(data, client, err)
                 if request is not None:
                     return self._signed(data, request, client, tcp)
+        self.stats["requests"] += 1
+        self.cache.misses += 1
         return self._answer(data, client, tcp)
 
     def _answer(self, data: bytes, client: str, tcp: bool, signed=None):
@@ -207,6 +207,7 @@ class Engine:
     # -- TSIG (tsig.py) ---------------------------------------------------------------------
 
     def _tsig_formerr(self, data: bytes, client: str, err: Exception) -> bytes:
+        self.stats["requests"] += 1
         self.stats["formerr"] += 1
         tsig_log.warning("bad TSIG record", {"client": client, "why": str(err)})
         return header_reply(data, tsig.RCODE_FORMERR)
@@ -221,18 +222,21 @@ class Engine:
         except tsig.TsigFormErr as err:
             return self._tsig_formerr(data, client, err)
         if verdict.error:
-            self.stats["notauth"] += 1
+            self.stats["requests"] += 1
+            self.stats["tsig_failed"] += 1
             tsig_log.warning("TSIG check failed", {
                 "client": client, "key": request.name,
                 "error": tsig.ERROR_NAMES[verdict.error], "why": verdict.why})
             return tsig.error_reply(data, verdict, now)
-        self.stats["tsig"] += 1
+        self.stats["tsig_signed"] += 1
         inner = request.stripped(data)
         keyed = question_key(inner, tcp, self.max_udp)
         hit = self.cache.hit(inner, keyed, client, self.allowed) if keyed is not None else None
-        if hit is not None:
+        if hit is not None:  # counted as a request by its entry, like any hit
             reply = inner[:2] + hit[0]
         else:
+            self.stats["requests"] += 1
+            self.cache.misses += 1
             reply = self._answer(inner, client, tcp, verdict)
         limit = TCP_LIMIT if tcp else self._request_limit(inner)
         return self._sign(reply, verdict, limit)
