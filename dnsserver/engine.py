@@ -140,7 +140,13 @@ class Engine:
         try:
             q = parse_query(data)
         except FormErr:
-            return  # miss() logs it as malformed
+            try:  # signed with an OPT too: two additional records, read without the TSIG
+                request = tsig.read_request(data) if len(data) >= 12 else None
+                if request is None:
+                    return  # miss() logs it as malformed
+                q = parse_query(request.stripped(data))
+            except (FormErr, tsig.TsigFormErr):
+                return
         log.info("query", extra={"kv": {"client": client, "name": q.qname,
                                         "type": QTYPE.get(q.qtype), "tcp": tcp}})
 
