@@ -90,7 +90,8 @@ class Engine:
         self.axfr_allow = list(dns["axfr-allow"])
         # every key a signed message may use (RFC 8945, any opcode); with any, transfers
         # need one of them instead of an allowed address
-        self.tsig_keys = keyring(dns.get("tsig-key", ""), dns.get("tsig-keys", []))
+        self.tsig_keys = tsig.by_wire(
+            keyring(dns.get("tsig-key", ""), dns.get("tsig-keys", [])).values())
         self.clock = time.time  # TSIG's time check and signing times (a test hands in another)
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
@@ -244,7 +245,10 @@ class Engine:
             self.stats["requests"] += 1
             self.cache.misses += 1
             reply = self._answer(inner, client, tcp, verdict)
-        limit = TCP_LIMIT if tcp else self._request_limit(inner)
+        if keyed is not None:  # the key ends in the reply's size limit, as the cache keeps it
+            limit = int.from_bytes(keyed[0][-3:], "big")
+        else:
+            limit = TCP_LIMIT if tcp else self._request_limit(inner)
         return self._sign(reply, verdict, limit)
 
     def _request_limit(self, data: bytes) -> int:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from skydns.tsigkey import TsigError, TsigKey, parse_key
 
 __all__ = ["TsigError", "TsigKey", "parse_key", "TsigFormErr", "Request", "Verdict",
-           "read_request", "check", "error_reply", "sign_reply", "Signer"]
+           "read_request", "by_wire", "check", "error_reply", "sign_reply", "Signer"]
 
 T_TSIG = 250
 CLASS_ANY = 255
@@ -217,13 +217,18 @@ def _variables(key_name_wire: bytes, algorithm_wire: bytes, timers: bytes, error
             + struct.pack("!HH", error, len(other)) + other)
 
 
-def check(data: bytes, request: Request, keys: dict[str, TsigKey], now: float) -> Verdict:
-    """The checks of RFC 8945 5.2.1-5.2.3 in their order; TsigFormErr for a MAC size 5.2.2.1
-    forbids."""
-    key = keys.get(request.name)
+def by_wire(keys) -> dict[bytes, TsigKey]:
+    """Keys by their names' wire form, as `check` looks them up."""
+    return {key.name_wire: key for key in keys}
+
+
+def check(data: bytes, request: Request, keys: dict[bytes, TsigKey], now: float) -> Verdict:
+    """The checks of RFC 8945 5.2.1-5.2.3 in their order, with `keys` from `by_wire`;
+    TsigFormErr for a MAC size 5.2.2.1 forbids."""
+    key = keys.get(request.name_wire)
     if key is None:
         return Verdict(request, BADKEY, None, f"unknown key {request.name}")
-    if key.algorithm != request.algorithm:
+    if key.algorithm_wire != request.algorithm_wire:
         return Verdict(request, BADKEY, None, f"algorithm {request.algorithm} is not the key's")
     size = key.mac_size
     mac = request.mac
@@ -233,7 +238,7 @@ def check(data: bytes, request: Request, keys: dict[str, TsigKey], now: float) -
     timers = _timers(request.time_signed, request.fudge)
     variables = _variables(request.name_wire, request.algorithm_wire, timers, request.error,
                            request.other)
-    want = hmac.new(key.secret, message + variables, key.digest).digest()[: len(mac)]
+    want = hmac.digest(key.secret, message + variables, key.digest)[: len(mac)]
     if not hmac.compare_digest(want, mac):
         return Verdict(request, BADSIG, None, "bad signature")
     if abs(now - request.time_signed) > request.fudge:
@@ -271,7 +276,7 @@ def error_reply(data: bytes, verdict: Verdict, now: float) -> bytes:
     other = struct.pack("!HI", (server >> 32) & 0xFFFF, server & 0xFFFFFFFF)
     body = (struct.pack("!H", len(req.mac)) + req.mac + struct.pack("!H", req.original_id)
             + msg[2:] + _variables(key.name_wire, key.algorithm_wire, timers, BADTIME, other))
-    mac = hmac.new(key.secret, body, key.digest).digest()
+    mac = hmac.digest(key.secret, body, key.digest)
     return _append(msg, _tsig_record(key.name_wire, key.algorithm_wire, timers, mac,
                                      req.original_id, BADTIME, other))
 
@@ -311,7 +316,7 @@ class Signer:
             self.first = False
         else:
             body += timers
-        mac = hmac.new(key.secret, body, key.digest).digest()
+        mac = hmac.digest(key.secret, body, key.digest)
         self.prior = mac
         return _append(msg, _tsig_record(key.name_wire, key.algorithm_wire, timers, mac,
                                          self.original_id, 0, b""))

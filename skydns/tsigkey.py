@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # RFC 8945 6: hmac-sha256 is the one to use, hmac-sha1 the one every peer has; the others
 # are cheap to offer. hmac-md5 (deprecated) and the truncated variants are not.
@@ -40,22 +40,20 @@ class TsigKey:
     name: str  # lower case, with the trailing dot
     algorithm: str  # "hmac-sha256"
     secret: bytes
+    # derived once: signing and checking use them on every signed message
+    name_wire: bytes = field(init=False, repr=False, compare=False)
+    algorithm_wire: bytes = field(init=False, repr=False, compare=False)
+    mac_size: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "name_wire", name_wire(self.name))
+        object.__setattr__(self, "algorithm_wire", name_wire(self.algorithm + "."))
+        object.__setattr__(self, "mac_size", ALGORITHMS[self.algorithm]().digest_size)
 
     @property
-    def name_wire(self) -> bytes:
-        return name_wire(self.name)
-
-    @property
-    def algorithm_wire(self) -> bytes:
-        return name_wire(self.algorithm + ".")
-
-    @property
-    def digest(self):
-        return ALGORITHMS[self.algorithm]
-
-    @property
-    def mac_size(self) -> int:
-        return self.digest().digest_size
+    def digest(self) -> str:
+        """The hash's name ("sha256"), as hmac.digest's one-shot (OpenSSL) path takes it."""
+        return self.algorithm.removeprefix("hmac-")
 
 
 def parse_key(text: str) -> TsigKey:
