@@ -31,6 +31,10 @@ read them. Routes (token via ?token= or 'Authorization: Bearer'; /healthz needs 
   GET    /                         status page (HTML; reads the data below with ?token=)
   GET    /skydns/status[/events]   names, addresses, UP/DOWN, scanners, leader (JSON / SSE);
                                    token unless [SkydnsApi] status-public = true
+  GET    /skydns/health[/IP]       every address: status, since, reason, checker,
+                                   maintenance, names; scanners, leader (one IP: + history)
+  PUT    /skydns/health/IP/maintenance   {"reason":"..."}: out of every answer until
+  DELETE /skydns/health/IP/maintenance   cleared (token as for record writes)
   GET    /metrics                  Prometheus counters (no token)
 NAME is relative to the zone (cctv2) or fully qualified inside it (cctv2.skydns.local).
 Writes answer OK (201/200), errors one line 'ERR, <reason>' with a 4xx/5xx status.
@@ -134,7 +138,8 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
     host, port = api["api-address"]
     if api["api-enable"]:
         app = make_app(service, auth, zone, api["max-body"], feed=feed, metrics=metrics,
-                       status_public=api["status-public"], read_timeout=api["read-timeout"])
+                       status_public=api["status-public"], read_timeout=api["read-timeout"],
+                       etcd_paths=etcd)
         # keepalive_timeout: an idle connection between requests is closed after this long
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                keepalive_timeout=api["keepalive-timeout"])
