@@ -128,11 +128,15 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
     layout = Layout(zone, etcd["status-path"], etcd["refs-path"])
     service = RecordService(store, layout, request_deadline(etcd))
     feed = StatusFeed(etcd, zone)
+    # Deleting an address' last API record must keep its status key while a record written
+    # another way still holds it; the feed's zone mirror says which do.
+    service.holders = feed.holders
     kube = None
     if cfg["Kube2Skydns"]["kube-enable"]:
         from .kubesync import KubeSync
 
         kube = KubeSync(cfg["Kube2Skydns"], store, layout)
+        kube.holders = feed.holders
     metrics = ApiMetrics(store, service, feed, kube=kube.stats if kube else None)
     runner = None
     host, port = api["api-address"]
@@ -153,9 +157,10 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
             await store.close()
             raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: "
                              f"{err.strerror or err}") from None
-        # The status view fills from etcd in the background: the API itself does not need
-        # it, and until it is loaded the page says so.
-        await feed.start()
+    # The status view fills from etcd in the background: the API itself does not need it
+    # (until it is loaded the page says so, and deletes read the zone to find holders).
+    # Started without the API too: the Kubernetes sync's deletes use its zone mirror.
+    await feed.start()
     if kube is not None:
         # In the background: an unreachable API server must not keep the REST API down.
         await kube.start()
@@ -180,7 +185,7 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
             await kube.stop()
         if runner is not None:
             await runner.cleanup()
-            await feed.stop()
+        await feed.stop()
         await store.close()
 
 

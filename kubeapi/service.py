@@ -67,6 +67,8 @@ class RecordService:
         self.deadline = deadline
         self.locks = KeyedLocks()
         self.conflicts = 0  # commits refused by a guard, for the logs and tests
+        # ip -> record keys holding it, from a mirror of the zone (Planner's `holders`)
+        self.holders = None
 
     async def write(self, op: str, caller: Caller, name: str, change: Change | None) -> int:
         """Run planner method `op` ("create", "update", "delete") until it commits; the HTTP
@@ -92,7 +94,7 @@ class RecordService:
         rounds = attempts = 0
         while True:
             snap = await self.store.snapshot(keys, prefixes, deadline)
-            planner = Planner(self.layout, caller, snap)
+            planner = Planner(self.layout, caller, snap, self.holders)
             try:
                 plan = getattr(planner, op)(name, change)
             except NeedReads as more:

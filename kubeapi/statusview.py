@@ -152,6 +152,7 @@ class StatusState:
         self.version = 0
         self.revision = 0
         self.addresses: dict[str, Address] = {}  # record key -> its address
+        self.holders: dict[str, set[str]] = {}  # ip -> record keys holding it
         self.statuses: dict[str, str | None] = {}  # ip -> UP / DOWN / None (unreadable)
         self.details: dict[str, tuple] = {}  # ip -> (checks, reason) when it has either
         self.reports: dict[str, str] = {}  # ip -> scanner hostname
@@ -169,10 +170,10 @@ class StatusState:
     def _put(self, source: str, kv: KV) -> None:
         if source == "records":
             addr = record_address(kv.key, kv.value)
-            if addr is None:
-                self.addresses.pop(kv.key, None)
-            else:
+            self._drop_address(kv.key)
+            if addr is not None:
                 self.addresses[kv.key] = addr
+                self.holders.setdefault(addr.ip, set()).add(kv.key)
         elif source == "status":
             ip = self._ip(source, kv.key)
             if ip is not None:
@@ -202,7 +203,7 @@ class StatusState:
 
     def _delete(self, source: str, key: str) -> None:
         if source == "records":
-            self.addresses.pop(key, None)
+            self._drop_address(key)
             return
         if source in ("status", "report"):
             table = self.statuses if source == "status" else self.reports
@@ -214,7 +215,18 @@ class StatusState:
         else:
             self.hearts.discard(self._suffix(source, key))
 
+    def _drop_address(self, key: str) -> None:
+        old = self.addresses.pop(key, None)
+        if old is not None:
+            keys = self.holders.get(old.ip)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.holders[old.ip]
+
     def _clear(self, source: str) -> None:
+        if source == "records":
+            self.holders.clear()
         if source == "status":
             self.details.clear()
         {"records": self.addresses, "status": self.statuses, "report": self.reports,

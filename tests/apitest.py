@@ -129,6 +129,8 @@ async def api_client(etcd_endpoint: str, zone: str = "skydns.local.", admin: str
     service = RecordService(store, Layout(zone, STATUS, REFS),
                             deadline=2 * etcd_timeout)
     feed = StatusFeed(section, zone, debounce=0.05) if status else None
+    if feed is not None:
+        service.holders = feed.holders  # as the process wires it
     metrics = ApiMetrics(store, service, feed) if status else None
     app = make_app(service, Authenticator(admin, TOKENS if tokens is None else tokens), zone,
                    max_body, feed=feed, metrics=metrics, status_public=status_public,

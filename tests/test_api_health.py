@@ -3,7 +3,10 @@ what bad input gets, and what they write (the status value and a history entry).
 
 import json
 
+from kubeapi.statushttp import FEED
+
 from apitest import ADMIN_TOKEN, HISTORY, REPORT, STATUS, TOKENS, api_client, auth, run
+from etcdtest import async_wait_for
 
 ZONE_KEY = "/skydns/local/skydns/"
 ALICE, BOB = auth(TOKENS["alice"]), auth(TOKENS["bob"])
@@ -112,3 +115,30 @@ def test_bad_requests_are_refused(etcd):
         assert (await call(c, "DELETE", maint, headers=auth(ADMIN_TOKEN)))[0] == 200
 
     scenario(etcd, go)
+
+
+def test_delete_keeps_monitor_keys_of_addresses_another_record_serves(etcd):
+    """An API delete of an address' last API record removes status/<ip> only when no record
+    (hand-written ones included) holds the address any more: with the zone mirror loaded,
+    and without it (the planner then reads the zone)."""
+    async def go(c, mirrored):
+        ip = "10.0.0.20" if mirrored else "10.0.0.21"
+        etcd.put(ZONE_KEY + f"legacy{int(mirrored)}/x1", {"host": ip})  # etcdctl, no refs
+        if mirrored:
+            feed = c.app[FEED]
+            await async_wait_for(lambda: feed.holders(ip), timeout=10,
+                                 message="the feed's mirror sees the hand-written record")
+        assert (await call(c, "POST", "/skydns/api/web", {"type": "A", "ips": [ip]}))[0] == 201
+        assert etcd.get(STATUS + ip) is not None
+        assert (await call(c, "DELETE", "/skydns/api/web"))[0] == 200
+        assert etcd.get(STATUS + ip) is not None  # still served by legacy/x1: still probed
+        etcd.delete(ZONE_KEY + f"legacy{int(mirrored)}/x1")
+        if mirrored:
+            await async_wait_for(lambda: not feed.holders(ip), timeout=10,
+                                 message="the mirror sees the delete")
+        assert (await call(c, "POST", "/skydns/api/web", {"type": "A", "ips": [ip]}))[0] == 201
+        assert (await call(c, "DELETE", "/skydns/api/web"))[0] == 200
+        assert etcd.get(STATUS + ip) is None  # nobody holds it now
+
+    scenario(etcd, lambda c: go(c, False))
+    scenario(etcd, lambda c: go(c, True), status=True)
