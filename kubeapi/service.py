@@ -12,6 +12,7 @@ import logging
 import random
 from contextlib import asynccontextmanager
 
+from skydns.flips import read_facts
 from skydns.keys import ip_of_key, name_to_key
 
 from .errors import ApiError
@@ -136,7 +137,7 @@ class RecordService:
             rec = decode(kv.key, kv.value, kv.mod_revision)
             if rec is not None:
                 records.append(rec)
-        statuses, checks = {}, {}
+        statuses, checks, maintenance = {}, {}, {}
         for kv in snap.under(lay.status_path):
             # Canonical, as the records' addresses are: a hand-written `2001:DB8::1` counts.
             ip = ip_of_key(kv.key, lay.status_path)
@@ -148,4 +149,7 @@ class RecordService:
             found = decode_checks(kv.value)
             if found:
                 checks[ip] = found
-        return entries(records, statuses, rtype, name, checks)
+            facts = read_facts(kv.value)
+            if facts.maintenance is not None:
+                maintenance[ip] = facts.maintenance
+        return entries(records, statuses, rtype, name, checks, maintenance)

@@ -46,7 +46,7 @@ def test_list_and_show(api, etcd):
     wide = len("qiyf-nginx-5.default.svc.skydns.local")  # the longest name sets the column
     assert done.stdout.splitlines() == [
         f"domain: {'_http._tcp.web.skydns.local':>{wide}}       val: "
-        "{ type:SRV  ips:[10.0.0.1]  ports:[8080] }",
+        "{ type:SRV  srv:[10 0 8080 10.0.0.1] }",
         f"domain: {'cctv2.skydns.local':>{wide}}       val: "
         "{ type:A  ips:[192.168.10.1 192.168.10.2(DOWN)] }",
         f"domain: {'cctv2.skydns.local':>{wide}}       val: "
