@@ -97,7 +97,7 @@ def test_token_from_the_environment(api, etcd):
 FAILURES = [
     # argv, token, exit status, stderr (start of it)
     (["-list"], "", 2, "skydns-apicmd: no token: use -token or set SKYDNS_API_TOKEN"),
-    ([], ADMIN_TOKEN, 2, "skydns-apicmd: give one of -list, -show NAME or -method"),
+    ([], ADMIN_TOKEN, 2, "skydns-apicmd: give one of -list, -show NAME, -method, -health"),
     (["-list", "-show", "x"], ADMIN_TOKEN, 2, "skydns-apicmd: -list and -show cannot"),
     (["-method", "create"], ADMIN_TOKEN, 2, "skydns-apicmd: -method create needs -domain"),
     (["-list"], "wrong", 1, "skydns-apicmd: ERR, invalid token (HTTP 401)"),
