@@ -77,8 +77,9 @@ class _Usage(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skydns-apicmd",
-        description="List, show, create, update and delete skydns records through the "
-        "skydns-kubeapi REST API.",
+        description="List, show, create, update and delete skydns records, see the health of "
+        "every address and take addresses out for maintenance, through the skydns-kubeapi "
+        "REST API.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
