@@ -58,7 +58,7 @@ class HealthFacts:
             ip = canonical(addr.ip) or addr.ip
             self.names.setdefault(ip, set()).add(addr.name)
             rec = decode(kv.key, kv.value, kv.mod_revision)
-            self.owners.setdefault(ip, set()).add(rec.owner or "" if rec else "")
+            self.owners.setdefault(ip, set()).add((rec.owner or "") if rec else "")
         self.status_keys: dict[str, list[KV]] = {}  # ip -> its status keys (any spelling)
         for kv in statuses:
             ip = ip_of_key(kv.key, prefixes["status"])

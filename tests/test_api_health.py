@@ -142,3 +142,17 @@ def test_delete_keeps_monitor_keys_of_addresses_another_record_serves(etcd):
 
     scenario(etcd, lambda c: go(c, False))
     scenario(etcd, lambda c: go(c, True), status=True)
+
+
+def test_reads_follow_the_status_page_rule_writes_always_need_a_token(etcd):
+    async def go(c):
+        await call(c, "POST", "/skydns/api/web", {"type": "A", "ips": ["10.0.0.8"]})
+        status, doc = await call(c, "GET", "/skydns/health/10.0.0.8", headers={})
+        assert status == 200 and doc["history"] == [] and doc["lastfailure"] is None
+        assert (await call(c, "GET", "/skydns/health", headers={}))[0] == 200
+        assert (await call(c, "PUT", "/skydns/health/10.0.0.8/maintenance",
+                           {"reason": "x"}, headers={}))[0] == 401
+        assert (await call(c, "DELETE", "/skydns/health/10.0.0.8/maintenance",
+                           headers={}))[0] == 401
+
+    scenario(etcd, go, status_public=True)
