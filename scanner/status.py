@@ -2,14 +2,15 @@
 
 status/<ip> -> {"status": "UP"|"DOWN", "ports": [80, 443], "checks": [...], ...}: the scanner
 owns "status" and adds "checker", "updatetime" and, with a DOWN, "reason" (why the last check
-failed); every other field (ports, checks, fields of newer tools) belongs to someone else and
-is written back unchanged.
+failed) and "confirmedby" (the scanners that confirmed it); every other field (ports,
+checks, fields of newer tools) belongs to someone else and is written back unchanged.
 report/<ip> -> {"hostname": "<scanner>", "updatetime": "..."}: written by the scheduler.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -97,9 +98,11 @@ MAX_REASON = 300
 
 
 def render_status(fields: dict | None, status: str, checker: str,
-                  now: datetime | None = None, reason: str | None = None) -> bytes:
+                  now: datetime | None = None, reason: str | None = None,
+                  confirmedby: Sequence[str] = ()) -> bytes:
     """The new value: every existing field kept, status set, who and when noted; a DOWN with
-    a reason records it (an UP keeps the last one: it says what happened last time)."""
+    a reason records it (an UP keeps the last one: it says what happened last time).
+    `confirmedby` is there exactly while the status is a DOWN other scanners confirmed."""
     if status not in (UP, DOWN):
         raise ValueError(f"status must be UP or DOWN, got {status!r}")
     out = dict(fields or {})
@@ -108,4 +111,8 @@ def render_status(fields: dict | None, status: str, checker: str,
     out["updatetime"] = iso_time(now)
     if status == DOWN and reason:
         out["reason"] = reason[:MAX_REASON]
+    if status == DOWN and confirmedby:
+        out["confirmedby"] = list(confirmedby)
+    else:
+        out.pop("confirmedby", None)
     return json.dumps(out, separators=(",", ":"), sort_keys=True).encode()

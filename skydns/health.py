@@ -24,6 +24,20 @@ def report_owner(value: bytes) -> str | None:
     return host if isinstance(host, str) and host else None
 
 
+def heart_isolation(value: bytes) -> str | None:
+    """Why a scanner says it is isolated, from its heartbeat value (`{"hostname": ...,
+    "isolated": true, "isolation": "<why>"}`); None when it is not (or the value is
+    unreadable: a live scanner that says nothing readable counts as one that works)."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or obj.get("isolated") is not True:
+        return None
+    why = obj.get("isolation")
+    return why if isinstance(why, str) and why else "isolated"
+
+
 def parse_status(key: str, value: bytes) -> str:
     """ "UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP."""
     try:
