@@ -81,6 +81,7 @@ class Agent:
         self.held: set[str] = set()
         self._heart_lock = asyncio.Lock()
         self._since = iso_time()
+        self._published: bool | None = None  # the isolation state etcd has, as far as we know
         self._apply_check(cfg)
 
         self.statuses: dict[str, KV] = {}  # every monitored ip -> its status key
@@ -256,6 +257,7 @@ class Agent:
                 client.put(self.heart_key.encode(), self._heart_value(), lease=lease_id,
                            prev_kv=True),
                 self.lease.call_timeout * 2)
+            self._published = self.isolated
         prev = put.prev_kv
         if prev is not None and prev.lease and prev.lease != lease_id:
             log.warning("heartbeat key was held by another lease: a previous run that has "
@@ -272,10 +274,12 @@ class Agent:
             lease_id = self.lease.lease_id
             if not lease_id or self._client is None:
                 return
+            isolated = self.isolated
             try:
                 await asyncio.wait_for(self._client.put(
                     self.heart_key.encode(), self._heart_value(), lease=lease_id),
                     self.lease.call_timeout * 2)
+                self._published = isolated
             except Exception as exc:
                 self._warn.every("heart", "could not update the heartbeat value",
                                  key=self.heart_key, error=describe_error(exc))
@@ -287,6 +291,8 @@ class Agent:
             await asyncio.sleep(self.interval)
             try:
                 self._evaluate_isolation()
+                if self._published is not None and self._published != self.isolated:
+                    self._spawn_heart()  # the last put failed: the scheduler must know
             except Exception:
                 log.exception("isolation check failed")
 

@@ -144,6 +144,10 @@ class Confirmer:
     async def confirm(self, ip: str, address: str, ports: Sequence[int],
                       checks: Sequence[HttpCheck]) -> Outcome:
         """Ask others whether ip fails for them too; the outcome when it is settled."""
+        if not self.heart_mirror.ready.is_set():
+            # Who is live is not known yet: "alone" would be a guess. Asked again next round.
+            self.outcomes[UNANSWERED] += 1
+            return Outcome(UNANSWERED)
         ranked = candidates(ip, self.others(), self.hostname)
         if not ranked:
             self.outcomes[ALONE] += 1

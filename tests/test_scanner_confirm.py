@@ -24,6 +24,8 @@ from healthtest import (
     NetnsHost,
     NetnsUnavailable,
     reports,
+    sample,
+    scrape,
     statuses,
     wait_status,
 )
@@ -87,8 +89,11 @@ def cluster(lab):
         sched = Daemon("schedule", etcd.endpoint, "sch").start()
         scanners = {name: Daemon("scanner", etcd.endpoint, name, Check=check).start()
                     for name in ("scan-r1", "scan-r2")}
-        scanners["scan-ns"] = Daemon("scanner", etcd.endpoint_on(host.host_address), "scan-ns",
-                                     netns=host.netns, Check=check).start()
+        # Its metrics on the namespace's veth address: the test scrapes them from here.
+        ns = Daemon("scanner", etcd.endpoint_on(host.host_address), "scan-ns", netns=host.netns,
+                    Check=check, General={"metrics-addr": f"{host.address}:9602"})
+        ns.metrics = f"{host.address}:9602"
+        scanners["scan-ns"] = ns.start()
         started.extend([sched, *scanners.values()])
         return sched, scanners
 
@@ -153,6 +158,12 @@ def test_cut_off_scanner_isolates_itself_nothing_goes_down_and_it_comes_back(lab
         assert "isolated: not writing DOWN" in scanners["scan-ns"].logs()
         assert "confirmation disagreed" in scanners["scan-ns"].logs()
         assert "scanner isolated; moving its addresses" in sched.logs()
+        metrics = wait_for(lambda: scrape(scanners["scan-ns"].metrics), timeout=10,
+                           message="scan-ns metrics")
+        assert sample(metrics, "skydns_scanner_isolated") == 1
+        assert sample(metrics, "skydns_scanner_isolations_total") == 1
+        assert sample(metrics, "skydns_scanner_disagreements_total") >= 1
+        assert sample(metrics, "skydns_scanner_assigned_ips") == 3  # held, still probed
 
         # 3. The route comes back: it leaves isolation within 10 s and takes work again.
         host.restore_service_net()
@@ -164,6 +175,7 @@ def test_cut_off_scanner_isolates_itself_nothing_goes_down_and_it_comes_back(lab
         wait_for(lambda: "scan-ns" in reports(etcd).values(), timeout=5 + SLACK,
                  interval=0.05, message="scan-ns is given work again")
         settled(etcd, host, daemons)
+        assert sample(scrape(scanners["scan-ns"].metrics), "skydns_scanner_isolated") == 0
         assert mod_revisions(etcd, STATUS) == before  # and still nothing went DOWN
         wait_for(lambda: not etcd.get_prefix(CONFIRM), timeout=5, message="no request left")
     finally:
