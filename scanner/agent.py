@@ -117,15 +117,6 @@ class Agent:
         self.default_ports: tuple[int, ...] = tuple(check["scann-ports"])
         self.rise: int = check["rise"]
         self.fall: int = check["fall"]
-        self.confirm: int = check["confirm"]
-        self.confirm_wait: float = check["confirm-timeout"]  # 0: from the probes (below)
-        self.confirmer.need = max(1, self.confirm)
-        self.isolation.threshold = check["isolation-threshold"]
-        self.isolation.leave_after = self.rise
-        # Disagreements count while they are this recent: a few fall sequences and the
-        # confirmation they led to.
-        self.isolation.window = 2 * self.fall * self.interval + self._confirm_timeout(
-            self.default_ports, ())
         icmp_mode = None
         if check["enable-icmp"]:
             icmp_mode = detect_icmp_mode()
@@ -139,6 +130,16 @@ class Agent:
             # Probes in flight finish on the old semaphore; new ones wait on this one.
             p.max_concurrency = check["max-concurrency"]
             p.slots = asyncio.Semaphore(p.max_concurrency)
+        # After the prober's settings: the confirmation timeout is worked out from them.
+        self.confirm: int = check["confirm"]
+        self.confirm_wait: float = check["confirm-timeout"]  # 0: from the probes (below)
+        self.confirmer.need = max(1, self.confirm)
+        self.isolation.threshold = check["isolation-threshold"]
+        self.isolation.leave_after = self.rise
+        # Disagreements count while they are this recent: a few fall sequences and the
+        # confirmation they led to.
+        self.isolation.window = 2 * self.fall * self.interval + self._confirm_timeout(
+            self.default_ports, ())
 
     def reconfigure(self, cfg: dict) -> list[str]:
         """Apply a reloaded config (SIGHUP): [Check] and enable-check take effect at once.
