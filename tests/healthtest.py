@@ -398,8 +398,17 @@ class NetnsHost:
         self.restore_service_net()
         return self.service
 
-    def cut_service_net(self) -> None:
-        _ip("route", "replace", "unreachable", f"198.19.{self.octet}.0/24", netns=self.netns)
+    def cut_service_net(self, silent: bool = False) -> None:
+        """unreachable: connects fail at once. silent: the route goes through a gateway
+        that nobody answers ARP for (198.19.<octet>.254, on the veth only), so packets go
+        nowhere and connects time out (or, once the kernel gives up on the neighbour,
+        fail with "no route to host")."""
+        net = f"198.19.{self.octet}.0/24"
+        if silent:
+            _ip("route", "replace", net, "via", f"198.19.{self.octet}.254", "dev", self.ns_if,
+                "onlink", netns=self.netns)
+        else:
+            _ip("route", "replace", "unreachable", net, netns=self.netns)
 
     def restore_service_net(self) -> None:
         _ip("route", "replace", f"198.19.{self.octet}.0/24", "via", f"198.18.{self.octet}.1",
