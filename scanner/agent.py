@@ -134,6 +134,9 @@ class Agent:
         self.confirm: int = check["confirm"]
         self.confirm_wait: float = check["confirm-timeout"]  # 0: from the probes (below)
         self.confirmer.need = max(1, self.confirm)
+        # enable-check = false probes nothing, for others neither: they time out and ask
+        # the next scanner.
+        self.confirmer.enabled = self.enabled
         self.isolation.threshold = check["isolation-threshold"]
         self.isolation.leave_after = self.rise
         # Disagreements count while they are this recent: a few fall sequences and the

@@ -85,6 +85,7 @@ class Confirmer:
         self.need = need
         self.timeout = timeout  # seconds to wait for one confirmer, for these probes
         self.isolated = False  # set by the agent: an isolated scanner answers nobody
+        self.enabled = True  # [General] enable-check: false answers nobody either
         # live scanner -> why it says it is isolated (None: it is not)
         self.live: dict[str, str | None] = {}
         self._asking: dict[str, _Asking] = {}  # ip -> our request about it
@@ -322,7 +323,7 @@ class Confirmer:
             self._warn.every(f"request:{item.key}", "unreadable confirmation request; ignored",
                              key=item.key)
             return
-        if self.hostname not in request.ask or self.isolated:
+        if self.hostname not in request.ask or self.isolated or not self.enabled:
             return
         known = self._answering.get(item.key)
         if known is not None and known[:2] == (item.create_revision, request.id):
