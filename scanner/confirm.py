@@ -146,6 +146,14 @@ def candidates(ip: str, live: Iterable[str], me: str) -> list[str]:
     return sorted(others, key=lambda name: (-weight(ip, name), name))
 
 
+def demote(ranked: Sequence[str], silent: Iterable[str]) -> list[str]:
+    """The ranking with scanners that recently did not answer moved to the end (in their
+    order): a scanner whose heartbeat lives but that never answers (a broken watch) must not
+    hold up every DOWN of the addresses it ranks first for, yet stays a last resort."""
+    quiet = set(silent)
+    return [n for n in ranked if n not in quiet] + [n for n in ranked if n in quiet]
+
+
 def probe_budget(ports: Sequence[int], checks: Sequence[HttpCheck], tcp_timeout: float,
                  icmp_seconds: float) -> float:
     """How long one check of the address can take at most (its slowest probe): what a
@@ -181,6 +189,7 @@ class Confirmation:
         self.reasons: dict[str, str] = {}
         self.timeouts = 0
         self.replaced = 0
+        self.silent: list[str] = []  # asked and gave up on: no answer within the timeout
 
     @property
     def ask(self) -> tuple[str, ...]:
@@ -232,6 +241,7 @@ class Confirmation:
         for name in late:
             del self.pending[name]
             self.timeouts += 1
+            self.silent.append(name)
         if late:
             self._refill(now)
         return bool(late)

@@ -35,6 +35,7 @@ from .confirm import (
     Request,
     Verdict,
     candidates,
+    demote,
     parse_key,
     read_request,
     read_verdict,
@@ -48,6 +49,7 @@ from .probes import Prober
 log = logging.getLogger("skydns.scanner.confirm")
 
 OUTCOMES = (CONFIRMED, DISAGREED, UNANSWERED, ALONE, ABORTED)
+SILENT_FOR = 60.0  # seconds a scanner that did not answer is asked only after the others
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ class Confirmer:
         # request key -> (create revision, id, task) of the verdict we are working on
         self._answering: dict[str, tuple[int, str, asyncio.Task]] = {}
         self._background: set[asyncio.Task] = set()
+        self._silent: dict[str, float] = {}  # scanner -> until when it is asked last
         self._client: aetcd.Client | None = None
         self._warn = Warner(log)
         self.heart_mirror = Mirror(etcd_section, self.heart_path, self._on_heart_reset,
@@ -149,7 +152,10 @@ class Confirmer:
             # Who is live is not known yet: "alone" would be a guess. Asked again next round.
             self.outcomes[UNANSWERED] += 1
             return Outcome(UNANSWERED)
-        ranked = candidates(ip, self.others(), self.hostname)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._silent = {n: until for n, until in self._silent.items() if until > now}
+        ranked = demote(candidates(ip, self.others(), self.hostname), self._silent)
         if not ranked:
             self.outcomes[ALONE] += 1
             return Outcome(ALONE)
@@ -157,9 +163,8 @@ class Confirmer:
         if not lease_id or self.isolated or ip in self._asking:
             self.outcomes[ABORTED] += 1
             return Outcome(ABORTED)
-        loop = asyncio.get_running_loop()
         wait = self.timeout(ports, checks)
-        state = Confirmation(ranked, self.need, wait, loop.time())
+        state = Confirmation(ranked, self.need, wait, now)
         asking = _Asking(secrets.token_hex(8), state)
         self._asking[ip] = asking
         key = request_key(self.prefix, ip, self.hostname)
@@ -177,6 +182,9 @@ class Confirmer:
             self._spawn(self._delete_request(key), name=f"confirm-delete-{ip}")
         self.outcomes[result.result] += 1
         self.timeouts += state.timeouts
+        for name in state.silent:
+            if name not in state.down and name not in state.up:  # not merely late
+                self._silent[name] = loop.time() + SILENT_FOR
         log_fn = log.warning if result.result in (DISAGREED, UNANSWERED) else log.info
         log_fn("confirmation " + result.result, extra=kv(
             ip=ip, by=",".join(result.by) or "-", took=round(time.monotonic() - started, 3),

@@ -13,6 +13,7 @@ from scanner.confirm import (
     Request,
     Verdict,
     candidates,
+    demote,
     parse_key,
     probe_budget,
     read_request,
@@ -122,6 +123,14 @@ def test_candidates_spread_over_addresses():
     firsts = {candidates(f"10.0.{i // 256}.{i % 256}", ["a", "b", "c", "d"], "a")[0]
               for i in range(200)}
     assert firsts == {"b", "c", "d"}  # every other scanner is somebody's first choice
+
+
+def test_silent_scanners_are_asked_last():
+    assert demote(["a", "b", "c", "d"], ["b", "zz"]) == ["a", "c", "d", "b"]
+    assert demote(["a", "b"], []) == ["a", "b"]
+    c = Confirmation(["b", "c"], need=1, timeout=1.0, now=0.0)
+    c.expire(1.0)
+    assert c.silent == ["b"]
 
 
 def test_probe_budget_is_the_slowest_probe():
