@@ -95,6 +95,7 @@ class Confirmer:
         self._answering: dict[str, tuple[int, str, asyncio.Task]] = {}
         self._background: set[asyncio.Task] = set()
         self._silent: dict[str, float] = {}  # scanner -> until when it is asked last
+        self._deleting: dict[str, asyncio.Task] = {}  # ip -> delete of our last request
         self._client: aetcd.Client | None = None
         self._warn = Warner(log)
         self.heart_mirror = Mirror(etcd_section, self.heart_path, self._on_heart_reset,
@@ -163,8 +164,13 @@ class Confirmer:
         if not lease_id or self.isolated or ip in self._asking:
             self.outcomes[ABORTED] += 1
             return Outcome(ABORTED)
+        cleanup = self._deleting.get(ip)
+        if cleanup is not None:
+            # The last request about ip is still being deleted: that delete must not take
+            # the new request with it.
+            await asyncio.gather(cleanup, return_exceptions=True)
         wait = self.timeout(ports, checks)
-        state = Confirmation(ranked, self.need, wait, now)
+        state = Confirmation(ranked, self.need, wait, loop.time())
         asking = _Asking(secrets.token_hex(8), state)
         self._asking[ip] = asking
         key = request_key(self.prefix, ip, self.hostname)
@@ -179,7 +185,10 @@ class Confirmer:
             del self._asking[ip]
             # In the background: the verdict does not wait for the clean-up, and a cancelled
             # probe loop (address moved away) must still remove its request.
-            self._spawn(self._delete_request(key), name=f"confirm-delete-{ip}")
+            task = self._spawn(self._delete_request(key), name=f"confirm-delete-{ip}")
+            self._deleting[ip] = task
+            task.add_done_callback(
+                lambda t, ip=ip: self._deleting.get(ip) is t and self._deleting.pop(ip))
         self.outcomes[result.result] += 1
         self.timeouts += state.timeouts
         for name in state.silent:
