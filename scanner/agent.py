@@ -138,7 +138,10 @@ class Agent:
         # the next scanner.
         self.confirmer.enabled = self.enabled
         self.isolation.threshold = check["isolation-threshold"]
-        self.isolation.leave_after = self.rise
+        # Two looks in a row (a second apart at most) that most held addresses answer: the
+        # latest results are one check each, but of many addresses at once. So isolation
+        # ends within check-interval + 2 s of the network coming back.
+        self.isolation.leave_after = 2
         # Disagreements count while they are this recent: a few fall sequences and the
         # confirmation they led to.
         self.isolation.window = 2 * self.fall * self.interval + self._confirm_timeout(
@@ -292,7 +295,8 @@ class Agent:
 
     async def _watch_isolation(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            # O(addresses) per look: once a second is nothing even for 20,000 of them.
+            await asyncio.sleep(min(self.interval, 1.0))
             try:
                 self._evaluate_isolation()
                 if self._published is not None and self._published != self.isolated:
