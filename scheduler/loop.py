@@ -15,7 +15,7 @@ import aetcd
 
 from skydns import notify
 from skydns import txn as etcd
-from skydns.health import heart_isolation, report_owner
+from skydns.health import heart_isolation, report_owner, scanner_warnings
 from skydns.logsetup import kv
 from skydns.monitor import Warner, iso_time
 from skydns.store import KV, Mirror, describe_error, make_client
@@ -112,11 +112,9 @@ class Assigner:
                 joined=",".join(sorted(self.scanners - before)),
                 left=",".join(sorted(before - self.scanners)),
                 live=len(self.scanners), isolated=len(self.isolated)))
-            if len(self.scanners) == 1:
-                log.warning("one live scanner: nobody can confirm its failures, it writes "
-                            "DOWN alone; run scanners on several hosts",
-                            extra=kv(scanner=next(iter(self.scanners)),
-                                     isolated=len(self.isolated)))
+            for warning in scanner_warnings(
+                    {**dict.fromkeys(self.scanners), **self.isolated}):
+                log.warning(warning)
             self.changed.set()
 
     def _status_reset(self, kvs: list[KV], revision: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 
 log = logging.getLogger("skydns.health")
 
@@ -36,6 +37,20 @@ def heart_isolation(value: bytes) -> str | None:
         return None
     why = obj.get("isolation")
     return why if isinstance(why, str) and why else "isolated"
+
+
+def scanner_warnings(hearts: Mapping[str, str | None]) -> list[str]:
+    """What an operator must hear about the live scanners (name -> why it is isolated, or
+    None): nobody to confirm a failure with, or nobody probing at all."""
+    working = sorted(name for name, why in hearts.items() if why is None)
+    isolated = len(hearts) - len(working)
+    also = f" ({isolated} more isolated)" if isolated else ""
+    if not working:
+        return [f"no live scanner that can probe{also}: addresses are not checked"]
+    if len(working) == 1:
+        return [f"one live scanner ({working[0]}){also}: nobody can confirm its failures, "
+                "it writes DOWN alone; run scanners on several hosts"]
+    return []
 
 
 def parse_status(key: str, value: bytes) -> str:

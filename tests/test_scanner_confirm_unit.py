@@ -26,7 +26,7 @@ from scanner.confirm import (
 from scanner.isolation import ENTER, LEAVE, Isolation
 from scanner.status import read_status, render_status
 from skydns.checks import parse_check
-from skydns.health import heart_isolation
+from skydns.health import heart_isolation, scanner_warnings
 from skydns.rendezvous import weight
 
 P = "/skydns/monitor/confirm/"
@@ -265,3 +265,12 @@ def test_threshold_one_never_isolates():
     assert iso.evaluate(failing(10, 0), now=1) is None
     with pytest.raises(ValueError):
         Isolation(0, window=1)
+
+
+def test_warnings_about_the_live_scanners():
+    assert scanner_warnings({"a": None, "b": None}) == []
+    assert scanner_warnings({"a": None, "b": "cut off"}) == [
+        "one live scanner (a) (1 more isolated): nobody can confirm its failures, it writes "
+        "DOWN alone; run scanners on several hosts"]
+    assert scanner_warnings({"a": "cut off"})[0].startswith("no live scanner that can probe")
+    assert scanner_warnings({})[0].startswith("no live scanner")
