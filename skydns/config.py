@@ -78,6 +78,7 @@ heart-path = etcd_path(default="/skydns/monitor/heart/")
 lock-path = etcd_path(default="/skydns/monitor/lock/")
 refs-path = etcd_path(default="/skydns/monitor/refs/")
 confirm-path = etcd_path(default="/skydns/monitor/confirm/")
+history-path = etcd_path(default="/skydns/monitor/history/")
 """
 
 _DNS_SPEC = (
