@@ -161,6 +161,7 @@ class Facts:
     checker: str | None = None
     maintenance: dict | None = None
     lastfailure: dict | None = None
+    confirmedby: tuple[str, ...] | None = None  # the scanners that confirmed this DOWN
 
 
 def _text(value) -> str | None:
@@ -180,4 +181,14 @@ def read_facts(value: bytes) -> Facts:
     return Facts(status, _text(obj.get("since")),
                  _text(obj.get("reason")) if status == DOWN else None,
                  _text(obj.get("checker")), maintenance_of(obj),
-                 dict(last) if isinstance(last, dict) else None)
+                 dict(last) if isinstance(last, dict) else None,
+                 confirmed_by(obj) if status == DOWN else None)
+
+
+def confirmed_by(fields: Mapping) -> tuple[str, ...] | None:
+    """The scanners a status value says confirmed its DOWN (`confirmedby`), or None."""
+    names = fields.get("confirmedby")
+    if not isinstance(names, list):
+        return None
+    names = tuple(n for n in names if isinstance(n, str) and n)
+    return names or None
