@@ -8,7 +8,6 @@ from apicmd.health import address_detail, health_table
 from kubeapi.healthview import HealthFacts
 from kubeapi.statusview import Address, StatusState, build_snapshot, status_details
 from skydns.flips import read_facts
-from skydns.health import scanner_warnings
 from skydns.store import KV
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -18,15 +17,6 @@ ISOLATED = json.dumps({"hostname": "scan-3", "isolated": True,
                        "isolation": "3 of 3 addresses fail from here"}).encode()
 PREFIXES = {"records": "/skydns/", "status": "/s/", "report": "/r/", "heart": "/h/",
             "lock": "/l/"}
-
-
-def test_warnings_about_the_live_scanners():
-    assert scanner_warnings({"a": None, "b": None}) == []
-    assert scanner_warnings({"a": None, "b": "cut off"}) == [
-        "one live scanner (a) (1 more isolated): nobody can confirm its failures, it writes "
-        "DOWN alone; run scanners on several hosts"]
-    assert scanner_warnings({"a": "cut off"})[0].startswith("no live scanner that can probe")
-    assert scanner_warnings({})[0].startswith("no live scanner")
 
 
 def test_confirmedby_is_read_only_from_a_down():
