@@ -99,6 +99,7 @@ forward-allow = cidr_list(default=list("127.0.0.0/8", "::1/128", "10.0.0.0/8", \
 axfr-allow = cidr_list(default=list("127.0.0.0/8", "::1/128"))
 also-notify = nameserver_list(default=list())
 tsig-key = tsig_key(default="")
+tsig-keys = tsig_key_list(default=list())
 max-udp-size = integer_range(512, 65535, default=1232)
 tcp-idle-timeout = seconds(default=10.0)
 tcp-max-connections = integer_range(0, default=1000)
@@ -526,6 +527,14 @@ def _check_tsig_key(value):
     return text
 
 
+def _check_tsig_key_list(value):
+    from skydns.tsigkey import parse_keys
+
+    items = _items(value)
+    _wrap(parse_keys, items)
+    return items
+
+
 def _check_cidr_list(value):
     return [_wrap(ipaddress.ip_network, item) for item in _items(value)]
 
@@ -634,6 +643,7 @@ _CHECKS = {
     "optional_hostport": _check_optional_hostport,
     "nameserver_list": _check_nameserver_list,
     "tsig_key": _check_tsig_key,
+    "tsig_key_list": _check_tsig_key_list,
     "subdomain_servers": _check_subdomain_servers,
     "cidr_list": _check_cidr_list,
     "url_list": _check_url_list,
@@ -773,6 +783,7 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
                 path, "random-one and hone-one cannot both be true", "Fun", "hone-one"
             )
         dns["dnssec"] = _dnssec_keys(path, base_dir, dns)  # the loaded keys (keys.Key)
+        _tsig_keys(path, dns)
         # ip-monitor-path is the original suite's name for the status prefix; it wins.
         etcd["status-path"] = dns["ip-monitor-path"]
         pdns = result["Pdns"]
@@ -828,6 +839,17 @@ def _janitor_key(path: str | None, base_dir: str, janitor: dict) -> None:
         if not janitor["api-key"]:
             raise ConfigError(path, f"{janitor['api-key-file']!r} is empty", "Janitor",
                               "api-key-file")
+
+
+def _tsig_keys(path: str | None, dns: dict) -> None:
+    """Each of tsig-key and tsig-keys is checked alone; here, that together they name every
+    key once (the values stay text: each worker builds its own keyring)."""
+    from skydns.tsigkey import TsigError, keyring
+
+    try:
+        keyring(dns["tsig-key"], dns["tsig-keys"])
+    except TsigError as err:
+        raise ConfigError(path, str(err), "Dns", "tsig-keys") from None
 
 
 def _dnssec_keys(path: str | None, base_dir: str, dns: dict) -> list:
