@@ -77,6 +77,7 @@ report-path = etcd_path(default="/skydns/monitor/report/")
 heart-path = etcd_path(default="/skydns/monitor/heart/")
 lock-path = etcd_path(default="/skydns/monitor/lock/")
 refs-path = etcd_path(default="/skydns/monitor/refs/")
+confirm-path = etcd_path(default="/skydns/monitor/confirm/")
 history-path = etcd_path(default="/skydns/monitor/history/")
 """
 
@@ -138,6 +139,9 @@ ping-count = integer_range(1, default=1)
 rise = integer_range(1, default=2)
 fall = integer_range(1, default=3)
 max-concurrency = integer_range(1, default=256)
+confirm = integer_range(0, 16, default=1)
+confirm-timeout = optional_seconds(default=0)
+isolation-threshold = fraction(default=0.5)
 """
     + _ETCD_SPEC
     + _LOG_SPEC
@@ -462,6 +466,25 @@ def _check_seconds(value):
     return seconds
 
 
+def _check_optional_seconds(value):
+    """seconds, or 0 / empty for "work it out" (the caller's default)."""
+    text = str(value) if isinstance(value, (int, float)) else _single(value).strip()
+    if text in ("", "0", "0.0"):
+        return 0.0
+    return _check_seconds(text)
+
+
+def _check_fraction(value):
+    text = str(value) if isinstance(value, float) else _single(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise _Invalid(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 < number <= 1:
+        raise _Invalid(f"must be above 0 and at most 1, got {text!r}")
+    return number
+
+
 def _check_seconds_list(value):
     return sorted(_check_seconds(item) for item in _items(value))
 
@@ -614,6 +637,8 @@ _CHECKS = {
     "integer_range": _check_integer_range,
     "seconds": _check_seconds,
     "seconds_list": _check_seconds_list,
+    "optional_seconds": _check_optional_seconds,
+    "fraction": _check_fraction,
     "hostport": _check_hostport,
     "optional_hostport": _check_optional_hostport,
     "nameserver_list": _check_nameserver_list,
