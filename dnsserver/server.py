@@ -12,6 +12,7 @@ import time
 
 from skydns.connlimit import ConnectionLimits
 
+from . import udpbatch
 from .engine import Engine
 from .stats import write_snapshots
 from .sync import StoreSync
@@ -87,12 +88,15 @@ class DnsServer:
         host, port = self.cfg["Dns"]["dns-addr"]
         try:
             # SO_REUSEPORT lets workers share the port; the kernel spreads queries over them.
-            self.udp_transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpServer(self.engine),
-                local_addr=(host, port),
-                family=_family(host),
-                reuse_port=True,
-            )
+            if self.cfg["Dns"]["udp-batch"] and udpbatch.available():
+                self.udp_transport = udpbatch.bind(self.engine, host, port, _family(host))
+            else:
+                self.udp_transport, _ = await loop.create_datagram_endpoint(
+                    lambda: UdpServer(self.engine),
+                    local_addr=(host, port),
+                    family=_family(host),
+                    reuse_port=True,
+                )
             idle = self.cfg["Dns"]["tcp-idle-timeout"]
             limits = ConnectionLimits(
                 self.cfg["Dns"]["tcp-max-connections"], self.cfg["Dns"]["tcp-max-per-client"]
@@ -114,6 +118,7 @@ class DnsServer:
                     "addr": f"{host}:{port}",
                     "domain": self.engine.zone.domain,
                     "worker": os.environ.get("SKYDNS_WORKER", "0"),
+                    "udp": "batch" if isinstance(self.udp_transport, udpbatch.BatchUdp) else "loop",
                 }
             },
         )

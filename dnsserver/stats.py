@@ -54,6 +54,7 @@ COUNTERS = (
     "truncated",
     "fail_open",
     "axfr",
+    "udp_dropped",
 )
 GAUGES = ("cache_size", "records", "down_addresses", "cache_evictions")
 # what a cache hit counts as besides a request, from its entry's kind ("nodata+truncated")

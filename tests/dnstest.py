@@ -20,14 +20,15 @@ from proctest import ROOT as ROOT  # re-exported: tests take the checkout root f
 from proctest import Process
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (skydns binds both)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on `host` (skydns binds both)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     while True:
-        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
+        with socket.socket(family) as tcp, socket.socket(family, socket.SOCK_DGRAM) as udp:
+            tcp.bind((host, 0))
             port = tcp.getsockname()[1]
             try:
-                udp.bind(("127.0.0.1", port))
+                udp.bind((host, port))
             except OSError:
                 continue
             return port
@@ -66,9 +67,13 @@ class Skydns(Process):
 
     module, what = "dnsserver", "skydns"
 
-    def __init__(self, etcd_endpoint: str, **sections):
+    def __init__(self, etcd_endpoint: str, host: str = "127.0.0.1", **sections):
+        """`host`: where it listens ("::1"; "::" is dual-stack, asked on 127.0.0.1)."""
         super().__init__("skydns-test-", "skydns.log")
-        self.port = free_port()
+        self.port = free_port("::1" if host == "::" else host)
+        self.host = "127.0.0.1" if host in ("127.0.0.1", "::") else host
+        if host != "127.0.0.1":
+            sections.setdefault("Dns", {}).setdefault("dns-addr", f"[{host}]:{self.port}")
         self.config = write_config(self.dir / "skydns.conf", etcd_endpoint, self.port, **sections)
 
     def ready(self) -> bool:
@@ -79,12 +84,13 @@ class Skydns(Process):
             return False
         return reply.rcode() == dns.rcode.NOERROR
 
-    def query(self, name, rdtype="A", timeout=2.0, source="127.0.0.1", tcp=False, **kw):
+    def query(self, name, rdtype="A", timeout=2.0, source=None, tcp=False, **kw):
         q = dns.message.make_query(name, rdtype, **kw)
+        source = source or self.host
         if tcp:
-            return dns.query.tcp(q, "127.0.0.1", port=self.port, timeout=timeout, source=source)
+            return dns.query.tcp(q, self.host, port=self.port, timeout=timeout, source=source)
         return dns.query.udp(
-            q, "127.0.0.1", port=self.port, timeout=timeout, source=source, ignore_trailing=False
+            q, self.host, port=self.port, timeout=timeout, source=source, ignore_trailing=False
         )
 
     def addresses(self, name, rdtype="A", **kw) -> list[str]:
