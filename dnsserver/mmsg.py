@@ -135,10 +135,15 @@ class Slots:
                 hdr.msg_iovlen = 1
         self.recv_hdrs = _address(self._recv_hdrs)
         self.send_hdrs = _address(self._send_hdrs)
-        # flat views for the hot loop (see LEN_AT, NAME_AT, IOV_LEN_AT)
+        # flat views for the hot loop, and per slot where its data starts and which word of a
+        # view holds its length: recv_words[i] is datagram i's msg_len, send_iov_quads[j]
+        # reply k's iov_len, for (_, i) = recv_at[j] and (_, j) = send_at[k]
         self.recv_words = memoryview(self._recv_hdrs).cast("I")
         self.send_quads = memoryview(self._send_hdrs).cast("Q")
         self.send_iov_quads = memoryview(self._iovs)[count * ctypes.sizeof(iovec):].cast("Q")
+        iov_quads = ctypes.sizeof(iovec) // 8
+        self.recv_at = [(i * DATAGRAM_MAX, i * HDR // 4 + LEN_AT) for i in range(count)]
+        self.send_at = [(i * DATAGRAM_MAX, i * iov_quads + IOV_LEN_AT) for i in range(count)]
         self._keep = (riov, siov, rhdr, shdr)
 
     def close(self) -> None:

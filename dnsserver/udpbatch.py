@@ -26,7 +26,7 @@ import socket
 
 from . import mmsg
 from .engine import Engine
-from .mmsg import DATAGRAM_MAX, HDR, IOV_LEN_AT, LEN_AT, NAME_AT, NAME_SIZE, WOULD_BLOCK
+from .mmsg import HDR, NAME_AT, NAME_SIZE, WOULD_BLOCK
 from .udp import answer_slow, send_later
 
 log = logging.getLogger("skydns.udp")
@@ -94,14 +94,14 @@ class BatchUdp:
     def _answer(self, n: int) -> int:
         """Answer datagrams 0..n-1 into the send slots; how many replies were queued."""
         slots = self.slots
-        recv, words, send = slots.recv, slots.recv_words, slots.send
-        iov_quads = slots.send_iov_quads
+        recv, lengths, recv_at = slots.recv, slots.recv_words, slots.recv_at
+        send, send_lengths, send_at = slots.send, slots.send_iov_quads, slots.send_at
         front_get = self.front.get
         logged = self.engine.log_queries
         k = 0
         for j in range(n):
-            at = j * DATAGRAM_MAX
-            data = recv[at : at + words[j * _WORDS + LEN_AT]]
+            at, length = recv_at[j]
+            data = recv[at : at + lengths[length]]
             if logged:
                 self.engine.log_query(data, self._addr(j)[0], False)
             hit = front_get(data[2:])
@@ -116,10 +116,10 @@ class BatchUdp:
                     continue
             # The one place a batch reply is handed to the sender: send slot k, to the sender
             # of datagram j.
-            at = k * DATAGRAM_MAX
+            at, length = send_at[k]
             size = len(reply)
             send[at : at + size] = reply
-            iov_quads[k * _IOV_QUADS + IOV_LEN_AT] = size
+            send_lengths[length] = size
             if k != j:  # an earlier datagram got no reply now: point slot k at name j
                 slots.send_quads[k * _QUADS + NAME_AT] = slots.name_addrs[j]
                 self._moved.append(k)
@@ -203,6 +203,4 @@ class BatchUdp:
         self.sock.close()
 
 
-_WORDS = HDR // 4  # uint32 words per mmsghdr
 _QUADS = HDR // 8  # uint64 words per mmsghdr
-_IOV_QUADS = 2  # uint64 words per iovec
