@@ -146,13 +146,6 @@ class Slots:
         self.send_at = [(i * DATAGRAM_MAX, i * iov_quads + IOV_LEN_AT) for i in range(count)]
         self._keep = (riov, siov, rhdr, shdr)
 
-    def close(self) -> None:
-        self.recv_words.release()
-        self.send_quads.release()
-        self.send_iov_quads.release()
-        self.names.release()
-        self._keep = ()
-
 
 def sockaddr_to_addr(name: bytes | memoryview) -> tuple:
     """A sockaddr_in or sockaddr_in6 as the event loop gives a sender: (host, port) or

@@ -14,6 +14,7 @@ import logging
 import random
 import socket
 import struct
+import sys
 import time
 
 import dns.edns
@@ -50,6 +51,19 @@ def wire(name: str, rdtype: str = "A", qid: int = 1, **kw) -> bytes:
     q = dns.message.make_query(name, rdtype, **kw)
     q.id = qid
     return q.to_wire()
+
+
+def family(value: int) -> bytes:
+    return value.to_bytes(2, sys.byteorder)
+
+
+def test_sockaddr_as_the_event_loop_gives_it():
+    v4 = family(socket.AF_INET) + struct.pack("!H", 5353) + socket.inet_aton("127.0.0.2")
+    assert mmsg.sockaddr_to_addr(v4 + bytes(8)) == ("127.0.0.2", 5353)
+    for host, scope in (("::1", 0), ("::ffff:127.0.0.1", 0), ("fe80::1", 3)):
+        v6 = (family(socket.AF_INET6) + struct.pack("!HI", 53, 7)
+              + socket.inet_pton(socket.AF_INET6, host) + scope.to_bytes(4, sys.byteorder))
+        assert mmsg.sockaddr_to_addr(v6) == (host, 53, 7, scope)
 
 
 # -- in process -----------------------------------------------------------------------------
