@@ -164,3 +164,6 @@ def sockaddr_to_addr(name: bytes | memoryview) -> tuple:
 
 # errnos of a send that waits for the socket to drain: the rest is retried once writable
 WOULD_BLOCK = {errno.EAGAIN, errno.EWOULDBLOCK}
+
+
+_load()  # at import: the wrappers above call what it finds
