@@ -66,6 +66,7 @@ class Skydns(Process):
     """A `skydns` process on a free port, stopped with SIGTERM."""
 
     module, what = "dnsserver", "skydns"
+    host = "127.0.0.1"  # where it is asked (subclasses that write their own config keep it)
 
     def __init__(self, etcd_endpoint: str, host: str = "127.0.0.1", **sections):
         """`host`: where it listens ("::1"; "::" is dual-stack, asked on 127.0.0.1)."""
