@@ -21,7 +21,8 @@ from proctest import Process
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on `host` (skydns binds both)."""
+    """A port free for both UDP and TCP on `host` (skydns binds both); "::" binds both
+    families (dual-stack), so a port another process holds on 127.0.0.1 is not taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     while True:
         with socket.socket(family) as tcp, socket.socket(family, socket.SOCK_DGRAM) as udp:
@@ -71,7 +72,7 @@ class Skydns(Process):
     def __init__(self, etcd_endpoint: str, host: str = "127.0.0.1", **sections):
         """`host`: where it listens ("::1"; "::" is dual-stack, asked on 127.0.0.1)."""
         super().__init__("skydns-test-", "skydns.log")
-        self.port = free_port("::1" if host == "::" else host)
+        self.port = free_port(host)  # "::": free on every address of both families
         self.host = "127.0.0.1" if host in ("127.0.0.1", "::") else host
         if host != "127.0.0.1":
             sections.setdefault("Dns", {}).setdefault("dns-addr", f"[{host}]:{self.port}")
