@@ -13,8 +13,9 @@ sendto. A send that would block keeps the rest of the batch and stops reading un
 socket is writable; other send errors drop the reply they hit (ENOBUFS: the rest of the
 batch) and count it as `udp_dropped`. The event loop is never blocked.
 
-Hooks that must see every message (dnstap) belong at `data = ...` (a datagram received),
-where `_answer` copies a reply into a send slot and at `_send_late` (a late reply).
+Hooks that must see every message (dnstap) belong in `_answer` at `data = ...` (a datagram
+received) and where it copies a reply into a send slot (a reply of the batch), and in
+`_send_late` (a reply that waited for the network).
 """
 
 from __future__ import annotations
