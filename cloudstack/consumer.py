@@ -19,18 +19,17 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from kubeapi.etcd import CommitUnknown, EtcdRefused, EtcdUnavailable
 from skydns.logsetup import kv
 from skydns.store import backoff
 from sources.cloudstack import REMOVE_EVENTS, UPSERT_EVENTS, Event, parse_event
-from sources.reconciler import Busy
+from sources.reconciler import RETRYABLE as ETCD_TROUBLE
 
 from .api import ApiDown
 from .sync import VmSync
 
 log = logging.getLogger("skydns.cloudstack.consumer")
 
-RETRYABLE = (ApiDown, EtcdUnavailable, EtcdRefused, CommitUnknown, Busy)
+RETRYABLE = (ApiDown, *ETCD_TROUBLE)
 WORKERS = 32  # VMs of one batch handled at once
 MAX_RECORDS = 500
 KNOWN_EVENTS = UPSERT_EVENTS + REMOVE_EVENTS

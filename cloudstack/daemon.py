@@ -6,10 +6,10 @@ import asyncio
 import logging
 import time
 
-from kubeapi.etcd import EtcdStore
 from skydns import notify
 from skydns.logsetup import kv
 from skydns.store import backoff
+from sources.reconciler import EtcdStore
 
 from .api import CloudStackClient
 from .consumer import RETRYABLE, EventConsumer

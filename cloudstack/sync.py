@@ -17,7 +17,6 @@ import asyncio
 import itertools
 import logging
 
-from kubeapi.plan import Layout
 from skydns.logsetup import kv
 from sources.cloudstack import (
     OWNER,
@@ -29,7 +28,7 @@ from sources.cloudstack import (
     vm_summary,
 )
 from sources.planner import Scope
-from sources.reconciler import Reconciler
+from sources.reconciler import Layout, Reconciler
 
 from .api import CloudStackClient, Missing
 

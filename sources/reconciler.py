@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 from aetcd import rpc
 
-from kubeapi.etcd import CommitUnknown, EtcdStore
+# The API's transactional store and planner are the record model every writer shares; sources
+# reach them only through here (the daemons of other sources import this module, not kubeapi).
+from kubeapi.etcd import CommitUnknown, EtcdRefused, EtcdStore, EtcdUnavailable
 from kubeapi.plan import Layout, NeedReads
 from kubeapi.records import ptr_key
 from skydns.keys import name_to_key
@@ -26,6 +28,9 @@ from skydns.store import KV, prefix_range_end
 
 from .planner import Scope, SourcePlanner
 from .want import Want
+
+__all__ = ["Busy", "CommitUnknown", "EtcdRefused", "EtcdStore", "EtcdUnavailable", "Layout",
+           "Outcome", "Reconciler", "RETRYABLE"]
 
 MAX_CONFLICTS = 30  # commits of one unit refused in a row before it waits its turn again
 SCAN_PAGE = 2000
@@ -35,6 +40,9 @@ log = logging.getLogger("skydns.sources")
 
 class Busy(Exception):
     """A unit's keys kept changing under its commits; it is tried again later."""
+
+
+RETRYABLE = (EtcdUnavailable, EtcdRefused, CommitUnknown, Busy)  # etcd trouble: try later
 
 
 @dataclass
