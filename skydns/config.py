@@ -213,7 +213,7 @@ secret-key = text(default="")
 secret-key-file = text(default="")
 verify-tls = flag(default=True)
 timeout = seconds(default=10.0)
-resync-interval = seconds(default=600.0)
+resync-interval = seconds(zero=true, default=600.0)
 page-size = integer_range(1, default=500)
 backoff-max = seconds(default=30.0)
 [Kafka]
@@ -490,14 +490,19 @@ def _check_integer_range(value, lo=None, hi=None):
     return number
 
 
-def _check_seconds(value):
+def _check_seconds(value, zero="false"):
+    """Seconds > 0; with zero=true, 0 too (for intervals where 0 turns something off)."""
     text = str(value) if isinstance(value, float) else _single(value).strip()
     try:
         seconds = float(text)
     except ValueError:
         raise _Invalid(f"expected a number of seconds, got {text!r}") from None
+    if zero == "true" and seconds == 0:
+        return 0.0
     if not math.isfinite(seconds) or seconds <= 0:
-        raise _Invalid(f"must be a positive number of seconds, got {text!r}")
+        kind = "a positive number of seconds or 0" if zero == "true" else \
+            "a positive number of seconds"
+        raise _Invalid(f"must be {kind}, got {text!r}")
     return seconds
 
 

@@ -34,6 +34,12 @@ def test_exporter_environment_fills_unset_keys(tmp_path):
     assert cfg["Kafka"]["topic"] == "from-file" and cfg["Records"]["ttl"] == 5
 
 
+def test_resync_interval_zero_means_only_at_start(tmp_path):
+    cfg = load_config(write(tmp_path, "[CloudStack]\nresync-interval = 0\n"), "cloudstack",
+                      environ={})
+    assert cfg["CloudStack"]["resync-interval"] == 0.0
+
+
 def test_a_bad_value_from_the_environment_names_the_variable():
     with pytest.raises(ConfigError, match="DNS_RECORD_TTL"):
         load_config(None, "cloudstack", environ={"DNS_RECORD_TTL": "soon"})

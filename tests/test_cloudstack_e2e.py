@@ -21,18 +21,16 @@ from apitest import REFS, STATUS
 from dnstest import Skydns
 from etcdtest import async_wait_for, run_async, wait_for
 from fakecloudstack import FakeCloudStackThread, action_event, job_event, make_vm, nic
-from kafkatest import KafkaBroker, create_topic, produce
+from kafkatest import create_topic, produce
 
 KEY, SECRET = "key-1", "secret-1"
 ZONE = "cloud.test."
 TIMEOUT = 20  # seconds an event may take to show (the promise is 5; the machine is shared)
 
 
-@pytest.fixture(scope="module")
-def broker():
-    kafka = KafkaBroker().start()
-    yield kafka
-    kafka.stop()
+@pytest.fixture
+def broker(kafka_broker):
+    return kafka_broker
 
 
 @pytest.fixture
