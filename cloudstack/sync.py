@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from contextlib import asynccontextmanager
 
 from skydns.logsetup import kv
 from sources.cloudstack import (
@@ -92,34 +93,37 @@ class VmSync:
         self.reconciler = Reconciler(store, self.layout, OWNER)
         self.directory = Directory(client)
         self.metrics = metrics
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, list] = {}  # vm id -> [lock, holders and waiters]
         self._seq = itertools.count(1)
-        self._touched: dict[str, int] = {}  # vm id -> seq of its last event
+        self._resync_start: int | None = None  # while a resync runs
+        self._touched: dict[str, int] = {}  # vm id -> seq of its last event, during a resync
         self._warned_zones: set[str] = set()
         self.resyncs = 0
 
     # --- one VM -------------------------------------------------------------------------------
 
-    def _lock(self, vm_id: str) -> asyncio.Lock:
-        lock = self._locks.get(vm_id)
-        if lock is None:
-            lock = self._locks[vm_id] = asyncio.Lock()
-        return lock
+    @asynccontextmanager
+    async def _vm(self, vm_id: str, event: bool):
+        """Hold the VM's lock (events and the resync take turns per VM); an event while a
+        resync runs marks the VM, so the resync's older listing does not undo it."""
+        entry = self._locks.get(vm_id)
+        if entry is None:
+            entry = self._locks[vm_id] = [asyncio.Lock(), 0]
+        entry[1] += 1  # waiters counted: the lock is dropped only when nobody wants it
+        try:
+            async with entry[0]:
+                if event and self._resync_start is not None:
+                    self._touched[vm_id] = next(self._seq)
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[vm_id]
 
-    def _release(self, vm_id: str) -> None:
-        lock = self._locks.get(vm_id)
-        if lock is not None and not lock.locked():
-            del self._locks[vm_id]
-
-    async def upsert(self, vm_id: str, vm: dict | None, event: bool = True) -> str:
-        """Create or refresh a VM's records; the outcome for the metrics."""
-        async with self._lock(vm_id):
-            if event:
-                self._touched[vm_id] = next(self._seq)
-            try:
-                return await self._upsert(vm_id, vm)
-            finally:
-                self._release(vm_id)
+    async def upsert(self, vm_id: str, vm: dict | None) -> str:
+        """Create or refresh a VM's records (an event); the outcome for the metrics."""
+        async with self._vm(vm_id, True):
+            return await self._upsert(vm_id, vm)
 
     async def _upsert(self, vm_id: str, vm: dict | None) -> str:
         if not vm_complete(vm):
@@ -138,14 +142,10 @@ class VmSync:
         self._report(vm_id, outcome)
         return "written" if outcome.written else "unchanged"
 
-    async def remove(self, vm_id: str, event: bool = True) -> str:
-        async with self._lock(vm_id):
-            if event:
-                self._touched[vm_id] = next(self._seq)
-            try:
-                return await self._remove(vm_id)
-            finally:
-                self._release(vm_id)
+    async def remove(self, vm_id: str) -> str:
+        """Remove a VM's records (an event)."""
+        async with self._vm(vm_id, True):
+            return await self._remove(vm_id)
 
     async def _remove(self, vm_id: str) -> str:
         outcome = await self.reconciler.converge(self._scope(vm_id, None), [])
@@ -196,7 +196,14 @@ class VmSync:
 
     async def resync(self) -> dict[str, int]:
         """List every VM, converge each, remove the ones CloudStack no longer has."""
-        start = next(self._seq)
+        start = self._resync_start = next(self._seq)
+        try:
+            return await self._resync(start)
+        finally:
+            self._resync_start = None
+            self._touched.clear()
+
+    async def _resync(self, start: int) -> dict[str, int]:
         held = await self.held()  # read before the listing: a VM created later is not "gone"
         await self.directory.refresh()
         vms = await self.client.list_all("listVirtualMachines", "virtualmachine",
@@ -209,18 +216,15 @@ class VmSync:
         sem = asyncio.Semaphore(RESYNC_WRITERS)
 
         async def one(vm_id: str, vm: dict | None) -> None:
-            async with sem, self._lock(vm_id):
-                try:
-                    if self._touched.get(vm_id, 0) > start:
-                        counts["skipped"] += 1  # an event is newer than the listing
-                        return
-                    if vm is None:
-                        if await self._remove(vm_id) == "removed":
-                            counts["removed"] += 1
-                    elif await self._upsert(vm_id, vm) == "written":
-                        counts["written"] += 1
-                finally:
-                    self._release(vm_id)
+            async with sem, self._vm(vm_id, False):
+                if self._touched.get(vm_id, 0) > start:
+                    counts["skipped"] += 1  # an event is newer than the listing
+                    return
+                if vm is None:
+                    if await self._remove(vm_id) == "removed":
+                        counts["removed"] += 1
+                elif await self._upsert(vm_id, vm) == "written":
+                    counts["written"] += 1
 
         jobs = [one(i, vm) for i, vm in alive.items()]
         jobs += [one(i, None) for i in held - set(alive)]
@@ -228,7 +232,5 @@ class VmSync:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
-        # Event marks older than this resync can no longer matter.
-        self._touched = {k: v for k, v in self._touched.items() if v > start}
         self.resyncs += 1
         return counts

@@ -52,6 +52,7 @@ class FakeCloudStack:
         self.accounts: dict[str, dict] = {}
         self.domains: dict[str, dict] = {}
         self.down = False  # answer 503 as a proxy in front of a stopped management server
+        self.delay = 0.0  # seconds every answer is held back
         self.requests: list[dict] = []
         self.refused = 0
         self.port = 0
@@ -123,9 +124,12 @@ class FakeCloudStack:
                                "The given command does not exist or it is not available "
                                "for the user")
         try:
-            return handler(command, query)
+            response = handler(command, query)
         except LookupError as err:
             return self._error(command, 431, 431, str(err))
+        if self.delay:  # the answer is as of the request; it arrives this much later
+            await asyncio.sleep(self.delay)
+        return response
 
     def _verify(self, params: list[tuple[str, str]], query: dict) -> bool:
         secret = self.keys.get(query.get("apiKey", query.get("apikey", "")))

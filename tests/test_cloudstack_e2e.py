@@ -11,11 +11,13 @@ from contextlib import asynccontextmanager
 import pytest
 from aiokafka import TopicPartition
 
+from cloudstack.api import CloudStackClient
 from cloudstack.daemon import CloudStackDaemon
-from cloudstack.sync import INDEX_PATH
+from cloudstack.sync import INDEX_PATH, VmSync
 from kubeapi.records import decode
 from skydns.config import load_config
 from skydns.keys import key_to_path, path_to_name
+from sources.reconciler import EtcdStore
 
 from apitest import REFS, STATUS
 from dnstest import Skydns
@@ -321,3 +323,32 @@ def test_a_down_address_leaves_the_answers(etcd, broker, cloud, topic):
         assert server.addresses("h2.alice." + zone) == ["127.0.30.2"]  # all DOWN: fail open
     finally:
         server.stop()
+
+
+def test_an_event_during_a_resync_is_not_undone_by_its_older_listing(etcd, cloud):
+    acc = account(cloud)
+    vm = cloud.cs.add_vm(make_vm("racy", acc, "10.20.8.1"))
+    cfg = load_config(None, "cloudstack", environ={})
+    cfg["General"]["domain"] = ZONE
+    cfg["CloudStack"].update({"endpoint": cloud.url, "api-key": KEY, "secret-key": SECRET})
+    cfg["Etcd"].update(etcd.etcd_section(**{"etcd-timeout": 1.0}))
+
+    async def main():
+        store = EtcdStore(cfg["Etcd"])
+        client = CloudStackClient(cfg["CloudStack"])
+        sync = VmSync(cfg, store, client)
+        try:
+            assert await sync.upsert(vm["id"], None) == "written"
+            cloud.cs.delay = 0.5
+            resync = asyncio.create_task(sync.resync())  # its listing still has the VM
+            await async_wait_for(lambda: any(r.get("command") == "listVirtualMachines"
+                                             and "page" in r for r in cloud.cs.requests))
+            del cloud.cs.vms[vm["id"]]
+            assert await sync.remove(vm["id"]) == "removed"  # the destroy event
+            counts = await resync
+            assert counts["skipped"] == 1 and records(etcd) == {}
+        finally:
+            await client.close()
+            await store.close()
+
+    run_async(main())
