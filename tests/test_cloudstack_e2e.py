@@ -241,6 +241,27 @@ def test_api_down_then_up_the_event_is_not_lost(etcd, broker, cloud, topic):
     run_async(main(), timeout=90)
 
 
+def test_etcd_down_then_up_the_event_is_not_lost(etcd, broker, cloud, topic):
+    acc = account(cloud)
+    vm = make_vm("patient", acc, "10.20.9.1")
+
+    async def main():
+        async with running(config(etcd, broker, cloud, topic), cloud, [vm]) as daemon:
+            etcd.pause()
+            try:
+                await apublish(broker, topic, job_event("VM.CREATE", vm))
+                errors = daemon.metrics.errors.labels("etcd")
+                await async_wait_for(lambda: errors._value.get() >= 2, TIMEOUT)
+                assert daemon.consumer.handled == 0  # not committed past
+            finally:
+                etcd.resume()
+            await until_records(etcd, lambda r: "patient.alice." + ZONE in r)
+            await async_wait_for(lambda: daemon.consumer.handled == 1, TIMEOUT)
+            assert daemon.metrics.retries._value.get() >= 2
+
+    run_async(main(), timeout=90)
+
+
 def test_missed_destroy_is_caught_by_resync_and_restart_resumes(etcd, broker, cloud, topic):
     acc = account(cloud)
     keep = make_vm("keep", acc, "10.20.5.1")

@@ -10,7 +10,7 @@ import uuid
 
 from etcdtest import free_port, run_async, wait_for
 from fakecloudstack import FakeCloudStackThread, job_event, make_vm
-from healthtest import sample, scrape
+from healthtest import sample, sample_sum, scrape
 from kafkatest import create_topic, produce
 from proctest import ROOT, Process
 
@@ -59,6 +59,13 @@ def test_the_exporters_environment_and_a_restart(etcd, kafka_broker):
         assert json.loads(value) == {"host": "10.30.0.1", "type": "A", "ttl": 90,
                                      "owner": "cloudstack"}
         assert etcd.get("/skydns/test/cloud/dev/one/" + first["id"]) is not None
+        samples = wait_for(lambda: scrape(proc.metrics), 10)
+        assert sample(samples, "skydns_cloudstack_events_total", kind="VM.CREATE",
+                      outcome="written") == 1
+        # its A in the domain's zone and in the common zone, PTR, refs, status, index
+        assert sample(samples, "skydns_cloudstack_etcd_operations") == 6
+        assert any(name == "skydns_cloudstack_lag_messages" for name, _ in samples)
+        assert sample_sum(samples, "skydns_cloudstack_lag_messages") == 0
         # Killed (no clean leave of the group), an event published meanwhile, restarted.
         proc.proc.send_signal(signal.SIGKILL)
         proc.proc.wait(10)
