@@ -101,7 +101,8 @@ class EventConsumer:
                     continue
                 if self.consumer.assignment():
                     self.assigned.set()
-                # Partitions side by side: one slow VM must not hold the others' events.
+                # The partitions of one fetch side by side; the next fetch waits for all of
+                # them (a partition stuck on an outage keeps its place, uncommitted).
                 await asyncio.gather(*(self._batch(tp, records, stop)
                                        for tp, records in batches.items() if records))
                 await self._update_lag()
@@ -146,6 +147,7 @@ class EventConsumer:
                         partition=tp.partition, offset=record.offset, kind=kind))
                 continue
             chains.setdefault(event.vm_id, []).append(event)
+
         async def chain(events: list[Event]) -> None:
             async with self._workers:
                 for event in events:

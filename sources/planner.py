@@ -202,18 +202,35 @@ class SourcePlanner(Planner):
         return plan
 
     def _own_ptr(self, name: str, ip: str) -> None:
-        """Point the address' PTR at `name`: written when absent, taken over from an older
-        record of this owner (an address handed to a new VM), left alone when another owner's."""
+        """Point the address' PTR at `name`: written when absent; taken over from this
+        owner's PTR whose name no longer holds the address (an address handed to a new VM
+        before the old one's records went); else left alone (another owner's, or a name
+        that still has the address: the same private address in two isolated networks)."""
         pkey = ptr_key(ip)
         kv = self.snap.get(pkey)
         if kv is not None:
+            target = ptr_target(kv.value)
+            if target == name:
+                return
             rec = decode(pkey, kv.value, kv.mod_revision)
-            if ptr_target(kv.value) == name or rec is None or rec.owner != self.owner:
-                if ptr_target(kv.value) != name:
-                    self.skipped.append(f"PTR {ip}")
+            if rec is None or rec.owner != self.owner or not target or \
+                    self._holds(target, ip):
+                self.skipped.append(f"PTR {ip}")
                 return
         self._guard(pkey)
         self._put(pkey, encode_ptr(name, self.owner))
+
+    def _holds(self, name: str, ip: str) -> bool:
+        """Whether a record of this owner at `name` (not below it) holds `ip`."""
+        prefix = name_to_key(name) + "/"
+        depth = len(key_to_path(prefix.rstrip("/")) or ()) + 1
+        for kv in self.snap.under(prefix):
+            rec = decode(kv.key, kv.value, kv.mod_revision)
+            if rec is not None and rec.owner == self.owner and rec.is_address and \
+                    rec.value == ip and len(key_to_path(kv.key) or ()) == depth and \
+                    kv.key not in self.plan.deletes:
+                return True
+        return False
 
     def _write_index(self, scope: Scope, old, held: set[str]) -> None:
         if not held:

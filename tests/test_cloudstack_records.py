@@ -150,6 +150,19 @@ def test_ptr_taken_over_from_an_older_vm_never_from_another_owner():
     assert ptr_key("10.0.0.5") not in plan.puts and planner.skipped == ["PTR 10.0.0.5"]
 
 
+def test_ptr_of_an_address_another_vm_still_holds_stays_with_it():
+    # the same private address in two isolated networks: the first VM keeps the PTR
+    other = name_to_key("db1." + ZONE) + "/vm-2"
+    have = {ptr_key("10.0.0.5"): encode_ptr("db1." + ZONE, OWNER),
+            other: encode("A", "10.0.0.5", OWNER, ptr=True),
+            "/skydns/monitor/refs/10.0.0.5": {"keys": [other]}}
+    planner, plan = plan_for(have, vm_scope("vm-1"),
+                             [Want("web1." + ZONE, "A", "10.0.0.5", ptr=True)])
+    assert ptr_key("10.0.0.5") not in plan.puts and planner.skipped == ["PTR 10.0.0.5"]
+    assert json.loads(plan.puts["/skydns/monitor/refs/10.0.0.5"])["keys"] == sorted(
+        [other, name_to_key("web1." + ZONE) + "/vm-1"])
+
+
 def test_replaying_the_same_vm_changes_nothing():
     wants = [Want("web1." + ZONE, "A", "10.0.0.5", ttl=60, ptr=True)]
     _, first = plan_for({}, vm_scope("vm-1"), wants)
