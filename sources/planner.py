@@ -150,6 +150,7 @@ class SourcePlanner(Planner):
         self.skipped = sorted(foreign & set(wanted))
         removes: list[Stored] = []
         adds: list[tuple[Want, bytes]] = []
+        ptrs: list[Want] = []  # records whose address' PTR should name them
         for name in sorted(set(stored) | set(wanted)):
             if name in foreign:
                 continue
@@ -160,9 +161,12 @@ class SourcePlanner(Planner):
                 rec = have.pop((want.rtype, want.value), None)
                 if rec is None:
                     adds.append((want, value))
-                elif self.snap.kvs[rec.key].value != value:
+                    continue
+                if self.snap.kvs[rec.key].value != value:
                     self._guard(rec.key)
                     self._put(rec.key, value)  # same value, new port or TTL: same key and refs
+                if want.ptr and want.holds_address:
+                    ptrs.append(want)  # kept: its PTR is checked too (another VM's went)
             removes.extend(have.values())
         adds, removes = self._limit(adds, removes)
         self._prepare_ips([r.value for r in removes if r.is_address]
@@ -184,10 +188,12 @@ class SourcePlanner(Planner):
                 probe = list(ports.get(want.value, ())) + ([want.port] if want.port else [])
                 self._add_address(want.name, want.value, key, value, probe, False, self.owner)
                 if want.ptr:
-                    self._own_ptr(want.name, want.value)
+                    ptrs.append(want)
             else:
                 self._guard(key)
                 self._put(key, value)
+        for want in ptrs:  # after the removals: a PTR they drop may be taken over here
+            self._own_ptr(want.name, want.value)
         if scope.index_key and not self.partial:
             # A name left alone for another owner's key still holds ours: keep it listed.
             held = {w.name for w in wants} | (set(stored) & foreign)

@@ -81,6 +81,7 @@ class Reconciler:
             prefixes |= {name_to_key(n) + "/" for n in set(scope.names) | {w.name for w in wants}}
         outcome = Outcome()
         attempts = 0
+        unknown = 0  # operations of a commit whose answer was lost
         while True:
             snap = await self.store.snapshot(keys, prefixes, deadline)
             self.reads += 1
@@ -93,7 +94,11 @@ class Reconciler:
                 continue
             outcome.skipped = planner.skipped
             if plan.empty:
+                # After a lost answer, nothing left to do means that commit landed.
+                self.etcd_ops += unknown
+                outcome.written += unknown
                 return outcome
+            unknown = 0
             try:
                 self.commits += 1
                 outcome.transactions += 1
@@ -107,7 +112,8 @@ class Reconciler:
                         continue
                     return outcome
             except CommitUnknown:
-                pass  # look again: a landed commit shows as nothing left to do
+                # look again: a landed commit shows as nothing left to do
+                unknown = len(plan.puts) + len(plan.deletes)
             attempts += 1
             if attempts > self.max_conflicts:
                 raise Busy(f"{attempts} commits refused")

@@ -16,7 +16,7 @@ from sources.cloudstack import (
     parse_event,
     vm_records,
 )
-from sources.planner import Scope, SourcePlanner
+from sources.planner import Scope, SourcePlanner, encode_index
 from sources.want import Want
 
 from fakecloudstack import action_event, job_event, make_vm, nic
@@ -161,6 +161,17 @@ def test_ptr_of_an_address_another_vm_still_holds_stays_with_it():
     assert ptr_key("10.0.0.5") not in plan.puts and planner.skipped == ["PTR 10.0.0.5"]
     assert json.loads(plan.puts["/skydns/monitor/refs/10.0.0.5"])["keys"] == sorted(
         [other, name_to_key("web1." + ZONE) + "/vm-1"])
+
+
+def test_a_missing_ptr_of_a_kept_record_is_written_again():
+    mine = name_to_key("web1." + ZONE) + "/vm-1"
+    have = {mine: encode("A", "10.0.0.5", OWNER, ptr=True),
+            "/skydns/monitor/refs/10.0.0.5": {"keys": [mine]},
+            "/skydns/monitor/status/10.0.0.5": {"status": "UP"},
+            INDEX + "vm-1": encode_index(["web1." + ZONE])}
+    _, plan = plan_for(have, vm_scope("vm-1"),
+                       [Want("web1." + ZONE, "A", "10.0.0.5", ptr=True)])
+    assert list(plan.puts) == [ptr_key("10.0.0.5")] and not plan.deletes
 
 
 def test_replaying_the_same_vm_changes_nothing():
