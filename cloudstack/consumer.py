@@ -22,17 +22,16 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from skydns.logsetup import kv
 from skydns.store import backoff
 from sources.cloudstack import REMOVE_EVENTS, UPSERT_EVENTS, Event, parse_event
-from sources.reconciler import RETRYABLE as ETCD_TROUBLE
 
 from .api import ApiDown
-from .sync import VmSync
+from .sync import RETRYABLE, VmSync
 
 log = logging.getLogger("skydns.cloudstack.consumer")
 
-RETRYABLE = (ApiDown, *ETCD_TROUBLE)
 WORKERS = 32  # VMs of one batch handled at once
 MAX_RECORDS = 500
 KNOWN_EVENTS = UPSERT_EVENTS + REMOVE_EVENTS
+MAX_INTERNAL = 5  # tries of an event that keeps failing with a bug (not an outage)
 
 
 def consumer_options(kafka: dict) -> dict:
@@ -166,7 +165,7 @@ class EventConsumer:
                         extra=kv(partition=tp.partition, error=str(err)))
 
     async def _handle(self, event: Event, stop: asyncio.Event) -> None:
-        failures = 0
+        failures = internal = 0
         started = time.monotonic()
         while not stop.is_set():
             try:
@@ -188,11 +187,19 @@ class EventConsumer:
                     log.warning("event not handled yet, retrying", extra=kv(
                         event=event.event_type, vm=event.vm_id, failures=failures,
                         error=str(err)))
-            except Exception:  # a bug: retried too, an event is never skipped silently
+            except Exception:  # a bug, not an outage: tried a few times, then given up
                 failures += 1
+                internal += 1
                 self._error("internal")
                 log.exception("event failed", extra=kv(event=event.event_type,
-                                                       vm=event.vm_id))
+                                                       vm=event.vm_id, failures=internal))
+                if internal >= MAX_INTERNAL:
+                    # One bad VM must not stop its partition for good; the resync tries
+                    # this VM again (and logs it) every resync-interval.
+                    self._count(event.event_type, "failed")
+                    log.error("event given up after repeated internal errors", extra=kv(
+                        event=event.event_type, vm=event.vm_id))
+                    return
             try:
                 await asyncio.wait_for(stop.wait(), backoff(failures, self.backoff_min,
                                                             self.backoff_max))

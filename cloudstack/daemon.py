@@ -12,9 +12,9 @@ from skydns.store import backoff
 from sources.reconciler import EtcdStore
 
 from .api import CloudStackClient
-from .consumer import RETRYABLE, EventConsumer
+from .consumer import EventConsumer
 from .metrics import CloudStackMetrics
-from .sync import VmSync
+from .sync import RETRYABLE, VmSync
 
 log = logging.getLogger("skydns.cloudstack")
 

@@ -17,7 +17,7 @@ class CloudStackMetrics:
             {"version": package_version()})
         self.events = Counter(PREFIX + "events", "Bus messages handled, by event kind "
                               "(VM.CREATE, ..., other, invalid) and outcome (written, "
-                              "unchanged, removed, missing, ignored).", ["kind", "outcome"],
+                              "unchanged, removed, missing, ignored, failed).", ["kind", "outcome"],
                               registry=r)
         self.errors = Counter(PREFIX + "errors", "Failures, by kind: api (CloudStack API "
                               "unreachable or refusing; retried), etcd (retried), commit "

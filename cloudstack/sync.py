@@ -29,13 +29,15 @@ from sources.cloudstack import (
     vm_summary,
 )
 from sources.planner import Scope
+from sources.reconciler import RETRYABLE as ETCD_TROUBLE
 from sources.reconciler import Layout, Reconciler
 
-from .api import CloudStackClient, Missing
+from .api import ApiDown, CloudStackClient, Missing
 
 log = logging.getLogger("skydns.cloudstack")
 
 INDEX_PATH = "/skydns/monitor/sources/cloudstack/"
+RETRYABLE = (ApiDown, *ETCD_TROUBLE)  # outages: the same work is tried again later
 RESYNC_WRITERS = 16
 
 
@@ -212,7 +214,8 @@ class VmSync:
         for vm in vms:
             if vm_complete(vm) and not vm_gone(vm):
                 alive[str(vm["id"]).lower()] = vm
-        counts = {"listed": len(alive), "written": 0, "removed": 0, "skipped": 0}
+        counts = {"listed": len(alive), "written": 0, "removed": 0, "skipped": 0,
+                  "failed": 0}
         sem = asyncio.Semaphore(RESYNC_WRITERS)
 
         async def one(vm_id: str, vm: dict | None) -> None:
@@ -220,11 +223,19 @@ class VmSync:
                 if self._touched.get(vm_id, 0) > start:
                     counts["skipped"] += 1  # an event is newer than the listing
                     return
-                if vm is None:
-                    if await self._remove(vm_id) == "removed":
-                        counts["removed"] += 1
-                elif await self._upsert(vm_id, vm) == "written":
-                    counts["written"] += 1
+                try:
+                    if vm is None:
+                        if await self._remove(vm_id) == "removed":
+                            counts["removed"] += 1
+                    elif await self._upsert(vm_id, vm) == "written":
+                        counts["written"] += 1
+                except RETRYABLE:
+                    raise  # an outage: the whole resync is tried again
+                except Exception:  # a bug with one VM must not stop the others
+                    counts["failed"] += 1
+                    if self.metrics:
+                        self.metrics.errors.labels("internal").inc()
+                    log.exception("resync of one VM failed", extra=kv(vm=vm_id))
 
         jobs = [one(i, vm) for i, vm in alive.items()]
         jobs += [one(i, None) for i in held - set(alive)]

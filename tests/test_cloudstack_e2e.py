@@ -241,6 +241,38 @@ def test_api_down_then_up_the_event_is_not_lost(etcd, broker, cloud, topic):
     run_async(main(), timeout=90)
 
 
+def test_an_event_failing_with_a_bug_is_given_up_and_left_to_the_resync(etcd, broker, cloud,
+                                                                         topic):
+    acc = account(cloud)
+    bad, good = make_vm("bad", acc, "10.20.10.1"), make_vm("good", acc, "10.20.10.2")
+
+    async def main():
+        async with running(config(etcd, broker, cloud, topic), cloud, [bad, good]) as daemon:
+            wants = daemon.sync.wants
+
+            async def buggy(vm):  # a bug triggered by one VM's data, nothing else
+                if vm["name"] == "bad":
+                    raise KeyError("nic")
+                return await wants(vm)
+
+            daemon.sync.wants = buggy
+            await apublish(broker, topic, job_event("VM.CREATE", bad),
+                           job_event("VM.CREATE", good))
+            await until_records(etcd, lambda r: "good.alice." + ZONE in r)
+            await async_wait_for(lambda: daemon.consumer.handled == 2, TIMEOUT)
+            assert "bad.alice." + ZONE not in records(etcd)
+            assert daemon.metrics.events.labels("VM.CREATE", "failed")._value.get() == 1
+            assert daemon.metrics.errors.labels("internal")._value.get() == 5
+            # the resync tries it again; a VM that still fails does not stop the others
+            counts = await daemon.sync.resync()
+            assert counts["failed"] == 1 and counts["listed"] == 2
+            daemon.sync.wants = wants
+            assert (await daemon.sync.resync())["written"] == 1
+            assert "bad.alice." + ZONE in records(etcd)
+
+    run_async(main(), timeout=90)
+
+
 def test_etcd_down_then_up_the_event_is_not_lost(etcd, broker, cloud, topic):
     acc = account(cloud)
     vm = make_vm("patient", acc, "10.20.9.1")
