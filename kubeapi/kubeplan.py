@@ -10,8 +10,8 @@ from sources.planner import MAX_OPS, SourcePlanner
 
 
 class SyncPlanner(SourcePlanner):
-    def __init__(self, layout, snap, max_ops: int = MAX_OPS):
-        super().__init__(layout, snap, OWNER, max_ops)
+    def __init__(self, layout, snap, max_ops: int = MAX_OPS, holders=None):
+        super().__init__(layout, snap, OWNER, max_ops, holders)
 
 
 __all__ = ["MAX_OPS", "OWNER", "SyncPlanner"]

@@ -45,6 +45,7 @@ log = logging.getLogger("skydns.kubeapi.kube")
 
 WRITERS = 8  # services converged at once
 
+
 class SyncStats:
     """Plain counters for the metrics (kubeapi/metrics.py reads them at scrape time)."""
 
@@ -182,6 +183,16 @@ class KubeSync:
         self._tasks: list[asyncio.Task] = []
         self._index: dict[tuple[str, str], list[dict]] = {}  # service -> its slices
         self._index_stale = True
+
+    @property
+    def holders(self):
+        """ip -> record keys holding it (Planner's `holders`), once known: the status feed's
+        zone mirror, set by the process; None reads the zone when it is needed."""
+        return self.reconciler.holders
+
+    @holders.setter
+    def holders(self, value) -> None:
+        self.reconciler.holders = value
 
     # --- informer callbacks ------------------------------------------------------------------
 

@@ -96,8 +96,8 @@ def encode_index(names, extra: dict | None = None) -> bytes:
 
 
 class SourcePlanner(Planner):
-    def __init__(self, layout, snap, owner: str, max_ops: int = MAX_OPS):
-        super().__init__(layout, Caller(owner), snap)
+    def __init__(self, layout, snap, owner: str, max_ops: int = MAX_OPS, holders=None):
+        super().__init__(layout, Caller(owner), snap, holders)
         self.owner = owner
         self.skipped: list[str] = []
         self.partial = False  # more changes remain after this plan: plan again once committed

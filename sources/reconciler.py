@@ -59,6 +59,9 @@ class Reconciler:
         self.layout = layout
         self.owner = owner
         self.max_conflicts = max_conflicts
+        # ip -> record keys holding it (kubeapi.plan.Planner's `holders`, from a zone mirror);
+        # None: a plan dropping an address' last tracked record reads the zone to find others.
+        self.holders = None
         self.etcd_ops = 0  # puts and deletes committed, all units
         self.reads = 0  # snapshot reads
         self.commits = 0  # transactions tried
@@ -85,7 +88,7 @@ class Reconciler:
         while True:
             snap = await self.store.snapshot(keys, prefixes, deadline)
             self.reads += 1
-            planner = SourcePlanner(lay, snap, self.owner)
+            planner = SourcePlanner(lay, snap, self.owner, holders=self.holders)
             try:
                 plan = planner.converge_scope(scope, wants, ports)
             except NeedReads as more:
