@@ -9,6 +9,7 @@ import time
 from skydns import notify
 from skydns.logsetup import kv
 from skydns.store import backoff
+from sources.holders import ZoneHolders
 from sources.reconciler import EtcdStore
 
 from .api import CloudStackClient
@@ -30,6 +31,9 @@ class CloudStackDaemon:
             lag=lambda: dict(self.consumer.lag) if self.consumer else {},
             etcd_ops=lambda: self.sync.reconciler.etcd_ops)
         self.sync = VmSync(cfg, self.store, self.client, self.metrics)
+        # Who else holds an address, for destroys (else each would read the whole zone).
+        self.holders = ZoneHolders(cfg["Etcd"], cfg["General"]["domain"])
+        self.sync.reconciler.holders = self.holders
         self.resynced = asyncio.Event()  # the first resync is done
 
     def reconfigure(self, cfg: dict) -> None:
@@ -39,6 +43,7 @@ class CloudStackDaemon:
         cs = self.cfg["CloudStack"]
         self.consumer = EventConsumer(self.cfg["Kafka"], self.sync, self.metrics,
                                       self.backoff_min, cs["backoff-max"])
+        self.holders.start()
         resync = asyncio.create_task(self._resyncs(stop), name="cloudstack-resync")
         try:
             await self.consumer.run(stop, started=lambda: notify.ready("consuming"))
@@ -46,6 +51,7 @@ class CloudStackDaemon:
             notify.stopping()
             resync.cancel()
             await asyncio.gather(resync, return_exceptions=True)
+            await self.holders.stop()
             await self.client.close()
             await self.store.close()
 

@@ -136,6 +136,7 @@ def test_create_start_again_destroy(etcd, broker, cloud, topic):
             assert [v for n, v in got.items() if n.endswith("ip6.arpa.")] == [[("PTR", name)]]
             assert json.loads(etcd.get(STATUS + "10.20.0.5"))["status"] == "UP"
             assert json.loads(etcd.get(INDEX_PATH + vm["id"]))["names"] == [name]
+            await async_wait_for(lambda: len(daemon.holders("10.20.0.5") or ()) == 1, TIMEOUT)
             keys = set(etcd.get_prefix("/skydns/"))
             # VM.START again, in the newer object form: no duplicate, nothing rewritten
             await apublish(broker, topic, job_event("VM.START", vm, result_form="object"))

@@ -174,6 +174,31 @@ def test_a_missing_ptr_of_a_kept_record_is_written_again():
     assert list(plan.puts) == [ptr_key("10.0.0.5")] and not plan.deletes
 
 
+def test_the_last_record_of_an_address_gone_asks_holders_not_the_zone():
+    mine = name_to_key("web1." + ZONE) + "/vm-1"
+    hand = name_to_key("manual." + ZONE) + "/x"  # written with etcdctl, not in refs
+    have = {mine: encode("A", "10.0.0.5", OWNER, ptr=True), hand: {"host": "10.0.0.5"},
+            "/skydns/monitor/refs/10.0.0.5": {"keys": [mine]},
+            "/skydns/monitor/status/10.0.0.5": {"status": "UP"},
+            INDEX + "vm-1": encode_index(["web1." + ZONE])}
+    items = {k: KV(k, v if isinstance(v, bytes) else json.dumps(v).encode(), 5, 0)
+             for k, v in have.items()}
+    for holders, status_kept in ((lambda ip: {mine, hand}, True), (lambda ip: {mine}, False)):
+        keys, prefixes = set(), set()
+        while True:
+            planner = SourcePlanner(LAYOUT, Snapshot(9, items, keys, prefixes), OWNER,
+                                    holders=holders)
+            try:
+                plan = planner.converge_scope(vm_scope("vm-1"), [])
+                break
+            except NeedReads as more:
+                keys |= more.keys
+                prefixes |= more.prefixes
+        assert LAYOUT.zone_prefix not in prefixes  # no read of the whole zone
+        assert ("/skydns/monitor/status/10.0.0.5" not in plan.deletes) == status_kept
+        assert mine in plan.deletes and hand not in plan.deletes
+
+
 def test_replaying_the_same_vm_changes_nothing():
     wants = [Want("web1." + ZONE, "A", "10.0.0.5", ttl=60, ptr=True)]
     _, first = plan_for({}, vm_scope("vm-1"), wants)
