@@ -274,6 +274,24 @@ def test_an_event_failing_with_a_bug_is_given_up_and_left_to_the_resync(etcd, br
     run_async(main(), timeout=90)
 
 
+def test_a_vm_cloudstack_does_not_know_is_skipped_not_retried(etcd, broker, cloud, topic):
+    acc = account(cloud)
+    ghost = make_vm("ghost", acc, "10.20.11.1")  # never in CloudStack: the lookup gets 431
+    real = make_vm("real", acc, "10.20.11.2")
+
+    async def main():
+        async with running(config(etcd, broker, cloud, topic), cloud, [real]) as daemon:
+            await apublish(broker, topic, job_event("VM.START", ghost, with_result=False),
+                           job_event("VM.CREATE", real))
+            await until_records(etcd, lambda r: "real.alice." + ZONE in r)
+            await async_wait_for(lambda: daemon.consumer.handled == 2, TIMEOUT)
+            assert daemon.metrics.events.labels("VM.START", "missing")._value.get() == 1
+            assert daemon.metrics.errors.labels("api")._value.get() == 0
+            assert "ghost.alice." + ZONE not in records(etcd)
+
+    run_async(main(), timeout=90)
+
+
 def test_etcd_down_then_up_the_event_is_not_lost(etcd, broker, cloud, topic):
     acc = account(cloud)
     vm = make_vm("patient", acc, "10.20.9.1")
