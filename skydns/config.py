@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from configobj import ConfigObj, ConfigObjError, flatten_errors
 from validate import ValidateError, Validator
 
-from . import legacy, skydns2
+from . import exporterenv, legacy, skydns2
 
 __all__ = [
     "ConfigError",
@@ -208,12 +208,53 @@ metrics-addr = optional_hostport(as_text=True, default="")
     + _LOG_SPEC
 )
 
+_CLOUDSTACK_SPEC = (
+    """
+[General]
+domain = domain(default="skydns.local.")
+metrics-addr = optional_hostport(as_text=True, default="")
+[CloudStack]
+endpoint = http_url(default="")
+api-key = text(default="")
+secret-key = text(default="")
+secret-key-file = text(default="")
+verify-tls = flag(default=True)
+timeout = seconds(default=10.0)
+resync-interval = optional_seconds(default=600.0)
+page-size = integer_range(1, default=500)
+backoff-max = seconds(default=30.0)
+[Kafka]
+bootstrap = kafka_bootstrap(default=list("127.0.0.1:9092"))
+topic = kafka_name(default="cloudstack")
+group = kafka_name(default="skydns-cloudstack")
+security-protocol = choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl", \
+default="plaintext")
+ssl-cafile = text(default="")
+ssl-certfile = text(default="")
+ssl-keyfile = text(default="")
+sasl-mechanism = choice("plain", "scram-sha-256", "scram-sha-512", default="plain")
+sasl-username = text(default="")
+sasl-password = text(default="")
+sasl-password-file = text(default="")
+session-timeout = seconds(default=6.0)
+heartbeat-interval = seconds(default=1.0)
+[Records]
+common-zone = optional_domain(default="")
+ttl = integer_range(0, 2147483647, default=60)
+ptr = flag(default=True)
+groups = flag(default=True)
+"""
+    + _ETCD_SPEC
+    + _LOG_SPEC
+)
+
 SPECS = {"dns": _DNS_SPEC, "scanner": _SCANNER_SPEC, "schedule": _SCHEDULE_SPEC, "api": _API_SPEC,
-         "janitor": _JANITOR_SPEC}
+         "janitor": _JANITOR_SPEC, "cloudstack": _CLOUDSTACK_SPEC}
 KINDS = tuple(SPECS)
 # The program that reads each kind of file, named in its config errors and warnings.
 PROGRAMS = {"dns": "skydns", "scanner": "skydns-scanner", "schedule": "skydns-schedule",
-            "api": "skydns-kubeapi", "janitor": "skydns-janitor"}
+            "api": "skydns-kubeapi", "janitor": "skydns-janitor",
+            "cloudstack": "skydns-cloudstack"}
 
 
 # --------------------------------------------------------------------------- parsers
@@ -624,6 +665,41 @@ def _check_kube_ip_source(value):
     return kinds
 
 
+def _check_http_url(value):
+    url = _single(value).strip()
+    if url and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", url):
+        raise _Invalid(f"expected http(s)://host[:port]/path, got {url!r}")
+    return url
+
+
+_KAFKA_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _check_kafka_name(value):
+    name = _single(value).strip()
+    if not _KAFKA_NAME_RE.fullmatch(name):
+        raise _Invalid(f"{name!r} is not a Kafka topic or group name (letters, digits, '._-')")
+    return name
+
+
+def _check_kafka_bootstrap(value):
+    brokers = []
+    for item in _items(value):
+        if item:
+            host, port = _broker(item)
+            brokers.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    if not brokers:
+        raise _Invalid("expected host:port, ... of at least one Kafka broker")
+    return brokers
+
+
+def _broker(item: str) -> tuple[str, int]:
+    try:
+        return _split_hostport(item, 9092)
+    except ValueError as err:
+        raise _Invalid(str(err)) from None
+
+
 def _check_token(value):
     token = _single(value).strip()
     if not token:
@@ -658,6 +734,9 @@ _CHECKS = {
     "kube_url": _check_kube_url,
     "kube_namespaces": _check_kube_namespaces,
     "kube_ip_source": _check_kube_ip_source,
+    "http_url": _check_http_url,
+    "kafka_name": _check_kafka_name,
+    "kafka_bootstrap": _check_kafka_bootstrap,
 }
 
 
@@ -813,6 +892,8 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
                               "Kube2Skydns", "kube-config")
     elif kind == "janitor":
         _janitor_key(path, base_dir, result["Janitor"])
+    elif kind == "cloudstack":
+        _cloudstack_files(path, base_dir, result)
     elif kind == "scanner":
         if general["heartbeat-interval"] >= general["agent-downtime"]:
             raise ConfigError(
@@ -840,6 +921,39 @@ def _janitor_key(path: str | None, base_dir: str, janitor: dict) -> None:
         if not janitor["api-key"]:
             raise ConfigError(path, f"{janitor['api-key-file']!r} is empty", "Janitor",
                               "api-key-file")
+
+
+def _read_secret(path: str | None, base_dir: str, section: dict, name: str, key: str,
+                 file_key: str) -> None:
+    """`<key>-file` (read here, so a missing file is a config error) or `<key>`, not both."""
+    if not section[file_key]:
+        return
+    if section[key]:
+        raise ConfigError(path, f"set {key} or {file_key}, not both", name, file_key)
+    section[file_key] = _resolve_file(base_dir, section[file_key])
+    try:
+        with open(section[file_key], encoding="utf-8") as fh:
+            section[key] = fh.read().strip()
+    except OSError as err:
+        raise ConfigError(path, f"cannot read {section[file_key]!r}: {err.strerror or err}",
+                          name, file_key) from None
+    if not section[key]:
+        raise ConfigError(path, f"{section[file_key]!r} is empty", name, file_key)
+
+
+def _cloudstack_files(path: str | None, base_dir: str, result: dict) -> None:
+    cs, kafka = result["CloudStack"], result["Kafka"]
+    _read_secret(path, base_dir, cs, "CloudStack", "secret-key", "secret-key-file")
+    _read_secret(path, base_dir, kafka, "Kafka", "sasl-password", "sasl-password-file")
+    for key in ("ssl-cafile", "ssl-certfile", "ssl-keyfile"):
+        if kafka[key]:
+            kafka[key] = _resolve_file(base_dir, kafka[key])
+            if not os.path.isfile(kafka[key]):
+                raise ConfigError(path, f"file {kafka[key]!r} does not exist", "Kafka", key)
+    if cs["page-size"] > 500:
+        # CloudStack caps pages at its default.page.size (500): asking more pages short.
+        raise ConfigError(path, "at most 500 (CloudStack's default.page.size)", "CloudStack",
+                          "page-size")
 
 
 def _tsig_keys(path: str | None, dns: dict) -> None:
@@ -912,9 +1026,10 @@ def load_config_warnings(path: str | None, kind: str,
         translated = legacy.translate(cfg, kind, known)
     except legacy.LegacyError as err:
         raise ConfigError(path, str(err), err.section, err.key) from None
-    from_env = skydns2.fill_from_environment(
-        cfg, known, os.environ if environ is None else environ
-    )
+    environ = os.environ if environ is None else environ
+    from_env = skydns2.fill_from_environment(cfg, known, environ)
+    if kind == "cloudstack":
+        from_env.update(exporterenv.fill_from_environment(cfg, known, environ))
     _check_structure(path, cfg)
     _glue_subdomain_comment(cfg)
 
