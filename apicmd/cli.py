@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import math
 import os
 import sys
 
+from skydns import cli
 from skydns.checks import CheckError, parse_spec
 
 from .client import DEFAULT_ADDR, ApiAnswer, Client, Unreachable
@@ -50,24 +50,12 @@ exit status: 0 done, 1 the API answered an error, 2 bad usage or no token,
 3 the API could not be reached."""
 
 
-def _timeout(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    # urllib takes 0 as "non-blocking" and fails in the middle of a request; inf and nan do
-    # not fit a socket timeout at all.
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
-    return seconds
-
-
 class _Usage(Exception):
     """A command line that cannot be turned into a request."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns-apicmd",
         description="List, show, create, update and delete skydns records through the "
         "skydns-kubeapi REST API.",
@@ -109,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
          "the checks of -domain's addresses (or of -ips); \"none\" removes them")
     flag("updates", metavar='"KIND:OLD->NEW"',
          help="for -method update: ips:, alias:, nshost:, mailhost: or text:OLD->NEW")
-    flag("timeout", metavar="SECONDS", type=_timeout, default=15.0,
+    flag("timeout", metavar="SECONDS", type=cli.positive_seconds, default=15.0,
          help="HTTP timeout (default 15)")
     parser.add_argument("--json", "-json", action="store_true",
                         help="print the API's JSON answer instead of the table or OK")
@@ -309,6 +297,7 @@ def run(args, client: Client) -> int:
     return EXIT_OK
 
 
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)

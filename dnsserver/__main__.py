@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from skydns import cli
 from skydns.config import load_or_exit
 from skydns.logsetup import setup_logging
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns",
         epilog="Subcommands: 'skydns dump --help' (print the zone), "
         "'skydns dnssec ds --config-file PATH' (DS records of the [Dns] dnssec keys), "
@@ -44,6 +45,7 @@ SUBCOMMANDS = {
 }
 
 
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:

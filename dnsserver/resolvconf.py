@@ -12,7 +12,6 @@ writes it for the containers it starts.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import shlex
@@ -20,7 +19,7 @@ import sys
 
 from dnslib import QTYPE
 
-from skydns import store
+from skydns import cli, store
 from skydns.config import load_or_exit
 from skydns.health import parse_status
 from skydns.keys import ip_of_key, key_to_path, name_to_key, name_to_path
@@ -104,7 +103,7 @@ async def zone_nameservers(cfg: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="skydns resolv-conf",
         description="Print a resolv.conf for hosts or containers of the cluster: nameserver "
         "lines (the addresses of the zone's NS records in etcd, the `dns/ns` subtree, DOWN "
