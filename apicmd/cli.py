@@ -32,8 +32,9 @@ examples:
   skydns-apicmd -method create -domain cctv2 -alias tv1      (tv1 becomes an alias of cctv2)
   skydns-apicmd -method create -domain _http._tcp.web -type SRV -ips 10.0.0.1 -ports 80
   skydns-apicmd -method create -domain web -ips 10.0.0.5 -check "http:8080/healthz"
-  skydns-apicmd -method update -domain web -check "https:8443/healthz expect=200,204 \
-                host=web.example.com timeout=2 tls-skip-verify" -check "http:8080/ready"
+  skydns-apicmd -method update -domain web \\
+      -check "https:8443/healthz expect=200,204 host=web.example.com timeout=2" \\
+      -check "http:8080/ready"
   skydns-apicmd -method update -domain web -ips 10.0.0.5 -check none   (remove its checks)
   skydns-apicmd -method update -domain cctv2 -updates "ips:192.168.10.1->192.168.10.9"
   skydns-apicmd -method update -domain cctv2 -updates "alias:tv1->tv2"
@@ -297,6 +298,21 @@ def run(args, client: Client) -> int:
     return EXIT_OK
 
 
+def _client(args, token: str) -> Client:
+    """The client for -addr (or SKYDNS_API_ADDR); a bad address is a usage error naming
+    where it came from."""
+    if args.addr:
+        addr, source = args.addr, "-addr"
+    elif os.environ.get("SKYDNS_API_ADDR"):
+        addr, source = os.environ["SKYDNS_API_ADDR"], "SKYDNS_API_ADDR"
+    else:
+        addr, source = DEFAULT_ADDR, "the default address"
+    try:
+        return Client(addr, token, timeout=args.timeout)
+    except ValueError as err:
+        raise _Usage(f"{source} {addr!r}: {err}") from None
+
+
 @cli.entry
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -313,10 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("skydns-apicmd: no token: use -token or set SKYDNS_API_TOKEN", file=sys.stderr)
         return EXIT_USAGE
-    addr = args.addr or os.environ.get("SKYDNS_API_ADDR") or DEFAULT_ADDR
     try:
-        client = Client(addr, token, timeout=args.timeout)
-    except ValueError as err:
+        client = _client(args, token)
+    except _Usage as err:
         print(f"skydns-apicmd: {err}", file=sys.stderr)
         return EXIT_USAGE
     try:
