@@ -19,7 +19,7 @@ import pytest
 
 from apicmd.client import Client
 from devup import recursor as devup_recursor
-from devup.localetcd import find_binary
+from devup.localetcd import find_binary, version_of
 
 from dnstest import ROOT, free_port
 from etcdtest import wait_for
@@ -259,6 +259,9 @@ def test_restart_within_a_minute_restart_components_and_reset(tmp_path: Path):
     finally:
         _stop(proc, out)
 
+    # etcd's data is kept per etcd version: an older etcd on PATH never sees a newer one's
+    version = version_of(find_binary("etcd", bundled_first=True))
+    assert (tmp_path / "demo" / "etcd" / f"data-{version}").is_dir()
     proc, out = start(2)
     try:
         again = _ready_json(proc, out)
@@ -291,3 +294,36 @@ def test_a_taken_port_names_its_holder(tmp_path: Path):
     assert f"127.0.0.1:{api_port}/tcp held by pid {os.getpid()} (" in done.stderr
     assert "pass --api-port" in done.stderr
     assert not (tmp_path / "demo").exists()  # nothing started
+
+
+def test_etcd_refusing_its_data_says_what_to_do(tmp_path: Path):
+    """An etcd older than the one that wrote the data dir stops at once; the message carries
+    etcd's own reason and the way out (`--reset`), not only "see etcd.log"."""
+    from devup.localetcd import EtcdStartError, LocalEtcd, refusal
+
+    log = tmp_path / "etcd.log"
+    log.write_text('{"level":"info","msg":"starting"}\n'
+                   '{"level":"fatal","msg":"failed to start etcd",'
+                   '"error":"cluster cannot be downgraded (current version: 3.4.30 is lower '
+                   'than determined cluster version: 3.5)."}\n')
+    assert refusal(log) == ("failed to start etcd; cluster cannot be downgraded (current "
+                            "version: 3.4.30 is lower than determined cluster version: 3.5).")
+    # A real refusal: the data dir is a file, etcd cannot use it.
+    (tmp_path / "etcd").mkdir()
+    (tmp_path / "etcd" / "data-x").write_text("not a directory")
+    etcd = LocalEtcd(tmp_path / "etcd", free_port(), data_name="data-x")
+    with pytest.raises(EtcdStartError) as err:
+        etcd.start(timeout=30)
+    assert "exited while starting: " in str(err.value)
+    assert "skydns up --reset" in str(err.value)
+
+
+def test_restart_delay_backs_off_while_it_keeps_exiting():
+    from devup.procs import FIRST_RESTART, MAX_RESTART, STABLE, restart_delay
+
+    delays = [FIRST_RESTART]
+    for _ in range(6):
+        delays.append(restart_delay(delays[-1], ran_for=1.0))
+    assert delays[:3] == [FIRST_RESTART, FIRST_RESTART * 2, FIRST_RESTART * 4]
+    assert delays[-1] == MAX_RESTART
+    assert restart_delay(MAX_RESTART, ran_for=STABLE) == FIRST_RESTART
