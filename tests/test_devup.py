@@ -183,6 +183,8 @@ def test_up_with_recursor_and_janitor(tmp_path: Path):
         assert proc.poll() is None, text
         assert f"dig @127.0.0.1 -p {rec_port} web.skydns.test A +short" in text
         assert "pdns_recursor.log" in text and "skydns-janitor.log" in text
+        assert f"127.0.0.1:{rec_port} udp+tcp, API http://127.0.0.1:{rec_api}/api/v1" in text
+        assert f"purges http://127.0.0.1:{rec_api}, metrics http://127.0.0.1:" in text
         wait_for(lambda: _web(rec_port) == WEB, timeout=10, message=text)
         assert _web(rec_port) == WEB  # cached now (TTL 30 s in the samples)
         endpoint = re.search(r"--endpoints (http://[0-9.:]+)", text)[1]
@@ -271,12 +273,22 @@ def test_restart_within_a_minute_restart_components_and_reset(tmp_path: Path):
     finally:
         _stop(proc, out)
 
+    # Its port really taken, etcd moves, and says so (never silently).
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # etcd's TIME_WAIT
+    holder.bind(("127.0.0.1", int(endpoint.rsplit(":", 1)[1])))
+    holder.listen()
     proc, out = start(3, "--reset", "--no-restart")
     try:
         fresh = _ready_json(proc, out)
         assert fresh["samples_written"] and not fresh["restart"]
-        assert "--reset: removed" in (tmp_path / "err3.txt").read_text()
+        err = (tmp_path / "err3.txt").read_text()
+        assert "--reset: removed" in err
+        assert fresh["etcd"]["endpoint"] != endpoint
+        assert fresh["etcd"]["moved"].startswith(f"{endpoint[7:]} is held by pid {os.getpid()}")
+        assert f"etcd on {fresh['etcd']['endpoint']} instead" in err
     finally:
+        holder.close()
         _stop(proc, out)
 
 
