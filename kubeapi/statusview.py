@@ -8,15 +8,20 @@ turns that into the document served at GET /skydns/status:
     {"zone": "skydns.local.", "revision": 42,
      "names": [{"name": "cctv2.skydns.local.", "addresses": [
          {"ip": "192.168.10.1", "type": "A", "status": "UP", "scanner": "scan-1",
-          "scanner_live": true, "checks": ["http:8080/healthz"], "reason": null}]}],
+          "scanner_live": true, "checks": ["http:8080/healthz"], "reason": null,
+          "since": "2024-05-01T12:00:00.000Z", "maintenance": null}]}],
      "names_total": 1, "leader": "sched-1", "schedulers": ["sched-1", "sched-2"],
      "scanners": [{"hostname": "scan-1", "addresses": 1}],
-     "counts": {"addresses": 1, "up": 1, "down": 0, "unknown": 0, "unassigned": 0}}
+     "counts": {"addresses": 1, "up": 1, "down": 0, "unknown": 0, "unassigned": 0,
+                "maint": 0}}
 
 `status` is null for an address without a (readable) status key, `scanner` null when no report
 key assigns it; SRV addresses carry their `port`. `checks` are the address' HTTP(S) checks in
-their one-line spelling (skydns/checks.py), `reason` why a scanner last found it DOWN (it
-stays after the address is UP again: the last failure), or null.
+their one-line spelling (skydns/checks.py), `reason` why a scanner last found it DOWN (the
+last failure: shown after the address is UP again, from `lastfailure`), or null; `since` when
+its status last changed (null for values written before scanners recorded it) and
+`maintenance` the operator's `{reason, by, since}` while it is taken out of the answers
+(counted in `maint`, beside its UP/DOWN count).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from skydns.checks import describe
+from skydns.flips import maintenance_of
 from skydns.health import report_owner
 from skydns.keys import ip_of_key
 from skydns.store import KV
@@ -75,23 +81,31 @@ def leader_order(locks: Mapping[str, int]) -> list[str]:
     return sorted(locks, key=lambda host: (locks[host], host))
 
 
-def status_details(value: bytes) -> tuple[tuple[str, ...], str | None]:
-    """(checks as one-line spellings, last failure reason) of a status value."""
+NO_DETAILS = ((), None, None, None)
+
+
+def status_details(value: bytes) -> tuple:
+    """(checks as one-line spellings, last failure reason, since, maintenance) of a status
+    value; NO_DETAILS when it has none of them."""
     try:
         obj = json.loads(value)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        return (), None
+        return NO_DETAILS
     if not isinstance(obj, dict):
-        return (), None
+        return NO_DETAILS
     reason = obj.get("reason")
-    return tuple(describe(obj.get("checks"))), reason if isinstance(reason, str) else None
+    last = obj.get("lastfailure")
+    if not isinstance(reason, str) and isinstance(last, dict):
+        reason = last.get("reason")  # UP again: the last failure says what happened
+    since = obj.get("since")
+    return (tuple(describe(obj.get("checks"))), reason if isinstance(reason, str) else None,
+            since if isinstance(since, str) else None, maintenance_of(obj))
 
 
 def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[str, str | None],
                    reports: Mapping[str, str], hearts: Iterable[str], locks: Mapping[str, int],
                    revision: int = 0, max_names: int = MAX_NAMES,
-                   details: Mapping[str, tuple[tuple[str, ...], str | None]] | None = None
-                   ) -> dict:
+                   details: Mapping[str, tuple] | None = None) -> dict:
     """The status document (see the module doc) from decoded state; pure. `details`: ip ->
     status_details() of its status value."""
     details = details or {}
@@ -99,7 +113,7 @@ def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[st
     by_name: dict[str, set[Address]] = {}
     for addr in addresses:
         by_name.setdefault(addr.name, set()).add(addr)
-    counts = {"addresses": 0, "up": 0, "down": 0, "unknown": 0, "unassigned": 0}
+    counts = {"addresses": 0, "up": 0, "down": 0, "unknown": 0, "unassigned": 0, "maint": 0}
     assigned: dict[str, int] = {host: 0 for host in live}
     names = []
     for name in sorted(by_name, key=lambda n: n.rstrip(".")):
@@ -107,9 +121,12 @@ def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[st
         for addr in sorted(by_name[name], key=lambda a: (ip_sort_key(a.ip), a.port, a.rtype)):
             status = statuses.get(addr.ip)
             owner = reports.get(addr.ip)
-            checks, reason = details.get(addr.ip, ((), None))
+            checks, reason, since, maint = details.get(addr.ip, NO_DETAILS)
             row = {"ip": addr.ip, "type": addr.rtype, "status": status, "scanner": owner,
-                   "scanner_live": owner in live, "checks": list(checks), "reason": reason}
+                   "scanner_live": owner in live, "checks": list(checks), "reason": reason,
+                   "since": since, "maintenance": maint}
+            if maint is not None:
+                counts["maint"] += 1
             if addr.rtype == "SRV":
                 row["port"] = addr.port
             rows.append(row)
@@ -152,8 +169,10 @@ class StatusState:
         self.version = 0
         self.revision = 0
         self.addresses: dict[str, Address] = {}  # record key -> its address
+        self.holders: dict[str, set[str]] = {}  # ip -> record keys holding it
         self.statuses: dict[str, str | None] = {}  # ip -> UP / DOWN / None (unreadable)
-        self.details: dict[str, tuple] = {}  # ip -> (checks, reason) when it has either
+        # ip -> status_details() when it has any (most values of a big zone have none)
+        self.details: dict[str, tuple] = {}
         self.reports: dict[str, str] = {}  # ip -> scanner hostname
         self.hearts: set[str] = set()  # live scanner hostnames
         self.locks: dict[str, int] = {}  # scheduler hostname -> create revision of its key
@@ -169,16 +188,16 @@ class StatusState:
     def _put(self, source: str, kv: KV) -> None:
         if source == "records":
             addr = record_address(kv.key, kv.value)
-            if addr is None:
-                self.addresses.pop(kv.key, None)
-            else:
+            self._drop_address(kv.key)
+            if addr is not None:
                 self.addresses[kv.key] = addr
+                self.holders.setdefault(addr.ip, set()).add(kv.key)
         elif source == "status":
             ip = self._ip(source, kv.key)
             if ip is not None:
                 self.statuses[ip] = decode_status(kv.value)
                 details = status_details(kv.value)
-                if details[0] or details[1]:
+                if any(details):
                     self.details[ip] = details
                 else:
                     self.details.pop(ip, None)
@@ -202,7 +221,7 @@ class StatusState:
 
     def _delete(self, source: str, key: str) -> None:
         if source == "records":
-            self.addresses.pop(key, None)
+            self._drop_address(key)
             return
         if source in ("status", "report"):
             table = self.statuses if source == "status" else self.reports
@@ -214,7 +233,18 @@ class StatusState:
         else:
             self.hearts.discard(self._suffix(source, key))
 
+    def _drop_address(self, key: str) -> None:
+        old = self.addresses.pop(key, None)
+        if old is not None:
+            keys = self.holders.get(old.ip)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.holders[old.ip]
+
     def _clear(self, source: str) -> None:
+        if source == "records":
+            self.holders.clear()
         if source == "status":
             self.details.clear()
         {"records": self.addresses, "status": self.statuses, "report": self.reports,

@@ -13,12 +13,14 @@ import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aetcd
 
 from skydns import notify
 from skydns import txn as etcd
 from skydns.checks import HttpCheck
+from skydns.flips import DOWN, Flip, dump, push_history, render_flip
 from skydns.health import report_owner
 from skydns.keys import parse_ip
 from skydns.lease import KeptLease
@@ -28,7 +30,7 @@ from skydns.store import KV, Mirror, describe_error, make_client
 
 from .damping import Damper
 from .probes import Prober, detect_icmp_mode, icmp_unavailable_reason
-from .status import StatusValue, read_status, render_status
+from .status import StatusValue, read_status
 
 log = logging.getLogger("skydns.scanner")
 
@@ -61,6 +63,7 @@ class Agent:
         self.etcd_section = etcd_section
         self.status_path: str = etcd_section["status-path"]
         self.report_path: str = etcd_section["report-path"]
+        self.history_path: str = etcd_section["history-path"]
         self.heart_key: str = etcd_section["heart-path"] + self.hostname
         self.prober = Prober(tcp_timeout=1.0, icmp_mode=None,
                              max_concurrency=cfg["Check"]["max-concurrency"])
@@ -399,14 +402,32 @@ class Agent:
 
     async def _write(self, target: Target, item: KV, fields: dict | None, old: str | None,
                      new: str) -> bool:
-        """One guarded write; True when it lost a race and should be tried again."""
-        data = render_status(fields, new, self.hostname, reason=target.reason)
+        """Write the flip the damper decided; True when it lost a race and should be tried
+        again."""
+        flip = Flip(new, self.hostname, datetime.now(UTC),
+                    target.reason if new == DOWN else None)
+        return await self.write_flip(target, item, fields, old, flip)
+
+    async def write_flip(self, target: Target, item: KV, fields: dict | None,
+                         old: str | None, flip: Flip) -> bool:
+        """The one place a flip is written: the status value and its history entry in one
+        guarded transaction (skydns/flips.py builds both). True when it lost a race to
+        another writer of either key and should be tried again."""
+        value, entry = render_flip(fields, old, flip)
+        data = dump(value)
+        hkey = self.history_path + target.ip
         if fields is None:
             log.warning("replacing unreadable status value", extra=kv(key=item.key))
         try:
-            result = await etcd.txn(self._client, [etcd.mod_is(item.key, item.mod_revision)],
-                                    [etcd.put_op(item.key, data, item.lease)],
-                                    [etcd.get_op(item.key)])
+            seen = await etcd.txn(self._client, [], [etcd.get_op(hkey)])
+            history = seen.found[0] if seen.found else None
+            result = await etcd.txn(
+                self._client,
+                [etcd.mod_is(item.key, item.mod_revision),
+                 etcd.mod_is(hkey, history.mod_revision if history else 0)],
+                [etcd.put_op(item.key, data, item.lease),
+                 etcd.put_op(hkey, push_history(history.value if history else None, entry))],
+                [etcd.get_op(item.key)])
         except Exception as exc:
             self.write_errors += 1
             self._warn.every("write", "status write failed; retrying next round",
@@ -415,7 +436,8 @@ class Agent:
         if result.succeeded:
             self._remember(target.ip, KV(item.key, data, result.revision, item.lease))
             self.status_writes += 1
-            log.info("status changed", extra=kv(ip=target.ip, status=new, was=old or "unknown"))
+            log.info("status changed", extra=kv(ip=target.ip, status=flip.status,
+                                                was=old or "unknown", reason=entry["reason"]))
             return False
         # Someone wrote after our last look (or deleted the key): never overwrite that blindly.
         self.write_conflicts += 1
@@ -427,6 +449,8 @@ class Agent:
                 self._forget_status(target.ip)
                 self._reconcile([target.ip])
             return False
+        if fresh.mod_revision == item.mod_revision:
+            return True  # only the history moved (another writer's entry): read it again
         fresh_kv = KV(fresh.key, fresh.value, fresh.mod_revision, fresh.lease)
         self._note_status(target.ip, item, fresh_kv)
         self._remember(target.ip, fresh_kv)

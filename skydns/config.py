@@ -78,6 +78,7 @@ report-path = etcd_path(default="/skydns/monitor/report/")
 heart-path = etcd_path(default="/skydns/monitor/heart/")
 lock-path = etcd_path(default="/skydns/monitor/lock/")
 refs-path = etcd_path(default="/skydns/monitor/refs/")
+history-path = etcd_path(default="/skydns/monitor/history/")
 """
 
 _DNS_SPEC = (

@@ -2,13 +2,18 @@
 
 `/skydns/monitor/status/<ip>` -> `{"status": "UP"|"DOWN", "ports": [...]}`. Only DOWN takes an
 address out of answers: a missing key, an unknown status or a value we cannot read counts as UP,
-so a broken scanner can never blank out a service.
+so a broken scanner can never blank out a service. An operator's `maintenance` field counts as
+DOWN whatever the status says: read here, once, so every answer path (DNS, the PowerDNS
+backend, transfers, dump, the janitor's purges) leaves the address out alike, and fail-open
+treats it as it treats DOWN.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+
+from .flips import maintenance_of
 
 log = logging.getLogger("skydns.health")
 
@@ -25,12 +30,16 @@ def report_owner(value: bytes) -> str | None:
 
 
 def parse_status(key: str, value: bytes) -> str:
-    """ "UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP."""
+    """ "UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP.
+    An address in maintenance is DOWN."""
     try:
         obj = json.loads(value)
         status = obj.get("status", "UP") if isinstance(obj, dict) else None
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep is bad JSON too
         status = None
+    else:
+        if maintenance_of(obj) is not None:
+            return "DOWN"
     if not isinstance(status, str) or status.upper() not in ("UP", "DOWN"):
         log.warning("unreadable status value, counted as UP", extra={"kv": {"key": key}})
         return "UP"
