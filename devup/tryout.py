@@ -132,6 +132,7 @@ Record API (the admin token is also in {short(s.data / "api-token")}):{path_hint
 Health state in etcd (status: UP/DOWN, report: who probes what, heart: scanners, lock: leader):
   alias etcdctl='{ctl} --endpoints {s.etcd}'
   etcdctl get --prefix /skydns/monitor/
+  skydns check --config-file {short(s.data / "skydns.conf")} --etcd   # lint the records
 
 Watch the answers change:
   kill -USR1 {os.getpid()}     # stop the {TOGGLED} backend: DOWN in ~4s (again: start it)

@@ -3,7 +3,9 @@
     skydns check [--config-dir DIR | --config-file FILE ...] [--etcd] [--json]
 
 Like `named-checkconf` and `pdnsutil check-zone`: reads, changes nothing, prints one line per
-finding (the file and key, or the etcd key, and what to do) and exits 1 when there is any.
+finding (the file and key, or the etcd key, and what to do) and exits 1 when there is any
+error; warnings (keys that no longer do anything, addresses without a status key) are
+printed and leave the status 0.
 Every error of a file is reported, not only the first a daemon would stop at. Each file is
 checked as what its name says (skydns.conf, skydns-scanner.conf, skydns-schedule.conf,
 skydns-api.conf, skydns-janitor.conf; other names by their sections). --etcd reads the
@@ -96,8 +98,8 @@ def _parser() -> cli.ArgumentParser:
         "the records and health statuses in etcd: bad values, wildcards in the middle of a "
         "name, names with both a CNAME and addresses, CNAME/SRV/MX/NS targets in the zone that "
         "do not exist, status keys of addresses no record holds, addresses without a status "
-        "key. One line per finding with what to do; exit status 1 when there is any, 0 when "
-        "all is well, 2 for bad usage.",
+        "key (a warning). One line per finding with what to do; exit status 1 when there is any "
+        "but warnings, 0 when all is well, 2 for bad usage.",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--config-dir", metavar="DIR",
@@ -161,8 +163,7 @@ def _etcd_findings(files: list[tuple[Path | None, str]]) -> list[dict]:
         servers = ", ".join(cfg["Etcd"]["etcd-servers"])
         return [_etcd_problem(f"cannot read etcd at {servers}: {store.describe_error(err)}",
                               f"check [Etcd] etcd-servers in {where} and that etcd runs")]
-    return [{"source": "etcd", "severity": "error", **f.as_dict(), "line": f.line()}
-            for f in found]
+    return [{"source": "etcd", **f.as_dict(), "line": f.line()} for f in found]
 
 
 def _etcd_problem(problem: str, fix: str) -> dict:

@@ -12,7 +12,8 @@ decoded with the server's own parser (skydns/records.py) and looked up in its ow
     cname-and-address  a name with a CNAME and addresses: A/AAAA get the addresses only
     missing-target     a CNAME/SRV/MX/NS target inside the zone that does not exist
     orphan-status      a status key of an address no record holds (still probed)
-    no-status          an address without a status key (never probed: always UP)
+    no-status          an address without a status key (never probed: always UP); a
+                       warning, as skydns without health checks is a setup of its own
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Finding:
     code: str
     problem: str
     fix: str
+    severity: str = "error"  # or "warning": reported, yet nothing is wrong for sure
 
     def line(self) -> str:
         return f"{self.key}: {self.problem}; {self.fix}"
@@ -154,7 +156,7 @@ def _health(records: list[Record], statuses: Iterable[tuple[str, bytes]], status
                 f"{ip} has no status key ({status_path}{ip}): no scanner probes it, it is "
                 f"always UP" + (f" (also held by {_keys(recs[1:])})" if recs[1:] else ""),
                 f"etcdctl put {status_path}{ip} '{{\"ports\":[80]}}' with its ports (the API "
-                "writes one for the addresses it creates)"))
+                "writes one for the addresses it creates)", "warning"))
     return found
 
 

@@ -109,6 +109,9 @@ BAD_DATA = [
       "/skydns/test/example/web/b": {"host": "10.0.0.2"},
       STATUS + "10.0.0.1": {"status": "maybe"}},
      [(STATUS + "10.0.0.1", "bad-status"), ("/skydns/test/example/web/b", "no-status")]),
+    # Without health checks at all: a warning only (exit 0), as addresses without one are UP.
+    ({"/skydns/test/example/web/a": {"host": "10.0.0.1"}},
+     [("/skydns/test/example/web/a", "no-status")]),
     # All well: a stored wildcard as the first label, an API-style wildcard, SRV by name.
     ({"/skydns/test/example/wild/*": {"host": "10.0.3.1"},
       "/skydns/test/example/api/*/1a2b3c4d": {"host": "10.0.0.1", "type": "A"},
@@ -130,11 +133,14 @@ def test_etcd_lints(etcd, tmp_path: Path, data, expected):
     report = json.loads(out)
     found = sorted((f["key"], f["code"]) for f in report["findings"])
     assert found == sorted(expected), json.dumps(report, indent=1)
-    assert code == (1 if expected else 0)
+    errors = [f for f in report["findings"] if f["severity"] == "error"]
+    assert {f["code"] for f in report["findings"] if f["severity"] == "warning"} <= {"no-status"}
+    assert code == (1 if errors else 0) and report["ok"] is not errors
     code, out, _ = _check("--config-file", str(conf), "--etcd")
     assert len(out.splitlines()) == len(expected)
-    for key, _ in expected:  # one line each, naming the key and what to do
-        assert any(line.startswith(f"skydns check: {key}: ") and "; " in line
+    for key, what in expected:  # one line each, naming the key and what to do
+        label = "warning: " if what == "no-status" else ""
+        assert any(line.startswith(f"skydns check: {label}{key}: ") and "; " in line
                    for line in out.splitlines()), out
 
 

@@ -154,6 +154,15 @@ def test_up_runs_the_suite_and_stops_clean(tmp_path: Path):
         assert {"domain": "app.skydns.test.", "type": "A", "ips": ["127.0.10.4"]}.items() <= \
             next(r for r in listing["records"] if r["domain"] == "app.skydns.test.").items()
 
+        # The demo's own data passes the lint it suggests (warnings at most).
+        assert "--etcd   # lint the records" in text
+        check = subprocess.run(
+            [sys.executable, "-m", "dnsserver", "check", "--config-file",
+             str(tmp_path / "demo" / "skydns.conf"), "--etcd", "--json"],
+            capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert json.loads(check.stdout)["ok"]
+
         # SIGUSR1 stops the 127.0.10.2 backend: a scanner marks it DOWN, DNS follows.
         proc.send_signal(signal.SIGUSR1)
         wait_for(lambda: _web(dns_port) == WEB[:1], timeout=20, interval=0.1,
