@@ -7,6 +7,11 @@
     scanners: scan-1 alive 2 addresses; scan-2 DEAD 0 addresses
     leader: sched-1
 
+A confirmed DOWN shows who confirmed it beside its checker (`scan-1 (confirmed by scan-2)`),
+an isolated scanner why (`scan-3 alive isolated: 3 of 3 addresses fail from here ...`), and
+the API's warnings (one live scanner: nobody to confirm failures with) follow as lines of
+their own.
+
 Times are shown in the local time zone (`tz`, for tests) with how long ago (`now`, handed
 in). MAINT is shown for an address in maintenance whatever the scanners found (the detail
 view has both); its since, checker and reason are the operator's.
@@ -67,6 +72,9 @@ def health_table(doc: dict, now: datetime, tz: tzinfo | None = None) -> list[str
     for row in doc.get("addresses") or []:
         since, checker, reason = _facts(row)
         names = ",".join(_bare(n) for n in row.get("names") or []) or "-"
+        confirmed = row.get("confirmedby")
+        if checker and confirmed and not row.get("maintenance"):
+            checker = f"{checker} (confirmed by {', '.join(map(str, confirmed))})"
         rows.append([str(row.get("ip")), shown_status(row), when(since, now, tz),
                      checker or "-", reason or "-", names])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -76,6 +84,7 @@ def health_table(doc: dict, now: datetime, tz: tzinfo | None = None) -> list[str
     lines.append("scanners: " + ("; ".join(_scanner(s) for s in doc.get("scanners") or [])
                                  or "none registered"))
     lines.append(f"leader: {doc.get('leader') or 'none'}")
+    lines += [f"warning: {text}" for text in doc.get("warnings") or []]
     return lines
 
 
@@ -83,6 +92,8 @@ def _scanner(entry: dict) -> str:
     state = "alive" if entry.get("alive") else "DEAD"
     if entry.get("isolated"):
         state += " isolated"
+        if entry.get("isolation"):
+            state += f" ({entry['isolation']})"
     count = entry.get("assigned", 0)
     return f"{entry.get('name')} {state} {count} address{'es' if count != 1 else ''}"
 
@@ -96,6 +107,8 @@ def address_detail(doc: dict, now: datetime, tz: tzinfo | None = None) -> list[s
         lines.append(f"maintenance: {maint.get('reason')} (by {maint.get('by')}, since "
                      f"{when(maint.get('since'), now, tz)}): left out of every answer")
     lines.append(f"checker:     {doc.get('checker') or '-'}")
+    if doc.get("confirmedby"):
+        lines.append(f"confirmedby: {', '.join(map(str, doc['confirmedby']))}")
     if doc.get("reason"):
         lines.append(f"reason:      {doc['reason']}")
     lines.append(f"scanner:     {doc.get('scanner') or 'not assigned'}")

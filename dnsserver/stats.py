@@ -54,6 +54,8 @@ COUNTERS = (
     "truncated",
     "fail_open",
     "axfr",
+    "tsig_signed",  # signed requests answered (signed)
+    "tsig_failed",  # signed requests answered NOTAUTH (BADKEY, BADSIG, BADTIME)
 )
 GAUGES = ("cache_size", "records", "down_addresses", "cache_evictions")
 # what a cache hit counts as besides a request, from its entry's kind ("nodata+truncated")

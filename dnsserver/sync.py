@@ -22,7 +22,7 @@ log = logging.getLogger("skydns.sync")
 
 RECORDS_PREFIX = PREFIX + "/"
 MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-path",
-                 "history-path")
+                 "confirm-path", "history-path")
 
 
 def health_prefixes(etcd_section: dict) -> tuple[str, ...]:

@@ -3,8 +3,10 @@
     GET /skydns/health
     {"addresses": [{"ip": "10.0.0.1", "status": "DOWN", "since": "2024-...Z",
                     "reason": "tcp 80: refused", "checker": "scan-1", "maintenance": null,
-                    "scanner": "scan-1", "names": ["web.skydns.local."]}, ...],
+                    "scanner": "scan-1", "confirmedby": ["scan-2"],
+                    "names": ["web.skydns.local."]}, ...],
      "scanners": [{"name": "scan-1", "alive": true, "assigned": 12, ...heartbeat fields}],
+     "warnings": ["one live scanner (scan-1): nobody can confirm its failures, ..."],
      "leader": "sched-1", "counts": {"addresses": 2, "up": 1, "down": 1, "maint": 0,
                                      "unknown": 0}}
 
@@ -16,7 +18,11 @@ status key monitors is listed once, by its canonical spelling; `status` is null 
 readable status exists (the DNS server counts that as UP). `maintenance` is the operator's
 `{reason, by, since}` or null. A scanner's entry carries its heartbeat value's fields as they
 are (a newer scanner may add some) beside `name`, `alive` and `assigned`; scanners that hold
-assignments but no heartbeat are listed with `alive: false`.
+assignments but no heartbeat are listed with `alive: false`. A scanner's state is in its
+heartbeat fields: `"isolated": true` (it cannot see the service network and its addresses
+are with the others; `isolation` says why) or not. `confirmedby` names the scanners that
+confirmed a DOWN (absent otherwise). `warnings` (absent when there is nothing to say): nobody
+to confirm failures with (one live scanner), or nobody probing at all.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import json
 from collections.abc import Iterable, Mapping
 
 from skydns.flips import Facts, read_facts, read_history
-from skydns.health import report_owner
+from skydns.health import heart_isolation, report_owner, scanner_warnings
 from skydns.keys import canonical_ip, ip_of_key
 from skydns.store import KV
 
@@ -75,7 +81,9 @@ class HealthFacts:
             if ip is not None and owner is not None:
                 self.scanner_of[ip] = owner
         self.hearts: dict[str, dict] = {}
+        self.isolation: dict[str, str | None] = {}  # live scanner -> why isolated, or None
         for kv in hearts:
+            self.isolation[kv.key[len(prefixes["heart"]):]] = heart_isolation(kv.value)
             name = kv.key[len(prefixes["heart"]):]
             try:
                 value = json.loads(kv.value)
@@ -91,10 +99,13 @@ class HealthFacts:
 
     def address(self, ip: str) -> dict:
         facts = self.facts.get(ip) or Facts(None)
-        return {"ip": ip, "status": facts.status, "since": facts.since,
-                "reason": facts.reason, "checker": facts.checker,
-                "maintenance": facts.maintenance, "scanner": self.scanner_of.get(ip),
-                "names": sorted(self.names.get(ip, ()), key=lambda n: n.rstrip("."))}
+        row = {"ip": ip, "status": facts.status, "since": facts.since,
+               "reason": facts.reason, "checker": facts.checker,
+               "maintenance": facts.maintenance, "scanner": self.scanner_of.get(ip),
+               "names": sorted(self.names.get(ip, ()), key=lambda n: n.rstrip("."))}
+        if facts.confirmedby:  # only a DOWN other scanners confirmed has it
+            row["confirmedby"] = list(facts.confirmedby)
+        return row
 
     def detail(self, ip: str, history: bytes | None) -> dict:
         facts = self.facts.get(ip) or Facts(None)
@@ -116,5 +127,9 @@ class HealthFacts:
         scanners = [{**self.hearts.get(name, {}), "name": name, "alive": name in self.hearts,
                      "assigned": assigned.get(name, 0)}
                     for name in sorted(self.hearts.keys() | assigned.keys())]
-        return {"addresses": addresses, "scanners": scanners, "leader": self.leader,
-                "counts": counts}
+        doc = {"addresses": addresses, "scanners": scanners, "leader": self.leader,
+               "counts": counts}
+        warnings = scanner_warnings(self.isolation)
+        if warnings and (self.isolation or ips):
+            doc["warnings"] = warnings
+        return doc

@@ -34,6 +34,7 @@ td.name { font-weight: 600; }
 .UP { color: #0f7a2e; font-weight: 600; }
 .DOWN { color: #b3261e; font-weight: 600; }
 .none, .gone { color: #888; }
+.warnings { color: #b3261e; font-weight: 600; }
 td.checks { font-family: ui-monospace, monospace; font-size: .92em; }
 td.reason { color: #8a4b00; }
 """
@@ -78,8 +79,10 @@ SCRIPT = """
     $("leader").textContent = snap.leader || "none";
     $("standby").textContent = snap.schedulers.slice(1).join(", ") || "none";
     $("scanners").textContent = snap.scanners.map(function (s) {
-      return s.hostname + " (" + s.addresses + ")";
+      return s.hostname + " (" + s.addresses + ")"
+        + (s.state === "isolated" ? " ISOLATED: " + (s.isolation || "") : "");
     }).join(", ") || "none";
+    $("warnings").textContent = (snap.warnings || []).join(" ");
     var c = snap.counts;
     $("summary").textContent = snap.names_total + " names, " + c.addresses + " addresses: "
       + c.up + " UP, " + c.down + " DOWN, " + c.unknown + " without status, "
@@ -121,7 +124,8 @@ SCRIPT = """
           : a.scanner + (a.scanner_live ? "" : " (not live)");
         tr.appendChild(cell(owner, a.scanner !== null && a.scanner_live ? "" : "gone"));
         tr.appendChild(cell((a.checks || []).join("; "), "checks"));
-        tr.appendChild(cell(a.reason || "", "reason"));
+        tr.appendChild(cell((a.reason || "") + (a.confirmedby && a.confirmedby.length
+          ? " (confirmed by " + a.confirmedby.join(", ") + ")" : ""), "reason"));
         var m = a.maintenance;
         tr.appendChild(cell(m ? (m.reason || "") + " (" + (m.by || "?") + ", "
           + when(m.since) + ")" : "", "maint"));
@@ -267,7 +271,8 @@ HTML = f"""<!doctype html>
 <div id="banner" role="alert"></div>
 <p class="meta">Scheduler leader: <b id="leader">-</b> &middot;
 standby: <span id="standby">-</span></p>
-<p class="meta">Live scanners (addresses owned): <span id="scanners">-</span></p>
+<p class="meta">Live scanners (addresses owned): <span id="scanners">-</span>
+  <span id="warnings" class="warnings"></span></p>
 <p class="meta">Updated <span id="updated">never</span>, <span id="mode"></span></p>
 <p id="summary"></p>
 <table>

@@ -21,7 +21,12 @@ their one-line spelling (skydns/checks.py), `reason` why a scanner last found it
 last failure: shown after the address is UP again, from `lastfailure`), or null; `since` when
 its status last changed (null for values written before scanners recorded it) and
 `maintenance` the operator's `{reason, by, since}` while it is taken out of the answers
-(counted in `maint`, beside its UP/DOWN count).
+(counted in `maint`, beside its UP/DOWN count); a DOWN other scanners confirmed has
+`confirmedby: ["scan-2"]`. An isolated scanner (its heartbeat says it cannot see the service
+network; its addresses are with the others) has `"state": "isolated", "isolation": "<why>"`
+(the others "ok", shown as nothing); `warnings: [...]` says when no second scanner can
+confirm failures, or none probes at all. Those three keys are there only when they say
+something.
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from skydns.checks import describe
-from skydns.flips import maintenance_of
-from skydns.health import report_owner
+from skydns.flips import confirmed_by, maintenance_of
+from skydns.health import heart_isolation, report_owner, scanner_warnings
 from skydns.keys import ip_of_key
 from skydns.store import KV
 
@@ -81,12 +86,12 @@ def leader_order(locks: Mapping[str, int]) -> list[str]:
     return sorted(locks, key=lambda host: (locks[host], host))
 
 
-NO_DETAILS = ((), None, None, None)
+NO_DETAILS = ((), None, None, None, None)
 
 
 def status_details(value: bytes) -> tuple:
-    """(checks as one-line spellings, last failure reason, since, maintenance) of a status
-    value; NO_DETAILS when it has none of them."""
+    """(checks as one-line spellings, last failure reason, since, maintenance, the scanners
+    that confirmed a DOWN) of a status value; NO_DETAILS when it has none of them."""
     try:
         obj = json.loads(value)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -98,8 +103,11 @@ def status_details(value: bytes) -> tuple:
     if not isinstance(reason, str) and isinstance(last, dict):
         reason = last.get("reason")  # UP again: the last failure says what happened
     since = obj.get("since")
+    status = obj.get("status")
+    confirmed = (confirmed_by(obj) if isinstance(status, str) and status.upper() == "DOWN"
+                 else None)
     return (tuple(describe(obj.get("checks"))), reason if isinstance(reason, str) else None,
-            since if isinstance(since, str) else None, maintenance_of(obj))
+            since if isinstance(since, str) else None, maintenance_of(obj), confirmed)
 
 
 def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[str, str | None],
@@ -107,9 +115,11 @@ def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[st
                    revision: int = 0, max_names: int = MAX_NAMES,
                    details: Mapping[str, tuple] | None = None) -> dict:
     """The status document (see the module doc) from decoded state; pure. `details`: ip ->
-    status_details() of its status value."""
+    status_details() of its status value. `hearts`: the live scanners, or a mapping of them
+    to why each is isolated (None: it is not)."""
     details = details or {}
-    live = set(hearts)
+    isolation = dict(hearts) if isinstance(hearts, Mapping) else dict.fromkeys(hearts)
+    live = set(isolation)
     by_name: dict[str, set[Address]] = {}
     for addr in addresses:
         by_name.setdefault(addr.name, set()).add(addr)
@@ -121,10 +131,12 @@ def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[st
         for addr in sorted(by_name[name], key=lambda a: (ip_sort_key(a.ip), a.port, a.rtype)):
             status = statuses.get(addr.ip)
             owner = reports.get(addr.ip)
-            checks, reason, since, maint = details.get(addr.ip, NO_DETAILS)
+            checks, reason, since, maint, confirmed = details.get(addr.ip, NO_DETAILS)
             row = {"ip": addr.ip, "type": addr.rtype, "status": status, "scanner": owner,
                    "scanner_live": owner in live, "checks": list(checks), "reason": reason,
                    "since": since, "maintenance": maint}
+            if confirmed:
+                row["confirmedby"] = list(confirmed)
             if maint is not None:
                 counts["maint"] += 1
             if addr.rtype == "SRV":
@@ -142,16 +154,26 @@ def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[st
         if owner in assigned:
             assigned[owner] += 1
     order = leader_order(locks)
-    return {
+    scanners = []
+    for host in sorted(live):
+        entry = {"hostname": host, "addresses": assigned[host]}
+        if isolation[host] is not None:
+            entry.update(state="isolated", isolation=isolation[host])
+        scanners.append(entry)
+    doc = {
         "zone": zone,
         "revision": revision,
         "names": names,
         "names_total": len(by_name),
         "leader": order[0] if order else None,
         "schedulers": order,
-        "scanners": [{"hostname": h, "addresses": assigned[h]} for h in sorted(live)],
+        "scanners": scanners,
         "counts": counts,
     }
+    warnings = scanner_warnings(isolation)
+    if warnings and (live or counts["addresses"]):
+        doc["warnings"] = warnings
+    return doc
 
 
 class StatusState:
@@ -174,7 +196,7 @@ class StatusState:
         # ip -> status_details() when it has any (most values of a big zone have none)
         self.details: dict[str, tuple] = {}
         self.reports: dict[str, str] = {}  # ip -> scanner hostname
-        self.hearts: set[str] = set()  # live scanner hostnames
+        self.hearts: dict[str, str | None] = {}  # live scanner -> why isolated, or None
         self.locks: dict[str, int] = {}  # scheduler hostname -> create revision of its key
 
     def _suffix(self, source: str, key: str) -> str:
@@ -211,7 +233,7 @@ class StatusState:
             else:
                 self.reports[ip] = owner
         elif source == "heart":
-            self.hearts.add(self._suffix(source, kv.key))
+            self.hearts[self._suffix(source, kv.key)] = heart_isolation(kv.value)
         elif source == "lock":
             # A put to a key already held keeps its place in the queue: etcd keeps the create
             # revision. A new key is created at this event's revision. (The mirror does not
@@ -231,7 +253,7 @@ class StatusState:
         elif source == "lock":
             self.locks.pop(self._suffix(source, key), None)
         else:
-            self.hearts.discard(self._suffix(source, key))
+            self.hearts.pop(self._suffix(source, key), None)
 
     def _drop_address(self, key: str) -> None:
         old = self.addresses.pop(key, None)

@@ -2,14 +2,16 @@
 
 status/<ip> -> {"status": "UP"|"DOWN", "ports": [80, 443], "checks": [...], ...}: the scanner
 owns "status" and what each flip records with it (since, checker, reason while DOWN,
-lastfailure, updatetime: skydns/flips.py); every other field (ports, checks, an operator's
-maintenance, fields of newer tools) belongs to someone else and is written back unchanged.
+confirmedby while a confirmed DOWN, lastfailure, updatetime: skydns/flips.py); every other
+field (ports, checks, an operator's maintenance, fields of newer tools) belongs to someone
+else and is written back unchanged.
 report/<ip> -> {"hostname": "<scanner>", "updatetime": "..."}: written by the scheduler.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -94,7 +96,9 @@ def _is_port_text(text: str) -> bool:
 
 def render_status(fields: dict | None, status: str, checker: str,
                   now: datetime | None = None, reason: str | None = None,
-                  old: str | None = None) -> bytes:
-    """The new value of a flip from `old` to `status` (skydns.flips.render_flip), as bytes."""
-    flip = Flip(status, checker, now or datetime.now(UTC), reason)
+                  old: str | None = None, confirmedby: Sequence[str] = ()) -> bytes:
+    """The new value of a flip from `old` to `status` (skydns.flips.render_flip), as bytes;
+    `confirmedby` is there exactly while the status is a DOWN other scanners confirmed."""
+    extra = {"confirmedby": list(confirmedby)} if status == DOWN and confirmedby else {}
+    flip = Flip(status, checker, now or datetime.now(UTC), reason, extra)
     return dump(render_flip(fields, old, flip)[0])

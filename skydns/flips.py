@@ -32,9 +32,9 @@ HISTORY_MAX = 20  # a flapping address rewrites the same bounded list, it never 
 # A reason names a check and what it got; past this it is someone's response text, not that.
 MAX_REASON = 300
 MAX_MAINT_REASON = 200  # the API refuses longer ones (an operator's sentence, not a log)
-# Fields that describe a DOWN and go away with the next UP. (Scanner confirmation adds its
-# own here: a confirmation of a past failure must not stay on a healthy address.)
-DOWN_ONLY = ("reason",)
+# Fields that describe a DOWN and go away with the next UP (a confirmation of a past
+# failure must not stay on a healthy address).
+DOWN_ONLY = ("reason", "confirmedby")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +161,7 @@ class Facts:
     checker: str | None = None
     maintenance: dict | None = None
     lastfailure: dict | None = None
+    confirmedby: tuple[str, ...] | None = None  # the scanners that confirmed this DOWN
 
 
 def _text(value) -> str | None:
@@ -180,4 +181,14 @@ def read_facts(value: bytes) -> Facts:
     return Facts(status, _text(obj.get("since")),
                  _text(obj.get("reason")) if status == DOWN else None,
                  _text(obj.get("checker")), maintenance_of(obj),
-                 dict(last) if isinstance(last, dict) else None)
+                 dict(last) if isinstance(last, dict) else None,
+                 confirmed_by(obj) if status == DOWN else None)
+
+
+def confirmed_by(fields: Mapping) -> tuple[str, ...] | None:
+    """The scanners a status value says confirmed its DOWN (`confirmedby`), or None."""
+    names = fields.get("confirmedby")
+    if not isinstance(names, list):
+        return None
+    names = tuple(n for n in names if isinstance(n, str) and n)
+    return names or None

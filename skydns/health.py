@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 
 from .flips import maintenance_of
 
@@ -27,6 +28,34 @@ def report_owner(value: bytes) -> str | None:
         return None
     host = obj.get("hostname") if isinstance(obj, dict) else None
     return host if isinstance(host, str) and host else None
+
+
+def heart_isolation(value: bytes) -> str | None:
+    """Why a scanner says it is isolated, from its heartbeat value (`{"hostname": ...,
+    "isolated": true, "isolation": "<why>"}`); None when it is not (or the value is
+    unreadable: a live scanner that says nothing readable counts as one that works)."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or obj.get("isolated") is not True:
+        return None
+    why = obj.get("isolation")
+    return why if isinstance(why, str) and why else "isolated"
+
+
+def scanner_warnings(hearts: Mapping[str, str | None]) -> list[str]:
+    """What an operator must hear about the live scanners (name -> why it is isolated, or
+    None): nobody to confirm a failure with, or nobody probing at all."""
+    working = sorted(name for name, why in hearts.items() if why is None)
+    isolated = len(hearts) - len(working)
+    also = f" ({isolated} more isolated)" if isolated else ""
+    if not working:
+        return [f"no live scanner that can probe{also}: addresses are not checked"]
+    if len(working) == 1:
+        return [f"one live scanner ({working[0]}){also}: nobody can confirm its failures, "
+                "it writes DOWN alone; run scanners on several hosts"]
+    return []
 
 
 def parse_status(key: str, value: bytes) -> str:

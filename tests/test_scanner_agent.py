@@ -129,6 +129,7 @@ def test_status_writes_never_overwrite_a_newer_write(etcd, config):
     """The write path alone (no probe loop): compare-and-swap on the mod revision."""
     ip = "127.0.0.36"
     key = STATUS + ip
+    config["Check"]["confirm"] = 0  # no watches run here: nobody to confirm with
 
     async def scenario():
         agent = Agent(config)
