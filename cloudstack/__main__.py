@@ -6,19 +6,18 @@ event bus.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from skydns import daemon
+from skydns import cli, daemon
 from skydns.config import load_or_exit
 from skydns.logsetup import setup_logging
 
 log = logging.getLogger("skydns.cloudstack")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns-cloudstack",
         description="Consumes CloudStack's events from Kafka (every partition, in the "
         "consumer group [Kafka] group) and keeps one record per virtual machine in etcd: "
@@ -43,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "cloudstack")
