@@ -54,6 +54,7 @@ COUNTERS = (
     "truncated",
     "fail_open",
     "axfr",
+    "udp_dropped",
     "tsig_signed",  # signed requests answered (signed)
     "tsig_failed",  # signed requests answered NOTAUTH (BADKEY, BADSIG, BADTIME)
 )

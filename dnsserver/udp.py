@@ -1,5 +1,9 @@
 """UDP transport. The hot path starts here: the front dict, else key the question and take the
-cache's hit path (AnswerCache.hit, shared with TCP), else the engine's miss."""
+cache's hit path (AnswerCache.hit, shared with TCP), else the engine's miss.
+
+This is the event loop's own transport (a DatagramProtocol): one recvfrom and one sendto per
+query. On Linux `udpbatch.py` reads and writes datagrams in batches instead and shares
+everything after the front with this one (`answer_slow`, `send_later`)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,36 @@ from .wire import question_key
 
 log = logging.getLogger("skydns.udp")
 errors = RateLimitedLog(log)  # one bug hit by a flood must not write a traceback per packet
+
+
+def answer_slow(engine: Engine, data: bytes, addr):
+    """Everything after the front: the cache's hit path (putting the reply into the front when
+    it may be), else the engine's miss. Reply bytes, None (stay silent) or an awaitable
+    (forwarding: see send_later)."""
+    try:
+        keyed = question_key(data, False, engine.max_udp)
+        if keyed is not None:
+            hit = engine.cache.hit(data, keyed, addr[0], engine.allowed)
+            if hit is not None:
+                tail, entry = hit
+                if not entry.mode and (not entry.expires or entry.renew):
+                    engine.cache.add_front(data[2:], tail, entry)
+                return data[:2] + tail
+        return engine.miss(data, addr[0], False)
+    except Exception:  # one bad packet must never take the worker down
+        errors.exception("query failed", {"client": addr[0]})
+        return None
+
+
+async def send_later(pending, addr, send) -> None:
+    """Await a reply that needs the network and hand it to `send(reply, addr)`."""
+    try:
+        reply = await pending
+    except Exception:
+        errors.exception("query failed", {"client": addr[0]})
+        return
+    if reply is not None:
+        send(reply, addr)
 
 
 class UdpServer(asyncio.DatagramProtocol):
@@ -39,35 +73,16 @@ class UdpServer(asyncio.DatagramProtocol):
             entry.hits += 1
             self.transport.sendto(data[:2] + hit[0], addr)
             return
-        engine = self.engine
-        try:
-            keyed = question_key(data, False, engine.max_udp)
-            if keyed is not None:
-                hit = engine.cache.hit(data, keyed, addr[0], engine.allowed)
-                if hit is not None:
-                    tail, entry = hit
-                    self.transport.sendto(data[:2] + tail, addr)
-                    if not entry.mode and (not entry.expires or entry.renew):
-                        engine.cache.add_front(data[2:], tail, entry)
-                    return
-            reply = engine.miss(data, addr[0], False)
-        except Exception:  # one bad packet must never take the worker down
-            errors.exception("query failed", {"client": addr[0]})
-            return
+        reply = answer_slow(self.engine, data, addr)
         if reply is None:
             return
         if isinstance(reply, bytes):
             self.transport.sendto(reply, addr)
         else:
-            asyncio.ensure_future(self._later(reply, addr))
+            asyncio.ensure_future(send_later(reply, addr, self._send_late))
 
-    async def _later(self, pending, addr) -> None:
-        try:
-            reply = await pending
-        except Exception:
-            errors.exception("query failed", {"client": addr[0]})
-            return
-        if reply is not None and self.transport is not None and not self.transport.is_closing():
+    def _send_late(self, reply: bytes, addr) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
     def error_received(self, exc) -> None:  # ICMP unreachable from a departed client

@@ -6,6 +6,7 @@ import pytest
 
 from etcdtest import EtcdServer
 from healthtest import Daemon
+from kafkatest import KafkaBroker
 
 CLOCKSHIFT = Path(__file__).resolve().parent / "clockshift"
 
@@ -65,3 +66,11 @@ def daemons():
         daemon.kill()
     for daemon in started:
         daemon.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """One Kafka-protocol broker (Tansu, in memory) for the run; tests use topics of their own."""
+    broker = KafkaBroker().start()
+    yield broker
+    broker.stop()
