@@ -27,6 +27,7 @@ import struct
 import time
 from dataclasses import dataclass
 
+from skydns.dnssec.message import ParseError, read_name
 from skydns.tsigkey import TsigError, TsigKey, parse_key
 
 __all__ = ["TsigError", "TsigKey", "parse_key", "TsigFormErr", "Request", "Verdict",
@@ -38,7 +39,6 @@ FUDGE = 300
 RCODE_FORMERR, RCODE_NOTAUTH = 1, 9
 BADSIG, BADKEY, BADTIME, BADTRUNC = 16, 17, 18, 22
 ERROR_NAMES = {BADSIG: "BADSIG", BADKEY: "BADKEY", BADTIME: "BADTIME", BADTRUNC: "BADTRUNC"}
-_MAX_POINTERS = 64  # a name's compression pointers followed at most (each must point back)
 
 
 class TsigFormErr(TsigError):
@@ -62,41 +62,11 @@ def _skip_name(data: bytes, i: int) -> int:
 
 
 def _read_name(data: bytes, i: int) -> tuple[bytes, int]:
-    """(the name at `i` in lower-case, uncompressed wire form, the offset past it). Pointers
-    are followed only backwards and a bounded number of times: no loops, bounded work."""
-    out = bytearray()
-    end = None
-    hops = 0
-    n = len(data)
-    while True:
-        if i >= n:
-            raise TsigFormErr("name runs past the message")
-        length = data[i]
-        if length >= 0xC0:
-            if i + 1 >= n:
-                raise TsigFormErr("name runs past the message")
-            target = ((length & 0x3F) << 8) | data[i + 1]
-            if end is None:
-                end = i + 2
-            hops += 1
-            if target >= i or hops > _MAX_POINTERS:
-                raise TsigFormErr("bad compression pointer")
-            i = target
-            continue
-        if length > 63:
-            raise TsigFormErr("bad label type")
-        if length == 0:
-            out.append(0)
-            if len(out) > 255:
-                raise TsigFormErr("name longer than 255 octets")
-            return bytes(out), (i + 1 if end is None else end)
-        if i + 1 + length > n:
-            raise TsigFormErr("name runs past the message")
-        out.append(length)
-        out += data[i + 1 : i + 1 + length].lower()
-        if len(out) > 255:
-            raise TsigFormErr("name longer than 255 octets")
-        i += 1 + length
+    """(the name at `i` in lower-case, uncompressed wire form, the offset past it)."""
+    try:
+        return read_name(data, i)
+    except ParseError as err:
+        raise TsigFormErr(str(err)) from None
 
 
 def _text(wire: bytes) -> str:
