@@ -36,6 +36,7 @@ from skydns.flips import (
     push_history,
     set_maintenance,
 )
+from skydns.monitor import json_object
 
 from .errors import ApiError, bad_request, forbidden, not_found
 from .etcd import CommitUnknown
@@ -131,11 +132,11 @@ class HealthApi:
         kvs = facts.status_keys.get(ip) or []
         entry = None
         if reason is None:
-            held = [kv for kv in kvs if maintenance_of(_obj(kv.value)) is not None]
+            held = [kv for kv in kvs if maintenance_of(json_object(kv.value)) is not None]
             if not held:
                 raise not_found(f"{ip} is not in maintenance")
             for kv in held:
-                value, entry = clear_maintenance(_obj(kv.value) or {}, by, now)
+                value, entry = clear_maintenance(json_object(kv.value) or {}, by, now)
                 plan.key_guards[kv.key] = kv.mod_revision
                 plan.puts[kv.key] = dump(value)
         else:
@@ -144,7 +145,8 @@ class HealthApi:
             targets = kvs or [None]
             for kv in targets:
                 key = kv.key if kv is not None else self.prefixes["status"] + ip
-                value, entry = set_maintenance(_obj(kv.value) if kv else None, reason, by, now)
+                value, entry = set_maintenance(json_object(kv.value) if kv else None, reason,
+                                               by, now)
                 plan.key_guards[key] = kv.mod_revision if kv else 0
                 plan.puts[key] = dump(value)
         hkey = self.history_path + ip
@@ -156,14 +158,6 @@ class HealthApi:
 
 def loop_deadline(service: RecordService) -> float:
     return asyncio.get_running_loop().time() + service.deadline
-
-
-def _obj(value: bytes) -> dict | None:
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _json(doc: dict) -> web.Response:

@@ -27,12 +27,12 @@ to confirm failures with (one live scanner), or nobody probing at all.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 
 from skydns.flips import Facts, read_facts, read_history
 from skydns.health import heart_isolation, report_owner, scanner_warnings
 from skydns.keys import canonical_ip, ip_of_key
+from skydns.monitor import json_object
 from skydns.store import KV
 
 from .records import decode, ip_sort_key
@@ -83,13 +83,9 @@ class HealthFacts:
         self.hearts: dict[str, dict] = {}
         self.isolation: dict[str, str | None] = {}  # live scanner -> why isolated, or None
         for kv in hearts:
-            self.isolation[kv.key[len(prefixes["heart"]):]] = heart_isolation(kv.value)
             name = kv.key[len(prefixes["heart"]):]
-            try:
-                value = json.loads(kv.value)
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                value = None
-            self.hearts[name] = value if isinstance(value, dict) else {}
+            self.isolation[name] = heart_isolation(kv.value)
+            self.hearts[name] = json_object(kv.value) or {}
         order = leader_order({kv.key[len(prefixes["lock"]):]: kv.mod_revision for kv in locks})
         self.leader = order[0] if order else None
 

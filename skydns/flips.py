@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .monitor import iso_time
+from .monitor import iso_time, json_object
 
 UP, DOWN, MAINT = "UP", "DOWN", "MAINT"
 HISTORY_MAX = 20  # a flapping address rewrites the same bounded list, it never grows
@@ -169,11 +169,8 @@ def _text(value) -> str | None:
 
 
 def read_facts(value: bytes) -> Facts:
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return Facts(None)
-    if not isinstance(obj, dict):
+    obj = json_object(value)
+    if obj is None:
         return Facts(None)
     status = obj.get("status")
     status = status.upper() if isinstance(status, str) and status.upper() in (UP, DOWN) else None

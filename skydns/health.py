@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 
 from .flips import maintenance_of
+from .monitor import json_object
 
 log = logging.getLogger("skydns.health")
 
@@ -34,11 +35,8 @@ def heart_isolation(value: bytes) -> str | None:
     """Why a scanner says it is isolated, from its heartbeat value (`{"hostname": ...,
     "isolated": true, "isolation": "<why>"}`); None when it is not (or the value is
     unreadable: a live scanner that says nothing readable counts as one that works)."""
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    if not isinstance(obj, dict) or obj.get("isolated") is not True:
+    obj = json_object(value)
+    if obj is None or obj.get("isolated") is not True:
         return None
     why = obj.get("isolation")
     return why if isinstance(why, str) and why else "isolated"
