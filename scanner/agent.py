@@ -13,7 +13,6 @@ import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import aetcd
 
@@ -33,7 +32,7 @@ from .confirmer import Confirmer
 from .damping import Damper
 from .isolation import ENTER, LEAVE, Isolation
 from .probes import Prober, detect_icmp_mode, icmp_unavailable_reason
-from .status import StatusValue, read_status
+from .status import StatusValue, read_status, scanner_flip
 
 log = logging.getLogger("skydns.scanner")
 
@@ -550,7 +549,7 @@ class Agent:
                 confirmed, confirmedby = True, by
                 continue  # conditions looked at again: time passed
             if not await self._write(target, item, stored.fields, stored.status, desired,
-                                     confirmedby if desired == DOWN else ()):
+                                     confirmedby):
                 return
 
     async def _confirm_down(self, target: Target, stored: str | None) -> tuple[str, ...] | None:
@@ -583,9 +582,7 @@ class Agent:
                      new: str, confirmedby: tuple[str, ...] = ()) -> bool:
         """Write the flip the damper decided; True when it lost a race and should be tried
         again. A DOWN other scanners confirmed says who in `confirmedby`."""
-        extra = {"confirmedby": list(confirmedby)} if new == DOWN and confirmedby else {}
-        flip = Flip(new, self.hostname, datetime.now(UTC),
-                    target.reason if new == DOWN else None, extra)
+        flip = scanner_flip(new, self.hostname, reason=target.reason, confirmedby=confirmedby)
         return await self.write_flip(target, item, fields, old, flip)
 
     async def write_flip(self, target: Target, item: KV, fields: dict | None,
