@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 
 from skydns.dnssec.message import ParseError, read_name
+from skydns.dnssec.names import to_text
 from skydns.tsigkey import TsigError, TsigKey, parse_key
 
 __all__ = ["TsigError", "TsigKey", "parse_key", "TsigFormErr", "Request", "Verdict",
@@ -69,14 +70,6 @@ def _read_name(data: bytes, i: int) -> tuple[bytes, int]:
         raise TsigFormErr(str(err)) from None
 
 
-def _text(wire: bytes) -> str:
-    labels, i = [], 0
-    while wire[i]:
-        labels.append(wire[i + 1 : i + 1 + wire[i]].decode("latin-1"))
-        i += 1 + wire[i]
-    return ".".join(labels) + "."
-
-
 @dataclass(slots=True)
 class Request:
     """A request's TSIG record (RFC 8945 4.2) and where it sits."""
@@ -94,11 +87,11 @@ class Request:
 
     @property
     def name(self) -> str:
-        return _text(self.name_wire)
+        return to_text(self.name_wire)
 
     @property
     def algorithm(self) -> str:
-        return _text(self.algorithm_wire).rstrip(".")
+        return to_text(self.algorithm_wire).rstrip(".")
 
     def stripped(self, data: bytes) -> bytes:
         """The message as it was before signing (ARCOUNT one less), with the ID it came
