@@ -38,6 +38,7 @@ from skydns.flips import (
 )
 from skydns.monitor import json_object
 
+from .body import read_body
 from .errors import ApiError, bad_request, forbidden, not_found
 from .etcd import CommitUnknown
 from .healthview import HealthFacts, canonical
@@ -56,13 +57,15 @@ class HealthApi:
 
     def __init__(self, service: RecordService, prefixes: dict[str, str], history_path: str,
                  read_access: Callable | None, write_access: Callable,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 read_timeout: float = 10.0):
         self.service = service
         self.prefixes = prefixes
         self.history_path = history_path
         self.read_access = read_access
         self.write_access = write_access
         self.clock = clock
+        self.read_timeout = read_timeout  # seconds for a maintenance body
 
     async def _facts(self, history_ip: str | None = None):
         store = self.service.store
@@ -106,7 +109,7 @@ class HealthApi:
         ip = self._ip(request)
         reason = None
         if request.method == "PUT":
-            reason = _reason(await _body(request))
+            reason = _reason(await read_body(request, MAX_BODY, self.read_timeout))
         for _ in range(WRITE_ATTEMPTS):
             snap, facts = await self._facts(ip)
             if not facts.known(ip):
@@ -163,19 +166,6 @@ def loop_deadline(service: RecordService) -> float:
 def _json(doc: dict) -> web.Response:
     return web.Response(text=json.dumps(doc, separators=(",", ":")),
                         content_type="application/json", headers={"Cache-Control": "no-store"})
-
-
-async def _body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, f"body larger than {MAX_BODY} bytes")
-    try:
-        body = await request.content.read(MAX_BODY + 1)
-    except ConnectionError:
-        raise ApiError(499, "client closed the connection before sending the whole body") \
-            from None
-    if len(body) > MAX_BODY:
-        raise ApiError(413, f"body larger than {MAX_BODY} bytes")
-    return body
 
 
 def _reason(body: bytes) -> str:

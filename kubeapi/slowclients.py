@@ -3,7 +3,7 @@
 `HeadDeadline` sits between the socket and aiohttp's handler: a connection must deliver a
 whole request head within `timeout` of connecting, or of the first byte after its previous
 request; a slowloris that holds connections with a byte now and then is closed. The body is
-bounded separately (routes._read_body), and idle keep-alive connections by aiohttp's
+bounded separately (body.read_body), and idle keep-alive connections by aiohttp's
 keepalive_timeout. `ConnectionLimits` caps connections per client address and in all: past
 them a new connection is closed at once. `GuardedSite` is aiohttp's TCPSite with the guard in
 front.

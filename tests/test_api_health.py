@@ -101,6 +101,8 @@ def test_bad_requests_are_refused(etcd):
                           ([], None)):
             status, doc = await call(c, "PUT", maint, body, raw=raw)
             assert status == 400 and doc["status"] == 400, (body, raw, doc)
+        status, doc = await call(c, "PUT", maint, raw=b'{"reason": "' + b"x" * 5000 + b'"}')
+        assert status == 413 and doc["status"] == 413
         status, doc = await call(c, "PUT", "/skydns/health/10.0.0.300/maintenance",
                                  {"reason": "x"})
         assert status == 400 and "not an IP address" in doc["error"]
