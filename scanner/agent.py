@@ -77,7 +77,11 @@ class Agent:
                                on_granted=self._register)
         self.confirmer = Confirmer(self.hostname, etcd_section, self.prober, self.lease,
                                    need=1, timeout=self._confirm_timeout)
-        self.isolation = Isolation(0.5, window=1.0)
+        # threshold and window set by _apply_check. Left after two looks in a row (a second
+        # apart at most) that most held addresses answer: the latest results are one check
+        # each, but of many addresses at once. So isolation ends within check-interval + 2 s
+        # of the network coming back.
+        self.isolation = Isolation(0.5, window=1.0, leave_after=2)
         # While isolated: the addresses it held when it became so, still probed (not
         # written) to see when its network is back although the scheduler moved them.
         self.held: set[str] = set()
@@ -140,10 +144,6 @@ class Agent:
         # the next scanner.
         self.confirmer.enabled = self.enabled
         self.isolation.threshold = check["isolation-threshold"]
-        # Two looks in a row (a second apart at most) that most held addresses answer: the
-        # latest results are one check each, but of many addresses at once. So isolation
-        # ends within check-interval + 2 s of the network coming back.
-        self.isolation.leave_after = 2
         # Disagreements count while they are this recent: a few fall sequences and the
         # confirmation they led to.
         self.isolation.window = 2 * self.fall * self.interval + self._confirm_timeout(

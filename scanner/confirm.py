@@ -216,7 +216,7 @@ class Confirmation:
             self.reasons[name] = reason
         if not was_pending:
             # It had been replaced: its late answer stands in for the one asked instead.
-            self._drop_extra(now)
+            self._drop_extra()
         return True
 
     def gone(self, name: str, now: float) -> bool:
@@ -245,7 +245,7 @@ class Confirmation:
             self.pending[name] = now + self.timeout
             self.asked_ever.add(name)
 
-    def _drop_extra(self, now: float) -> None:
+    def _drop_extra(self) -> None:
         # More awaited than still needed: keep the earliest asked.
         while self.pending and len(self.down) + len(self.pending) > self.need:
             self.pending.pop(next(reversed(self.pending)))
