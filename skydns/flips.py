@@ -170,8 +170,11 @@ def _text(value) -> str | None:
 
 def read_facts(value: bytes) -> Facts:
     obj = json_object(value)
-    if obj is None:
-        return Facts(None)
+    return Facts(None) if obj is None else facts_of(obj)
+
+
+def facts_of(obj: Mapping) -> Facts:
+    """The Facts of a status value already read as a JSON object."""
     status = obj.get("status")
     status = status.upper() if isinstance(status, str) and status.upper() in (UP, DOWN) else None
     last = obj.get("lastfailure")
