@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
 
+from .table import bare
+
 
 def parse_time(text) -> datetime | None:
     if not isinstance(text, str) or not text:
@@ -49,10 +51,6 @@ def when(text, now: datetime, tz: tzinfo | None = None) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S} ({ago((now - moment).total_seconds())})"
 
 
-def _bare(name: str) -> str:
-    return name.rstrip(".") or name
-
-
 def shown_status(row: dict) -> str:
     if row.get("maintenance"):
         return "MAINT"
@@ -71,7 +69,7 @@ def health_table(doc: dict, now: datetime, tz: tzinfo | None = None) -> list[str
     rows = [["ADDRESS", "STATUS", "SINCE", "CHECKER", "REASON", "NAMES"]]
     for row in doc.get("addresses") or []:
         since, checker, reason = _facts(row)
-        names = ",".join(_bare(n) for n in row.get("names") or []) or "-"
+        names = ",".join(bare(n) for n in row.get("names") or []) or "-"
         confirmed = row.get("confirmedby")
         if checker and confirmed and not row.get("maintenance"):
             checker = f"{checker} (confirmed by {', '.join(map(str, confirmed))})"
