@@ -27,6 +27,7 @@ SAMPLES = {
     "schedule": "skydns-schedule.conf",
     "api": "skydns-api.conf",
     "janitor": "skydns-janitor.conf",
+    "cloudstack": "skydns-cloudstack.conf",
 }
 
 
