@@ -572,7 +572,8 @@ class Agent:
             # after another `fall` of them, not every round.
             if self.targets.get(target.ip) is target:
                 target.damper.reset(stored)
-            self._evaluate_isolation()
+            # Isolation is looked at by _watch_isolation within a second, not here: a look
+            # reads every address, and disagreements can come by the thousand.
         elif outcome.result != ABORTED:
             self._warn.every("unanswered", "no other scanner answered a confirmation in "
                              "time; DOWN not written, asking again next round", ip=target.ip)
