@@ -8,7 +8,8 @@
     leader: sched-1
 
 A confirmed DOWN shows who confirmed it beside its checker (`scan-1 (confirmed by scan-2)`),
-an isolated scanner why (`scan-3 alive isolated: 3 of 3 addresses fail from here ...`), and
+an isolated scanner why (`scan-3 alive isolated (3 of 3 addresses fail from here ...)`),
+and
 the API's warnings (one live scanner: nobody to confirm failures with) follow as lines of
 their own.
 
