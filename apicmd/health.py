@@ -9,9 +9,8 @@
 
 A confirmed DOWN shows who confirmed it beside its checker (`scan-1 (confirmed by scan-2)`),
 an isolated scanner why (`scan-3 alive isolated (3 of 3 addresses fail from here ...)`),
-and
-the API's warnings (one live scanner: nobody to confirm failures with) follow as lines of
-their own.
+and the API's warnings (one live scanner: nobody to confirm failures with) follow as lines
+of their own.
 
 Times are shown in the local time zone (`tz`, for tests) with how long ago (`now`, handed
 in). MAINT is shown for an address in maintenance whatever the scanners found (the detail
