@@ -10,7 +10,6 @@ treats it as it treats DOWN.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 
@@ -23,11 +22,8 @@ log = logging.getLogger("skydns.health")
 def report_owner(value: bytes) -> str | None:
     """The scanner hostname a report value (`{"hostname": ..., "updatetime": ...}`, written by
     the scheduler) names; None when the value is unreadable."""
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep is bad JSON too
-        return None
-    host = obj.get("hostname") if isinstance(obj, dict) else None
+    obj = json_object(value)
+    host = obj.get("hostname") if obj is not None else None
     return host if isinstance(host, str) and host else None
 
 
@@ -59,14 +55,10 @@ def scanner_warnings(hearts: Mapping[str, str | None]) -> list[str]:
 def parse_status(key: str, value: bytes) -> str:
     """ "UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP.
     An address in maintenance is DOWN."""
-    try:
-        obj = json.loads(value)
-        status = obj.get("status", "UP") if isinstance(obj, dict) else None
-    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep is bad JSON too
-        status = None
-    else:
-        if maintenance_of(obj) is not None:
-            return "DOWN"
+    obj = json_object(value)
+    if obj is not None and maintenance_of(obj) is not None:
+        return "DOWN"
+    status = obj.get("status", "UP") if obj is not None else None
     if not isinstance(status, str) or status.upper() not in ("UP", "DOWN"):
         log.warning("unreadable status value, counted as UP", extra={"kv": {"key": key}})
         return "UP"
