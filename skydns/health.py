@@ -31,10 +31,14 @@ def heart_isolation(value: bytes) -> str | None:
     """Why a scanner says it is isolated, from its heartbeat value (`{"hostname": ...,
     "isolated": true, "isolation": "<why>"}`); None when it is not (or the value is
     unreadable: a live scanner that says nothing readable counts as one that works)."""
-    obj = json_object(value)
-    if obj is None or obj.get("isolated") is not True:
+    return isolation_of(json_object(value))
+
+
+def isolation_of(heart: Mapping | None) -> str | None:
+    """heart_isolation of a heartbeat value already read (None: unreadable)."""
+    if heart is None or heart.get("isolated") is not True:
         return None
-    why = obj.get("isolation")
+    why = heart.get("isolation")
     return why if isinstance(why, str) and why else "isolated"
 
 
