@@ -31,6 +31,8 @@ from skydns.dnssec.message import ParseError, read_name
 from skydns.dnssec.names import to_text
 from skydns.tsigkey import TsigError, TsigKey, parse_key
 
+from .querycheck import Malformed, skip_name
+
 __all__ = ["TsigError", "TsigKey", "parse_key", "TsigFormErr", "Request", "Verdict",
            "read_request", "by_wire", "check", "error_reply", "sign_reply", "Signer"]
 
@@ -44,22 +46,6 @@ ERROR_NAMES = {BADSIG: "BADSIG", BADKEY: "BADKEY", BADTIME: "BADTIME", BADTRUNC:
 
 class TsigFormErr(TsigError):
     """The message's TSIG is misplaced, repeated or unreadable: FORMERR (RFC 8945 5.2)."""
-
-
-def _skip_name(data: bytes, i: int) -> int:
-    """Past a name (a pointer ends it; it is not followed)."""
-    n = len(data)
-    while True:
-        if i >= n:
-            raise TsigFormErr("name runs past the message")
-        length = data[i]
-        if length >= 0xC0:
-            return i + 2
-        if length > 63:
-            raise TsigFormErr("bad label type")
-        if length == 0:
-            return i + 1
-        i += 1 + length
 
 
 def _read_name(data: bytes, i: int) -> tuple[bytes, int]:
@@ -113,11 +99,11 @@ def read_request(data: bytes) -> Request | None:
     try:
         i = 12
         for _ in range(qdcount):
-            i = _skip_name(data, i) + 4
+            i = skip_name(data, i) + 4
         qend = i
         for index in range(total):
             start = i
-            i = _skip_name(data, i)
+            i = skip_name(data, i)
             if i + 10 > n:
                 raise TsigFormErr("record cut short")
             if data[i] == 0 and data[i + 1] == T_TSIG:
@@ -127,10 +113,12 @@ def read_request(data: bytes) -> Request | None:
             i += 10 + ((data[i + 8] << 8) | data[i + 9])
             if i > n:
                 raise TsigFormErr("record data cut short")
-    except TsigFormErr:
-        if found is not None:
-            raise
-        return None  # no TSIG seen: the query checks say what is wrong with the message
+    except (TsigFormErr, Malformed) as err:
+        if found is None:
+            return None  # no TSIG seen: the query checks say what is wrong with the message
+        if isinstance(err, Malformed):
+            raise TsigFormErr(err.why) from None
+        raise
     if found is None:
         return None
     start, j, index = found
@@ -247,7 +235,7 @@ def error_reply(data: bytes, verdict: Verdict, now: float) -> bytes:
 def _question_end(msg: bytes) -> int:
     i = 12
     for _ in range((msg[4] << 8) | msg[5]):
-        i = _skip_name(msg, i) + 4
+        i = skip_name(msg, i) + 4
     return i
 
 
