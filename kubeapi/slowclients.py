@@ -3,7 +3,7 @@
 `HeadDeadline` sits between the socket and aiohttp's handler: a connection must deliver a
 whole request head within `timeout` of connecting, or of the first byte after its previous
 request; a slowloris that holds connections with a byte now and then is closed. The body is
-bounded separately (routes._read_body), and idle keep-alive connections by aiohttp's
+bounded separately (body.read_body), and idle keep-alive connections by aiohttp's
 keepalive_timeout. `ConnectionLimits` caps connections per client address and in all: at a
 cap the connection idle longest (between requests, nothing left to send) is closed to admit
 the new one, and only when every held one is busy is the new one closed at once.

@@ -8,7 +8,15 @@ import socket
 
 import pytest
 
-from apitest import ADMIN_TOKEN, REFS, STATUS, TOKENS, api_client, auth, records_under, run
+from apitest import (
+    ADMIN_TOKEN,
+    REFS,
+    STATUS,
+    TOKENS,
+    auth,
+    records_under,
+    scenario,
+)
 
 BASE = "/skydns/local/skydns"
 ALICE, BOB = auth(TOKENS["alice"]), auth(TOKENS["bob"])
@@ -19,13 +27,6 @@ async def call(client, method, path, body=None, headers=None, raw: bytes | None 
     headers = auth() if headers is None else headers
     resp = await client.request(method, path, data=data, headers=headers)
     return resp.status, await resp.text()
-
-
-def scenario(etcd, coro_fn, **kwargs):
-    async def main():
-        async with api_client(etcd.endpoint, **kwargs) as client:
-            await coro_fn(client)
-    run(main())
 
 
 # --- auth ----------------------------------------------------------------------------------------
