@@ -19,6 +19,8 @@ COPY kubeapi/ kubeapi/
 COPY apicmd/ apicmd/
 COPY devup/ devup/
 COPY janitor/ janitor/
+COPY sources/ sources/
+COPY cloudstack/ cloudstack/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
