@@ -28,6 +28,7 @@ from .forward import cache_ttl, forward
 from .namecount import NameCounts
 from .plainnx import PlainNx
 from .signing import ZoneSigning
+from .stats import wire_to_name
 from .transfer import PAUSE, Snapshot, record_ends, soa_wire
 from .wire import (
     TCP_LIMIT,
@@ -87,6 +88,8 @@ class Engine:
         self.tsig_key = tsig.parse_key(key) if key else None
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
+        self.tap = None  # dnstap (tap.TapWriter), set by the server before it binds
+        self.tap_forwarder = None  # its hook for our upstream exchanges (forward.py)
         self.stats: Counter = Counter()
         # names asked on the slow path (hits: cache), bounded by bytes against random floods
         self.query_names = NameCounts(NAME_BYTES, MAX_NAMES)
@@ -126,6 +129,12 @@ class Engine:
             if qname == zone or qname.endswith("." + zone):
                 return servers
         return None
+
+    def forwards(self, wire: bytes) -> bool:
+        """Whether the question of a query (or reply) is for a name we forward: its dnstap
+        messages are CLIENT_*, not AUTH_*."""
+        qname = wire_to_name(wire[12:]).lower()
+        return self._servers_for(qname) is not None or not owns(self.state, qname)
 
     def log_query(self, data: bytes, client: str, tcp: bool) -> None:
         """[Log] log-queries: one line per query, hit or miss (the transports call this only
@@ -502,7 +511,8 @@ class Engine:
 
     async def _forward(self, q: Query, data: bytes, tcp: bool, servers) -> bytes:
         self.stats["forward"] += 1
-        reply = await forward(servers, data, self.forward_timeout, tcp=tcp)
+        reply = await forward(servers, data, self.forward_timeout, tcp=tcp,
+                              tap=self.tap_forwarder)
         if reply is None:
             self.stats["forward_fail"] += 1
             return self._error(q, RCODE.SERVFAIL)
@@ -539,7 +549,8 @@ class Engine:
         reply = None
         if self.nameservers:
             ask = DNSRecord.question(target, QTYPE.get(qtype))
-            reply = await forward(self.nameservers, ask.pack(), self.forward_timeout, tcp=tcp)
+            reply = await forward(self.nameservers, ask.pack(), self.forward_timeout, tcp=tcp,
+                                  tap=self.tap_forwarder)
         if reply is not None:
             try:
                 upstream = DNSRecord.parse(reply)

@@ -15,6 +15,7 @@ from skydns.connlimit import ConnectionLimits
 from .engine import Engine
 from .stats import write_snapshots
 from .sync import StoreSync
+from .tap import forwarder_hook, make_writer
 from .tcp import TcpConnection
 from .udp import UdpServer
 from .workers import READY_FD_ENV
@@ -50,6 +51,9 @@ class DnsServer:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.engine = Engine(cfg)
+        # dnstap: the hooks go in as the transports are made (_bind), only when it is on
+        self.tap = self.engine.tap = make_writer(cfg, self.engine)
+        self.engine.tap_forwarder = forwarder_hook(self.tap)
         self.sync = StoreSync(self.engine.state, cfg["Etcd"])
         self.udp_transport = None
         self.tcp_server = None
@@ -68,6 +72,8 @@ class DnsServer:
             await asyncio.wait_for(self.sync.loaded.wait(), STARTUP_WAIT)
         except TimeoutError:
             log.warning("etcd not loaded yet; serving, zone answers SERVFAIL until it is")
+        if self.tap is not None:
+            self.tap.start()  # connects in the background: answering never waits for it
         await self._bind()
         self._stats_task = loop.create_task(write_snapshots(self.engine))
         targets = self.cfg["Dns"].get("also-notify") or []
@@ -123,6 +129,8 @@ class DnsServer:
             self.udp_transport.close()
         if self.tcp_server is not None:
             self.tcp_server.close()
+        if self.tap is not None:
+            await self.tap.stop()
         await self.sync.stop()
         if self.notifier is not None:
             await self.notifier.stop()

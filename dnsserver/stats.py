@@ -54,6 +54,8 @@ COUNTERS = (
     "truncated",
     "fail_open",
     "axfr",
+    "dnstap_sent",  # messages written to the dnstap collector
+    "dnstap_dropped",  # messages lost: collector absent, slow or restarting
 )
 GAUGES = ("cache_size", "records", "down_addresses", "cache_evictions")
 # what a cache hit counts as besides a request, from its entry's kind ("nodata+truncated")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from . import tap
 from .engine import Engine
 from .ratelog import RateLimitedLog
 from .wire import question_key
@@ -27,8 +28,14 @@ class UdpServer(asyncio.DatagramProtocol):
                 answer(data, addr)
 
             self.datagram_received = logged
+        if engine.tap is not None:  # dnstap: the same, hooks only when it is on (tap.py)
+            self.datagram_received = (
+                tap.tap_udp_received(engine.tap, self.datagram_received)
+                or self.datagram_received)
 
     def connection_made(self, transport):
+        if self.engine.tap is not None:  # sendto records each response
+            transport = tap.tap_udp_transport(self.engine.tap, transport)
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
