@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -88,4 +87,3 @@ def wait_until(predicate, timeout: float = 20.0, message: str = ""):
     return wait_for(predicate, timeout=timeout, interval=0.05, message=message)
 
 
-__all__ = ["Collector", "read_lines", "read_messages", "wait_until", "time"]
