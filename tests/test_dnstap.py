@@ -420,3 +420,51 @@ def test_collector_killed_and_restarted_mid_load(etcd, collector):
     assert "dnstap collector went away" in srv.logs()
 
 
+
+
+class StuckCollector:
+    """A collector that does the handshake (the real Frame Streams bytes) and then never
+    reads again: the slow collector at its worst."""
+
+    def __init__(self, path):
+        self.path = path
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(4)
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            head = conn.recv(8, socket.MSG_WAITALL)
+            kind, types = fstrm.parse_control(
+                conn.recv(fstrm.control_length(head), socket.MSG_WAITALL))
+            assert kind == fstrm.READY and fstrm.DNSTAP in types
+            conn.sendall(fstrm.control(fstrm.ACCEPT, fstrm.DNSTAP))
+
+    def close(self):
+        self.server.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def test_a_collector_that_stops_reading_costs_messages_not_answers(etcd, tmp_path):
+    etcd.put("/skydns/test/example/www/x", {"host": "10.0.30.1"})
+    stuck = StuckCollector(tmp_path / "stuck.sock")
+    srv, stats_port = tapped_skydns(etcd, None, target=f"unix:{tmp_path / 'stuck.sock'}")
+    try:
+        with Load(srv) as load:
+            wait_until(lambda: stats(stats_port)["dnstap_dropped"] > 0, timeout=60,
+                       message="a collector that does not read never cost a message")
+            answered = load.answered
+            wait_until(lambda: load.answered > answered + 20, message="answering stopped")
+        assert load.failed == [], load.failed[:5]
+        assert stats(stats_port)["dnstap_sent"] > 0  # until the buffers were full
+    finally:
+        srv.stop()
+        stuck.close()
