@@ -215,13 +215,18 @@ def scrape(addr: str, timeout: float = 5.0) -> Samples | None:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-def sample(samples: Samples, name: str, **labels: str) -> float | None:
-    """The value of one sample, by its full name (with _total etc.) and all its labels."""
+def sample(samples: Samples | None, name: str, **labels: str) -> float | None:
+    """The value of one sample, by its full name (with _total etc.) and all its labels; None
+    when the scrape itself got nothing (a daemon slow to answer under load is "not yet")."""
+    if samples is None:
+        return None
     return samples.get((name, frozenset(labels.items())))
 
 
-def sample_sum(samples: Samples, name: str) -> float:
+def sample_sum(samples: Samples | None, name: str) -> float:
     """The sum over every label combination of one sample name."""
+    if samples is None:
+        return 0.0
     return sum(value for (key, _), value in samples.items() if key == name)
 
 
