@@ -25,6 +25,7 @@ from . import tsig, wireanswer
 from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
+from .latency import Latency
 from .namecount import NameCounts
 from .plainnx import PlainNx
 from .signing import ZoneSigning
@@ -47,6 +48,7 @@ from .zonestate import Change, ZoneState
 
 log = logging.getLogger("skydns.engine")
 
+_clock = time.perf_counter
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
 _BADVERS = 16
 _TCP_KEY_LIMIT = TCP_LIMIT.to_bytes(3, "big")  # how a cache key ends for TCP
@@ -91,6 +93,8 @@ class Engine:
         self.tap = None  # dnstap (tap.TapWriter), set by the server before it binds
         self.tap_forwarder = None  # its hook for our upstream exchanges (forward.py)
         self.stats: Counter = Counter()
+        self.built_time = Latency("built")  # misses answered from the zone
+        self.forward_time = Latency("forwarded")  # misses answered by an upstream
         # names asked on the slow path (hits: cache), bounded by bytes against random floods
         self.query_names = NameCounts(NAME_BYTES, MAX_NAMES)
         self.plain_nx = PlainNx(self.state)
@@ -147,6 +151,15 @@ class Engine:
                                         "type": QTYPE.get(q.qtype), "tcp": tcp}})
 
     def miss(self, data: bytes, client: str, tcp: bool):
+        """The reply to a query the cache did not answer: bytes, None (stay silent), or a
+        coroutine when it needs the network. Answers made here are timed (miss latency)."""
+        start = _clock()
+        reply = self._miss(data, client, tcp)
+        if reply.__class__ is bytes:
+            self.built_time.observe(_clock() - start)
+        return reply
+
+    def _miss(self, data: bytes, client: str, tcp: bool):
         self.stats["requests"] += 1
         self.cache.misses += 1
         reply = self._miss_wire(data, client, tcp)
@@ -511,8 +524,10 @@ class Engine:
 
     async def _forward(self, q: Query, data: bytes, tcp: bool, servers) -> bytes:
         self.stats["forward"] += 1
+        start = _clock()
         reply = await forward(servers, data, self.forward_timeout, tcp=tcp,
                               tap=self.tap_forwarder)
+        self.forward_time.observe(_clock() - start)
         if reply is None:
             self.stats["forward_fail"] += 1
             return self._error(q, RCODE.SERVFAIL)

@@ -27,10 +27,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from skydns.httpauth import UnsupportedScheme, request_token
 
+from . import latency
 from .cache import FOLD_SLICE
 
 log = logging.getLogger("skydns.stats")
@@ -108,8 +109,13 @@ def snapshot(engine) -> dict:
         "pid": os.getpid(),
         "counters": _counters(engine),
         "gauges": _gauges(engine),
+        "latency": _latency(engine),
         "names": dict(names),
     }
+
+
+def _latency(engine) -> dict:
+    return {**engine.built_time.flat(), **engine.forward_time.flat()}
 
 
 async def _fold_in_slices(cache) -> None:
@@ -171,7 +177,8 @@ async def write_snapshots(engine) -> None:
     while True:
         await _fold_in_slices(engine.cache)
         head = json.dumps(
-            {"pid": os.getpid(), "counters": _counters(engine), "gauges": _gauges(engine)}
+            {"pid": os.getpid(), "counters": _counters(engine), "gauges": _gauges(engine),
+             "latency": _latency(engine)}
         )
         names_stale = names_stale or head != last
         renamed = names_stale and time.monotonic() >= names_due
@@ -194,7 +201,7 @@ async def write_snapshots(engine) -> None:
 
 
 def _add(total: dict, snap: dict) -> None:
-    for section in ("counters", "names"):
+    for section in ("counters", "names", "latency"):
         bucket = total.setdefault(section, Counter())
         bucket.update(snap.get(section, {}))
 
@@ -230,10 +237,8 @@ class StatsBook:
     def totals(self) -> dict:
         snaps = self._read()
         with self.lock:
-            total = {
-                "counters": Counter(self.retired.get("counters", {})),
-                "names": Counter(self.retired.get("names", {})),
-            }
+            total = {section: Counter(self.retired.get(section, {}))
+                     for section in ("counters", "names", "latency")}
         gauges: Counter = Counter()
         for snap in snaps.values():
             _add(total, snap)
@@ -249,6 +254,7 @@ class StatsBook:
             "down_addresses": max((g.get("down_addresses", 0) for g in per_worker), default=0),
             "workers": len(snaps),
             "names": total["names"],
+            "latency": total["latency"],  # latency.Latency.flat(), summed
         }
 
 
@@ -266,6 +272,12 @@ class _Collector:
             metric = GaugeMetricFamily(f"skydns_{name}", f"skydns {name.replace('_', ' ')}")
             metric.add_metric([], totals.get(name, 0))
             yield metric
+        metric = HistogramMetricFamily(
+            "skydns_miss_duration_seconds", "Time to answer a query the cache did not: built "
+            "from the zone, or forwarded (the upstream's round trip)", labels=["kind"])
+        for kind in ("built", "forwarded"):
+            metric.add_metric([kind], *latency.buckets(totals["latency"], kind))
+        yield metric
 
 
 def serve(book: StatsBook, addr: tuple[str, int], token: str) -> ThreadingHTTPServer:
@@ -311,6 +323,7 @@ def serve(book: StatsBook, addr: tuple[str, int], token: str) -> ThreadingHTTPSe
                 return self._send(404, b'{"error": "not found"}\n')
             totals = book.totals()
             names = totals.pop("names")
+            totals.pop("latency")  # in /metrics, as a histogram
             # ASCII digits only: isdigit() takes "²" (a raw 0xB2 byte), which int() refuses
             count = parts[3] if len(parts) == 4 and parts[2] == "top" else ""
             if len(parts) == 2:

@@ -142,5 +142,28 @@ def test_forward_truncation_fail_open_and_miss_counters_move(etcd):
             metrics = get(port, "/metrics")
             for name in (*moved, "cache_misses"):
                 assert _metric(metrics, f"skydns_{name}_total") >= stats[name]
+            # miss latency: the forwarded misses and the ones built from the zone, timed
+            assert _metric(metrics, 'skydns_miss_duration_seconds_count{kind="forwarded"}') >= 1
+            assert _metric(metrics, 'skydns_miss_duration_seconds_count{kind="built"}') >= 2
+            assert _metric(metrics, 'skydns_miss_duration_seconds_bucket{kind="built",le="+Inf"}'
+                           ) == _metric(metrics, 'skydns_miss_duration_seconds_count{kind="built"}')
+            assert "latency" not in stats  # the JSON stays counters and gauges
         finally:
             srv.stop()
+
+
+def test_latency_buckets_add_up_across_workers():
+    from collections import Counter
+
+    from dnsserver.latency import BUCKETS, Latency, buckets
+
+    one, two = Latency("built"), Latency("built")
+    for seconds in (0.00001, 0.0003, 0.0003, 7.0):
+        one.observe(seconds)
+    two.observe(0.0003)
+    total = Counter(one.flat())
+    total.update(two.flat())  # what StatsBook does with the workers' snapshots
+    cumulative, seconds = buckets(total, "built")
+    assert dict(cumulative)[repr(BUCKETS[0])] == 1
+    assert dict(cumulative)["0.0005"] == 4 and dict(cumulative)["+Inf"] == 5
+    assert total["built:count"] == 5 and abs(seconds - 7.00091) < 1e-9
