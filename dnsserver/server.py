@@ -75,7 +75,10 @@ class DnsServer:
         if self.tap is not None:
             self.tap.start()  # connects in the background: answering never waits for it
         await self._bind()
-        self._stats_task = loop.create_task(write_snapshots(self.engine))
+        mirrors = self.sync.mirrors
+        self._stats_task = loop.create_task(
+            write_snapshots(self.engine, lambda: bool(mirrors) and all(m.connected
+                                                                       for m in mirrors)))
         targets = self.cfg["Dns"].get("also-notify") or []
         # Only worker 0 (or a lone server) sends NOTIFYs: every worker holds the same zone, and
         # one NOTIFY per change is what secondaries expect.

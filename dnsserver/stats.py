@@ -58,7 +58,7 @@ COUNTERS = (
     "dnstap_sent",  # messages written to the dnstap collector
     "dnstap_dropped",  # messages lost: collector absent, slow or restarting
 )
-GAUGES = ("cache_size", "records", "down_addresses", "cache_evictions")
+GAUGES = ("cache_size", "records", "down_addresses", "cache_evictions", "etcd_watch_connected")
 # what a cache hit counts as besides a request, from its entry's kind ("nodata+truncated")
 HIT_KINDS = ("nxdomain", "nodata", "servfail", "fail_open", "forward", "truncated")
 
@@ -90,12 +90,14 @@ def _counters(engine) -> dict:
     return counters
 
 
-def _gauges(engine) -> dict:
+def _gauges(engine, etcd_connected=None) -> dict:
     return {
         "cache_size": len(engine.cache),
         "records": len(engine.state.index),
         "down_addresses": len(engine.state.health.down),
         "cache_evictions": engine.cache.evictions,
+        # 1 while the worker's etcd watches are connected (None: not known, a test engine)
+        "etcd_watch_connected": int(etcd_connected()) if etcd_connected else 1,
     }
 
 
@@ -158,7 +160,7 @@ class _NamesJson:
         self.count = len(keys)
 
 
-async def write_snapshots(engine) -> None:
+async def write_snapshots(engine, etcd_connected=None) -> None:
     """Worker task: keep `<stats dir>/worker-<pid>.json` current (atomic replace).
 
     Counters are written each SNAPSHOT_INTERVAL when they changed; per-name counts (only
@@ -177,8 +179,8 @@ async def write_snapshots(engine) -> None:
     while True:
         await _fold_in_slices(engine.cache)
         head = json.dumps(
-            {"pid": os.getpid(), "counters": _counters(engine), "gauges": _gauges(engine),
-             "latency": _latency(engine)}
+            {"pid": os.getpid(), "counters": _counters(engine),
+             "gauges": _gauges(engine, etcd_connected), "latency": _latency(engine)}
         )
         names_stale = names_stale or head != last
         renamed = names_stale and time.monotonic() >= names_due
@@ -252,6 +254,9 @@ class StatsBook:
             "cache_evictions": gauges.get("cache_evictions", 0),
             "records": max((g.get("records", 0) for g in per_worker), default=0),
             "down_addresses": max((g.get("down_addresses", 0) for g in per_worker), default=0),
+            # 0 as soon as one worker has lost etcd (it answers from its last copy meanwhile)
+            "etcd_watch_connected": min((g.get("etcd_watch_connected", 0) for g in per_worker),
+                                        default=0),
             "workers": len(snaps),
             "names": total["names"],
             "latency": total["latency"],  # latency.Latency.flat(), summed

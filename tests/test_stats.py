@@ -53,6 +53,7 @@ def test_counters_names_and_metrics(stats_server):
     assert stats["nxdomain"] >= 5 and stats["nodata"] >= 1
     assert stats["cache_hits"] > 0 and stats["workers"] == 2
     assert stats["records"] == 2 and stats["down_addresses"] == 1
+    assert stats["etcd_watch_connected"] == 1
     assert get(port, "/skydns/stats/api.example.test")["queries"] >= 31
     top = get(port, "/skydns/stats/top/2")
     assert top[0]["name"] == "api.example.test."
@@ -167,3 +168,24 @@ def test_latency_buckets_add_up_across_workers():
     assert dict(cumulative)[repr(BUCKETS[0])] == 1
     assert dict(cumulative)["0.0005"] == 4 and dict(cumulative)["+Inf"] == 5
     assert total["built:count"] == 5 and abs(seconds - 7.00091) < 1e-9
+
+
+def test_etcd_watch_connected_follows_etcd(etcd):
+    """skydns_etcd_watch_connected: 0 while a worker has lost etcd (it keeps answering from
+    its copy), 1 again once it is back; what the 'etcd unreachable' alert reads."""
+    etcd.put("/skydns/test/example/api/x", {"host": "10.0.0.1"})
+    port = free_port()
+    srv = Skydns(etcd.endpoint, Stats={"statsServer": f"127.0.0.1:{port}"}).start()
+    try:
+        wait_for(lambda: get(port, "/skydns/stats", None)["etcd_watch_connected"] == 1,
+                 timeout=10, interval=0.2, message="not connected")
+        etcd.stop()
+        wait_for(lambda: _metric(get(port, "/metrics", None), "skydns_etcd_watch_connected") == 0,
+                 timeout=30, interval=0.2, message="still connected with etcd down")
+        assert srv.addresses("api.example.test.") == ["10.0.0.1"]
+        etcd.start()
+        wait_for(lambda: get(port, "/skydns/stats", None)["etcd_watch_connected"] == 1,
+                 timeout=30, interval=0.2, message="never reconnected")
+    finally:
+        etcd.ensure_running()
+        srv.stop()
