@@ -20,9 +20,13 @@ import struct
 
 from skydns.metrics import package_version
 
-# Record kinds: bit 0 response, bit 1 TCP, bit 2 our exchange with an upstream (forwarder).
+# Record kinds: bit 0 response, bit 1 TCP, bit 2 our exchange with an upstream (forwarder),
+# bit 3 a query and its response in one record (wire: (query, response)), which is what the
+# transports record for an answer sent before the query's handler returned (every cached and
+# built answer): one record, one address lookup and one clock reading for both messages.
 UDP_QUERY, UDP_RESPONSE, TCP_QUERY, TCP_RESPONSE = 0, 1, 2, 3
 FWD_UDP_QUERY, FWD_UDP_RESPONSE, FWD_TCP_QUERY, FWD_TCP_RESPONSE = 4, 5, 6, 7
+UDP_PAIR, TCP_PAIR = 8, 10
 
 # dnstap.Message.Type
 AUTH_QUERY, AUTH_RESPONSE, CLIENT_QUERY, CLIENT_RESPONSE = 1, 2, 5, 6
@@ -50,6 +54,9 @@ def varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+_SIZES = [varint(n) for n in range(4096)]  # the length of any usual DNS message, ready
 
 
 def _bytes_field(field: int, value: bytes) -> bytes:
@@ -95,76 +102,114 @@ class Encoder:
                     self._server = _bytes_field(5, _address(host)[1]) + b"\x38" + varint(port)
             except ValueError:
                 pass
-        # (type, kind, ip) -> type, family, protocol and address fields; bounded, whatever
-        # the clients. Not per port: a resolver sends each query from another one.
-        self._fixed: dict[tuple, bytes | None] = {}
+        self._prefix = self.prefix + b"\x72"  # and the Message field's tag
+        # Caches, each bounded whatever the clients do (cleared when full):
+        # ip -> [forwarded][kind] -> type, family, protocol and address fields (None: a type
+        # not wanted); not per port, as a resolver sends each query from another one
+        self._by_ip: dict[str, list | None] = {}
+        self._ports: dict[int, bytes] = {}  # a client's port -> its field and ours
+        self._heads: dict[int, bytes] = {}  # Message length -> what precedes the Message
         self._sec = -1
         self._sec_bytes = (b"", b"")  # the second's field: as response_time, as query_time
-        # the dnstap type of each record kind when nothing is forwarded (0: not wanted)
-        self._plain = [self.message_type(kind, b"", False) for kind in range(8)]
+        # the dnstap type of each record kind (0: not wanted), [forwarded name][kind]
+        self._types = [[self.message_type(kind, fwd) for kind in range(8)]
+                       for fwd in (False, True)]
 
-    def message_type(self, kind: int, wire: bytes, classify: bool = True) -> int:
-        """The dnstap type of a record, 0 when that type is not wanted."""
+    def message_type(self, kind: int, forwarded: bool) -> int:
+        """The dnstap type of a one-message record kind, 0 when that type is not wanted."""
         if kind & 4:
             mtype = FORWARDER_RESPONSE if kind & 1 else FORWARDER_QUERY
-        elif classify and self.forwarded is not None and self.forwarded(wire):
+        elif forwarded:
             mtype = CLIENT_RESPONSE if kind & 1 else CLIENT_QUERY
         else:
             mtype = AUTH_RESPONSE if kind & 1 else AUTH_QUERY
         return mtype if mtype in self.types else 0
 
-    def _fixed_part(self, kind: int, mtype: int, ip: str) -> bytes | None:
+    def _fixed_parts(self, ip: str) -> list | None:
+        """[forwarded][kind] -> the fields of a message that depend on its type and the
+        address only (None where the type is not wanted); None for a non-address."""
         try:
             family, packed = _address(ip)
         except ValueError:
             return None  # not an address (a unix socket?): nothing sensible to log
-        head = bytes((0x08, mtype, 0x10, family, 0x18, TCP if kind & 2 else UDP))
-        # our query to an upstream: its address and port are the response side, else the
-        # client's are the query side and ours (self._server) the response side
-        return head + (b"\x2a" if kind & 4 else b"\x22") + varint(len(packed)) + packed
+        field = varint(len(packed)) + packed
+        out = []
+        for fwd in (0, 1):
+            row = []
+            for kind in range(8):
+                mtype = self._types[fwd][kind]
+                if not mtype:
+                    row.append(None)
+                    continue
+                # our query to an upstream: the upstream is the response side, else the
+                # client is the query side and we (self._server, with the port) the response
+                row.append(bytes((0x08, mtype, 0x10, family, 0x18, TCP if kind & 2 else UDP))
+                           + (b"\x2a" if kind & 4 else b"\x22") + field)
+            out.append(row)
+        return out
+
+    def _port(self, port: int) -> bytes:
+        """A client's query_port field and ours (the response side)."""
+        ports = self._ports
+        if len(ports) > 20_000:
+            ports.clear()
+        out = ports[port] = b"\x30" + varint(port) + self._server
+        return out
+
+    def _head(self, body_len: int) -> bytes:
+        """The frame's length, identity, version, type and the Message field's tag and size."""
+        heads = self._heads
+        if len(heads) > 20_000:
+            heads.clear()
+        size = varint(body_len)
+        out = heads[body_len] = (_U32.pack(len(self._prefix) + len(size) + body_len)
+                                 + self._prefix + size)
+        return out
 
     def encode(self, records) -> tuple[bytes, int]:
-        """(data frames, how many) for `records`: (kind, wire, (ip, port, ...), time_ns)."""
+        """(data frames, how many) for `records`: (kind, wire, (ip, port, ...), unix time)."""
         out: list[bytes] = []
-        prefix = self.prefix + b"\x72"  # and the message field's tag
-        plen = len(prefix)
-        fixed = self._fixed
-        plain = self._plain if self.forwarded is None else None
-        u32 = _U32.pack
+        by_ip, ports, heads = self._by_ip, self._ports, self._heads
+        forwarded = self.forwarded
         tail = _TAIL.pack
-        small = _SMALL
+        sizes = _SIZES
         count = 0
-        server = self._server
-        for kind, wire, addr, t_ns in records:
-            mtype = plain[kind] if plain is not None else self.message_type(kind, wire)
-            if not mtype:
-                continue
-            key = (mtype, kind, addr[0])
-            pre = fixed.get(key)
-            if pre is None:
-                if len(fixed) > 10_000:
-                    fixed.clear()
-                pre = fixed[key] = self._fixed_part(kind, mtype, addr[0])
-                if pre is None:
-                    continue
-            port = addr[1]
-            if kind & 4:
-                port = b"\x38" + (small[port] if port < 128 else varint(port))
-            elif port >= 16384:  # most client ports: three bytes
-                port = bytes((0x30, port & 0x7F | 0x80, port >> 7 & 0x7F | 0x80, port >> 14))
-                port += server
+        for kind, wire, addr, t in records:
+            if kind & 8:
+                query = wire[0]
+                messages = ((kind & 2, query), (kind & 2 | 1, wire[1]))
             else:
-                port = b"\x30" + varint(port) + server
-            sec, nsec = divmod(t_ns, 1_000_000_000)
+                query = wire
+                messages = ((kind, wire),)
+            ip = addr[0]
+            fixed = by_ip.get(ip)
+            if fixed is None:
+                if len(by_ip) > 10_000:
+                    by_ip.clear()
+                fixed = by_ip[ip] = self._fixed_parts(ip)
+                if fixed is None:
+                    continue
+            fixed = fixed[forwarded is not None and not kind & 4 and forwarded(query)]
+            port = addr[1]
+            if kind & 4:  # our exchange with an upstream: its port is the response side's
+                port = b"\x38" + varint(port)
+            else:
+                port = ports.get(port) or self._port(port)
+            sec = int(t)
             if sec != self._sec:
                 self._sec, self._sec_bytes = sec, (b"\x60" + varint(sec), b"\x40" + varint(sec))
-            second = self._sec_bytes[(kind & 1) ^ 1]
-            n = len(wire)
-            size = small[n] if n < 128 else varint(n)
-            body_len = len(pre) + len(port) + len(second) + 6 + len(size) + n
-            body_size = small[body_len] if body_len < 128 else varint(body_len)
-            out += (u32(plen + len(body_size) + body_len), prefix, body_size, pre, port, second,
-                    tail(0x6D if kind & 1 else 0x4D, nsec, 0x72 if kind & 1 else 0x52), size,
-                    wire)
-            count += 1
+            nsec = int((t - sec) * 1e9)
+            for kind1, wire1 in messages:
+                pre = fixed[kind1]
+                if pre is None:
+                    continue
+                response = kind1 & 1
+                second = self._sec_bytes[response ^ 1]
+                n = len(wire1)
+                size = sizes[n] if n < 4096 else varint(n)
+                body_len = len(pre) + len(port) + len(second) + 6 + len(size) + n
+                out += (heads.get(body_len) or self._head(body_len), pre, port, second,
+                        tail(0x6D, nsec, 0x72) if response else tail(0x4D, nsec, 0x52), size,
+                        wire1)
+                count += 1
         return b"".join(out), count

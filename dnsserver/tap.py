@@ -24,8 +24,10 @@ from .dnstap import (
     CLIENT_RESPONSE,
     FORWARDER_QUERY,
     FORWARDER_RESPONSE,
+    TCP_PAIR,
     TCP_QUERY,
     TCP_RESPONSE,
+    UDP_PAIR,
     UDP_QUERY,
     UDP_RESPONSE,
     Encoder,
@@ -34,6 +36,7 @@ from .dnstap import (
 )
 
 log = logging.getLogger("skydns.dnstap")
+_now = time.time  # a float: to a quarter of a microsecond, cheaper than time_ns
 
 QUEUE_LIMIT = 20_000  # messages waiting for the next flush
 FLUSH_DELAY = 0.005  # seconds from the first waiting message to its flush: batches writes
@@ -67,7 +70,7 @@ class TapWriter:
         pending = self.pending
         n = len(pending)
         if n < self.limit:
-            pending.append((kind, wire, addr, time.time_ns()))
+            pending.append((kind, wire, addr, _now()))
             if not n:
                 self._flush_handle = self._loop.call_later(FLUSH_DELAY, self.flush)
         else:
@@ -211,24 +214,16 @@ def make_writer(cfg: dict, engine) -> TapWriter | None:
 
 
 # -- the hooks -------------------------------------------------------------------------------
-# Installed once, when a transport is made, so that with dnstap off nothing is checked per
-# query. Each records the message it sees and passes it on.
+# Installed once, when a transport is made, and only with dnstap on: with it off nothing is
+# checked per query. A query is kept while its handler runs; an answer sent meanwhile (every
+# cached or built one) is recorded with it as one pair; a query still unanswered when its
+# handler returns (forwarded, or dropped) is recorded alone, its answer later alone too.
 
-def _wants(tap: TapWriter, *types: int) -> bool:
-    return not tap.types.isdisjoint(types)
+_CLIENT_SIDE = (AUTH_QUERY, AUTH_RESPONSE, CLIENT_QUERY, CLIENT_RESPONSE)
 
 
-def tap_udp_received(tap: TapWriter, handler):
-    """datagram_received that records the query first (None: no query type is wanted)."""
-    if not _wants(tap, AUTH_QUERY, CLIENT_QUERY):
-        return None
-    record = tap.record
-
-    def received(data: bytes, addr) -> None:
-        record(UDP_QUERY, data, addr)
-        handler(data, addr)
-
-    return received
+def _wants(tap: TapWriter | None, types) -> bool:
+    return tap is not None and not tap.types.isdisjoint(types)
 
 
 class TappedDatagramTransport:
@@ -236,46 +231,72 @@ class TappedDatagramTransport:
 
     def __init__(self, transport, tap: TapWriter):
         self._transport = transport
-        self._record = tap.record
         self._sendto = transport.sendto
+        self._record = tap.record
+        self.query = None  # the query whose handler is running
 
     def sendto(self, data: bytes, addr) -> None:
         self._sendto(data, addr)
-        self._record(UDP_RESPONSE, data, addr)
+        query = self.query
+        if query is not None:
+            self.query = None
+            self._record(UDP_PAIR, (query, data), addr)
+        else:
+            self._record(UDP_RESPONSE, data, addr)
 
     def __getattr__(self, name):
         return getattr(self._transport, name)
 
 
-def tap_udp_transport(tap: TapWriter, transport):
-    if not _wants(tap, AUTH_RESPONSE, CLIENT_RESPONSE):
-        return transport
-    return TappedDatagramTransport(transport, tap)
-
-
-def tap_tcp(tap: TapWriter, conn) -> None:
-    """Record a TCP connection's queries (its _handle) and responses (its _send)."""
+def hook_udp(tap: TapWriter | None, server) -> None:
+    """Wrap a UdpServer's datagram_received (its transport: hook_udp_transport)."""
+    if not _wants(tap, _CLIENT_SIDE):
+        return
+    handler = server.datagram_received
     record = tap.record
-    if _wants(tap, AUTH_QUERY, CLIENT_QUERY):
-        handle = conn._handle
 
-        def handled(data: bytes) -> None:
+    def received(data: bytes, addr) -> None:
+        transport = server.transport
+        transport.query = data
+        handler(data, addr)
+        if transport.query is not None:  # not answered (yet)
+            transport.query = None
+            record(UDP_QUERY, data, addr)
+
+    server.datagram_received = received
+
+
+def hook_udp_transport(tap: TapWriter | None, transport):
+    return TappedDatagramTransport(transport, tap) if _wants(tap, _CLIENT_SIDE) else transport
+
+
+def hook_tcp(tap: TapWriter | None, conn) -> None:
+    """Wrap a TcpConnection's _handle (one query) and _send (one response)."""
+    if not _wants(tap, _CLIENT_SIDE):
+        return
+    record = tap.record
+    handle, send = conn._handle, conn._send
+    waiting = [None]  # the query whose handler is running
+
+    def handled(data: bytes) -> None:
+        waiting[0] = data
+        handle(data)
+        if waiting[0] is not None:
+            waiting[0] = None
             record(TCP_QUERY, data, conn.peer)
-            handle(data)
 
-        conn._handle = handled
-    if _wants(tap, AUTH_RESPONSE, CLIENT_RESPONSE):
-        send = conn._send
-
-        def sent(reply: bytes) -> None:
-            send(reply)
+    def sent(reply: bytes) -> None:
+        send(reply)
+        query = waiting[0]
+        if query is not None:
+            waiting[0] = None
+            record(TCP_PAIR, (query, reply), conn.peer)
+        else:
             record(TCP_RESPONSE, reply, conn.peer)
 
-        conn._send = sent
+    conn._handle, conn._send = handled, sent
 
 
 def forwarder_hook(tap: TapWriter | None):
     """What forward.py calls with (kind, wire, server) for our upstream exchanges, or None."""
-    if tap is None or not _wants(tap, FORWARDER_QUERY, FORWARDER_RESPONSE):
-        return None
-    return tap.record
+    return tap.record if _wants(tap, (FORWARDER_QUERY, FORWARDER_RESPONSE)) else None

@@ -62,7 +62,7 @@ class TcpConnection(asyncio.Protocol):
         self.streaming = 0  # zone transfers being written (also counted in pending)
         self._writable = None  # a transfer waiting for the client to read
         if engine.tap is not None:
-            tap.tap_tcp(engine.tap, self)
+            tap.hook_tcp(engine.tap, self)
 
     def connection_made(self, transport):
         self.transport = transport

@@ -29,13 +29,11 @@ class UdpServer(asyncio.DatagramProtocol):
 
             self.datagram_received = logged
         if engine.tap is not None:  # dnstap: the same, hooks only when it is on (tap.py)
-            self.datagram_received = (
-                tap.tap_udp_received(engine.tap, self.datagram_received)
-                or self.datagram_received)
+            tap.hook_udp(engine.tap, self)
 
     def connection_made(self, transport):
-        if self.engine.tap is not None:  # sendto records each response
-            transport = tap.tap_udp_transport(self.engine.tap, transport)
+        if self.engine.tap is not None:  # dnstap: sendto records each response
+            transport = tap.hook_udp_transport(self.engine.tap, transport)
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
