@@ -13,10 +13,13 @@ import json
 import math
 import os
 import sys
+from datetime import UTC, datetime
 
 from skydns.checks import CheckError, parse_spec
 
 from .client import DEFAULT_ADDR, ApiAnswer, Client, Unreachable
+from .health import address_detail, health_table
+from .health import shown_status as health_shown
 from .table import table
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -39,6 +42,11 @@ examples:
   skydns-apicmd -method update -domain cctv2 -updates "alias:tv1->tv2"
   skydns-apicmd -method delete -domain cctv2 -ips 192.168.10.2
   skydns-apicmd -method delete -domain cctv2                (the whole name)
+  skydns-apicmd -health                 (every address: UP/DOWN/MAINT, since, checker, why;
+                                         the scanners and the scheduler leader)
+  skydns-apicmd -health 10.0.0.5        (one address with its history of changes)
+  skydns-apicmd -maint 10.0.0.5 -reason "disk swap"   (out of every answer until -unmaint)
+  skydns-apicmd -unmaint 10.0.0.5
 
 health checks (-check, repeatable; every one must pass for an address to stay UP):
   [SCHEME:][PORT][/PATH] [host=NAME] [expect=CODES] [timeout=SECONDS] [tls-skip-verify]
@@ -69,8 +77,9 @@ class _Usage(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skydns-apicmd",
-        description="List, show, create, update and delete skydns records through the "
-        "skydns-kubeapi REST API.",
+        description="List, show, create, update and delete skydns records, see the health of "
+        "every address and take addresses out for maintenance, through the skydns-kubeapi "
+        "REST API.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
@@ -90,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     flag("list", action="store_true",
          help="list every record of the zone, whoever wrote it (read-only: plain SkyDNS keys)")
     flag("show", metavar="NAME", help="show one name's records")
+    flag("health", metavar="IP", nargs="?", const="",
+         help="health of every address (status or MAINT, since, checker, reason), the "
+         "scanners and the leader; with IP that address and its history")
+    flag("maint", metavar="IP", help="put IP in maintenance (needs -reason): it leaves "
+         "every DNS answer, as if DOWN, until -unmaint; scanners keep probing it")
+    flag("unmaint", metavar="IP", help="end IP's maintenance")
+    flag("reason", metavar="TEXT", help="why, for -maint (at most 200 characters)")
     flag("method", choices=("create", "update", "delete"), help="change records of -domain")
     flag("domain", metavar="NAME", help="name to change, relative to the zone or fully qualified")
     flag("type", metavar="TYPE", help="record type: " + ", ".join(TYPES) +
@@ -285,7 +301,42 @@ def _print_table(answer: dict, as_json: bool) -> None:
         print(line)
 
 
+def health_modes(args) -> list[str]:
+    return [m for m, on in (("-health", args.health is not None),
+                            ("-maint", args.maint is not None),
+                            ("-unmaint", args.unmaint is not None)) if on]
+
+
+def run_health(args, client: Client) -> int:
+    """-health [IP], -maint IP -reason TEXT, -unmaint IP."""
+    now = datetime.now(UTC)
+    if args.reason is not None and args.maint is None:
+        raise _Usage("-reason goes with -maint IP")
+    if args.maint is not None:
+        if not (args.reason or "").strip():
+            raise _Usage("-maint IP needs -reason TEXT: say why the address is taken out")
+        answer = client.maintenance(args.maint, args.reason)
+    elif args.unmaint is not None:
+        answer = client.maintenance(args.unmaint, None)
+    else:
+        answer = client.health(args.health or None)
+        if args.json:
+            print(json.dumps(answer, indent=2, ensure_ascii=False))
+        elif args.health:
+            print("\n".join(address_detail(answer, now)))
+        else:
+            print("\n".join(health_table(answer, now)))
+        return EXIT_OK
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+    else:
+        print(f"OK: {answer.get('ip')} is {health_shown(answer)}")
+    return EXIT_OK
+
+
 def run(args, client: Client) -> int:
+    if health_modes(args):
+        return run_health(args, client)
     if args.list:
         _print_table(client.listing(_type(args)), args.json)
         return EXIT_OK
@@ -313,10 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     modes = [m for m, on in (("-list", args.list), ("-show", args.show is not None),
-                             ("-method", args.method is not None)) if on]
+                             ("-method", args.method is not None)) if on] + health_modes(args)
     if len(modes) != 1:
         parser.print_usage(sys.stderr)
-        what = "one of -list, -show NAME or -method" if not modes else " and ".join(modes)
+        what = ("one of -list, -show NAME, -method, -health, -maint IP or -unmaint IP"
+                if not modes else " and ".join(modes))
         print(f"skydns-apicmd: give {what}" if not modes else
               f"skydns-apicmd: {what} cannot be combined", file=sys.stderr)
         return EXIT_USAGE

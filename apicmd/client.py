@@ -164,3 +164,14 @@ class Client:
         except (ValueError, RecursionError):
             obj = {"result": raw.decode("utf-8", errors="replace").strip()}
         return status, obj if isinstance(obj, dict) else {"result": obj}
+
+    # -- health (GET /skydns/health, maintenance) ----------------------------------------------
+
+    def health(self, ip: str | None = None) -> dict:
+        return self.json("GET", "/skydns/health" + (f"/{ip}" if ip else ""))
+
+    def maintenance(self, ip: str, reason: str | None) -> dict:
+        """Set maintenance with `reason`, or clear it with None."""
+        if reason is None:
+            return self.json("DELETE", f"/skydns/health/{ip}/maintenance")
+        return self.json("PUT", f"/skydns/health/{ip}/maintenance", body={"reason": reason})

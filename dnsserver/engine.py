@@ -20,6 +20,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from skydns.keys import name_to_path
 from skydns.rendezvous import choose
+from skydns.tsigkey import keyring
 
 from . import tsig, wireanswer
 from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
@@ -28,6 +29,8 @@ from .forward import cache_ttl, forward
 from .latency import Latency
 from .namecount import NameCounts
 from .plainnx import PlainNx
+from .querycheck import Malformed, check_query
+from .ratelog import RateLimitedLog
 from .signing import ZoneSigning
 from .stats import wire_to_name
 from .transfer import PAUSE, Snapshot, record_ends, soa_wire
@@ -37,6 +40,7 @@ from .wire import (
     Query,
     address_ring,
     error_reply,
+    header_reply,
     parse_query,
     question_bytes,
     question_key,
@@ -47,6 +51,7 @@ from .zone import reverse_zones
 from .zonestate import Change, ZoneState
 
 log = logging.getLogger("skydns.engine")
+tsig_log = RateLimitedLog(log)  # bad signatures come as fast as anyone can send them
 
 _clock = time.perf_counter
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
@@ -86,8 +91,11 @@ class Engine:
         self.forward_timeout = dns["forward-timeout"]
         self.allow = list(dns["forward-allow"])
         self.axfr_allow = list(dns["axfr-allow"])
-        key = dns.get("tsig-key", "")
-        self.tsig_key = tsig.parse_key(key) if key else None
+        # every key a signed message may use (RFC 8945, any opcode); with any, transfers
+        # need one of them instead of an allowed address
+        self.tsig_keys = tsig.by_wire(
+            keyring(dns.get("tsig-key", ""), dns.get("tsig-keys", [])).values())
+        self.clock = time.time  # TSIG's time check and signing times (a test hands in another)
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
         self.tap = None  # dnstap (tap.TapWriter), set by the server before it binds
@@ -146,7 +154,13 @@ class Engine:
         try:
             q = parse_query(data)
         except FormErr:
-            return  # miss() logs it as malformed
+            try:  # signed with an OPT too: two additional records, read without the TSIG
+                request = tsig.read_request(data) if len(data) >= 12 else None
+                if request is None:
+                    return  # miss() logs it as malformed
+                q = parse_query(request.stripped(data))
+            except (FormErr, tsig.TsigFormErr):
+                return
         log.info("query", extra={"kv": {"client": client, "name": q.qname,
                                         "type": QTYPE.get(q.qtype), "tcp": tcp}})
 
@@ -160,8 +174,24 @@ class Engine:
         return reply
 
     def _miss(self, data: bytes, client: str, tcp: bool):
+        if len(data) >= 12 and data[6:12] != b"\0\0\0\0\0\0" and not data[2] & 0x80:
+            # Records besides the question: maybe a TSIG. Not if the transport's key took the
+            # query (it allows one OPT and nothing else), so plain EDNS misses skip the walk.
+            data0, keyed = self.cache.missed
+            if data0 is not data or keyed is None:
+                try:
+                    request = tsig.read_request(data)
+                except tsig.TsigFormErr as err:
+                    return self._tsig_formerr(data, client, err)
+                if request is not None:
+                    return self._signed(data, request, client, tcp)
         self.stats["requests"] += 1
         self.cache.misses += 1
+        return self._answer(data, client, tcp)
+
+    def _answer(self, data: bytes, client: str, tcp: bool, signed=None):
+        """The reply to a message without TSIG (or with it taken off: `signed` is then the
+        verdict, which a transfer needs to sign its messages)."""
         reply = self._miss_wire(data, client, tcp)
         if reply is not None:
             return reply
@@ -179,7 +209,7 @@ class Engine:
             return self._error(q, RCODE.REFUSED)  # CHAOS, HESIOD, ANY class: not served here
         if q.qtype in (_QTYPE_AXFR, _QTYPE_IXFR):
             # IXFR is answered with the whole zone, AXFR-style (RFC 1995 section 4 allows it)
-            return self._axfr(q, data, client, tcp)
+            return self._axfr(q, data, client, tcp, signed)
         if q.qtype == _QTYPE_ANY:
             return self._error(q, RCODE.NOTIMP)
 
@@ -202,6 +232,67 @@ class Engine:
             self.stats["refused"] += 1
             return self._error(q, RCODE.REFUSED)
         return self._forward(q, data, tcp, servers)
+
+    # -- TSIG (tsig.py) ---------------------------------------------------------------------
+
+    def _tsig_formerr(self, data: bytes, client: str, err: Exception) -> bytes:
+        self.stats["requests"] += 1
+        self.stats["formerr"] += 1
+        tsig_log.warning("bad TSIG record", {"client": client, "why": str(err)})
+        return header_reply(data, tsig.RCODE_FORMERR)
+
+    def _signed(self, data: bytes, request, client: str, tcp: bool):
+        """A request with a TSIG: checked (RFC 8945 5.2); if good, answered as the message
+        without it (cache hit or miss, both unsigned bytes) and the reply signed with the
+        request's key. Nothing signed is ever cached: every signature is per request."""
+        now = self.clock()
+        try:
+            verdict = tsig.check(data, request, self.tsig_keys, now)
+        except tsig.TsigFormErr as err:
+            return self._tsig_formerr(data, client, err)
+        if verdict.error:
+            self.stats["requests"] += 1
+            self.stats["tsig_failed"] += 1
+            tsig_log.warning("TSIG check failed", {
+                "client": client, "key": request.name,
+                "error": tsig.ERROR_NAMES[verdict.error], "why": verdict.why})
+            return tsig.error_reply(data, verdict, now)
+        self.stats["tsig_signed"] += 1
+        inner = request.stripped(data)
+        keyed = question_key(inner, tcp, self.max_udp)
+        hit = self.cache.hit(inner, keyed, client, self.allowed) if keyed is not None else None
+        if hit is not None:  # counted as a request by its entry, like any hit
+            reply = inner[:2] + hit[0]
+        else:
+            self.stats["requests"] += 1
+            self.cache.misses += 1
+            reply = self._answer(inner, client, tcp, verdict)
+        if keyed is not None:  # the key ends in the reply's size limit, as the cache keeps it
+            limit = int.from_bytes(keyed[0][-3:], "big")
+        else:
+            limit = TCP_LIMIT if tcp else self._request_limit(inner)
+        return self._sign(reply, verdict, limit)
+
+    def _request_limit(self, data: bytes) -> int:
+        """What a UDP reply to `data` may hold (its EDNS0 size), 512 if it cannot tell."""
+        try:
+            c = check_query(data)
+        except Malformed:
+            return 512
+        return udp_limit(c.edns_size, self.max_udp) if c.edns else 512
+
+    def _sign(self, reply, verdict, limit: int):
+        if reply is None or hasattr(reply, "__anext__"):  # a transfer signs its own messages
+            return reply
+        if isinstance(reply, bytes):
+            return tsig.sign_reply(reply, verdict, limit, self.clock)
+        if isinstance(reply, list):
+            signer = tsig.Signer(verdict, self.clock)
+            return [signer.sign(message) for message in reply]
+        return self._sign_later(reply, verdict, limit)
+
+    async def _sign_later(self, pending, verdict, limit: int):
+        return self._sign(await pending, verdict, limit)
 
     def _miss_wire(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         """The common misses (plain IN queries for A, AAAA, SRV, names that do not exist),
@@ -310,21 +401,18 @@ class Engine:
 
     # -- zone transfer -----------------------------------------------------------------------
 
-    def _axfr(self, q: Query, data: bytes, client: str, tcp: bool):
+    def _axfr(self, q: Query, data: bytes, client: str, tcp: bool, signed=None):
         """AXFR (and IXFR) over TCP to allowed clients: a list of messages, SOA first and last,
-        holding the zone as it is answered (served.py), so a secondary answers like we do."""
+        holding the zone as it is answered (served.py), so a secondary answers like we do.
+        `signed`: the verdict on the request's (good) TSIG, None if it had none."""
         path = name_to_path(q.qname)
         zones = [self.zone.domain_path, *reverse_zones(self.state)]
-        signed = None
-        if self.tsig_key is not None:
-            # with a key, the key decides (a secondary anywhere may hold it), not the address
-            try:
-                signed = tsig.verify_request(data, self.tsig_key)
-            except tsig.TsigError as err:
-                log.warning("zone transfer refused", extra={"kv": {"client": client,
-                                                                     "why": str(err)}})
-                self.stats["refused"] += 1
-                return self._error(q, RCODE.REFUSED)
+        if self.tsig_keys and signed is None:
+            # with keys, a key decides (a secondary anywhere may hold one), not the address
+            log.warning("zone transfer refused", extra={"kv": {"client": client,
+                                                                 "why": "request not signed"}})
+            self.stats["refused"] += 1
+            return self._error(q, RCODE.REFUSED)
         if path not in zones or (signed is None and not self._axfr_allowed(client)):
             self.stats["refused"] += 1
             return self._error(q, RCODE.REFUSED)
@@ -355,7 +443,7 @@ class Engine:
         question += b"\x00" + struct.pack("!HH", q.qtype, q.qclass)
         opt = wireanswer.opt_record(self.max_udp, q.do) if q.edns else b""
         header = struct.Struct("!HHHHHH")
-        signer = tsig.Signer(self.tsig_key, signed) if signed is not None else None
+        signer = tsig.Signer(signed, self.clock) if signed is not None else None
         parts: list[bytes] = []
         size = count = records = messages = 0
 

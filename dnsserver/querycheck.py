@@ -1,9 +1,10 @@
 """Reading an untrusted query with bounded work: the header, the question and the OPT record.
 
-A query has one question and at most one additional record (OPT, or a TSIG we ignore); nothing
-else in it changes our answer, so nothing else is parsed. The work is a walk over at most 255
-name octets plus the OPT options, whatever the packet holds: compression pointers are refused
-in the question and never followed anywhere (a chain of them cost dnslib seconds per packet).
+A query has one question and at most one additional record, an OPT (a TSIG has been checked
+and taken off before, see tsig.py); nothing else in it changes our answer, so nothing else is
+parsed. The work is a walk over at most 255 name octets plus the OPT options, whatever the
+packet holds: compression pointers are refused in the question and never followed anywhere
+(a chain of them cost dnslib seconds per packet).
 
 Pure: bytes in, a `CheckedQuery` or a `Malformed` out. The transports and the engine decide
 what to send; `Malformed.rcode` says what this module thinks deserves an answer.
@@ -70,7 +71,7 @@ def read_name(data: bytes, i: int) -> tuple[tuple, int]:
 
 def _skip_additional_name(data: bytes, i: int) -> int:
     """Past the owner name of the additional record: labels, ending in the root or in one
-    pointer that is not followed (a TSIG name may point at the question)."""
+    pointer that is not followed."""
     n = len(data)
     start = i
     while True:

@@ -95,13 +95,6 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         host, port = self.cfg["Dns"]["dns-addr"]
         try:
-            # SO_REUSEPORT lets workers share the port; the kernel spreads queries over them.
-            self.udp_transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpServer(self.engine),
-                local_addr=(host, port),
-                family=_family(host),
-                reuse_port=True,
-            )
             idle = self.cfg["Dns"]["tcp-idle-timeout"]
             limits = ConnectionLimits(
                 self.cfg["Dns"]["tcp-max-connections"], self.cfg["Dns"]["tcp-max-per-client"]
@@ -113,6 +106,15 @@ class DnsServer:
                 family=_family(host),
                 reuse_port=True,
                 backlog=1024,
+            )
+            # UDP last: once a UDP query is answered TCP listens too, so a client retrying a
+            # truncated reply over TCP (or a test that waits for UDP) is never refused.
+            # SO_REUSEPORT lets workers share the port; the kernel spreads queries over them.
+            self.udp_transport, _ = await loop.create_datagram_endpoint(
+                lambda: UdpServer(self.engine),
+                local_addr=(host, port),
+                family=_family(host),
+                reuse_port=True,
             )
         except OSError as err:
             raise BindError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None

@@ -55,6 +55,8 @@ COUNTERS = (
     "truncated",
     "fail_open",
     "axfr",
+    "tsig_signed",  # signed requests answered (signed)
+    "tsig_failed",  # signed requests answered NOTAUTH (BADKEY, BADSIG, BADTIME)
     "dnstap_sent",  # messages written to the dnstap collector
     "dnstap_dropped",  # messages lost: collector absent, slow or restarting
 )

@@ -21,7 +21,8 @@ from .zonestate import ZoneState
 log = logging.getLogger("skydns.sync")
 
 RECORDS_PREFIX = PREFIX + "/"
-MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-path")
+MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-path",
+                 "confirm-path", "history-path")
 
 
 class StoreSync:

@@ -99,7 +99,7 @@ def parse_query(data: bytes) -> Query:
     try:
         c = check_query(data)
     except Malformed as err:
-        reply = None if err.rcode is None else _header_reply(data, err.rcode)
+        reply = None if err.rcode is None else header_reply(data, err.rcode)
         raise FormErr(reply, err.why) from None
     qname = ".".join(label.decode("latin-1") for label in c.labels).lower() + "."
     return Query(
@@ -116,7 +116,7 @@ def parse_query(data: bytes) -> Query:
     )
 
 
-def _header_reply(data: bytes, rcode: int) -> bytes:
+def header_reply(data: bytes, rcode: int) -> bytes:
     """A bare reply (no sections) echoing ID, opcode and RD, for queries we will not parse."""
     flags = 0x8000 | (int.from_bytes(data[2:4], "big") & 0x7900) | rcode
     return data[:2] + flags.to_bytes(2, "big") + b"\x00" * 8

@@ -25,7 +25,8 @@ log = logging.getLogger("skydns.janitor")
 
 RECORDS_PREFIX = PREFIX + "/"
 # Scanner and scheduler state lives below /skydns too; none of it is a DNS record.
-MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-path")
+MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-path",
+                 "confirm-path", "history-path")
 
 
 class Janitor:

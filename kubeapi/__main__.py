@@ -31,6 +31,10 @@ read them. Routes (token via ?token= or 'Authorization: Bearer'; /healthz needs 
   GET    /                         status page (HTML; reads the data below with ?token=)
   GET    /skydns/status[/events]   names, addresses, UP/DOWN, scanners, leader (JSON / SSE);
                                    token unless [SkydnsApi] status-public = true
+  GET    /skydns/health[/IP]       every address: status, since, reason, checker,
+                                   maintenance, names; scanners, leader (one IP: + history)
+  PUT    /skydns/health/IP/maintenance   {"reason":"..."}: out of every answer until
+  DELETE /skydns/health/IP/maintenance   cleared (token as for record writes)
   GET    /metrics                  Prometheus counters (no token)
 NAME is relative to the zone (cctv2) or fully qualified inside it (cctv2.skydns.local).
 Writes answer OK (201/200), errors one line 'ERR, <reason>' with a 4xx/5xx status.
@@ -124,17 +128,22 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
     layout = Layout(zone, etcd["status-path"], etcd["refs-path"])
     service = RecordService(store, layout, request_deadline(etcd))
     feed = StatusFeed(etcd, zone)
+    # Deleting an address' last API record must keep its status key while a record written
+    # another way still holds it; the feed's zone mirror says which do.
+    service.holders = feed.holders
     kube = None
     if cfg["Kube2Skydns"]["kube-enable"]:
         from .kubesync import KubeSync
 
         kube = KubeSync(cfg["Kube2Skydns"], store, layout)
+        kube.holders = feed.holders
     metrics = ApiMetrics(store, service, feed, kube=kube.stats if kube else None)
     runner = None
     host, port = api["api-address"]
     if api["api-enable"]:
         app = make_app(service, auth, zone, api["max-body"], feed=feed, metrics=metrics,
-                       status_public=api["status-public"], read_timeout=api["read-timeout"])
+                       status_public=api["status-public"], read_timeout=api["read-timeout"],
+                       etcd_paths=etcd)
         # keepalive_timeout: an idle connection between requests is closed after this long
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                keepalive_timeout=api["keepalive-timeout"])
@@ -148,9 +157,10 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
             await store.close()
             raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: "
                              f"{err.strerror or err}") from None
-        # The status view fills from etcd in the background: the API itself does not need
-        # it, and until it is loaded the page says so.
-        await feed.start()
+    # The status view fills from etcd in the background: the API itself does not need it
+    # (until it is loaded the page says so, and deletes read the zone to find holders).
+    # Started without the API too: the Kubernetes sync's deletes use its zone mirror.
+    await feed.start()
     if kube is not None:
         # In the background: an unreachable API server must not keep the REST API down.
         await kube.start()
@@ -175,7 +185,7 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
             await kube.stop()
         if runner is not None:
             await runner.cleanup()
-            await feed.stop()
+        await feed.stop()
         await store.close()
 
 

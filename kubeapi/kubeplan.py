@@ -32,8 +32,8 @@ MAX_OPS = 90
 
 
 class SyncPlanner(Planner):
-    def __init__(self, layout, snap, max_ops: int = MAX_OPS):
-        super().__init__(layout, Caller(OWNER), snap)
+    def __init__(self, layout, snap, max_ops: int = MAX_OPS, holders=None):
+        super().__init__(layout, Caller(OWNER), snap, holders)
         self.skipped: list[str] = []
         self.partial = False  # more changes remain after this plan: plan again once committed
         self.max_ops = max_ops

@@ -173,6 +173,7 @@ class KubeSync:
         self.kube = kube
         self.store = store
         self.layout = layout
+        self.holders = None  # ip -> record keys holding it (Planner's `holders`), once known
         self.zone = layout.zone
         self.client = client or KubeClient(kube)
         self.ip_source = kube["kube-ip-source"]
@@ -340,7 +341,7 @@ class KubeSync:
         written = 0
         while True:
             snap = await self.store.snapshot(keys, prefixes, deadline)
-            planner = SyncPlanner(self.layout, snap)
+            planner = SyncPlanner(self.layout, snap, holders=self.holders)
             try:
                 plan = planner.converge(domain, wants, ports)
             except NeedReads as more:

@@ -21,6 +21,7 @@ NeedReads and is run again on a bigger snapshot; planners never do I/O.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from skydns.keys import key_to_path, name_to_key, name_to_path, path_to_name
@@ -43,6 +44,7 @@ from .records import (
     ptr_target,
     status_with_checks,
 )
+from .statusview import record_address
 from .validate import ADDRESS_TYPES, Change
 
 ARPA_PREFIX = "/skydns/arpa/"
@@ -158,10 +160,16 @@ def ancestors(name: str, zone: str) -> list[str]:
 
 
 class Planner:
-    def __init__(self, layout: Layout, caller: Caller, snap: Snapshot):
+    """`holders`: ip -> the record keys of the zone that hold it, from a mirror of the zone
+    (statusfeed.StatusFeed.holders), or None while that is not loaded; then a plan that drops
+    an address' last API reference reads the zone itself to find other holders."""
+
+    def __init__(self, layout: Layout, caller: Caller, snap: Snapshot,
+                 holders: Callable[[str], set[str] | None] | None = None):
         self.layout = layout
         self.caller = caller
         self.snap = snap
+        self.holders = holders
         self.plan = Plan(snap.revision)
         self._refs: dict[str, _Refs] = {}
 
@@ -440,7 +448,8 @@ class Planner:
             self.plan.key_guards[rkey] = refs.seen_revision
             if not refs.current:
                 self._delete(rkey)
-                self._delete(skey)  # the last reference is gone: stop monitoring it
+                if not self._held_elsewhere(ip, refs.listed):
+                    self._delete(skey)  # the last reference is gone: stop monitoring it
                 continue
             if refs.current != refs.listed:
                 self._put(rkey, encode_refs(refs.current))
@@ -454,6 +463,31 @@ class Planner:
                 # into its status key beside the verdict, which stays as it is.
                 self._guard(skey)
                 self._put(skey, status_with_checks(status.value, refs.checks))
+
+    def _held_elsewhere(self, ip: str, listed: set[str]) -> bool:
+        """Whether a record the API does not track (written by etcdctl, another layout)
+        still holds `ip`: its status key must then stay, or the scanners stop probing an
+        address that is served. The key found is guarded, so deleting it meanwhile
+        conflicts; a hand-written record appearing meanwhile is as racy as any etcdctl
+        write."""
+        mine = listed | set(self.plan.puts) | set(self.plan.deletes)
+        found = self.holders(ip) if self.holders is not None else None
+        if found is None:
+            kvs = self.snap.under(self.layout.zone_prefix)  # NeedReads: read the zone once
+        else:
+            found = found - mine
+            if not found:
+                return False
+            self.snap.require(keys=found)
+            kvs = [kv for kv in map(self.snap.kvs.get, sorted(found)) if kv is not None]
+        for kv in kvs:
+            if kv.key in mine:
+                continue
+            addr = record_address(kv.key, kv.value)
+            if addr is not None and addr.ip == ip:
+                self._guard(kv.key)
+                return True
+        return False
 
     # --- checks ----------------------------------------------------------------------------
 

@@ -297,6 +297,10 @@ def plain_type(rec: Stored) -> str:
     if not rec.plain:
         return ""
     if rec.value and not rec.value.endswith("."):
+        # A key with a port is written for SRV (the SkyDNS way: it answers A/AAAA too, but
+        # an operator wrote the port to be seen), so it is listed as SRV with it.
+        if rec.port:
+            return "SRV"
         return "AAAA" if ":" in rec.value else "A"
     if rec.mail and rec.value:
         return "MX"
@@ -306,12 +310,15 @@ def plain_type(rec: Stored) -> str:
 
 
 def entries(records: list[Stored], statuses: dict[str, str], rtype: str | None = None,
-            name: str | None = None, checks: dict[str, list] | None = None) -> list[dict]:
+            name: str | None = None, checks: dict[str, list] | None = None,
+            maintenance: dict[str, dict] | None = None) -> list[dict]:
     """Listing entries, one per (domain, type), in a stable sorted order.
 
     Each entry has the shape of the POST body that would create it (`ips`, `alias`, ...) plus
     `domain`, `owner` and, for addresses, `status` (the health of each address that has a
-    status key) and `checks` (the health checks of each address that has some). A CNAME is
+    status key, whoever wrote the record), `maintenance` (ip -> {reason, by, since} of each
+    address an operator took out) and `checks` (the health checks of each address that has
+    some). SRV entries also carry `srv`: one {target, port, priority, weight} per record. A CNAME is
     listed under its target with the aliases pointing to it, as it is created:
     POST {"type": "cname", "alias": "tv1"} to cctv2 makes tv1 an alias of cctv2.
     With `name`, only that name's entries, and CNAME entries where it is one of the aliases.
@@ -332,7 +339,7 @@ def entries(records: list[Stored], statuses: dict[str, str], rtype: str | None =
         groups.items(),
         key=lambda item: (item[0][0].rstrip("."), _TYPE_ORDER[item[0][1]], item[0][2]),
     ):
-        entry = _entry(domain, kind, recs, statuses, checks or {})
+        entry = _entry(domain, kind, recs, statuses, checks or {}, maintenance or {})
         if readonly:
             entry["readonly"] = True
         out.append(entry)
@@ -340,7 +347,7 @@ def entries(records: list[Stored], statuses: dict[str, str], rtype: str | None =
 
 
 def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str],
-           checks: dict[str, list]) -> dict:
+           checks: dict[str, list], maintenance: dict[str, dict]) -> dict:
     entry: dict = {"domain": domain, "type": rtype}
     owners = sorted({r.owner or "" for r in recs})
     entry["owner"] = owners[0] if len(owners) == 1 else owners
@@ -353,11 +360,19 @@ def _entry(domain: str, rtype: str, recs: list[Stored], statuses: dict[str, str]
                 number = _uniform([getattr(r, field) for r in recs])
                 if number:
                     entry[field] = number
+            # priority 10 when unset, as the DNS server answers (DESIGN.md "SRV")
+            entry["srv"] = [{"target": r.value, "port": r.port,
+                             "priority": r.priority or 10, "weight": r.weight} for r in recs]
         ptrs = [r.value for r in recs if r.ptr]
         if ptrs:
             entry["ptr"] = ptrs
-        entry["status"] = {r.value: statuses[r.value] for r in recs
-                           if r.is_address and r.value in statuses}
+        # Every address, whoever wrote its record (a plain SkyDNS key holds one too); an
+        # SRV's name targets have no status of their own.
+        addresses = [r.value for r in recs if not r.value.endswith(".")]
+        entry["status"] = {ip: statuses[ip] for ip in addresses if ip in statuses}
+        held = {ip: maintenance[ip] for ip in addresses if ip in maintenance}
+        if held:
+            entry["maintenance"] = held
         with_checks = {r.value: checks[r.value] for r in recs if checks.get(r.value)}
         if with_checks:
             entry["checks"] = with_checks

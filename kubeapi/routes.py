@@ -7,6 +7,7 @@
     PUT    /skydns/api/{domain}     swap one value    -> 200 OK
     DELETE /skydns/api/{domain}     remove values, or without a body the whole name -> 200 OK
     GET    /, /skydns/status[/events], /metrics    the status page and metrics (statushttp.py)
+    GET    /skydns/health[/{ip}], PUT/DELETE /skydns/health/{ip}/maintenance    (healthhttp.py)
 
 Errors are one line, `ERR, <reason>`, with the status saying what kind; a client that asks
 for `Accept: application/json` gets `{"error": reason, "status": n}` (and `{"result": "OK"}`
@@ -26,10 +27,11 @@ from aiohttp import web
 from .auth import Authenticator, token_of
 from .errors import ApiError
 from .etcd import EtcdRefused, EtcdUnavailable
+from .healthhttp import HealthApi, add_health_routes
 from .metrics import METRICS, UNMATCHED, ApiMetrics
 from .service import RecordService
 from .slowclients import guard_of
-from .statusfeed import StatusFeed
+from .statusfeed import StatusFeed, status_prefixes
 from .statushttp import add_routes
 from .validate import parse_body, parse_create, parse_delete, parse_type, parse_update, zone_name
 
@@ -193,8 +195,9 @@ async def one_name(request: web.Request) -> web.Response:
 def make_app(service: RecordService, auth: Authenticator, zone: str, max_body: int, *,
              feed: StatusFeed | None = None, metrics: ApiMetrics | None = None,
              status_public: bool = False, keepalive: float = 15.0,
-             read_timeout: float = 10.0) -> web.Application:
-    """The API; with `feed` also the status page, with `metrics` also GET /metrics."""
+             read_timeout: float = 10.0, etcd_paths: dict | None = None) -> web.Application:
+    """The API; with `feed` also the status page, with `metrics` also GET /metrics, with
+    `etcd_paths` (the [Etcd] section's *-path keys) also /skydns/health."""
     app = web.Application(middlewares=[errors_and_access_log], client_max_size=max_body)
     app[SERVICE] = service
     app[AUTH] = auth
@@ -204,4 +207,8 @@ def make_app(service: RecordService, auth: Authenticator, zone: str, max_body: i
     app.router.add_get("/skydns/api/", list_all)
     app.router.add_route("*", "/skydns/api/{domain:.+}", one_name)
     add_routes(app, feed, metrics, None if status_public else _caller, keepalive)
+    if etcd_paths is not None:
+        add_health_routes(app, HealthApi(service, status_prefixes(zone, etcd_paths),
+                                         etcd_paths["history-path"],
+                                         None if status_public else _caller, _caller))
     return app

@@ -12,6 +12,7 @@ import logging
 import random
 from contextlib import asynccontextmanager
 
+from skydns.flips import read_facts
 from skydns.keys import ip_of_key, name_to_key
 
 from .errors import ApiError
@@ -67,6 +68,8 @@ class RecordService:
         self.deadline = deadline
         self.locks = KeyedLocks()
         self.conflicts = 0  # commits refused by a guard, for the logs and tests
+        # ip -> record keys holding it, from a mirror of the zone (Planner's `holders`)
+        self.holders = None
 
     async def write(self, op: str, caller: Caller, name: str, change: Change | None) -> int:
         """Run planner method `op` ("create", "update", "delete") until it commits; the HTTP
@@ -92,7 +95,7 @@ class RecordService:
         rounds = attempts = 0
         while True:
             snap = await self.store.snapshot(keys, prefixes, deadline)
-            planner = Planner(self.layout, caller, snap)
+            planner = Planner(self.layout, caller, snap, self.holders)
             try:
                 plan = getattr(planner, op)(name, change)
             except NeedReads as more:
@@ -134,7 +137,7 @@ class RecordService:
             rec = decode(kv.key, kv.value, kv.mod_revision)
             if rec is not None:
                 records.append(rec)
-        statuses, checks = {}, {}
+        statuses, checks, maintenance = {}, {}, {}
         for kv in snap.under(lay.status_path):
             # Canonical, as the records' addresses are: a hand-written `2001:DB8::1` counts.
             ip = ip_of_key(kv.key, lay.status_path)
@@ -146,4 +149,7 @@ class RecordService:
             found = decode_checks(kv.value)
             if found:
                 checks[ip] = found
-        return entries(records, statuses, rtype, name, checks)
+            facts = read_facts(kv.value)
+            if facts.maintenance is not None:
+                maintenance[ip] = facts.maintenance
+        return entries(records, statuses, rtype, name, checks, maintenance)

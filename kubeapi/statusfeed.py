@@ -63,6 +63,13 @@ class StatusFeed:
     def connected(self) -> bool:
         return all(m.connected for m in self.mirrors.values())
 
+    def holders(self, ip: str) -> set[str] | None:
+        """The record keys of the zone that hold `ip`, as the mirror last saw them; None until
+        the records are loaded (the planner then reads the zone itself)."""
+        if not self.mirrors["records"].ready.is_set():
+            return None
+        return set(self.state.holders.get(ip, ()))
+
     def snapshot_json(self) -> bytes:
         """The current snapshot, serialised once per change (each request does not rebuild it)."""
         key = self._key()

@@ -8,15 +8,25 @@ turns that into the document served at GET /skydns/status:
     {"zone": "skydns.local.", "revision": 42,
      "names": [{"name": "cctv2.skydns.local.", "addresses": [
          {"ip": "192.168.10.1", "type": "A", "status": "UP", "scanner": "scan-1",
-          "scanner_live": true, "checks": ["http:8080/healthz"], "reason": null}]}],
+          "scanner_live": true, "checks": ["http:8080/healthz"], "reason": null,
+          "since": "2024-05-01T12:00:00.000Z", "maintenance": null}]}],
      "names_total": 1, "leader": "sched-1", "schedulers": ["sched-1", "sched-2"],
      "scanners": [{"hostname": "scan-1", "addresses": 1}],
-     "counts": {"addresses": 1, "up": 1, "down": 0, "unknown": 0, "unassigned": 0}}
+     "counts": {"addresses": 1, "up": 1, "down": 0, "unknown": 0, "unassigned": 0,
+                "maint": 0}}
 
 `status` is null for an address without a (readable) status key, `scanner` null when no report
 key assigns it; SRV addresses carry their `port`. `checks` are the address' HTTP(S) checks in
-their one-line spelling (skydns/checks.py), `reason` why a scanner last found it DOWN (it
-stays after the address is UP again: the last failure), or null.
+their one-line spelling (skydns/checks.py), `reason` why a scanner last found it DOWN (the
+last failure: shown after the address is UP again, from `lastfailure`), or null; `since` when
+its status last changed (null for values written before scanners recorded it) and
+`maintenance` the operator's `{reason, by, since}` while it is taken out of the answers
+(counted in `maint`, beside its UP/DOWN count); a DOWN other scanners confirmed has
+`confirmedby: ["scan-2"]`. An isolated scanner (its heartbeat says it cannot see the service
+network; its addresses are with the others) has `"state": "isolated", "isolation": "<why>"`
+(the others "ok", shown as nothing); `warnings: [...]` says when no second scanner can
+confirm failures, or none probes at all. Those three keys are there only when they say
+something.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from skydns.checks import describe
-from skydns.health import report_owner
+from skydns.flips import confirmed_by, maintenance_of
+from skydns.health import heart_isolation, report_owner, scanner_warnings
 from skydns.keys import ip_of_key
 from skydns.store import KV
 
@@ -75,31 +86,44 @@ def leader_order(locks: Mapping[str, int]) -> list[str]:
     return sorted(locks, key=lambda host: (locks[host], host))
 
 
-def status_details(value: bytes) -> tuple[tuple[str, ...], str | None]:
-    """(checks as one-line spellings, last failure reason) of a status value."""
+NO_DETAILS = ((), None, None, None, None)
+
+
+def status_details(value: bytes) -> tuple:
+    """(checks as one-line spellings, last failure reason, since, maintenance, the scanners
+    that confirmed a DOWN) of a status value; NO_DETAILS when it has none of them."""
     try:
         obj = json.loads(value)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        return (), None
+        return NO_DETAILS
     if not isinstance(obj, dict):
-        return (), None
+        return NO_DETAILS
     reason = obj.get("reason")
-    return tuple(describe(obj.get("checks"))), reason if isinstance(reason, str) else None
+    last = obj.get("lastfailure")
+    if not isinstance(reason, str) and isinstance(last, dict):
+        reason = last.get("reason")  # UP again: the last failure says what happened
+    since = obj.get("since")
+    status = obj.get("status")
+    confirmed = (confirmed_by(obj) if isinstance(status, str) and status.upper() == "DOWN"
+                 else None)
+    return (tuple(describe(obj.get("checks"))), reason if isinstance(reason, str) else None,
+            since if isinstance(since, str) else None, maintenance_of(obj), confirmed)
 
 
 def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[str, str | None],
                    reports: Mapping[str, str], hearts: Iterable[str], locks: Mapping[str, int],
                    revision: int = 0, max_names: int = MAX_NAMES,
-                   details: Mapping[str, tuple[tuple[str, ...], str | None]] | None = None
-                   ) -> dict:
+                   details: Mapping[str, tuple] | None = None) -> dict:
     """The status document (see the module doc) from decoded state; pure. `details`: ip ->
-    status_details() of its status value."""
+    status_details() of its status value. `hearts`: the live scanners, or a mapping of them
+    to why each is isolated (None: it is not)."""
     details = details or {}
-    live = set(hearts)
+    isolation = dict(hearts) if isinstance(hearts, Mapping) else dict.fromkeys(hearts)
+    live = set(isolation)
     by_name: dict[str, set[Address]] = {}
     for addr in addresses:
         by_name.setdefault(addr.name, set()).add(addr)
-    counts = {"addresses": 0, "up": 0, "down": 0, "unknown": 0, "unassigned": 0}
+    counts = {"addresses": 0, "up": 0, "down": 0, "unknown": 0, "unassigned": 0, "maint": 0}
     assigned: dict[str, int] = {host: 0 for host in live}
     names = []
     for name in sorted(by_name, key=lambda n: n.rstrip(".")):
@@ -107,9 +131,14 @@ def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[st
         for addr in sorted(by_name[name], key=lambda a: (ip_sort_key(a.ip), a.port, a.rtype)):
             status = statuses.get(addr.ip)
             owner = reports.get(addr.ip)
-            checks, reason = details.get(addr.ip, ((), None))
+            checks, reason, since, maint, confirmed = details.get(addr.ip, NO_DETAILS)
             row = {"ip": addr.ip, "type": addr.rtype, "status": status, "scanner": owner,
-                   "scanner_live": owner in live, "checks": list(checks), "reason": reason}
+                   "scanner_live": owner in live, "checks": list(checks), "reason": reason,
+                   "since": since, "maintenance": maint}
+            if confirmed:
+                row["confirmedby"] = list(confirmed)
+            if maint is not None:
+                counts["maint"] += 1
             if addr.rtype == "SRV":
                 row["port"] = addr.port
             rows.append(row)
@@ -125,16 +154,26 @@ def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[st
         if owner in assigned:
             assigned[owner] += 1
     order = leader_order(locks)
-    return {
+    scanners = []
+    for host in sorted(live):
+        entry = {"hostname": host, "addresses": assigned[host]}
+        if isolation[host] is not None:
+            entry.update(state="isolated", isolation=isolation[host])
+        scanners.append(entry)
+    doc = {
         "zone": zone,
         "revision": revision,
         "names": names,
         "names_total": len(by_name),
         "leader": order[0] if order else None,
         "schedulers": order,
-        "scanners": [{"hostname": h, "addresses": assigned[h]} for h in sorted(live)],
+        "scanners": scanners,
         "counts": counts,
     }
+    warnings = scanner_warnings(isolation)
+    if warnings and (live or counts["addresses"]):
+        doc["warnings"] = warnings
+    return doc
 
 
 class StatusState:
@@ -152,10 +191,12 @@ class StatusState:
         self.version = 0
         self.revision = 0
         self.addresses: dict[str, Address] = {}  # record key -> its address
+        self.holders: dict[str, set[str]] = {}  # ip -> record keys holding it
         self.statuses: dict[str, str | None] = {}  # ip -> UP / DOWN / None (unreadable)
-        self.details: dict[str, tuple] = {}  # ip -> (checks, reason) when it has either
+        # ip -> status_details() when it has any (most values of a big zone have none)
+        self.details: dict[str, tuple] = {}
         self.reports: dict[str, str] = {}  # ip -> scanner hostname
-        self.hearts: set[str] = set()  # live scanner hostnames
+        self.hearts: dict[str, str | None] = {}  # live scanner -> why isolated, or None
         self.locks: dict[str, int] = {}  # scheduler hostname -> create revision of its key
 
     def _suffix(self, source: str, key: str) -> str:
@@ -169,16 +210,16 @@ class StatusState:
     def _put(self, source: str, kv: KV) -> None:
         if source == "records":
             addr = record_address(kv.key, kv.value)
-            if addr is None:
-                self.addresses.pop(kv.key, None)
-            else:
+            self._drop_address(kv.key)
+            if addr is not None:
                 self.addresses[kv.key] = addr
+                self.holders.setdefault(addr.ip, set()).add(kv.key)
         elif source == "status":
             ip = self._ip(source, kv.key)
             if ip is not None:
                 self.statuses[ip] = decode_status(kv.value)
                 details = status_details(kv.value)
-                if details[0] or details[1]:
+                if any(details):
                     self.details[ip] = details
                 else:
                     self.details.pop(ip, None)
@@ -192,7 +233,7 @@ class StatusState:
             else:
                 self.reports[ip] = owner
         elif source == "heart":
-            self.hearts.add(self._suffix(source, kv.key))
+            self.hearts[self._suffix(source, kv.key)] = heart_isolation(kv.value)
         elif source == "lock":
             # A put to a key already held keeps its place in the queue: etcd keeps the create
             # revision. A new key is created at this event's revision. (The mirror does not
@@ -202,7 +243,7 @@ class StatusState:
 
     def _delete(self, source: str, key: str) -> None:
         if source == "records":
-            self.addresses.pop(key, None)
+            self._drop_address(key)
             return
         if source in ("status", "report"):
             table = self.statuses if source == "status" else self.reports
@@ -212,9 +253,20 @@ class StatusState:
         elif source == "lock":
             self.locks.pop(self._suffix(source, key), None)
         else:
-            self.hearts.discard(self._suffix(source, key))
+            self.hearts.pop(self._suffix(source, key), None)
+
+    def _drop_address(self, key: str) -> None:
+        old = self.addresses.pop(key, None)
+        if old is not None:
+            keys = self.holders.get(old.ip)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.holders[old.ip]
 
     def _clear(self, source: str) -> None:
+        if source == "records":
+            self.holders.clear()
         if source == "status":
             self.details.clear()
         {"records": self.addresses, "status": self.statuses, "report": self.reports,

@@ -13,12 +13,14 @@ import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aetcd
 
 from skydns import notify
 from skydns import txn as etcd
 from skydns.checks import HttpCheck
+from skydns.flips import DOWN, Flip, dump, push_history, render_flip
 from skydns.health import report_owner
 from skydns.keys import parse_ip
 from skydns.lease import KeptLease
@@ -26,9 +28,12 @@ from skydns.logsetup import kv
 from skydns.monitor import Warner, iso_time
 from skydns.store import KV, Mirror, describe_error, make_client
 
+from .confirm import ABORTED, ALONE, CONFIRMED, DISAGREED, probe_budget
+from .confirmer import Confirmer
 from .damping import Damper
+from .isolation import ENTER, LEAVE, Isolation
 from .probes import Prober, detect_icmp_mode, icmp_unavailable_reason
-from .status import StatusValue, read_status, render_status
+from .status import StatusValue, read_status
 
 log = logging.getLogger("skydns.scanner")
 
@@ -44,6 +49,7 @@ class Target:
     damper: Damper
     task: asyncio.Task | None = None
     reason: str | None = None  # why the latest failed check failed (written with a DOWN)
+    last_ok: bool | None = None  # the latest check's result (None: none yet, or could not run)
 
 
 class Agent:
@@ -51,7 +57,9 @@ class Agent:
 
     Counters (plain attributes, exported as metrics later): checks and probes (in .prober),
     failures (checks that found an address unreachable), assigned_ips, status_writes,
-    write_conflicts, write_errors, overruns (probe rounds that started late).
+    write_conflicts, write_errors, overruns (probe rounds that started late), unconfirmed_downs
+    (DOWNs written with nobody to confirm them), isolations (times it declared itself
+    isolated); the confirmations' own in .confirmer.
     """
 
     def __init__(self, cfg: dict):
@@ -61,13 +69,23 @@ class Agent:
         self.etcd_section = etcd_section
         self.status_path: str = etcd_section["status-path"]
         self.report_path: str = etcd_section["report-path"]
+        self.history_path: str = etcd_section["history-path"]
         self.heart_key: str = etcd_section["heart-path"] + self.hostname
         self.prober = Prober(tcp_timeout=1.0, icmp_mode=None,
                              max_concurrency=cfg["Check"]["max-concurrency"])
-        self._apply_check(cfg)
         self.lease = KeptLease(etcd_section, ttl=general["agent-downtime"],
                                interval=general["heartbeat-interval"], name="heartbeat",
                                on_granted=self._register)
+        self.confirmer = Confirmer(self.hostname, etcd_section, self.prober, self.lease,
+                                   need=1, timeout=self._confirm_timeout)
+        self.isolation = Isolation(0.5, window=1.0)
+        # While isolated: the addresses it held when it became so, still probed (not
+        # written) to see when its network is back although the scheduler moved them.
+        self.held: set[str] = set()
+        self._heart_lock = asyncio.Lock()
+        self._since = iso_time()
+        self._published: bool | None = None  # the isolation state etcd has, as far as we know
+        self._apply_check(cfg)
 
         self.statuses: dict[str, KV] = {}  # every monitored ip -> its status key
         # statuses[ip] read once when it arrived, with the KV it was read from (a value is
@@ -91,6 +109,8 @@ class Agent:
         self.write_conflicts = 0
         self.write_errors = 0
         self.overruns = 0
+        self.unconfirmed_downs = 0
+        self.isolations = 0
 
     def _apply_check(self, cfg: dict) -> None:
         """Take [Check] and enable-check: at start, and again on a reload."""
@@ -113,6 +133,22 @@ class Agent:
             # Probes in flight finish on the old semaphore; new ones wait on this one.
             p.max_concurrency = check["max-concurrency"]
             p.slots = asyncio.Semaphore(p.max_concurrency)
+        # After the prober's settings: the confirmation timeout is worked out from them.
+        self.confirm: int = check["confirm"]
+        self.confirm_wait: float = check["confirm-timeout"]  # 0: from the probes (below)
+        self.confirmer.need = max(1, self.confirm)
+        # enable-check = false probes nothing, for others neither: they time out and ask
+        # the next scanner.
+        self.confirmer.enabled = self.enabled
+        self.isolation.threshold = check["isolation-threshold"]
+        # Two looks in a row (a second apart at most) that most held addresses answer: the
+        # latest results are one check each, but of many addresses at once. So isolation
+        # ends within check-interval + 2 s of the network coming back.
+        self.isolation.leave_after = 2
+        # Disagreements count while they are this recent: a few fall sequences and the
+        # confirmation they led to.
+        self.isolation.window = 2 * self.fall * self.interval + self._confirm_timeout(
+            self.default_ports, ())
 
     def reconfigure(self, cfg: dict) -> list[str]:
         """Apply a reloaded config (SIGHUP): [Check] and enable-check take effect at once.
@@ -138,6 +174,19 @@ class Agent:
         return len(self.targets)
 
     @property
+    def isolated(self) -> bool:
+        return self.isolation.isolated
+
+    def _confirm_timeout(self, ports, checks) -> float:
+        """Seconds to wait for one confirmer: confirm-timeout, else its slowest probe and a
+        second for etcd and its probe queue."""
+        if self.confirm_wait:
+            return self.confirm_wait
+        p = self.prober
+        icmp = p.ping_count * p.ping_timeout if p.icmp_mode else 0.0
+        return probe_budget(ports, checks, p.tcp_timeout, icmp) + 1.0
+
+    @property
     def failures(self) -> int:
         return self.prober.unreachable
 
@@ -148,7 +197,8 @@ class Agent:
         log.info("scanner starting", extra=kv(
             hostname=self.hostname, check_interval=self.interval, rise=self.rise,
             fall=self.fall, icmp=self.prober.icmp_mode or "off", ports=ports,
-            max_concurrency=self.prober.max_concurrency, enable_check=self.enabled))
+            max_concurrency=self.prober.max_concurrency, enable_check=self.enabled,
+            confirm=self.confirm, isolation_threshold=self.isolation.threshold))
         if not self.enabled:
             log.info("enable-check = false: registered, but no address is probed")
         elif not self.default_ports and not self.prober.icmp_mode:
@@ -159,6 +209,9 @@ class Agent:
         self._ready_task = asyncio.create_task(self._announce_ready(), name="ready")
         self._tasks = [asyncio.create_task(self.status_mirror.run(), name="status-mirror"),
                        asyncio.create_task(self.report_mirror.run(), name="report-mirror"),
+                       *(asyncio.create_task(m.run(), name=m.name)
+                         for m in self.confirmer.mirrors),
+                       asyncio.create_task(self._watch_isolation(), name="isolation"),
                        self._ready_task]
         try:
             await stop.wait()
@@ -171,6 +224,8 @@ class Agent:
         await self.lease.granted.wait()
         await self.status_mirror.ready.wait()
         await self.report_mirror.ready.wait()
+        for mirror in self.confirmer.mirrors:
+            await mirror.ready.wait()
         notify.ready(f"registered as {self.hostname}")
 
     async def shutdown(self) -> None:
@@ -187,18 +242,32 @@ class Agent:
         # scanner's addresses at once instead of after agent-downtime.
         await self.lease.close(revoke=True)
         await asyncio.gather(self.status_mirror.stop(), self.report_mirror.stop(),
+                             *(m.stop() for m in self.confirmer.mirrors),
                              return_exceptions=True)
+        for task in self._tasks:
+            if task.get_name() == "isolation":
+                task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.confirmer.close()
         if self._client is not None:
             await self._client.close()
         log.info("scanner stopped", extra=kv(hostname=self.hostname))
 
+    def _heart_value(self) -> bytes:
+        value = {"hostname": self.hostname, "pid": os.getpid(), "since": self._since,
+                 "isolated": self.isolated}
+        if self.isolated:
+            value["isolation"] = self.isolation.reason
+        return json.dumps(value).encode()
+
     async def _register(self, client: aetcd.Client, lease_id: int) -> None:
-        value = json.dumps({"hostname": self.hostname, "pid": os.getpid(),
-                            "since": iso_time()}).encode()
-        put = await asyncio.wait_for(
-            client.put(self.heart_key.encode(), value, lease=lease_id, prev_kv=True),
-            self.lease.call_timeout * 2)
+        self._since = iso_time()
+        async with self._heart_lock:
+            put = await asyncio.wait_for(
+                client.put(self.heart_key.encode(), self._heart_value(), lease=lease_id,
+                           prev_kv=True),
+                self.lease.call_timeout * 2)
+            self._published = self.isolated
         prev = put.prev_kv
         if prev is not None and prev.lease and prev.lease != lease_id:
             log.warning("heartbeat key was held by another lease: a previous run that has "
@@ -206,6 +275,66 @@ class Agent:
                         extra=kv(key=self.heart_key, other_lease=f"{prev.lease:x}"))
         log.info("heartbeat registered", extra=kv(key=self.heart_key, lease=f"{lease_id:x}",
                                                   ttl=self.lease.ttl))
+
+    async def _publish_heart(self) -> None:
+        """Put the heartbeat value again (isolation changed). Serialized, and each put writes
+        the state of its own moment, so the last one standing is the current state. Without a
+        lease there is nothing to do: the next grant registers the current state."""
+        async with self._heart_lock:
+            lease_id = self.lease.lease_id
+            if not lease_id or self._client is None:
+                return
+            isolated = self.isolated
+            try:
+                await asyncio.wait_for(self._client.put(
+                    self.heart_key.encode(), self._heart_value(), lease=lease_id),
+                    self.lease.call_timeout * 2)
+                self._published = isolated
+            except Exception as exc:
+                self._warn.every("heart", "could not update the heartbeat value",
+                                 key=self.heart_key, error=describe_error(exc))
+
+    # -- isolation ---------------------------------------------------------------------------
+
+    async def _watch_isolation(self) -> None:
+        while True:
+            # O(addresses) per look: once a second is nothing even for 20,000 of them.
+            await asyncio.sleep(min(self.interval, 1.0))
+            try:
+                self._evaluate_isolation()
+                if self._published is not None and self._published != self.isolated:
+                    self._spawn_heart()  # the last put failed: the scheduler must know
+            except Exception:
+                log.exception("isolation check failed")
+
+    def _evaluate_isolation(self) -> None:
+        results = [target.last_ok for target in self.targets.values()]
+        change = self.isolation.evaluate(results, asyncio.get_running_loop().time())
+        if change == ENTER:
+            self.isolations += 1
+            self.held = set(self.targets)
+            self.confirmer.isolated = True
+            self.confirmer.abort_all()
+            log.warning("isolated: not writing DOWN, handing the addresses to other scanners "
+                        "until most of them answer again", extra=kv(
+                            reason=self.isolation.reason, held=len(self.held)))
+            self._spawn_heart()
+        elif change == LEAVE:
+            held, self.held = self.held, set()
+            self.confirmer.isolated = False
+            log.warning("isolation over: most held addresses answer again; taking work",
+                        extra=kv(held=len(held)))
+            for target in self.targets.values():
+                item = self.statuses.get(target.ip)
+                target.damper.reset(self._read_status(target.ip, item).status
+                                    if item is not None else None)
+            self._spawn_heart()
+            self._reconcile()
+
+    def _spawn_heart(self) -> None:
+        task = asyncio.create_task(self._publish_heart(), name="heart-update")
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
 
     # -- etcd state --------------------------------------------------------------------------
 
@@ -323,7 +452,10 @@ class Agent:
             ips = self.targets.keys() | self.assigned.keys()
         added = 0
         for ip in ips:
-            wanted = self.enabled and ip in self.assigned and ip in self.statuses
+            # Isolated, it keeps probing what it held (without writing) to see its network
+            # come back, although the scheduler has moved those addresses away.
+            wanted = self.enabled and ip in self.statuses and (
+                ip in self.assigned or (self.isolated and ip in self.held))
             target = self.targets.get(ip)
             if target is not None and not wanted:
                 del self.targets[ip]
@@ -364,11 +496,17 @@ class Agent:
             try:
                 ports, checks = self._probes(target.ip)
                 ok, reason = await self.prober.verdict(target.address, ports, checks)
+                target.last_ok = ok
                 if ok is not None:
                     target.damper.feed(ok)
                 if ok is False:
                     target.reason = reason
+                took = loop.time()
                 await self._sync_status(target)
+                if loop.time() - took > self.interval:
+                    # A confirmation took its time: the next round comes an interval after
+                    # it, not at once (and that is no overrun).
+                    next_round = loop.time()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not silently end the probing of this address
@@ -384,29 +522,92 @@ class Agent:
                 delay = 0
             await asyncio.sleep(delay)
 
+    def _may_write(self, target: Target) -> bool:
+        # Held while isolated but no longer assigned: probed, never written.
+        return (self.targets.get(target.ip) is target and not self._stopping
+                and (target.ip in self.assigned or not self.isolated))
+
     async def _sync_status(self, target: Target) -> None:
-        """Write the damped status if etcd says otherwise; nothing when they agree."""
+        """Write the damped status if etcd says otherwise; nothing when they agree. A DOWN
+        is first confirmed by other scanners ([Check] confirm), and never written while
+        this scanner is isolated."""
+        confirmedby: tuple[str, ...] = ()
+        confirmed = False
         for _ in range(WRITE_ATTEMPTS):
             desired = target.damper.status
             item = self.statuses.get(target.ip)
-            if desired is None or item is None or self.targets.get(target.ip) is not target:
+            if desired is None or item is None or not self._may_write(target):
                 return
             stored = self._read_status(target.ip, item)
             if stored.status == desired:
                 return
-            if not await self._write(target, item, stored.fields, stored.status, desired):
+            if desired == DOWN and self.isolated:
+                return
+            if desired == DOWN and self.confirm and not confirmed:
+                by = await self._confirm_down(target, stored.status)
+                if by is None:
+                    return
+                confirmed, confirmedby = True, by
+                continue  # conditions looked at again: time passed
+            if not await self._write(target, item, stored.fields, stored.status, desired,
+                                     confirmedby if desired == DOWN else ()):
                 return
 
+    async def _confirm_down(self, target: Target, stored: str | None) -> tuple[str, ...] | None:
+        """Ask other scanners; the ones that confirmed when the DOWN may be written (none
+        when this scanner is alone), None when it may not."""
+        ports, checks = self._probes(target.ip)
+        outcome = await self.confirmer.confirm(target.ip, target.address, ports, checks)
+        now = asyncio.get_running_loop().time()
+        if outcome.result == CONFIRMED:
+            self.isolation.note_confirmation(True, now)
+            return outcome.by
+        if outcome.result == ALONE:
+            self.unconfirmed_downs += 1
+            self._warn.every("alone", "only live scanner: writing DOWN without confirmation "
+                             "(run more scanners on other hosts)", ip=target.ip)
+            return ()
+        if outcome.result == DISAGREED:
+            self.isolation.note_confirmation(False, now)
+            # The status stays as it is; count failures afresh, so the next request comes
+            # after another `fall` of them, not every round.
+            if self.targets.get(target.ip) is target:
+                target.damper.reset(stored)
+            self._evaluate_isolation()
+        elif outcome.result != ABORTED:
+            self._warn.every("unanswered", "no other scanner answered a confirmation in "
+                             "time; DOWN not written, asking again next round", ip=target.ip)
+        return None
+
     async def _write(self, target: Target, item: KV, fields: dict | None, old: str | None,
-                     new: str) -> bool:
-        """One guarded write; True when it lost a race and should be tried again."""
-        data = render_status(fields, new, self.hostname, reason=target.reason)
+                     new: str, confirmedby: tuple[str, ...] = ()) -> bool:
+        """Write the flip the damper decided; True when it lost a race and should be tried
+        again. A DOWN other scanners confirmed says who in `confirmedby`."""
+        extra = {"confirmedby": list(confirmedby)} if new == DOWN and confirmedby else {}
+        flip = Flip(new, self.hostname, datetime.now(UTC),
+                    target.reason if new == DOWN else None, extra)
+        return await self.write_flip(target, item, fields, old, flip)
+
+    async def write_flip(self, target: Target, item: KV, fields: dict | None,
+                         old: str | None, flip: Flip) -> bool:
+        """The one place a flip is written: the status value and its history entry in one
+        guarded transaction (skydns/flips.py builds both). True when it lost a race to
+        another writer of either key and should be tried again."""
+        value, entry = render_flip(fields, old, flip)
+        data = dump(value)
+        hkey = self.history_path + target.ip
         if fields is None:
             log.warning("replacing unreadable status value", extra=kv(key=item.key))
         try:
-            result = await etcd.txn(self._client, [etcd.mod_is(item.key, item.mod_revision)],
-                                    [etcd.put_op(item.key, data, item.lease)],
-                                    [etcd.get_op(item.key)])
+            seen = await etcd.txn(self._client, [], [etcd.get_op(hkey)])
+            history = seen.found[0] if seen.found else None
+            result = await etcd.txn(
+                self._client,
+                [etcd.mod_is(item.key, item.mod_revision),
+                 etcd.mod_is(hkey, history.mod_revision if history else 0)],
+                [etcd.put_op(item.key, data, item.lease),
+                 etcd.put_op(hkey, push_history(history.value if history else None, entry))],
+                [etcd.get_op(item.key)])
         except Exception as exc:
             self.write_errors += 1
             self._warn.every("write", "status write failed; retrying next round",
@@ -415,7 +616,9 @@ class Agent:
         if result.succeeded:
             self._remember(target.ip, KV(item.key, data, result.revision, item.lease))
             self.status_writes += 1
-            log.info("status changed", extra=kv(ip=target.ip, status=new, was=old or "unknown"))
+            log.info("status changed", extra=kv(
+                ip=target.ip, status=flip.status, was=old or "unknown", reason=entry["reason"],
+                confirmedby=",".join(flip.extra.get("confirmedby") or ()) or "-"))
             return False
         # Someone wrote after our last look (or deleted the key): never overwrite that blindly.
         self.write_conflicts += 1
@@ -427,6 +630,8 @@ class Agent:
                 self._forget_status(target.ip)
                 self._reconcile([target.ip])
             return False
+        if fresh.mod_revision == item.mod_revision:
+            return True  # only the history moved (another writer's entry): read it again
         fresh_kv = KV(fresh.key, fresh.value, fresh.mod_revision, fresh.lease)
         self._note_status(target.ip, item, fresh_kv)
         self._remember(target.ip, fresh_kv)

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from skydns.metrics import package_version, snapshot
 
+from .confirm import DISAGREED
 from .damping import DOWN, UP
 from .probes import KINDS
 
@@ -86,7 +87,42 @@ class AgentCollector(Collector):
                                   "prefix is connected to etcd.", labels=["prefix"])
         watch.add_metric(["status"], int(agent.status_mirror.connected))
         watch.add_metric(["report"], int(agent.report_mirror.connected))
+        watch.add_metric(["heart"], int(agent.confirmer.heart_mirror.connected))
+        watch.add_metric(["confirm"], int(agent.confirmer.confirm_mirror.connected))
         yield watch
+
+        confirmer = agent.confirmer
+        outcomes = CounterMetricFamily(
+            PREFIX + "confirmations", "DOWNs this scanner asked others to confirm, by "
+            "outcome: confirmed (written), disagreed (another scanner reached the address: "
+            "kept UP), unanswered (nobody answered in time: kept UP, asked again), alone (no "
+            "other live scanner: written unconfirmed), aborted (isolated or stopping).",
+            labels=["outcome"])
+        for outcome, count in sorted(dict(confirmer.outcomes).items()):
+            outcomes.add_metric([outcome], count)
+        yield outcomes
+        yield counter("disagreements", "Confirmations where another scanner reached an "
+                      "address this one found failing (its DOWN was not written).",
+                      confirmer.outcomes[DISAGREED])
+        yield counter("confirm_asks", "Scanners asked to confirm (a replacement for one that "
+                      "did not answer counts again).", confirmer.asked)
+        yield counter("confirm_timeouts", "Scanners asked to confirm that did not answer in "
+                      "time (dead, stuck, cut off) and were replaced.", confirmer.timeouts)
+        answers = CounterMetricFamily(
+            PREFIX + "confirm_answers", "Verdicts this scanner gave on other scanners' "
+            "requests: reached (it disagrees) or failed (it confirms).", labels=["result"])
+        answered = dict(confirmer.answered)
+        answers.add_metric(["reached"], answered[True])
+        answers.add_metric(["failed"], answered[False])
+        yield answers
+        yield gauge("isolated", "1 while this scanner says it is isolated: most of what it "
+                    "probes fails here while other scanners reach it; it writes no DOWN and "
+                    "its addresses go to the others.", int(agent.isolated))
+        yield counter("isolations", "Times this scanner declared itself isolated.",
+                      agent.isolations)
+        yield gauge("live_peers", "Other live scanners that can confirm a failure (not "
+                    "isolated); 0 means DOWNs are written unconfirmed.",
+                    len(snapshot(confirmer.others)))
 
         held = lease.lease_id is not None and lease.granted.is_set()
         yield gauge("heartbeat_lease", "1 while the heartbeat lease (heart/<hostname>) is "

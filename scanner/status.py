@@ -1,20 +1,22 @@
 """The values the scanner reads and writes, as pure functions over bytes.
 
 status/<ip> -> {"status": "UP"|"DOWN", "ports": [80, 443], "checks": [...], ...}: the scanner
-owns "status" and adds "checker", "updatetime" and, with a DOWN, "reason" (why the last check
-failed); every other field (ports, checks, fields of newer tools) belongs to someone else and
-is written back unchanged.
+owns "status" and what each flip records with it (since, checker, reason while DOWN,
+confirmedby while a confirmed DOWN, lastfailure, updatetime: skydns/flips.py); every other
+field (ports, checks, an operator's maintenance, fields of newer tools) belongs to someone
+else and is written back unchanged.
 report/<ip> -> {"hostname": "<scanner>", "updatetime": "..."}: written by the scheduler.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from skydns.checks import HttpCheck, parse_checks
-from skydns.monitor import iso_time
+from skydns.flips import Flip, dump, render_flip
 
 from .damping import DOWN, UP
 
@@ -92,20 +94,11 @@ def _is_port_text(text: str) -> bool:
     return 0 < len(text) <= 5 and text.isascii() and text.isdigit()
 
 
-# A reason names a check and what it got; past this it is someone's response text, not that.
-MAX_REASON = 300
-
-
 def render_status(fields: dict | None, status: str, checker: str,
-                  now: datetime | None = None, reason: str | None = None) -> bytes:
-    """The new value: every existing field kept, status set, who and when noted; a DOWN with
-    a reason records it (an UP keeps the last one: it says what happened last time)."""
-    if status not in (UP, DOWN):
-        raise ValueError(f"status must be UP or DOWN, got {status!r}")
-    out = dict(fields or {})
-    out["status"] = status
-    out["checker"] = checker
-    out["updatetime"] = iso_time(now)
-    if status == DOWN and reason:
-        out["reason"] = reason[:MAX_REASON]
-    return json.dumps(out, separators=(",", ":"), sort_keys=True).encode()
+                  now: datetime | None = None, reason: str | None = None,
+                  old: str | None = None, confirmedby: Sequence[str] = ()) -> bytes:
+    """The new value of a flip from `old` to `status` (skydns.flips.render_flip), as bytes;
+    `confirmedby` is there exactly while the status is a DOWN other scanners confirmed."""
+    extra = {"confirmedby": list(confirmedby)} if status == DOWN and confirmedby else {}
+    flip = Flip(status, checker, now or datetime.now(UTC), reason, extra)
+    return dump(render_flip(fields, old, flip)[0])

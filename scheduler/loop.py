@@ -15,7 +15,7 @@ import aetcd
 
 from skydns import notify
 from skydns import txn as etcd
-from skydns.health import report_owner
+from skydns.health import heart_isolation, report_owner, scanner_warnings
 from skydns.logsetup import kv
 from skydns.monitor import Warner, iso_time
 from skydns.store import KV, Mirror, describe_error, make_client
@@ -45,7 +45,8 @@ class Assigner:
         self.report_path: str = etcd_section["report-path"]
         self.heart_path: str = etcd_section["heart-path"]
 
-        self.scanners: set[str] = set()
+        self.scanners: set[str] = set()  # live and not isolated: the ones that get work
+        self.isolated: dict[str, str] = {}  # live but isolated -> why (they get none)
         self.monitored: set[str] = set()
         # ip -> (owner, mod revision); owner "" when the value is unreadable.
         self.reports: dict[str, tuple[str, int]] = {}
@@ -80,23 +81,40 @@ class Assigner:
 
     def _heart_reset(self, kvs: list[KV], revision: int) -> None:
         self.scanners = set()
+        self.isolated = {}
         self._heart_events([("put", item) for item in kvs], revision)
 
     def _heart_events(self, events: list[tuple[str, KV]], revision: int) -> None:
-        before = set(self.scanners)
+        before, isolated_before = set(self.scanners), set(self.isolated)
         for kind, item in events:
             name = item.key[len(self.heart_path):]
             if not name or "/" in name:
                 continue
-            if kind == "put":
+            why = heart_isolation(item.value) if kind == "put" else None
+            if kind == "put" and why is None:
                 self.scanners.add(name)
+                self.isolated.pop(name, None)
+            elif kind == "put":
+                # Live, but it cannot see the service network: its addresses go to the
+                # others until it says it is back (the same sticky rules give them back).
+                self.scanners.discard(name)
+                self.isolated[name] = why
             else:
                 self.scanners.discard(name)
+                self.isolated.pop(name, None)
+        for name in sorted(self.isolated.keys() - isolated_before):
+            log.warning("scanner isolated; moving its addresses",
+                        extra=kv(scanner=name, isolation=self.isolated[name]))
+        for name in sorted(isolated_before & self.scanners):
+            log.info("scanner back from isolation; giving it work", extra=kv(scanner=name))
         if self.scanners != before:
             log.info("scanners changed", extra=kv(
                 joined=",".join(sorted(self.scanners - before)),
                 left=",".join(sorted(before - self.scanners)),
-                live=len(self.scanners)))
+                live=len(self.scanners), isolated=len(self.isolated)))
+            for warning in scanner_warnings(
+                    {**dict.fromkeys(self.scanners), **self.isolated}):
+                log.warning(warning)
             self.changed.set()
 
     def _status_reset(self, kvs: list[KV], revision: int) -> None:

@@ -41,8 +41,11 @@ class SchedulerCollector(Collector):
                     owned)
         yield gauge("monitored_ips", "Monitored addresses (keys under status/).",
                     len(monitored))
-        yield gauge("live_scanners", "Live scanners (keys under heart/).",
-                    len(snapshot(lambda: list(assigner.scanners))))
+        yield gauge("live_scanners", "Live scanners (keys under heart/) that take work: "
+                    "not isolated.", len(snapshot(lambda: list(assigner.scanners))))
+        yield gauge("isolated_scanners", "Live scanners that say they are isolated (they "
+                    "cannot reach what they probe; their addresses go to the others).",
+                    len(snapshot(lambda: list(assigner.isolated))))
         yield counter("moves", "Addresses this scheduler moved from one scanner to another.",
                       assigner.moves)
         yield counter("assignment_passes", "Assignment passes run while leading.",

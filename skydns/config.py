@@ -86,6 +86,8 @@ report-path = etcd_path(default="/skydns/monitor/report/")
 heart-path = etcd_path(default="/skydns/monitor/heart/")
 lock-path = etcd_path(default="/skydns/monitor/lock/")
 refs-path = etcd_path(default="/skydns/monitor/refs/")
+confirm-path = etcd_path(default="/skydns/monitor/confirm/")
+history-path = etcd_path(default="/skydns/monitor/history/")
 """
 
 _DNS_SPEC = (
@@ -106,6 +108,7 @@ forward-allow = cidr_list(default=list("127.0.0.0/8", "::1/128", "10.0.0.0/8", \
 axfr-allow = cidr_list(default=list("127.0.0.0/8", "::1/128"))
 also-notify = nameserver_list(default=list())
 tsig-key = tsig_key(default="")
+tsig-keys = tsig_key_list(default=list())
 max-udp-size = integer_range(512, 65535, default=1232)
 tcp-idle-timeout = seconds(default=10.0)
 tcp-max-connections = integer_range(0, default=1000)
@@ -146,6 +149,9 @@ ping-count = integer_range(1, default=1)
 rise = integer_range(1, default=2)
 fall = integer_range(1, default=3)
 max-concurrency = integer_range(1, default=256)
+confirm = integer_range(0, 16, default=1)
+confirm-timeout = optional_seconds(default=0)
+isolation-threshold = fraction(default=0.5)
 """
     + _ETCD_SPEC
     + _LOG_SPEC
@@ -470,6 +476,25 @@ def _check_seconds(value):
     return seconds
 
 
+def _check_optional_seconds(value):
+    """seconds, or 0 / empty for "work it out" (the caller's default)."""
+    text = str(value) if isinstance(value, (int, float)) else _single(value).strip()
+    if text in ("", "0", "0.0"):
+        return 0.0
+    return _check_seconds(text)
+
+
+def _check_fraction(value):
+    text = str(value) if isinstance(value, float) else _single(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise _Invalid(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 < number <= 1:
+        raise _Invalid(f"must be above 0 and at most 1, got {text!r}")
+    return number
+
+
 def _check_seconds_list(value):
     return sorted(_check_seconds(item) for item in _items(value))
 
@@ -510,6 +535,14 @@ def _check_tsig_key(value):
     if text:
         _wrap(parse_key, text)
     return text
+
+
+def _check_tsig_key_list(value):
+    from skydns.tsigkey import parse_keys
+
+    items = _items(value)
+    _wrap(parse_keys, items)
+    return items
 
 
 def _check_cidr_list(value):
@@ -645,10 +678,13 @@ _CHECKS = {
     "integer_range": _check_integer_range,
     "seconds": _check_seconds,
     "seconds_list": _check_seconds_list,
+    "optional_seconds": _check_optional_seconds,
+    "fraction": _check_fraction,
     "hostport": _check_hostport,
     "optional_hostport": _check_optional_hostport,
     "nameserver_list": _check_nameserver_list,
     "tsig_key": _check_tsig_key,
+    "tsig_key_list": _check_tsig_key_list,
     "subdomain_servers": _check_subdomain_servers,
     "cidr_list": _check_cidr_list,
     "url_list": _check_url_list,
@@ -792,6 +828,7 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
         if log["dnstap"] and log["dnstap"][0] == "unix":
             log["dnstap"] = ("unix", _resolve_file(base_dir, log["dnstap"][1]))
         dns["dnssec"] = _dnssec_keys(path, base_dir, dns)  # the loaded keys (keys.Key)
+        _tsig_keys(path, dns)
         # ip-monitor-path is the original suite's name for the status prefix; it wins.
         etcd["status-path"] = dns["ip-monitor-path"]
         pdns = result["Pdns"]
@@ -847,6 +884,17 @@ def _janitor_key(path: str | None, base_dir: str, janitor: dict) -> None:
         if not janitor["api-key"]:
             raise ConfigError(path, f"{janitor['api-key-file']!r} is empty", "Janitor",
                               "api-key-file")
+
+
+def _tsig_keys(path: str | None, dns: dict) -> None:
+    """Each of tsig-key and tsig-keys is checked alone; here, that together they name every
+    key once (the values stay text: each worker builds its own keyring)."""
+    from skydns.tsigkey import TsigError, keyring
+
+    try:
+        keyring(dns["tsig-key"], dns["tsig-keys"])
+    except TsigError as err:
+        raise ConfigError(path, str(err), "Dns", "tsig-keys") from None
 
 
 def _dnssec_keys(path: str | None, base_dir: str, dns: dict) -> list:

@@ -2,13 +2,19 @@
 
 `/skydns/monitor/status/<ip>` -> `{"status": "UP"|"DOWN", "ports": [...]}`. Only DOWN takes an
 address out of answers: a missing key, an unknown status or a value we cannot read counts as UP,
-so a broken scanner can never blank out a service.
+so a broken scanner can never blank out a service. An operator's `maintenance` field counts as
+DOWN whatever the status says: read here, once, so every answer path (DNS, the PowerDNS
+backend, transfers, dump, the janitor's purges) leaves the address out alike, and fail-open
+treats it as it treats DOWN.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
+
+from .flips import maintenance_of
 
 log = logging.getLogger("skydns.health")
 
@@ -24,13 +30,45 @@ def report_owner(value: bytes) -> str | None:
     return host if isinstance(host, str) and host else None
 
 
+def heart_isolation(value: bytes) -> str | None:
+    """Why a scanner says it is isolated, from its heartbeat value (`{"hostname": ...,
+    "isolated": true, "isolation": "<why>"}`); None when it is not (or the value is
+    unreadable: a live scanner that says nothing readable counts as one that works)."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or obj.get("isolated") is not True:
+        return None
+    why = obj.get("isolation")
+    return why if isinstance(why, str) and why else "isolated"
+
+
+def scanner_warnings(hearts: Mapping[str, str | None]) -> list[str]:
+    """What an operator must hear about the live scanners (name -> why it is isolated, or
+    None): nobody to confirm a failure with, or nobody probing at all."""
+    working = sorted(name for name, why in hearts.items() if why is None)
+    isolated = len(hearts) - len(working)
+    also = f" ({isolated} more isolated)" if isolated else ""
+    if not working:
+        return [f"no live scanner that can probe{also}: addresses are not checked"]
+    if len(working) == 1:
+        return [f"one live scanner ({working[0]}){also}: nobody can confirm its failures, "
+                "it writes DOWN alone; run scanners on several hosts"]
+    return []
+
+
 def parse_status(key: str, value: bytes) -> str:
-    """ "UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP."""
+    """ "UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP.
+    An address in maintenance is DOWN."""
     try:
         obj = json.loads(value)
         status = obj.get("status", "UP") if isinstance(obj, dict) else None
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep is bad JSON too
         status = None
+    else:
+        if maintenance_of(obj) is not None:
+            return "DOWN"
     if not isinstance(status, str) or status.upper() not in ("UP", "DOWN"):
         log.warning("unreadable status value, counted as UP", extra={"kv": {"key": key}})
         return "UP"

@@ -228,10 +228,14 @@ class KV:
     value: bytes
     mod_revision: int
     lease: int
+    # Stays the same across puts until the key is deleted: what "the same request" means to
+    # the scanners' confirmation protocol. 0 where a KV is made from a write of our own.
+    create_revision: int = 0
 
 
 def _kv(kv) -> KV:
-    return KV(kv.key.decode("utf-8", errors="replace"), kv.value, kv.mod_revision, kv.lease)
+    return KV(kv.key.decode("utf-8", errors="replace"), kv.value, kv.mod_revision, kv.lease,
+              kv.create_revision)
 
 
 def usable_key(raw: bytes) -> bool:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import aetcd
 from aetcd import rpc
 
+from .store import prefix_range_end
+
 
 @dataclass(frozen=True, slots=True)
 class Found:
@@ -50,6 +52,13 @@ def put_op(key: str, value: bytes, lease: int = 0) -> rpc.RequestOp:
 
 def delete_op(key: str) -> rpc.RequestOp:
     return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key.encode()))
+
+
+def delete_prefix_op(prefix: str) -> rpc.RequestOp:
+    """Delete every key under prefix."""
+    key = prefix.encode()
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(
+        key=key, range_end=prefix_range_end(key)))
 
 
 def get_op(key: str) -> rpc.RequestOp:

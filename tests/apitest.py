@@ -23,6 +23,7 @@ REFS = "/skydns/monitor/refs/"
 REPORT = "/skydns/monitor/report/"
 HEART = "/skydns/monitor/heart/"
 LOCK = "/skydns/monitor/lock/"
+HISTORY = "/skydns/monitor/history/"
 
 
 def write_config(path: Path, etcd_endpoint: str, port: int, zone: str = "skydns.local.",
@@ -123,15 +124,17 @@ async def api_client(etcd_endpoint: str, zone: str = "skydns.local.", admin: str
 
     section = {"etcd-servers": [etcd_endpoint], "etcd-timeout": etcd_timeout,
                "status-path": STATUS, "report-path": REPORT, "heart-path": HEART,
-               "lock-path": LOCK}
+               "lock-path": LOCK, "history-path": HISTORY}
     store = EtcdStore(section)
     service = RecordService(store, Layout(zone, STATUS, REFS),
                             deadline=2 * etcd_timeout)
     feed = StatusFeed(section, zone, debounce=0.05) if status else None
+    if feed is not None:
+        service.holders = feed.holders  # as the process wires it
     metrics = ApiMetrics(store, service, feed) if status else None
     app = make_app(service, Authenticator(admin, TOKENS if tokens is None else tokens), zone,
                    max_body, feed=feed, metrics=metrics, status_public=status_public,
-                   keepalive=keepalive)
+                   keepalive=keepalive, etcd_paths=section)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     if feed is not None:

@@ -128,7 +128,7 @@ class EtcdServer:
     """
 
     def __init__(self, data_dir: str | Path | None = None, *, tls: dict | None = None,
-                 extra_args: Iterable[str] = ()):
+                 extra_args: Iterable[str] = (), also_listen: Iterable[str] = ()):
         self._own_dir = data_dir is None
         base = Path(tempfile.mkdtemp(prefix="skydns-etcd-") if data_dir is None else data_dir)
         base.mkdir(parents=True, exist_ok=True)
@@ -137,6 +137,9 @@ class EtcdServer:
         self.log_path = base / "etcd.log"
         self.tls = tls
         self.extra_args = list(extra_args)
+        # More addresses the client port is served on (a veth address a network namespace
+        # made by the test reaches), beside 127.0.0.1.
+        self.also_listen = list(also_listen)
         self.etcd_bin = find_binary("etcd")
         self.etcdctl_bin = find_binary("etcdctl")
         self.port = 0
@@ -150,6 +153,10 @@ class EtcdServer:
     @property
     def endpoint(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def endpoint_on(self, host: str) -> str:
+        """The client URL on one of the also_listen addresses."""
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -191,7 +198,8 @@ class EtcdServer:
             self.etcd_bin,
             "--name", "default",
             "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.endpoint,
+            "--listen-client-urls", ",".join(
+                [self.endpoint, *(self.endpoint_on(h) for h in self.also_listen)]),
             "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", peer,
             "--initial-advertise-peer-urls", peer,

@@ -97,8 +97,10 @@ def load(kind: str, etcd_endpoint: str, hostname: str, tmp_path: Path, **overrid
 class Daemon(Process):
     """A skydns-scanner or skydns-schedule process with its own config and log file."""
 
-    def __init__(self, kind: str, etcd_endpoint: str, hostname: str, **overrides):
+    def __init__(self, kind: str, etcd_endpoint: str, hostname: str, netns: str | None = None,
+                 **overrides):
         super().__init__(f"skydns-{kind}-", f"{hostname}.log")
+        self.netns = netns  # run inside this network namespace (ip netns exec)
         self.kind = kind
         self.hostname = hostname
         self.etcd_endpoint = etcd_endpoint
@@ -109,6 +111,11 @@ class Daemon(Process):
 
     def __repr__(self) -> str:
         return f"<Daemon {self.kind} {self.hostname} pid={self.proc and self.proc.pid}>"
+
+    def command(self) -> list[str]:
+        # `ip netns exec` execs the command: the pid is the daemon's, signals reach it.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return prefix + super().command()
 
     def start(self, **env: str) -> Daemon:
         """Start without waiting (tests wait for what they need)."""
@@ -374,6 +381,43 @@ class NetnsHost:
         _ip("addr", "add", f"{self.address}/30", "dev", self.ns_if, netns=self.netns)
         _ip("link", "set", "lo", "up", netns=self.netns)
         _ip("link", "set", self.ns_if, "up", netns=self.netns)
+
+    def route_service_net(self, count: int) -> list[str]:
+        """A service network the namespace reaches only through a route: `count` addresses
+        198.19.<octet>.10+ on the host side of the veth (local addresses for every process
+        of the root namespace), routed from the namespace via .1. cut_service_net() takes
+        that route away (packets to it fail at once: unreachable), restore puts it back;
+        etcd on the veth's .1 stays reachable all along."""
+        if f"198.19.{self.octet}." in subprocess.run(
+                ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True,
+                timeout=10).stdout:
+            raise NetnsUnavailable(f"198.19.{self.octet}.0/24 is in use here")
+        self.service = [f"198.19.{self.octet}.{10 + i}" for i in range(count)]
+        for ip in self.service:
+            _ip("addr", "add", f"{ip}/32", "dev", self.host_if)
+        self.restore_service_net()
+        return self.service
+
+    def cut_service_net(self, silent: bool = False) -> None:
+        """unreachable: connects fail at once. silent: the route goes through a gateway
+        that nobody answers ARP for (198.19.<octet>.254, on the veth only), so packets go
+        nowhere and connects time out (or, once the kernel gives up on the neighbour,
+        fail with "no route to host")."""
+        net = f"198.19.{self.octet}.0/24"
+        if silent:
+            _ip("route", "replace", net, "via", f"198.19.{self.octet}.254", "dev", self.ns_if,
+                "onlink", netns=self.netns)
+        else:
+            _ip("route", "replace", "unreachable", net, netns=self.netns)
+
+    def restore_service_net(self) -> None:
+        _ip("route", "replace", f"198.19.{self.octet}.0/24", "via", f"198.18.{self.octet}.1",
+            netns=self.netns)
+
+    @property
+    def host_address(self) -> str:
+        """The root namespace's end of the veth: what the namespace reaches a server on."""
+        return f"198.18.{self.octet}.1"
 
     def set_link(self, up: bool) -> None:
         """Take the namespace side of the link down or up (the host side keeps its route)."""

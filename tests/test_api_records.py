@@ -152,16 +152,24 @@ def test_plain_skydns_keys_are_listed_read_only_as_the_dns_server_answers_them()
     recs = [decode(k, v, 1) for k, v in raw.items()]
     got = entries(recs, {})
     assert [(e["domain"], e["type"], e.get("readonly", False)) for e in got] == [
-        ("db.skydns.local.", "A", False), ("db.skydns.local.", "A", True),
-        ("db.skydns.local.", "AAAA", True), ("db.skydns.local.", "CNAME", True),
+        ("db.skydns.local.", "A", False), ("db.skydns.local.", "AAAA", True),
+        ("db.skydns.local.", "SRV", True), ("db.skydns.local.", "CNAME", True),
         ("motd.skydns.local.", "TXT", True), ("mx.skydns.local.", "MX", True)]
-    assert got[1]["ips"] == ["10.0.1.1"] and got[2]["ips"] == ["2001:db8::1"]
+    assert got[2]["ips"] == ["10.0.1.1"] and got[1]["ips"] == ["2001:db8::1"]
+    # a hand-written key with a port is an SRV target, listed with its port
+    assert got[2]["srv"] == [{"target": "10.0.1.1", "port": 5432, "priority": 10,
+                              "weight": 0}]
     assert got[3]["alias"] == ["www.skydns.local."]
     assert got[4]["text"] == ["maintenance at 02:00"]
     assert got[5]["mailHost"] == ["mail.skydns.local."] and got[5]["mailPriority"] == [5]
     # -show: a name's own entries, whoever wrote them; an alias shows its CNAME entry
     assert [e["type"] for e in entries(recs, {}, name="db.skydns.local.")] == [
-        "A", "A", "AAAA", "CNAME"]
+        "A", "AAAA", "SRV", "CNAME"]
+    # health marks every address, whoever wrote its record
+    marked = entries(recs, {"10.0.1.1": "DOWN", "2001:db8::1": "UP"}, name="db.skydns.local.",
+                     maintenance={"2001:db8::1": {"reason": "r"}})
+    assert marked[2]["status"] == {"10.0.1.1": "DOWN"}
+    assert marked[1]["maintenance"] == {"2001:db8::1": {"reason": "r"}}
     assert [e["type"] for e in entries(recs, {}, name="www.skydns.local.")] == ["CNAME"]
     assert [e["type"] for e in entries(recs, {}, rtype="TXT")] == ["TXT"]
 

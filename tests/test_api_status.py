@@ -71,25 +71,31 @@ def test_snapshot_from_mirrored_keys():
         "names": [
             {"name": "cctv2.skydns.local.", "addresses": [
                 {"ip": "192.168.10.1", "type": "A", "status": "UP", "scanner": "scan-1",
-                 "scanner_live": True, "checks": [], "reason": None},
+                 "scanner_live": True, "checks": [], "reason": None,
+                 "since": None, "maintenance": None},
                 {"ip": "192.168.10.2", "type": "A", "status": "DOWN", "scanner": "scan-gone",
-                 "scanner_live": False, "checks": [], "reason": None}]},
+                 "scanner_live": False, "checks": [], "reason": None,
+                 "since": None, "maintenance": None}]},
             {"name": "legacy.skydns.local.", "addresses": [
                 {"ip": "10.0.0.9", "type": "A", "status": None, "scanner": "scan-2",
-                 "scanner_live": True, "checks": [], "reason": None}]},
+                 "scanner_live": True, "checks": [], "reason": None,
+                 "since": None, "maintenance": None}]},
             {"name": "six.skydns.local.", "addresses": [
                 {"ip": "2001:db8::1", "type": "AAAA", "status": None, "scanner": None,
-                 "scanner_live": False, "checks": [], "reason": None}]},
+                 "scanner_live": False, "checks": [], "reason": None,
+                 "since": None, "maintenance": None}]},
             {"name": "web.http.tcp.skydns.local.", "addresses": [
                 {"ip": "10.0.0.1", "type": "SRV", "port": 8080, "status": None,
-                 "scanner": None, "scanner_live": False, "checks": [], "reason": None}]},
+                 "scanner": None, "scanner_live": False, "checks": [], "reason": None,
+                 "since": None, "maintenance": None}]},
         ],
         "names_total": 4,
         "leader": "sched-b",
         "schedulers": ["sched-b", "sched-a"],
         "scanners": [{"hostname": "scan-1", "addresses": 1},
                      {"hostname": "scan-2", "addresses": 1}],
-        "counts": {"addresses": 5, "up": 1, "down": 1, "unknown": 3, "unassigned": 2},
+        "counts": {"addresses": 5, "up": 1, "down": 1, "unknown": 3, "unassigned": 2,
+                   "maint": 0},
     }
 
 
@@ -107,6 +113,16 @@ def test_snapshot_shows_checks_and_the_last_failure():
     assert rows["192.168.10.1"]["checks"] == [] and rows["192.168.10.1"]["reason"] is None
     state.apply("status", [("delete", kv(STATUS + "192.168.10.2", b"", 31))], 31)
     assert "192.168.10.2" not in state.details
+    # UP again: the last failure stays on the page; since and maintenance are shown
+    maint = {"reason": "disk swap", "by": "ops", "since": "2024-05-01T12:05:00.000Z"}
+    state.apply("status", [("put", kv(STATUS + "192.168.10.1", {
+        "status": "UP", "since": "2024-05-01T12:00:00.000Z", "maintenance": maint,
+        "lastfailure": {"time": "t", "reason": reason, "checker": "scan-1"}}, 32))], 32)
+    snap = state.snapshot()
+    row = snap["names"][0]["addresses"][0]
+    assert (row["reason"], row["since"], row["maintenance"]) == (
+        reason, "2024-05-01T12:00:00.000Z", maint)
+    assert snap["counts"]["maint"] == 1
 
 
 def test_events_change_the_snapshot():
@@ -136,11 +152,14 @@ def test_events_change_the_snapshot():
                                                   "web.http.tcp.skydns.local."]
     assert snap["names"][0]["addresses"] == [
         {"ip": "192.168.10.1", "type": "A", "status": "DOWN", "scanner": "scan-1",
-         "scanner_live": False, "checks": [], "reason": None},
+         "scanner_live": False, "checks": [], "reason": None,
+                 "since": None, "maintenance": None},
         {"ip": "192.168.10.2", "type": "A", "status": "DOWN", "scanner": None,
-         "scanner_live": False, "checks": [], "reason": None},
+         "scanner_live": False, "checks": [], "reason": None,
+                 "since": None, "maintenance": None},
         {"ip": "192.168.10.3", "type": "A", "status": None, "scanner": None,
-         "scanner_live": False, "checks": [], "reason": None},
+         "scanner_live": False, "checks": [], "reason": None,
+                 "since": None, "maintenance": None},
     ]
     assert snap["scanners"] == [{"hostname": "scan-2", "addresses": 0}]
     # A reload replaces what a source held.
@@ -161,7 +180,8 @@ def test_status_and_report_keys_are_matched_by_canonical_address():
     snap = state.snapshot()
     assert snap["names"] == [{"name": "six.skydns.local.", "addresses": [
         {"ip": "2001:db8::1", "type": "AAAA", "status": "DOWN", "scanner": "scan-1",
-         "scanner_live": True, "checks": [], "reason": None}]}]
+         "scanner_live": True, "checks": [], "reason": None,
+                 "since": None, "maintenance": None}]}]
     assert snap["scanners"] == [{"hostname": "scan-1", "addresses": 1}]
     state.apply("status", [("delete", kv(STATUS + "2001:DB8:0::1", b"", 14))], 14)
     state.apply("report", [("delete", kv(REPORT + "2001:db8:0:0::1", b"", 15))], 15)
@@ -241,7 +261,8 @@ def test_status_needs_a_token_but_the_page_and_metrics_do_not(etcd):
         assert snap["connected"] is True
         assert snap["names"] == [{"name": "cctv2.skydns.local.", "addresses": [
             {"ip": "192.168.10.1", "type": "A", "status": "UP", "scanner": None,
-             "scanner_live": False, "checks": [], "reason": None}]}]
+             "scanner_live": False, "checks": [], "reason": None,
+                 "since": None, "maintenance": None}]}]
     finally:
         api.stop()
 

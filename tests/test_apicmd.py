@@ -46,7 +46,7 @@ def test_list_and_show(api, etcd):
     wide = len("qiyf-nginx-5.default.svc.skydns.local")  # the longest name sets the column
     assert done.stdout.splitlines() == [
         f"domain: {'_http._tcp.web.skydns.local':>{wide}}       val: "
-        "{ type:SRV  ips:[10.0.0.1]  ports:[8080] }",
+        "{ type:SRV  srv:[10 0 8080 10.0.0.1] }",
         f"domain: {'cctv2.skydns.local':>{wide}}       val: "
         "{ type:A  ips:[192.168.10.1 192.168.10.2(DOWN)] }",
         f"domain: {'cctv2.skydns.local':>{wide}}       val: "
@@ -97,7 +97,7 @@ def test_token_from_the_environment(api, etcd):
 FAILURES = [
     # argv, token, exit status, stderr (start of it)
     (["-list"], "", 2, "skydns-apicmd: no token: use -token or set SKYDNS_API_TOKEN"),
-    ([], ADMIN_TOKEN, 2, "skydns-apicmd: give one of -list, -show NAME or -method"),
+    ([], ADMIN_TOKEN, 2, "skydns-apicmd: give one of -list, -show NAME, -method, -health"),
     (["-list", "-show", "x"], ADMIN_TOKEN, 2, "skydns-apicmd: -list and -show cannot"),
     (["-method", "create"], ADMIN_TOKEN, 2, "skydns-apicmd: -method create needs -domain"),
     (["-list"], "wrong", 1, "skydns-apicmd: ERR, invalid token (HTTP 401)"),

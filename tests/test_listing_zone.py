@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from apitest import ADMIN_TOKEN, ROOT, KubeApi
+from apitest import ADMIN_TOKEN, ROOT, STATUS, KubeApi
 
 BASE = "/skydns/local/skydns"
 
@@ -39,27 +39,33 @@ def test_listing_has_every_name_of_the_zone(api, etcd):
     assert [(e["domain"], e["type"], e.get("readonly", False)) for e in listed] == [
         ("cctv2.skydns.local.", "A", False),
         ("db.skydns.local.", "A", True),
+        ("db.skydns.local.", "SRV", True),
         ("db.skydns.local.", "CNAME", True),
         ("motd.skydns.local.", "TXT", True),
     ]
-    assert listed[1]["ips"] == ["10.0.1.1", "10.0.1.2"]
-    assert listed[2]["alias"] == ["www.skydns.local."]
+    assert listed[1]["ips"] == ["10.0.1.2"] and listed[2]["ips"] == ["10.0.1.1"]
+    assert listed[3]["alias"] == ["www.skydns.local."]
 
     one = api.get_json("/skydns/api/db")["records"]
-    assert [(e["type"], e["readonly"]) for e in one] == [("A", True), ("CNAME", True)]
+    assert [(e["type"], e["readonly"]) for e in one] == [("A", True), ("SRV", True),
+                                                         ("CNAME", True)]
 
+    # health marks hand-written records too
+    etcd.put(f"{STATUS}10.0.1.2", {"status": "DOWN"})
+    etcd.put(f"{STATUS}10.0.1.1", {"status": "UP", "maintenance": {"reason": "r"}})
     done = apicmd(api, "-list")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert lines[0].endswith("val: { type:A  ips:[192.168.10.1] }")
-    assert lines[1].endswith("val: { type:A  ips:[10.0.1.1 10.0.1.2]  read-only }")
-    assert lines[2].endswith("val: { type:Cname  alias:www.skydns.local  read-only }")
-    assert lines[3].endswith('val: { type:TXT  text:["maintenance at 02:00"]  read-only }')
+    assert lines[1].endswith("val: { type:A  ips:[10.0.1.2(DOWN)]  read-only }")
+    assert lines[2].endswith("val: { type:SRV  srv:[10 0 5432 10.0.1.1(MAINT)]  read-only }")
+    assert lines[3].endswith("val: { type:Cname  alias:www.skydns.local  read-only }")
+    assert lines[4].endswith('val: { type:TXT  text:["maintenance at 02:00"]  read-only }')
 
     shown = apicmd(api, "-show", "db")
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.splitlines() == lines[1:3]
+    assert shown.stdout.splitlines() == lines[1:4]
 
     # the API still refuses to change what it did not write, for a non-admin owner
     status, _ = api.request("DELETE", "/skydns/api/db", token="alice-token-0001")

@@ -107,7 +107,8 @@ def test_status_value_reads_checks_and_render_keeps_them():
     assert down["checks"] == raw["checks"] and down["ports"] == [8080]
     assert down["status"] == "DOWN" and down["reason"] == "http: 503"
     up = json.loads(render_status(down, "UP", "scan-a", reason="ignored"))
-    assert up["checks"] == raw["checks"] and up["reason"] == "http: 503"  # the last failure
+    assert up["checks"] == raw["checks"] and "reason" not in up  # only while DOWN
+    assert up["lastfailure"]["reason"] == "http: 503"  # the last failure stays
     assert read_status(b'{"checks": "nonsense"}').checks == ()
 
 

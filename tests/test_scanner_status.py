@@ -39,10 +39,13 @@ def test_unreadable_value_has_no_fields():
 
 def test_render_keeps_every_other_field():
     fields = {"ports": [80, 443], "owner": "team-a", "status": "UP", "nested": {"a": 1}}
-    out = json.loads(render_status(fields, "DOWN", "scanner-1", NOW))
+    out = json.loads(render_status(fields, "DOWN", "scanner-1", NOW, old="UP"))
     assert out == {"ports": [80, 443], "owner": "team-a", "status": "DOWN",
                    "nested": {"a": 1}, "checker": "scanner-1",
-                   "updatetime": "2024-05-01T12:30:45.123Z"}
+                   "updatetime": "2024-05-01T12:30:45.123Z",
+                   "since": "2024-05-01T12:30:45.123Z",
+                   "lastfailure": {"time": "2024-05-01T12:30:45.123Z", "reason": None,
+                                   "checker": "scanner-1"}}
     assert fields["status"] == "UP"  # the caller's dict is not modified
 
 

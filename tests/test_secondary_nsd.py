@@ -65,8 +65,12 @@ class Nsd:
         self.port = free_port()
         self.proc = None
 
-    def start(self, primary_port: int) -> Nsd:
+    def start(self, primary_port: int | None, zone: str | None = None) -> Nsd:
+        """A secondary of skydns on `primary_port`, or (None) a primary of the `zone` text;
+        the key, if any, is NSD's to check on every message."""
         conf = self.dir / "nsd.conf"
+        if zone is not None:
+            (self.dir / "example.test.zone").write_text(zone)
         key = "NOKEY"
         key_clause = ""
         if self.key:
@@ -94,9 +98,10 @@ remote-control:
 zone:
     name: example.test
     zonefile: "example.test.zone"
-    request-xfr: 127.0.0.1@{primary_port} {key}
-    allow-notify: 127.0.0.1 NOKEY
 """
+            + ("" if primary_port is None else f"""    request-xfr: 127.0.0.1@{primary_port} {key}
+    allow-notify: 127.0.0.1 NOKEY
+""")
         )
         self.proc = subprocess.Popen([NSD, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT)

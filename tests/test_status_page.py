@@ -216,3 +216,62 @@ def test_polling_fallback_without_event_stream(api, etcd, browser):
             await page.ws.close()
 
     run_async(main(), timeout=3 * DEADLINE)
+
+
+# An EventSource that connects and never delivers (a proxy holding the stream back).
+STALLED_STREAM = """
+window.EventSource = function () { this.readyState = 0; };
+window.EventSource.CLOSED = 2;
+window.EventSource.prototype.addEventListener = function () {};
+window.EventSource.prototype.close = function () {};
+"""
+
+
+def test_first_load_shows_the_current_state_and_history(api, etcd, browser):
+    seed(api, etcd)
+    maint = {"reason": "disk swap", "by": "ops", "since": "2024-05-01T12:05:00.000Z"}
+    etcd.put(STATUS + "192.168.10.2", json.dumps({
+        "status": "UP", "since": "2024-05-01T12:00:00.000Z", "maintenance": maint,
+        "lastfailure": {"time": "2024-05-01T11:00:00.000Z", "reason": "tcp 80: refused",
+                        "checker": "scan-1"}}))
+    etcd.put("/skydns/monitor/history/192.168.10.2", json.dumps([
+        {"time": "2024-05-01T12:05:00.000Z", "from": "UP", "to": "MAINT",
+         "reason": "disk swap", "checker": "ops"},
+        {"time": "2024-05-01T12:00:00.000Z", "from": "DOWN", "to": "UP", "reason": None,
+         "checker": "scan-1"}]))
+    base = f"http://127.0.0.1:{api.port}/"
+    browser.start("about:blank")
+
+    async def main():
+        async with aiohttp.ClientSession() as session:
+            page = await open_page(session, browser, "about:blank")
+            await page.call("Page.enable")
+            await page.call("Page.addScriptToEvaluateOnNewDocument", source=STALLED_STREAM)
+            # The API's status view may still be loading from etcd: wait until it answers
+            # with everything, so the page's first load can only be the current state.
+            await async_wait_for(lambda: api_ready(api), timeout=DEADLINE,
+                                 message="the status view has loaded")
+            await page.call("Page.navigate", url=f"{base}?token={ADMIN_TOKEN}")
+            await page.wait(f"{row_status('192.168.10.2')} === 'UP'",
+                            "the first load shows the rows without the stream")
+            assert await page.eval("document.getElementById('updated').innerText") != "never"
+            row = await page.eval(
+                "document.querySelector('tr[data-ip=\"192.168.10.2\"]').innerText")
+            assert "MAINT" in row and "disk swap" in row and "tcp 80: refused" in row
+            assert await page.eval(
+                "document.querySelector('tr[data-ip=\"192.168.10.2\"]').dataset.maint") == "1"
+            await page.eval("document.querySelector('button.addr[data-ip=\"192.168.10.2\"]')"
+                            ".click()")
+            await page.wait("document.body.dataset.history === '192.168.10.2'",
+                            "the address' history opens")
+            text = await page.eval("document.getElementById('history').innerText")
+            assert "UP \u2192 MAINT" in text and "DOWN \u2192 UP" in text
+            assert "2 changes recorded" in text and "tcp 80: refused" in text
+            await page.ws.close()
+
+    run_async(main(), timeout=3 * DEADLINE)
+
+
+async def api_ready(api: KubeApi) -> bool:
+    status, text = await asyncio.to_thread(api.request, "GET", "/skydns/status")
+    return status == 200 and json.loads(text)["ready"]
