@@ -74,7 +74,7 @@ class TapWriter:
             if not n:
                 self._flush_handle = self._loop.call_later(FLUSH_DELAY, self.flush)
         else:
-            self.stats["dnstap_dropped"] += 1
+            self.stats["dnstap_dropped"] += 2 if kind & 8 else 1  # a pair is two messages
 
     def flush(self) -> None:
         self._flush_handle = None
@@ -85,17 +85,20 @@ class TapWriter:
         transport = writer.transport if writer is not None else None
         if (transport is None or transport.is_closing()
                 or transport.get_write_buffer_size() > WRITE_HIGH):
-            self.stats["dnstap_dropped"] += len(records)
+            self._drop(records)
             return
         try:
             data, count = self.encoder.encode(records)
         except Exception:  # a bug must cost the log, never the answers
             log.exception("dnstap encoding failed")
-            self.stats["dnstap_dropped"] += len(records)
+            self._drop(records)
             return
         if data:
             transport.write(data)
         self.stats["dnstap_sent"] += count
+
+    def _drop(self, records) -> None:
+        self.stats["dnstap_dropped"] += len(records) + sum(1 for r in records if r[0] & 8)
 
     # -- the connection ------------------------------------------------------------------------
 

@@ -172,6 +172,9 @@ def test_the_queue_is_bounded_and_losses_are_counted():
         assert len(writer.pending) == 10 and stats["dnstap_dropped"] == 15
         writer.flush()  # not connected: the batch goes too
         assert not writer.pending and stats["dnstap_dropped"] == 25
+        writer.record(UDP_PAIR, (b"\0\0q", b"\0\0r"), ("127.0.0.1", 1))
+        writer.flush()
+        assert stats["dnstap_dropped"] == 27  # a query and its response: two messages
         assert stats["dnstap_sent"] == 0
 
     asyncio.run(run())
@@ -484,3 +487,18 @@ def test_a_collector_that_stops_reading_costs_messages_not_answers(etcd, tmp_pat
     finally:
         srv.stop()
         stuck.close()
+
+
+def test_one_connection_per_worker(etcd, collector):
+    etcd.put("/skydns/test/example/www/x", {"host": "10.0.30.1"})
+    collector.start()
+    srv, _ = tapped_skydns(etcd, collector, Dns={"workers": 2})
+    try:
+        wait_until(lambda: srv.logs().count("dnstap collector connected") == 2,
+                   message=srv.logs())
+        for _ in range(20):  # from 20 source ports: the kernel spreads them over the workers
+            assert srv.addresses("www.example.test.") == ["10.0.30.1"]
+    finally:
+        srv.stop()
+    lines = [line for line in read_lines(collector.stop()) if "www.example.test" in line]
+    assert len(lines) >= 40  # and the readiness probes
