@@ -56,6 +56,7 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+MEMO_SECONDS = 30
 _SIZES = [varint(n) for n in range(4096)]  # the length of any usual DNS message, ready
 
 
@@ -111,6 +112,10 @@ class Encoder:
         self._heads: dict[int, bytes] = {}  # Message length -> what precedes the Message
         self._sec = -1
         self._sec_bytes = (b"", b"")  # the second's field: as response_time, as query_time
+        # question name (wire, lower-cased) -> forwarded(); emptied every MEMO_SECONDS, as
+        # reverse names become ours when records appear under /skydns/arpa
+        self._forwarded_memo: dict[bytes, bool] = {}
+        self._memo_since = 0
         # the dnstap type of each record kind (0: not wanted), [forwarded name][kind]
         self._types = [[self.message_type(kind, fwd) for kind in range(8)]
                        for fwd in (False, True)]
@@ -148,6 +153,20 @@ class Encoder:
             out.append(row)
         return out
 
+    def _is_forwarded(self, query: bytes) -> bool:
+        """self.forwarded(query), remembered per question name."""
+        i, n = 12, len(query)
+        while i < n and query[i]:
+            i += query[i] + 1
+        name = query[12:i].lower()
+        memo = self._forwarded_memo
+        known = memo.get(name)
+        if known is None:
+            if len(memo) > 10_000:
+                memo.clear()
+            known = memo[name] = bool(self.forwarded(query))
+        return known
+
     def _port(self, port: int) -> bytes:
         """A client's query_port field and ours (the response side)."""
         ports = self._ports
@@ -181,6 +200,12 @@ class Encoder:
             else:
                 query = wire
                 messages = ((kind, wire),)
+            sec = int(t)
+            if sec != self._sec:
+                self._sec, self._sec_bytes = sec, (b"\x60" + varint(sec), b"\x40" + varint(sec))
+                if sec - self._memo_since >= MEMO_SECONDS:
+                    self._forwarded_memo.clear()
+                    self._memo_since = sec
             ip = addr[0]
             fixed = by_ip.get(ip)
             if fixed is None:
@@ -189,15 +214,12 @@ class Encoder:
                 fixed = by_ip[ip] = self._fixed_parts(ip)
                 if fixed is None:
                     continue
-            fixed = fixed[forwarded is not None and not kind & 4 and forwarded(query)]
+            fixed = fixed[forwarded is not None and not kind & 4 and self._is_forwarded(query)]
             port = addr[1]
             if kind & 4:  # our exchange with an upstream: its port is the response side's
                 port = b"\x38" + varint(port)
             else:
                 port = ports.get(port) or self._port(port)
-            sec = int(t)
-            if sec != self._sec:
-                self._sec, self._sec_bytes = sec, (b"\x60" + varint(sec), b"\x40" + varint(sec))
             nsec = int((t - sec) * 1e9)
             for kind1, wire1 in messages:
                 pre = fixed[kind1]

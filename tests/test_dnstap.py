@@ -16,6 +16,7 @@ from collections import Counter
 import dns.exception
 import dnstap_pb
 import pytest
+from dnslib import DNSRecord
 
 from dnsserver import fstrm
 from dnsserver.dnstap import (
@@ -137,15 +138,23 @@ def test_messages_carry_every_field():
 
 
 def test_types_not_wanted_are_left_out_and_forwarded_names_are_client_messages():
-    forwarded = {b"\0\0fwd"}
-    enc = Encoder("i", "v", ["client_query"], forwarded=lambda wire: wire in forwarded)
-    data, count = enc.encode([(UDP_QUERY, b"\0\0fwd", ("127.0.0.1", 1), T0),
-                              (UDP_QUERY, b"\0\0ours", ("127.0.0.1", 1), T0),
-                              (UDP_RESPONSE, b"\0\0fwd", ("127.0.0.1", 1), T0)])
+    fwd = bytes(DNSRecord.question("far.OTHER.", "A").pack())
+    ours = bytes(DNSRecord.question("x.example.test.", "A").pack())
+    asked = []
+
+    def forwarded(wire):
+        asked.append(wire)
+        return b"\x05other" in wire.lower()
+
+    enc = Encoder("i", "v", ["client_query"], forwarded=forwarded)
+    data, count = enc.encode([(UDP_QUERY, fwd, ("127.0.0.1", 1), T0),
+                              (UDP_QUERY, ours, ("127.0.0.1", 1), T0),
+                              (UDP_RESPONSE, fwd, ("127.0.0.1", 1), T0)])
     assert count == 1
     assert [m.message.type for m in decode(data)] == [CLIENT_QUERY]
-    data, count = enc.encode([(UDP_PAIR, (b"\0\0fwd", b"\0\0r"), ("127.0.0.1", 1), T0)])
-    assert count == 1 and decode(data)[0].message.query_message == b"\0\0fwd"
+    data, count = enc.encode([(UDP_PAIR, (fwd.lower(), fwd), ("127.0.0.1", 1), T0)])
+    assert count == 1 and decode(data)[0].message.query_message == fwd.lower()
+    assert asked == [fwd, ours]  # remembered per name, whatever its case
     # the wildcard address we listen on says nothing: left out
     data, _ = Encoder("i", "v", ["auth_query"], server=("0.0.0.0", 53)).encode(
         [(UDP_QUERY, b"\0\0q", ("127.0.0.1", 1), T0)])
