@@ -17,7 +17,7 @@ from .stats import write_snapshots
 from .sync import StoreSync
 from .tap import forwarder_hook, make_writer
 from .tcp import TcpConnection
-from .udp import UdpServer
+from .udp import udp_server_class
 from .workers import READY_FD_ENV
 from .zonenotify import Notifier
 
@@ -110,8 +110,9 @@ class DnsServer:
             # UDP last: once a UDP query is answered TCP listens too, so a client retrying a
             # truncated reply over TCP (or a test that waits for UDP) is never refused.
             # SO_REUSEPORT lets workers share the port; the kernel spreads queries over them.
+            protocol = udp_server_class(self.engine)  # with dnstap hooks, or none
             self.udp_transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpServer(self.engine),
+                lambda: protocol(self.engine),
                 local_addr=(host, port),
                 family=_family(host),
                 reuse_port=True,

@@ -28,7 +28,6 @@ from .dnstap import (
     TCP_QUERY,
     TCP_RESPONSE,
     UDP_PAIR,
-    UDP_QUERY,
     UDP_RESPONSE,
     Encoder,
     dnstap_identity,
@@ -44,6 +43,8 @@ WRITE_HIGH = 1 << 20  # bytes the collector has not taken before batches are dro
 CONNECT_TIMEOUT = 5.0
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 FINISH_WAIT = 1.0  # seconds to wait for FINISH after our STOP, stopping
+# the messages the transports' hooks see; forward.py sees the others
+_CLIENT_SIDE = (AUTH_QUERY, AUTH_RESPONSE, CLIENT_QUERY, CLIENT_RESPONSE)
 
 
 class TapWriter:
@@ -56,6 +57,7 @@ class TapWriter:
         self.limit = queue_limit
         self.pending: list[tuple] = []
         self.types = encoder.types
+        self.client_side = not self.types.isdisjoint(_CLIENT_SIDE)  # the transports' hooks
         self.writer: asyncio.StreamWriter | None = None  # set once START is sent
         self._reader: asyncio.StreamReader | None = None
         self.connected = asyncio.Event()
@@ -222,15 +224,13 @@ def make_writer(cfg: dict, engine) -> TapWriter | None:
 # cached or built one) is recorded with it as one pair; a query still unanswered when its
 # handler returns (forwarded, or dropped) is recorded alone, its answer later alone too.
 
-_CLIENT_SIDE = (AUTH_QUERY, AUTH_RESPONSE, CLIENT_QUERY, CLIENT_RESPONSE)
-
-
 def _wants(tap: TapWriter | None, types) -> bool:
     return tap is not None and not tap.types.isdisjoint(types)
 
 
 class TappedDatagramTransport:
-    """The UDP transport as the server sees it: sendto records each response."""
+    """The UDP transport as udp.TappedUdpServer sees it: sendto records each response, with
+    the query whose handler is running (`query`, set by the server) when there is one."""
 
     def __init__(self, transport, tap: TapWriter):
         self._transport = transport
@@ -251,31 +251,9 @@ class TappedDatagramTransport:
         return getattr(self._transport, name)
 
 
-def hook_udp(tap: TapWriter | None, server) -> None:
-    """Wrap a UdpServer's datagram_received (its transport: hook_udp_transport)."""
-    if not _wants(tap, _CLIENT_SIDE):
-        return
-    handler = server.datagram_received
-    record = tap.record
-
-    def received(data: bytes, addr) -> None:
-        transport = server.transport
-        transport.query = data
-        handler(data, addr)
-        if transport.query is not None:  # not answered (yet)
-            transport.query = None
-            record(UDP_QUERY, data, addr)
-
-    server.datagram_received = received
-
-
-def hook_udp_transport(tap: TapWriter | None, transport):
-    return TappedDatagramTransport(transport, tap) if _wants(tap, _CLIENT_SIDE) else transport
-
-
 def hook_tcp(tap: TapWriter | None, conn) -> None:
     """Wrap a TcpConnection's _handle (one query) and _send (one response)."""
-    if not _wants(tap, _CLIENT_SIDE):
+    if tap is None or not tap.client_side:
         return
     record = tap.record
     handle, send = conn._handle, conn._send

@@ -1,14 +1,18 @@
 """UDP transport. The hot path starts here: the front dict, else key the question and take the
-cache's hit path (AnswerCache.hit, shared with TCP), else the engine's miss."""
+cache's hit path (AnswerCache.hit, shared with TCP), else the engine's miss.
+
+With dnstap on (tap.py) the server is a TappedUdpServer instead, chosen once at start-up
+(udp_server_class), so that UdpServer has no hook to check per query."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from . import tap
+from .dnstap import UDP_PAIR, UDP_QUERY
 from .engine import Engine
 from .ratelog import RateLimitedLog
+from .tap import TappedDatagramTransport
 from .wire import question_key
 
 log = logging.getLogger("skydns.udp")
@@ -28,12 +32,8 @@ class UdpServer(asyncio.DatagramProtocol):
                 answer(data, addr)
 
             self.datagram_received = logged
-        if engine.tap is not None:  # dnstap: the same, hooks only when it is on (tap.py)
-            tap.hook_udp(engine.tap, self)
 
     def connection_made(self, transport):
-        if self.engine.tap is not None:  # dnstap: sendto records each response
-            transport = tap.hook_udp_transport(self.engine.tap, transport)
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
@@ -77,3 +77,41 @@ class UdpServer(asyncio.DatagramProtocol):
 
     def error_received(self, exc) -> None:  # ICMP unreachable from a departed client
         log.debug("udp error", extra={"kv": {"error": repr(exc)}})
+
+
+class TappedUdpServer(UdpServer):
+    """UdpServer with dnstap on: a front-dict hit records its query and reply as one pair;
+    every other path is UdpServer's, with a transport whose sendto records the reply (with
+    the query, when the reply goes out before the query's handler returns)."""
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine)
+        self.record = engine.tap.record
+        self.sendto = None  # the real transport's, for the front hit
+
+    def connection_made(self, transport):
+        self.sendto = transport.sendto
+        super().connection_made(TappedDatagramTransport(transport, self.engine.tap))
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        hit = self.front.get(data[2:])
+        if hit is not None:  # UdpServer's front hit, and the record
+            entry = hit[1]
+            entry.ref = True
+            entry.hits += 1
+            reply = data[:2] + hit[0]
+            self.sendto(reply, addr)
+            self.record(UDP_PAIR, (data, reply), addr)
+            return
+        transport = self.transport
+        transport.query = data
+        UdpServer.datagram_received(self, data, addr)
+        if transport.query is not None:  # not answered yet (forwarded), or not at all
+            transport.query = None
+            self.record(UDP_QUERY, data, addr)
+
+
+def udp_server_class(engine: Engine) -> type[UdpServer]:
+    """The protocol class for the engine's config: with dnstap logging clients' messages,
+    the tapped one."""
+    return TappedUdpServer if engine.tap is not None and engine.tap.client_side else UdpServer

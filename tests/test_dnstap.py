@@ -236,16 +236,21 @@ def test_dnstap_is_a_key_of_the_dns_servers_file_only(tmp_path):
 def test_hooks_exist_only_with_dnstap_on():
     from dnsserver.engine import Engine
     from dnsserver.tcp import TcpConnection
-    from dnsserver.udp import UdpServer
+    from dnsserver.udp import TappedUdpServer, UdpServer, udp_server_class
 
     engine = Engine(load_config(None, "dns"))
+    assert udp_server_class(engine) is UdpServer
     udp, tcp = UdpServer(engine), TcpConnection(engine, 10.0)
     assert "datagram_received" not in vars(udp) and "_handle" not in vars(tcp)
     assert tcp.front is engine.cache.tcp_front
     engine.tap = TapWriter(("unix", "/x"), Encoder("i", "v", ["auth_query", "auth_response"]),
                            Counter())
-    udp, tcp = UdpServer(engine), TcpConnection(engine, 10.0)
-    assert "datagram_received" in vars(udp) and "_handle" in vars(tcp) and tcp.front is None
+    assert udp_server_class(engine) is TappedUdpServer
+    tcp = TcpConnection(engine, 10.0)
+    assert "_handle" in vars(tcp) and tcp.front is None
+    # only our upstream exchanges wanted: the transports stay plain
+    engine.tap = TapWriter(("unix", "/x"), Encoder("i", "v", ["forwarder_query"]), Counter())
+    assert udp_server_class(engine) is UdpServer
 
 
 # --- skydns with the real collector and reader -------------------------------------------------
