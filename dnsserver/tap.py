@@ -1,13 +1,14 @@
 """dnstap output of one worker ([Log] dnstap): a Frame Streams writer to a collector that
 listens (fstrm_capture, dnstap-receiver, ...), fed by hooks the transports install at start-up.
 
-Answering never waits for it. The hooks append one tuple per message to a bounded list
-(QUEUE_LIMIT; past it, messages are dropped and counted); a flush a few milliseconds later
+Answering never waits for it. The hooks append one tuple per message (or per query and the
+answer sent while it was handled) to a bounded list (QUEUE_LIMIT; past it, messages are
+dropped and counted); a flush a few milliseconds later
 encodes the batch (dnstap.py) and writes it, unless the collector is not connected or has
 not taken the last WRITE_HIGH bytes, in which case the batch is dropped and counted
 (`dnstap_dropped`, skydns_dnstap_dropped_total). The connection is made again with backoff
 whenever it fails or the collector goes away. With dnstap off none of this exists: the
-transports keep their plain handlers.
+transports keep their plain handlers (udp.udp_server_class, hook_tcp).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .dnstap import (
 log = logging.getLogger("skydns.dnstap")
 _now = time.time  # a float: to a quarter of a microsecond, cheaper than time_ns
 
-QUEUE_LIMIT = 20_000  # messages waiting for the next flush
+QUEUE_LIMIT = 20_000  # records waiting for the next flush (a few MB at most)
 FLUSH_DELAY = 0.005  # seconds from the first waiting message to its flush: batches writes
 WRITE_HIGH = 1 << 20  # bytes the collector has not taken before batches are dropped
 CONNECT_TIMEOUT = 5.0
@@ -60,7 +61,6 @@ class TapWriter:
         self.client_side = not self.types.isdisjoint(_CLIENT_SIDE)  # the transports' hooks
         self.writer: asyncio.StreamWriter | None = None  # set once START is sent
         self._reader: asyncio.StreamReader | None = None
-        self.connected = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._flush_handle = None
@@ -150,7 +150,6 @@ class TapWriter:
             failing = False
             backoff = BACKOFF_MIN
             self.writer, self._reader = writer, reader
-            self.connected.set()
             try:
                 # The collector says nothing after ACCEPT until FINISH: any read returning
                 # means it closed (or broke the protocol); either way, start over.
@@ -160,7 +159,6 @@ class TapWriter:
             finally:
                 if self.writer is writer:
                     self.writer = None
-                    self.connected.clear()
                     writer.close()
             if not self._stopping:
                 log.warning("dnstap collector went away; reconnecting",
