@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import math
 import os
 import sys
 from datetime import UTC, datetime
 
+from skydns import cli
 from skydns.checks import CheckError, parse_spec
 
 from .client import DEFAULT_ADDR, ApiAnswer, Client, Unreachable
@@ -35,8 +35,9 @@ examples:
   skydns-apicmd -method create -domain cctv2 -alias tv1      (tv1 becomes an alias of cctv2)
   skydns-apicmd -method create -domain _http._tcp.web -type SRV -ips 10.0.0.1 -ports 80
   skydns-apicmd -method create -domain web -ips 10.0.0.5 -check "http:8080/healthz"
-  skydns-apicmd -method update -domain web -check "https:8443/healthz expect=200,204 \
-                host=web.example.com timeout=2 tls-skip-verify" -check "http:8080/ready"
+  skydns-apicmd -method update -domain web \\
+      -check "https:8443/healthz expect=200,204 host=web.example.com timeout=2" \\
+      -check "http:8080/ready"
   skydns-apicmd -method update -domain web -ips 10.0.0.5 -check none   (remove its checks)
   skydns-apicmd -method update -domain cctv2 -updates "ips:192.168.10.1->192.168.10.9"
   skydns-apicmd -method update -domain cctv2 -updates "alias:tv1->tv2"
@@ -58,24 +59,12 @@ exit status: 0 done, 1 the API answered an error, 2 bad usage or no token,
 3 the API could not be reached."""
 
 
-def _timeout(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    # urllib takes 0 as "non-blocking" and fails in the middle of a request; inf and nan do
-    # not fit a socket timeout at all.
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
-    return seconds
-
-
 class _Usage(Exception):
     """A command line that cannot be turned into a request."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns-apicmd",
         description="List, show, create, update and delete skydns records, see the health of "
         "every address and take addresses out for maintenance, through the skydns-kubeapi "
@@ -125,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
          "the checks of -domain's addresses (or of -ips); \"none\" removes them")
     flag("updates", metavar='"KIND:OLD->NEW"',
          help="for -method update: ips:, alias:, nshost:, mailhost: or text:OLD->NEW")
-    flag("timeout", metavar="SECONDS", type=_timeout, default=15.0,
+    flag("timeout", metavar="SECONDS", type=cli.positive_seconds, default=15.0,
          help="HTTP timeout (default 15)")
     parser.add_argument("--json", "-json", action="store_true",
                         help="print the API's JSON answer instead of the table or OK")
@@ -360,6 +349,22 @@ def run(args, client: Client) -> int:
     return EXIT_OK
 
 
+def _client(args, token: str) -> Client:
+    """The client for -addr (or SKYDNS_API_ADDR); a bad address is a usage error naming
+    where it came from."""
+    if args.addr:
+        addr, source = args.addr, "-addr"
+    elif os.environ.get("SKYDNS_API_ADDR"):
+        addr, source = os.environ["SKYDNS_API_ADDR"], "SKYDNS_API_ADDR"
+    else:
+        addr, source = DEFAULT_ADDR, "the default address"
+    try:
+        return Client(addr, token, timeout=args.timeout)
+    except ValueError as err:
+        raise _Usage(f"{source} {addr!r}: {err}") from None
+
+
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -376,10 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("skydns-apicmd: no token: use -token or set SKYDNS_API_TOKEN", file=sys.stderr)
         return EXIT_USAGE
-    addr = args.addr or os.environ.get("SKYDNS_API_ADDR") or DEFAULT_ADDR
     try:
-        client = Client(addr, token, timeout=args.timeout)
-    except ValueError as err:
+        client = _client(args, token)
+    except _Usage as err:
         print(f"skydns-apicmd: {err}", file=sys.stderr)
         return EXIT_USAGE
     try:

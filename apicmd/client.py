@@ -34,19 +34,25 @@ def base_url(addr: str) -> str:
     if not addr:
         raise ValueError("empty API address")
     if any(ch.isspace() or not ch.isprintable() for ch in addr):
-        raise ValueError(f"bad API address {addr!r}: expected host:port or http://host:port")
+        raise ValueError("expected host:port or http://host:port")
     url = addr if "://" in addr else f"http://{addr}"
-    parts = urllib.parse.urlsplit(url)
+    expected = "expected host:port or http://host:port"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as err:  # "Invalid IPv6 URL" for `http://[bad`
+        raise ValueError(f"{str(err).lower()}; {expected}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"bad API address {addr!r}: expected host:port or http://host:port")
+        raise ValueError(expected)
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ValueError(f"bad port in API address {addr!r}") from None
+        raise ValueError("bad port; " + expected) from None
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
-def _reason(status: int, body: bytes) -> str:
+def _reason(status: int, body: bytes) -> str | None:
+    """The API's one-line reason in an error answer, or None when the answer is not shaped
+    as the API's errors are (`{"error": ...}` or `ERR, ...`): something else answered."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
         obj = json.loads(text)
@@ -56,8 +62,12 @@ def _reason(status: int, body: bytes) -> str:
         return obj["error"]
     if text.startswith("ERR,"):
         return text[4:].strip().splitlines()[0] if text[4:].strip() else "error"
-    first = text.splitlines()[0] if text else ""
-    return first[:200] or f"HTTP {status}"
+    return None
+
+
+def _first_line(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    return (text.splitlines()[0] if text else "")[:100]
 
 
 _LIST_FIELDS = ("ips", "ports", "alias", "nsHost", "mailHost", "mailPriority", "text", "ptr")
@@ -103,7 +113,7 @@ class Client:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
-            raise ApiAnswer(err.code, self._error_reason(err)) from None
+            raise self._refusal(err) from None
         except urllib.error.URLError as err:
             reason = err.reason
             text = getattr(reason, "strerror", None) or str(reason)
@@ -115,15 +125,25 @@ class Client:
             raise Unreachable(f"cannot talk to the API at {self.base}: "
                               f"{type(err).__name__}: {err}") from None
 
-    def _error_reason(self, err: urllib.error.HTTPError) -> str:
+    def _refusal(self, err: urllib.error.HTTPError) -> ApiAnswer | Unreachable:
+        """The API's error answer; Unreachable when what answered is not the API (etcd's
+        port, a web server: `-addr` is wrong, exit 3, not the API refusing, exit 1)."""
         # The status line arrived, the body may not: a reset or a timeout while reading it
         # must still end as the API's error, not as a traceback from inside this handler.
         try:
             body = err.read() or b""
         except (http.client.HTTPException, OSError) as exc:
             detail = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            return f"{err.reason or 'error'} (the rest of the answer was lost: {detail})"
-        return _reason(err.code, body)
+            return ApiAnswer(err.code, f"{err.reason or 'error'} (the rest of the answer was "
+                             f"lost: {detail})")
+        reason = _reason(err.code, body)
+        if reason is not None:
+            return ApiAnswer(err.code, reason)
+        said = _first_line(body) or err.reason or ""
+        return Unreachable(f"{self.base} answered HTTP {err.code}"
+                           + (f" {said!r}" if said else "")
+                           + ", not as the skydns API answers; is -addr (or SKYDNS_API_ADDR) "
+                           "the API's address?")
 
     def json(self, method: str, path: str, **kwargs) -> dict:
         _, raw = self.request(method, path, **kwargs)

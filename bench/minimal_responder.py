@@ -4,7 +4,10 @@ It answers from a dict of ready replies keyed by the question bytes: look up, pa
 send. No parsing, no checks, no cache bookkeeping. Its CPU cost per query is the ceiling that
 skydns's hot path (the same idea plus everything a real server needs) is measured against.
 
-    python bench/minimal_responder.py --port 5300 --replies replies.marshal
+    python bench/minimal_responder.py --port 5300 --replies replies.marshal [--batch]
+
+With --batch it reads up to 64 datagrams per recvmmsg and answers them with one sendmmsg
+(dnsserver/mmsg.py's buffers and wrappers), the floor of skydns's `udp-batch` transport.
 
 The replies come from `precompute`: ask a real server once for each distinct question of a
 dnsperf query file, exactly as dnsperf asks it (RD set, no EDNS), and keep each reply minus ID.
@@ -18,6 +21,7 @@ import marshal
 import signal
 import socket
 import struct
+import sys
 from pathlib import Path
 
 from dnslib import QTYPE
@@ -70,11 +74,60 @@ class Responder(asyncio.DatagramProtocol):
             self.transport.sendto(data[:2] + reply, addr)
 
 
-async def serve(port: int, replies: dict[bytes, bytes]) -> None:
+class BatchResponder:
+    """The same in batches: recvmmsg, look up, copy into the send slots, one sendmmsg."""
+
+    def __init__(self, sock: socket.socket, replies: dict[bytes, bytes]):
+        from dnsserver import mmsg
+
+        self.sock, self.fd, self.replies = sock, sock.fileno(), replies
+        self.slots = mmsg.Slots(64, sock.family)
+        self.mmsg = mmsg
+        sock.setblocking(False)
+
+    def readable(self) -> None:
+        slots, mmsg = self.slots, self.mmsg
+        recv, lengths, recv_at = slots.recv, slots.recv_words, slots.recv_at
+        send, send_lengths, send_at = slots.send, slots.send_iov_quads, slots.send_at
+        get = self.replies.get
+        for _ in range(4):
+            n = mmsg.recvmmsg(self.fd, slots.recv_hdrs, slots.count)
+            if n <= 0:
+                return
+            k = 0
+            for j in range(n):
+                at, length = recv_at[j]
+                data = recv[at : at + lengths[length]]
+                reply = get(data[12:])
+                if reply is None:
+                    continue
+                if k != j:  # only the questions it knows are asked: never reached in a run
+                    slots.send_quads[k * 8] = slots.name_addrs[j]
+                reply = data[:2] + reply
+                at, length = send_at[k]
+                send[at : at + len(reply)] = reply
+                send_lengths[length] = len(reply)
+                k += 1
+            if k:
+                mmsg.sendmmsg(self.fd, slots.send_hdrs, k)  # a reference: no retries
+            if n < slots.count:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def serve(port: int, replies: dict[bytes, bytes], batch: bool = False) -> None:
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: Responder(replies), local_addr=("127.0.0.1", port)
-    )
+    if batch:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", port))
+        transport = BatchResponder(sock, replies)
+        loop.add_reader(sock.fileno(), transport.readable)
+    else:
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: Responder(replies), local_addr=("127.0.0.1", port)
+        )
     stopped = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopped.set)
@@ -88,10 +141,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--replies", type=Path, required=True, help="file from precompute()")
+    parser.add_argument("--batch", action="store_true", help="recvmmsg/sendmmsg (Linux)")
     args = parser.parse_args()
     import uvloop
 
-    uvloop.run(serve(args.port, marshal.loads(args.replies.read_bytes())))
+    if args.batch:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # dnsserver.mmsg
+    uvloop.run(serve(args.port, marshal.loads(args.replies.read_bytes()), args.batch))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ change-to-answer delay under load, and load time and memory for big zones. See b
     bench/run.py load --records 1000000   one worker loading a big zone: time and memory
     bench/run.py miss                 uncached answers, a random-name flood, cached TCP and
                                       many-address names, beside PowerDNS, knotd and nsd
+    bench/run.py batch                cached UDP with udp-batch on and off beside nsd and the
+                                      minimal responder, under load and one query in flight
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import batch
 import delay
 import dnsperf
 import miss
@@ -81,7 +84,8 @@ class Env:
 
     def run_dnsperf(self, port: int, qfile: Path, **kw) -> dnsperf.PerfResult:
         a = self.args
-        cmd = dnsperf.command(port, qfile, clients=a.clients, outstanding=a.outstanding, **kw)
+        kw = {"clients": a.clients, "outstanding": a.outstanding, **kw}
+        cmd = dnsperf.command(port, qfile, **kw)
         bound = (kw.get("duration") or 0) + 120
         return dnsperf.run(cmd, self.workdir / "dnsperf.out", self.client_cores, bound)
 
@@ -327,6 +331,8 @@ def report(res: dict) -> str:
             out.append(f"CPU per query, skydns 1 worker / minimal responder: {ratio}x, rounds "
                        f"{q['cpu_ratio_per_round']} "
                        f"(target <= {TARGET_RATIO}x: {_target(ratio <= TARGET_RATIO)})")
+    if "batch" in res:
+        out.extend(batch.report(res["batch"], a))
     if "miss" in res:
         out.extend(miss.report(res["miss"], a))
     if "delay" in res:
@@ -367,7 +373,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("what", nargs="?", default="all",
-                   choices=["all", "qps", "delay", "load", "miss"])
+                   choices=["all", "qps", "delay", "load", "miss", "batch"])
     p.add_argument("--json", type=Path, metavar="PATH", help="also save the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, etcd data)")
     g = p.add_argument_group("data set and queries")
@@ -429,7 +435,7 @@ def run(args: argparse.Namespace, stack: ExitStack) -> dict:
                     else "not pinned"),
         "args": {k: v for k, v in vars(args).items() if k not in ("json", "mix_weights")},
     }
-    if args.what in ("all", "qps", "delay", "miss"):
+    if args.what in ("all", "qps", "delay", "miss", "batch"):
         etcd = env.start_etcd("etcd")
         ds = DataSet(args.names, args.multi, args.srv)
         t0 = time.monotonic()
@@ -441,6 +447,8 @@ def run(args: argparse.Namespace, stack: ExitStack) -> dict:
                           "srv": ds.srv, "queries": args.queries, "mix": args.mix}
         if args.what in ("all", "qps"):
             res["qps"] = bench_qps(env, etcd, ds, qfile)
+        if args.what in ("all", "batch"):
+            res["batch"] = batch.bench_batch(env, etcd, ds, qfile)
         if args.what in ("all", "miss"):
             res["miss"] = miss.bench_miss(env, etcd, ds, qfile)
         if args.what in ("all", "delay"):

@@ -15,6 +15,10 @@ from skydns.config import ConfigError, load_config
 SCANNERS = ("scanner-a", "scanner-b")
 SCHEDULERS = ("sched-a", "sched-b")
 API = "skydns-kubeapi"
+JANITOR = "skydns-janitor"
+# The demo's zone: dig warns about every .local name (reserved for multicast DNS); .test is
+# reserved for testing (RFC 6761). Configs that set no dns-domain keep skydns.local.
+DEMO_DOMAIN = "skydns.test."
 
 # Fast enough that a stopped backend leaves the answers within seconds, with the daemons' own
 # rise/fall damping still in place.
@@ -27,15 +31,17 @@ SCHEDULER_DEMO = {"General": {"schedule-interval": "2", "agent-downtime": "3"}}
 
 
 @dataclass(frozen=True)
-class Ports:
+class Ports:  # noqa: B903 - a value with one derived view
     dns: int
     api: int
     base: int  # skydns stats, then the metrics of each scanner and scheduler
     backend: int
 
+    # skydns stats, the metrics of each scanner and scheduler, and the janitor's (--recursor)
+    METRICS = ("skydns", *SCANNERS, *SCHEDULERS, JANITOR)
+
     def metrics(self) -> dict[str, int]:
-        names = ("skydns", *SCANNERS, *SCHEDULERS)
-        return {name: self.base + i for i, name in enumerate(names)}
+        return {name: self.base + i for i, name in enumerate(self.METRICS)}
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,8 @@ def api_token(data: Path) -> str:
 
 
 def write_configs(
-    config_dir: Path, data: Path, etcd: str, ports: Ports, token: str
+    config_dir: Path, data: Path, etcd: str, ports: Ports, token: str,
+    domain: str = DEMO_DOMAIN,
 ) -> dict[str, Component]:
     """Every component's config, keyed by component name (skydns, scanner-a, ...)."""
     metrics = ports.metrics()
@@ -106,7 +113,7 @@ def write_configs(
         out[name] = Component(name, kind, module, path, cfg)
 
     add("skydns", "dns", "dnsserver", "skydns.conf", "skydns.conf", {
-        "Dns": {"dns-addr": f"127.0.0.1:{ports.dns}"},
+        "Dns": {"dns-addr": f"127.0.0.1:{ports.dns}", "dns-domain": domain},
         "Stats": {"statsServer": f"127.0.0.1:{metrics['skydns']}"},
     })
     zone = out["skydns"].cfg["Dns"]["dns-domain"]

@@ -29,6 +29,9 @@ class Child:
     tier: int  # stop order: lower tiers stop first
     proc: subprocess.Popen
     exited: asyncio.Future = field(repr=False)
+    argv: list[str] | None = None  # how to start it again; None: started elsewhere
+    started: float = field(default_factory=time.monotonic)
+    restart_delay: float = 0.0  # the delay before this start, 0 for the first one
 
     @property
     def pid(self) -> int:
@@ -38,6 +41,19 @@ class Child:
         code = self.proc.returncode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"code {code}"
         return f"{self.name} (pid {self.pid}) exited with {how}; see {self.log}"
+
+
+FIRST_RESTART = 5.0  # long enough to watch the failover a killed scanner or leader causes
+MAX_RESTART = 60.0
+STABLE = 30.0  # a child that ran this long before exiting starts over at FIRST_RESTART
+
+
+def restart_delay(previous: float, ran_for: float) -> float:
+    """Seconds to wait before starting an exited child again: doubled while it keeps exiting
+    soon after each start, so a component that cannot run does not spin."""
+    if previous <= 0 or ran_for >= STABLE:
+        return FIRST_RESTART
+    return min(previous * 2, MAX_RESTART)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -82,12 +98,20 @@ class ProcessSet:
                 preexec_fn=_tie_to(os.getpid()),
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        return self.adopt(name, proc, log, tier)
+        return self.adopt(name, proc, log, tier, argv)
 
-    def adopt(self, name: str, proc: subprocess.Popen, log: Path, tier: int) -> Child:
+    def respawn(self, old: Child, delay: float) -> Child:
+        """Start an exited child again, as it was started; it replaces `old` in the set."""
+        self.children.remove(old)
+        child = self.spawn(old.name, old.argv, old.log, old.tier)
+        child.restart_delay = delay
+        return child
+
+    def adopt(self, name: str, proc: subprocess.Popen, log: Path, tier: int,
+              argv: list[str] | None = None) -> Child:
         """Take care of a process started elsewhere (it must be a session leader too)."""
         loop = asyncio.get_running_loop()
-        child = Child(name, log, tier, proc, loop.create_future())
+        child = Child(name, log, tier, proc, loop.create_future(), argv)
         self.children.append(child)
         try:
             fd = os.pidfd_open(proc.pid)

@@ -5,7 +5,7 @@ The recursor runs unprivileged from <data-dir>/recursor/ on 127.0.0.1:--recursor
 forwarding the zone and in-addr.arpa. to skydns, its API on --recursor-api-port with a
 generated key; it never asks anything but skydns (no root hints, no security poll, no
 DNSSEC). The janitor watches the demo's etcd and purges that recursor.
-Self-contained, so devup only calls add_arguments, taken, start and tryout.
+Self-contained, so devup only calls add_arguments, wanted, start and tryout.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import socket
 import sys
 from pathlib import Path
 
+from skydns import cli
+
+from .ports import Wanted
 from .ready import dns_answers
 
 RECURSOR, JANITOR = "pdns_recursor", "skydns-janitor"
@@ -37,26 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recursor", action="store_true",
                         help="also start a pdns_recursor in front of skydns and "
                         "skydns-janitor purging it (when pdns_recursor is installed)")
-    parser.add_argument("--recursor-port", type=int, default=5300,
+    parser.add_argument("--recursor-port", type=cli.port, default=5300,
                         help="pdns_recursor UDP and TCP port on 127.0.0.1 (default 5300)")
-    parser.add_argument("--recursor-api-port", type=int, default=8082,
+    parser.add_argument("--recursor-api-port", type=cli.port, default=8082,
                         help="pdns_recursor API port on 127.0.0.1 (default 8082)")
 
 
-def taken(args: argparse.Namespace) -> list[str]:
+def wanted(args: argparse.Namespace) -> list[Wanted]:
     if not args.recursor or binary() is None:
         return []
-    wanted = [(args.recursor_port, "--recursor-port", socket.SOCK_DGRAM),
-              (args.recursor_port, "--recursor-port", socket.SOCK_STREAM),
-              (args.recursor_api_port, "--recursor-api-port", socket.SOCK_STREAM)]
-    out = []
-    for port, option, kind in wanted:
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError as err:
-                out.append(f"127.0.0.1:{port} ({err.strerror}; pass {option})")
-    return out
+    return [Wanted("127.0.0.1", args.recursor_port, "--recursor-port", socket.SOCK_DGRAM),
+            Wanted("127.0.0.1", args.recursor_port, "--recursor-port"),
+            Wanted("127.0.0.1", args.recursor_api_port, "--recursor-api-port")]
 
 
 def recursor_conf(zone: str, dns_port: int, port: int, api_port: int, key: str,
@@ -72,20 +67,23 @@ def recursor_conf(zone: str, dns_port: int, port: int, api_port: int, key: str,
     ])
 
 
-def janitor_conf(url: str, key: str, zone: str, etcd_endpoint: str, etcd: dict) -> str:
+def janitor_conf(url: str, key: str, zone: str, etcd_endpoint: str, etcd: dict,
+                 metrics_port: int) -> str:
     paths = "\n".join(f"{k} = {etcd[k]}" for k in ("status-path", "report-path", "heart-path",
                                                     "lock-path", "refs-path") if k in etcd)
     return (f"[Janitor]\nrecursors = {url}\napi-key = {key}\ndomain = {zone}\n"
+            f"metrics-addr = 127.0.0.1:{metrics_port}\n"
             f"[Etcd]\netcd-servers = {etcd_endpoint}\n{paths}\n[Log]\nlog-level = info\n")
 
 
 async def start(procs, wait, data: Path, zone: str, dns_port: int, etcd_endpoint: str,
-                etcd: dict, args: argparse.Namespace, tier: int = 0):
-    """Start the recursor and the janitor; ({name: Child}, text for the summary)."""
+                etcd: dict, args: argparse.Namespace, metrics_port: int, tier: int = 0):
+    """Start the recursor and the janitor; ({name: Child}, text for the summary,
+    {name: address for the summary's table})."""
     exe = binary()
     if exe is None:
         return {}, ("--recursor: pdns_recursor is not installed (Debian: apt-get install "
-                    "pdns-recursor); running without it.\n")
+                    "pdns-recursor); running without it.\n"), {}
     home = data / "recursor"
     home.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(12)
@@ -95,13 +93,17 @@ async def start(procs, wait, data: Path, zone: str, dns_port: int, etcd_endpoint
     await wait.until(rec, "answering DNS", lambda: dns_answers(args.recursor_port, zone))
     conf = data / "skydns-janitor.conf"
     url = f"http://127.0.0.1:{args.recursor_api_port}"
-    conf.write_text(janitor_conf(url, key, zone, etcd_endpoint, etcd))
+    conf.write_text(janitor_conf(url, key, zone, etcd_endpoint, etcd, metrics_port))
     os.chmod(conf, 0o600)  # it holds the API key
     log = data / "skydns-janitor.log"
     jan = procs.spawn(JANITOR, [sys.executable, "-m", "janitor", "--config-file", str(conf)],
                       log, tier)
     await wait.until(jan, "watching etcd", lambda: "janitor ready" in _read(log))
-    return {RECURSOR: rec, JANITOR: jan}, tryout(args, zone, url)
+    where = {
+        RECURSOR: f"127.0.0.1:{args.recursor_port} udp+tcp, API {url}/api/v1",
+        JANITOR: f"purges {url}, metrics http://127.0.0.1:{metrics_port}/metrics",
+    }
+    return {RECURSOR: rec, JANITOR: jan}, tryout(args, zone, url), where
 
 
 def tryout(args: argparse.Namespace, zone: str, url: str) -> str:

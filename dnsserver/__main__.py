@@ -8,14 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from skydns import cli
 from skydns.config import load_or_exit
 from skydns.logsetup import setup_logging
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns",
-        epilog="Subcommands: 'skydns dump --help' (print the zone), "
+        epilog="Subcommands: 'skydns check --help' (configs and etcd data), "
+        "'skydns dump --help' (print the zone), "
         "'skydns dnssec ds --config-file PATH' (DS records of the [Dns] dnssec keys), "
         "'skydns resolv-conf --help' (a resolv.conf for hosts and containers), "
         "'skydns up --help' (run the whole suite locally).",
@@ -39,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 SUBCOMMANDS = {
+    "check": "dnsserver.check",  # every problem of the configs and of the data in etcd
     "dump": "dnsserver.dump",  # print the zone from etcd
     "dnssec": "dnsserver.dnssec_cli",  # DS records of the configured keys
     "resolv-conf": "dnsserver.resolvconf",  # a resolv.conf for hosts and containers
@@ -46,6 +49,7 @@ SUBCOMMANDS = {
 }
 
 
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:

@@ -201,6 +201,13 @@ def _is_address(rec: Record) -> bool:
     return rec.family != 0 and rec.rtype in _ADDRESS_TYPES
 
 
+def is_srv_target(rec: Record) -> bool:
+    """Whether a record answers SRV questions. A host name below /skydns/arpa/ is a PTR, not
+    an SRV target: reverse names answer PTR (as for CNAME, below)."""
+    return bool(rec.host and rec.rtype in _SRV_TYPES and not rec.mail
+                and (rec.ip or rec.path[:1] != ("arpa",)))
+
+
 def _cname_of(records: list[Record]) -> Record | None:
     """The record whose host names another name; the first by key, as one owner has one CNAME."""
     for rec in records:
@@ -297,7 +304,7 @@ def srv_weights(targets: list[Record]) -> list[tuple[Record, int, int]]:
             for rec in targets for priority in (rec.priority or SRV_PRIORITY,)]
 
 def _srv(ctx: Context, ans: Answer, owner: str, records: list[Record]) -> None:
-    targets = [r for r in records if r.host and r.rtype in _SRV_TYPES and not r.mail]
+    targets = [r for r in records if is_srv_target(r)]
     with_ip = [r for r in targets if r.ip]
     if with_ip:  # DOWN IP targets are left out, all DOWN -> all kept, like addresses
         keep = {r.key for r in healthy(ctx, ans, with_ip)}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from skydns import cli
 from skydns.config import load_or_exit
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="skydns dnssec",
         description="DNSSEC helpers for the keys in [Dns] dnssec (BIND key files from "
         "dnssec-keygen). 'ds' prints the DS records (digest type 2, SHA-256) of the key-signing "

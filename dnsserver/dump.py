@@ -11,14 +11,13 @@ record at its own key's name, with the health of each address as a comment.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
 
 from dnslib import QTYPE
 
-from skydns import store
+from skydns import cli, store
 from skydns.config import load_or_exit
 from skydns.keys import name_to_path, path_to_name
 from skydns.logsetup import setup_logging
@@ -65,7 +64,7 @@ def rows(state: ZoneState, zone: str, raw: bool = False):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="skydns dump",
         description="Print a zone from etcd in presentation format (name TTL IN TYPE data) as "
         "skydns answers it: the same records an AXFR sends.",

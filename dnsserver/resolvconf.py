@@ -1,7 +1,7 @@
 """`skydns resolv-conf`: a resolv.conf (or docker flags) for hosts and containers of the cluster.
 
     skydns resolv-conf --config-file etc/skydns.conf [--namespace NS] [--ndots N]
-                       [--nameserver IP ...] [--docker]
+                       [--nameserver IP ...] [--docker | --json]
 
 The nameservers are the addresses skydns itself gives for the zone's NS records (the
 `dns/ns` subtree, with their glue; DOWN ones left out unless all are), read from etcd once;
@@ -12,15 +12,15 @@ writes it for the containers it starts.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
+import json
 import shlex
 import sys
 
 from dnslib import QTYPE
 
-from skydns import store
+from skydns import cli, store
 from skydns.config import load_or_exit
 from skydns.health import parse_status
 from skydns.keys import ip_of_key, key_to_path, name_to_key, name_to_path
@@ -48,6 +48,11 @@ def render(nameservers: list[str], search: list[str], ndots: int) -> str:
     lines.append("search " + " ".join(search))
     lines.append(f"options ndots:{ndots}")
     return "\n".join(lines) + "\n"
+
+
+def as_json(nameservers: list[str], search: list[str], ndots: int) -> str:
+    return json.dumps({"nameservers": nameservers[:MAX_NAMESERVERS], "search": search,
+                       "ndots": ndots}) + "\n"
 
 
 def docker_flags(nameservers: list[str], search: list[str], ndots: int) -> str:
@@ -104,7 +109,7 @@ async def zone_nameservers(cfg: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="skydns resolv-conf",
         description="Print a resolv.conf for hosts or containers of the cluster: nameserver "
         "lines (the addresses of the zone's NS records in etcd, the `dns/ns` subtree, DOWN "
@@ -119,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"options ndots:N (default {DEFAULT_NDOTS}; 0-15)")
     parser.add_argument("--nameserver", action="append", default=[], metavar="IP",
                         help="nameserver address (repeatable); etcd is not read then")
-    parser.add_argument("--docker", action="store_true",
-                        help="print --dns/--dns-search/--dns-opt flags instead")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--docker", action="store_true",
+                      help="print --dns/--dns-search/--dns-opt flags instead")
+    form.add_argument("--json", action="store_true",
+                      help='print {"nameservers": [...], "search": [...], "ndots": N} instead')
     args = parser.parse_args(argv)
     if not 0 <= args.ndots <= 15:
         parser.error("--ndots must be 0-15 (resolv.conf caps it at 15)")
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                   "add one or pass --nameserver", file=sys.stderr)
             return 1
     search = search_list(cfg["Dns"]["dns-domain"], args.namespace)
-    out = docker_flags if args.docker else render
+    out = as_json if args.json else docker_flags if args.docker else render
     sys.stdout.write(out(nameservers, search, args.ndots))
     return 0
 

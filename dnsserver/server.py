@@ -12,6 +12,7 @@ import time
 
 from skydns.connlimit import ConnectionLimits
 
+from . import udpbatch
 from .engine import Engine
 from .stats import write_snapshots
 from .sync import StoreSync
@@ -110,13 +111,16 @@ class DnsServer:
             # UDP last: once a UDP query is answered TCP listens too, so a client retrying a
             # truncated reply over TCP (or a test that waits for UDP) is never refused.
             # SO_REUSEPORT lets workers share the port; the kernel spreads queries over them.
-            protocol = udp_server_class(self.engine)  # with dnstap hooks, or none
-            self.udp_transport, _ = await loop.create_datagram_endpoint(
-                lambda: protocol(self.engine),
-                local_addr=(host, port),
-                family=_family(host),
-                reuse_port=True,
-            )
+            if self.cfg["Dns"]["udp-batch"] and udpbatch.available():
+                self.udp_transport = udpbatch.bind(self.engine, host, port, _family(host))
+            else:
+                protocol = udp_server_class(self.engine)  # with dnstap hooks, or none
+                self.udp_transport, _ = await loop.create_datagram_endpoint(
+                    lambda: protocol(self.engine),
+                    local_addr=(host, port),
+                    family=_family(host),
+                    reuse_port=True,
+                )
         except OSError as err:
             raise BindError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
         log.info(
@@ -126,6 +130,7 @@ class DnsServer:
                     "addr": f"{host}:{port}",
                     "domain": self.engine.zone.domain,
                     "worker": os.environ.get("SKYDNS_WORKER", "0"),
+                    "udp": "batch" if isinstance(self.udp_transport, udpbatch.BatchUdp) else "loop",
                 }
             },
         )

@@ -55,6 +55,7 @@ COUNTERS = (
     "truncated",
     "fail_open",
     "axfr",
+    "udp_dropped",
     "tsig_signed",  # signed requests answered (signed)
     "tsig_failed",  # signed requests answered NOTAUTH (BADKEY, BADSIG, BADTIME)
     "dnstap_sent",  # messages written to the dnstap collector

@@ -25,16 +25,18 @@ MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-
                  "confirm-path", "history-path")
 
 
+def health_prefixes(etcd_section: dict) -> tuple[str, ...]:
+    """The prefixes below /skydns that hold health state, not records."""
+    return tuple({RECORDS_PREFIX + "monitor/"} | {etcd_section[k] for k in MONITOR_PATHS})
+
+
 class StoreSync:
     def __init__(self, state: ZoneState, etcd_section: dict):
         self.state = state
         self.etcd_section = etcd_section
         self.status_path = etcd_section["status-path"]
         # Scanner and scheduler state lives below /skydns too; none of it is a DNS record.
-        self.not_records = tuple(
-            {RECORDS_PREFIX + "monitor/"}
-            | {etcd_section[k] for k in MONITOR_PATHS}
-        )
+        self.not_records = health_prefixes(etcd_section)
         self.status_in_records = self.status_path.startswith(RECORDS_PREFIX)
         self.mirrors: list[store.Mirror] = []
         self._lease_client = None

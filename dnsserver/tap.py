@@ -28,8 +28,6 @@ from .dnstap import (
     TCP_PAIR,
     TCP_QUERY,
     TCP_RESPONSE,
-    UDP_PAIR,
-    UDP_RESPONSE,
     Encoder,
     dnstap_identity,
     dnstap_version,
@@ -224,29 +222,6 @@ def make_writer(cfg: dict, engine) -> TapWriter | None:
 
 def _wants(tap: TapWriter | None, types) -> bool:
     return tap is not None and not tap.types.isdisjoint(types)
-
-
-class TappedDatagramTransport:
-    """The UDP transport as udp.TappedUdpServer sees it: sendto records each response, with
-    the query whose handler is running (`query`, set by the server) when there is one."""
-
-    def __init__(self, transport, tap: TapWriter):
-        self._transport = transport
-        self._sendto = transport.sendto
-        self._record = tap.record
-        self.query = None  # the query whose handler is running
-
-    def sendto(self, data: bytes, addr) -> None:
-        self._sendto(data, addr)
-        query = self.query
-        if query is not None:
-            self.query = None
-            self._record(UDP_PAIR, (query, data), addr)
-        else:
-            self._record(UDP_RESPONSE, data, addr)
-
-    def __getattr__(self, name):
-        return getattr(self._transport, name)
 
 
 def hook_tcp(tap: TapWriter | None, conn) -> None:

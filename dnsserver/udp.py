@@ -1,6 +1,10 @@
 """UDP transport. The hot path starts here: the front dict, else key the question and take the
 cache's hit path (AnswerCache.hit, shared with TCP), else the engine's miss.
 
+This is the event loop's own transport (a DatagramProtocol): one recvfrom and one sendto per
+query. On Linux `udpbatch.py` reads and writes datagrams in batches instead and shares
+everything after the front with this one (`answer_slow`, `send_later`).
+
 With dnstap on (tap.py) the server is a TappedUdpServer instead, chosen once at start-up
 (udp_server_class), so that UdpServer has no hook to check per query."""
 
@@ -9,14 +13,43 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .dnstap import UDP_PAIR, UDP_QUERY
+from .dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
 from .engine import Engine
 from .ratelog import RateLimitedLog
-from .tap import TappedDatagramTransport
 from .wire import question_key
 
 log = logging.getLogger("skydns.udp")
 errors = RateLimitedLog(log)  # one bug hit by a flood must not write a traceback per packet
+
+
+def answer_slow(engine: Engine, data: bytes, addr):
+    """Everything after the front: the cache's hit path (putting the reply into the front when
+    it may be), else the engine's miss. Reply bytes, None (stay silent) or an awaitable
+    (forwarding: see send_later)."""
+    try:
+        keyed = question_key(data, False, engine.max_udp)
+        if keyed is not None:
+            hit = engine.cache.hit(data, keyed, addr[0], engine.allowed)
+            if hit is not None:
+                tail, entry = hit
+                if not entry.mode and (not entry.expires or entry.renew):
+                    engine.cache.add_front(data[2:], tail, entry)
+                return data[:2] + tail
+        return engine.miss(data, addr[0], False)
+    except Exception:  # one bad packet must never take the worker down
+        errors.exception("query failed", {"client": addr[0]})
+        return None
+
+
+async def send_later(pending, addr, send) -> None:
+    """Await a reply that needs the network and hand it to `send(reply, addr)`."""
+    try:
+        reply = await pending
+    except Exception:
+        errors.exception("query failed", {"client": addr[0]})
+        return
+    if reply is not None:
+        send(reply, addr)
 
 
 class UdpServer(asyncio.DatagramProtocol):
@@ -44,35 +77,16 @@ class UdpServer(asyncio.DatagramProtocol):
             entry.hits += 1
             self.transport.sendto(data[:2] + hit[0], addr)
             return
-        engine = self.engine
-        try:
-            keyed = question_key(data, False, engine.max_udp)
-            if keyed is not None:
-                hit = engine.cache.hit(data, keyed, addr[0], engine.allowed)
-                if hit is not None:
-                    tail, entry = hit
-                    self.transport.sendto(data[:2] + tail, addr)
-                    if not entry.mode and (not entry.expires or entry.renew):
-                        engine.cache.add_front(data[2:], tail, entry)
-                    return
-            reply = engine.miss(data, addr[0], False)
-        except Exception:  # one bad packet must never take the worker down
-            errors.exception("query failed", {"client": addr[0]})
-            return
+        reply = answer_slow(self.engine, data, addr)
         if reply is None:
             return
         if isinstance(reply, bytes):
             self.transport.sendto(reply, addr)
         else:
-            asyncio.ensure_future(self._later(reply, addr))
+            asyncio.ensure_future(send_later(reply, addr, self._send_late))
 
-    async def _later(self, pending, addr) -> None:
-        try:
-            reply = await pending
-        except Exception:
-            errors.exception("query failed", {"client": addr[0]})
-            return
-        if reply is not None and self.transport is not None and not self.transport.is_closing():
+    def _send_late(self, reply: bytes, addr) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
     def error_received(self, exc) -> None:  # ICMP unreachable from a departed client
@@ -80,18 +94,13 @@ class UdpServer(asyncio.DatagramProtocol):
 
 
 class TappedUdpServer(UdpServer):
-    """UdpServer with dnstap on: a front-dict hit records its query and reply as one pair;
-    every other path is UdpServer's, with a transport whose sendto records the reply (with
-    the query, when the reply goes out before the query's handler returns)."""
+    """UdpServer with dnstap on: each query is recorded with the reply sent before its
+    handler returns (every cached or built one) as one pair; a query answered later
+    (forwarded), or not at all, alone, and such a reply alone when it goes out."""
 
     def __init__(self, engine: Engine):
         super().__init__(engine)
         self.record = engine.tap.record
-        self.sendto = None  # the real transport's, for the front hit
-
-    def connection_made(self, transport):
-        self.sendto = transport.sendto
-        super().connection_made(TappedDatagramTransport(transport, self.engine.tap))
 
     def datagram_received(self, data: bytes, addr) -> None:
         hit = self.front.get(data[2:])
@@ -100,15 +109,22 @@ class TappedUdpServer(UdpServer):
             entry.ref = True
             entry.hits += 1
             reply = data[:2] + hit[0]
-            self.sendto(reply, addr)
+            self.transport.sendto(reply, addr)
             self.record(UDP_PAIR, (data, reply), addr)
             return
-        transport = self.transport
-        transport.query = data
-        UdpServer.datagram_received(self, data, addr)
-        if transport.query is not None:  # not answered yet (forwarded), or not at all
-            transport.query = None
-            self.record(UDP_QUERY, data, addr)
+        reply = answer_slow(self.engine, data, addr)
+        if isinstance(reply, bytes):
+            self.transport.sendto(reply, addr)
+            self.record(UDP_PAIR, (data, reply), addr)
+            return
+        self.record(UDP_QUERY, data, addr)
+        if reply is not None:
+            asyncio.ensure_future(send_later(reply, addr, self._send_late))
+
+    def _send_late(self, reply: bytes, addr) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(reply, addr)
+            self.record(UDP_RESPONSE, reply, addr)
 
 
 def udp_server_class(engine: Engine) -> type[UdpServer]:

@@ -24,12 +24,12 @@ from skydns.keys import Path
 
 from .answer import (
     _ADDRESS_TYPES,
-    _SRV_TYPES,
     MAX_CNAME_HOPS,
     Context,
     _cname_of,
     _is_address,
     grouped,
+    is_srv_target,
     srv_weights,
     zone_of,
 )
@@ -257,7 +257,7 @@ def _glue(ctx, b, rec, labels: tuple) -> None:
 
 
 def _srv(ctx, b, owner: tuple, records) -> None:
-    targets = [r for r in records if r.host and r.rtype in _SRV_TYPES and not r.mail]
+    targets = [r for r in records if is_srv_target(r)]
     with_ip = [r for r in targets if r.ip]
     if with_ip:  # (by path: the same as answer.py's by key, without building the keys)
         keep = {r.path for r in healthy(ctx, b, with_ip)}

@@ -5,19 +5,18 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from skydns import daemon
+from skydns import cli, daemon
 from skydns.config import load_or_exit
 from skydns.logsetup import setup_logging
 
 log = logging.getLogger("skydns.janitor")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns-janitor",
         description="Watches the records and the health statuses in etcd and, for every "
         "change, purges the names whose answers changed (the name, the names above it that "
@@ -39,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "janitor")

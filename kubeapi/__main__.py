@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from skydns import daemon, notify
+from skydns import cli, daemon, notify
 from skydns.config import ConfigError, load_or_exit
 from skydns.logsetup import setup_logging
 
@@ -45,8 +45,8 @@ Services and EndpointSlices (<svc>.<ns>.svc.<domain>, owner 'kubernetes'; list +
 resumed, relisted on 410 and compared with etcd); api-enable = false then runs only that."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns-kubeapi",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -189,6 +189,7 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
         await store.close()
 
 
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "api")

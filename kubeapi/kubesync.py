@@ -8,7 +8,8 @@ Two kinds of tasks, joined by a set of dirty services:
   service it knew or now knows dirty, so whatever changed in the gap (a delete included) is
   reconciled against etcd, not against memory. Failures back off with jitter.
 * the writer takes dirty services and converges each one's keys to its wanted records
-  (kubeplan.py: per-key differences, one guarded transaction per service). After every
+  (sources/reconciler.py, shared with every record source: per-key differences, one
+  guarded transaction per service). After every
   service list it also reads which services etcd holds records of, and marks the ones no
   longer listed dirty, so a service deleted while nobody watched loses its records.
 
@@ -21,36 +22,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 
-from aetcd import rpc
-
 from skydns.keys import key_to_path, name_to_key
-from skydns.store import backoff, prefix_range_end
-
-from .etcd import CommitUnknown, EtcdRefused, EtcdStore, EtcdUnavailable
-from .kubeclient import ENDPOINTSLICES, SERVICES, Gone, KubeClient, KubeError, Resource
-from .kubeplan import OWNER, SyncPlanner
-from .kuberecords import (
+from skydns.store import backoff
+from sources.kubernetes import (
+    OWNER,
     object_key,
     probe_ports,
     service_domain,
     service_records,
     slice_service,
 )
-from .plan import Layout, NeedReads
-from .records import ptr_key
+from sources.planner import Scope
+from sources.reconciler import Busy, Reconciler
+
+from .etcd import CommitUnknown, EtcdRefused, EtcdStore, EtcdUnavailable
+from .kubeclient import ENDPOINTSLICES, SERVICES, Gone, KubeClient, KubeError, Resource
+from .plan import Layout
 
 log = logging.getLogger("skydns.kubeapi.kube")
 
 WRITERS = 8  # services converged at once
-SCAN_PAGE = 2000
-MAX_CONFLICTS = 30  # commits of one service refused in a row before it waits its turn again
-
-
-class Busy(Exception):
-    """A service's keys kept changing under its commits; it is tried again later."""
 
 
 class SyncStats:
@@ -173,7 +166,7 @@ class KubeSync:
         self.kube = kube
         self.store = store
         self.layout = layout
-        self.holders = None  # ip -> record keys holding it (Planner's `holders`), once known
+        self.reconciler = Reconciler(store, layout, OWNER)
         self.zone = layout.zone
         self.client = client or KubeClient(kube)
         self.ip_source = kube["kube-ip-source"]
@@ -190,6 +183,16 @@ class KubeSync:
         self._tasks: list[asyncio.Task] = []
         self._index: dict[tuple[str, str], list[dict]] = {}  # service -> its slices
         self._index_stale = True
+
+    @property
+    def holders(self):
+        """ip -> record keys holding it (Planner's `holders`), once known: the status feed's
+        zone mirror, set by the process; None reads the zone when it is needed."""
+        return self.reconciler.holders
+
+    @holders.setter
+    def holders(self, value) -> None:
+        self.reconciler.holders = value
 
     # --- informer callbacks ------------------------------------------------------------------
 
@@ -327,54 +330,20 @@ class KubeSync:
     async def converge(self, key: tuple[str, str]) -> int:
         """Make etcd hold what service `key` wants; the number of keys written."""
         ns, name = key
-        domain = service_domain(ns, name, self.zone)
         wants, ports = self.wanted(key)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(1.0, 2 * self.store.timeout)
-        # What the planner will ask for about the wanted addresses, read with the first
-        # snapshot: one round trip less per service in the common case.
-        lay = self.layout
-        keys = {k for w in wants if w.rtype in ("A", "AAAA")
-                for k in (lay.refs_key(w.value), lay.status_key(w.value), ptr_key(w.value))}
-        prefixes = {name_to_key(domain) + "/"}
-        attempts = 0
-        written = 0
-        while True:
-            snap = await self.store.snapshot(keys, prefixes, deadline)
-            planner = SyncPlanner(self.layout, snap, holders=self.holders)
-            try:
-                plan = planner.converge(domain, wants, ports)
-            except NeedReads as more:
-                keys |= more.keys
-                prefixes |= more.prefixes
-                continue
-            if planner.skipped:
-                self.stats.error("foreign")
-                log.warning("names held by another owner left alone", extra={"kv": {
-                    "service": f"{ns}/{name}", "names": ",".join(planner.skipped)}})
-            if plan.empty:
-                self.stats.synced += 1
-                return written
-            try:
-                if await self.store.commit(plan, deadline):
-                    ops = len(plan.puts) + len(plan.deletes)
-                    self.stats.etcd_ops += ops
-                    written += ops
-                    log.debug("service written", extra={"kv": {
-                        "service": f"{ns}/{name}", "puts": len(plan.puts),
-                        "deletes": len(plan.deletes), "partial": planner.partial}})
-                    if planner.partial:  # a big change goes in several transactions
-                        deadline = loop.time() + max(1.0, 2 * self.store.timeout)
-                        attempts = 0
-                        continue
-                    self.stats.synced += 1
-                    return written
-            except CommitUnknown:
-                pass  # look again: a landed commit shows as nothing left to do
-            attempts += 1
-            if attempts > MAX_CONFLICTS:
-                raise Busy(f"{attempts} commits refused")
-            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempts)))
+        outcome = await self.reconciler.converge(
+            Scope.of_domain(service_domain(ns, name, self.zone)), wants, ports)
+        if outcome.skipped:
+            self.stats.error("foreign")
+            log.warning("names held by another owner left alone", extra={"kv": {
+                "service": f"{ns}/{name}", "names": ",".join(outcome.skipped)}})
+        if outcome.written:
+            log.debug("service written", extra={"kv": {
+                "service": f"{ns}/{name}", "keys": outcome.written,
+                "transactions": outcome.transactions}})
+        self.stats.etcd_ops += outcome.written
+        self.stats.synced += 1
+        return outcome.written
 
     async def _scan_orphans(self) -> None:
         """Mark dirty every service etcd holds kubernetes records of that no list has."""
@@ -386,21 +355,12 @@ class KubeSync:
 
     async def services_in_etcd(self) -> set[tuple[str, str]]:
         """(namespace, service) of every service with a kubernetes-owned key, paged reads."""
-        prefix = (name_to_key("svc." + self.zone) + "/").encode()
-        end = prefix_range_end(prefix)
-        depth = len(key_to_path(prefix.decode().rstrip("/")) or ())
+        prefix = name_to_key("svc." + self.zone) + "/"
+        depth = len(key_to_path(prefix.rstrip("/")) or ())
         found: set[tuple[str, str]] = set()
-        start = prefix
-        loop = asyncio.get_running_loop()
         marker = f'"owner":"{OWNER}"'.encode()
-        while True:
-            resp = await self.store._call("Range", rpc.RangeRequest(
-                key=start, range_end=end, limit=SCAN_PAGE), loop.time() + 2 * self.store.timeout)
-            for kv in resp.kvs:
-                path = key_to_path(kv.key.decode("utf-8", errors="replace"))
-                if path and len(path) > depth + 2 and marker in kv.value:
-                    found.add((path[depth], path[depth + 1]))
-            if not resp.more or not resp.kvs:
-                return found
-            start = resp.kvs[-1].key + b"\0"
-
+        async for kv in self.reconciler.scan(prefix):
+            path = key_to_path(kv.key)
+            if path and len(path) > depth + 2 and marker in kv.value:
+                found.add((path[depth], path[depth + 1]))
+        return found

@@ -7,6 +7,7 @@ always ends as a 400 with a reason, never as an exception further in.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -241,10 +242,21 @@ def _check_fields(obj: dict, allowed: set[str], rtype: str) -> None:
             raise bad_request(f"unknown field {shown!r} for type {rtype} (expected: {expected})")
 
 
+# Every field a body of any method and type may hold: a key outside it is a typo to name.
+_ANY_FIELD = {"type", "update", *VALUE_FIELD.values(), *set().union(*_EXTRA_FIELDS.values())}
+
+
 def _object(obj) -> dict:
     if not isinstance(obj, dict):
         raise bad_request("body must be a JSON object")
     if "type" not in obj:
+        # `{"tpye": "A"}`: name the typo, not the field it hid.
+        for key in obj:
+            if key not in _ANY_FIELD:
+                shown = key if len(key) <= 30 else key[:30] + "..."
+                close = difflib.get_close_matches(key, sorted(_ANY_FIELD), n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise bad_request(f"unknown field {shown!r}{hint}; missing field 'type'")
         raise bad_request("missing field 'type'")
     return obj
 

@@ -12,7 +12,6 @@ See pdnsbackend/README.md for the pdns side.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -25,7 +24,7 @@ import time
 from dnsserver.answer import answer_mode, zone_settings
 from dnsserver.sync import StoreSync
 from dnsserver.zonestate import ZoneState
-from skydns import daemon, notify
+from skydns import cli, daemon, notify
 from skydns.config import load_or_exit
 from skydns.logsetup import setup_logging
 
@@ -199,8 +198,8 @@ async def _run_steps(steps):
             until = clock() + SLICE
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns-pdns-backend",
         description="PowerDNS remote backend (unix socket, JSON lines) serving the records in "
         "etcd with skydns's answer rules: DOWN addresses left out, SOA serial = etcd revision. "
@@ -223,6 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "dns", "skydns-pdns-backend")

@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import resource
 import sys
 
-from skydns import daemon
+from skydns import cli, daemon
 from skydns.config import load_or_exit
 from skydns.logsetup import kv, setup_logging
 
@@ -20,8 +19,8 @@ log = logging.getLogger("skydns.scanner")
 _FD_RESERVE = 64
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns-scanner",
         description="Health agent: registers heart/<hostname> on an etcd lease (TTL "
         "agent-downtime), probes the addresses the scheduler assigns to it in report/<ip> "
@@ -66,6 +65,7 @@ def raise_fd_limit(wanted: int) -> None:
                     "will wait or be skipped", extra=kv(limit=new, wanted=wanted))
 
 
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "scanner")

@@ -5,19 +5,18 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from skydns import daemon
+from skydns import cli, daemon
 from skydns.config import load_or_exit
 from skydns.logsetup import setup_logging
 
 log = logging.getLogger("skydns.scheduler")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(
         prog="skydns-schedule",
         description="Assigns every monitored address (a key under status-path) to one live "
         "scanner (a key under heart-path) by rendezvous hashing, writing report/<ip>. Several "
@@ -37,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli.entry
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_or_exit(args.config_file, "schedule")

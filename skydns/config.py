@@ -21,12 +21,13 @@ from urllib.parse import urlsplit
 from configobj import ConfigObj, ConfigObjError, flatten_errors
 from validate import ValidateError, Validator
 
-from . import legacy, skydns2
+from . import exporterenv, legacy, skydns2
 
 __all__ = [
     "ConfigError",
     "KINDS",
     "PROGRAMS",
+    "config_problems",
     "load_config",
     "load_or_exit",
     "parse_hostport",
@@ -110,6 +111,7 @@ also-notify = nameserver_list(default=list())
 tsig-key = tsig_key(default="")
 tsig-keys = tsig_key_list(default=list())
 max-udp-size = integer_range(512, 65535, default=1232)
+udp-batch = flag(default=True)
 tcp-idle-timeout = seconds(default=10.0)
 tcp-max-connections = integer_range(0, default=1000)
 tcp-max-per-client = integer_range(0, default=100)
@@ -217,12 +219,53 @@ metrics-addr = optional_hostport(as_text=True, default="")
     + _LOG_SPEC
 )
 
+_CLOUDSTACK_SPEC = (
+    """
+[General]
+domain = domain(default="skydns.local.")
+metrics-addr = optional_hostport(as_text=True, default="")
+[CloudStack]
+endpoint = http_url(default="")
+api-key = text(default="")
+secret-key = text(default="")
+secret-key-file = text(default="")
+verify-tls = flag(default=True)
+timeout = seconds(default=10.0)
+resync-interval = optional_seconds(default=600.0)
+page-size = integer_range(1, default=500)
+backoff-max = seconds(default=30.0)
+[Kafka]
+bootstrap = kafka_bootstrap(default=list("127.0.0.1:9092"))
+topic = kafka_name(default="cloudstack")
+group = kafka_name(default="skydns-cloudstack")
+security-protocol = choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl", \
+default="plaintext")
+ssl-cafile = text(default="")
+ssl-certfile = text(default="")
+ssl-keyfile = text(default="")
+sasl-mechanism = choice("plain", "scram-sha-256", "scram-sha-512", default="plain")
+sasl-username = text(default="")
+sasl-password = text(default="")
+sasl-password-file = text(default="")
+session-timeout = seconds(default=6.0)
+heartbeat-interval = seconds(default=1.0)
+[Records]
+common-zone = optional_domain(default="")
+ttl = integer_range(0, 2147483647, default=60)
+ptr = flag(default=True)
+groups = flag(default=True)
+"""
+    + _ETCD_SPEC
+    + _LOG_SPEC
+)
+
 SPECS = {"dns": _DNS_SPEC, "scanner": _SCANNER_SPEC, "schedule": _SCHEDULE_SPEC, "api": _API_SPEC,
-         "janitor": _JANITOR_SPEC}
+         "janitor": _JANITOR_SPEC, "cloudstack": _CLOUDSTACK_SPEC}
 KINDS = tuple(SPECS)
 # The program that reads each kind of file, named in its config errors and warnings.
 PROGRAMS = {"dns": "skydns", "scanner": "skydns-scanner", "schedule": "skydns-schedule",
-            "api": "skydns-kubeapi", "janitor": "skydns-janitor"}
+            "api": "skydns-kubeapi", "janitor": "skydns-janitor",
+            "cloudstack": "skydns-cloudstack"}
 
 
 # --------------------------------------------------------------------------- parsers
@@ -664,6 +707,41 @@ def _check_kube_ip_source(value):
     return kinds
 
 
+def _check_http_url(value):
+    url = _single(value).strip()
+    if url and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", url):
+        raise _Invalid(f"expected http(s)://host[:port]/path, got {url!r}")
+    return url
+
+
+_KAFKA_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _check_kafka_name(value):
+    name = _single(value).strip()
+    if not _KAFKA_NAME_RE.fullmatch(name):
+        raise _Invalid(f"{name!r} is not a Kafka topic or group name (letters, digits, '._-')")
+    return name
+
+
+def _check_kafka_bootstrap(value):
+    brokers = []
+    for item in _items(value):
+        if item:
+            host, port = _broker(item)
+            brokers.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    if not brokers:
+        raise _Invalid("expected host:port, ... of at least one Kafka broker")
+    return brokers
+
+
+def _broker(item: str) -> tuple[str, int]:
+    try:
+        return _split_hostport(item, 9092)
+    except ValueError as err:
+        raise _Invalid(str(err)) from None
+
+
 def _check_token(value):
     token = _single(value).strip()
     if not token:
@@ -700,6 +778,9 @@ _CHECKS = {
     "kube_url": _check_kube_url,
     "kube_namespaces": _check_kube_namespaces,
     "kube_ip_source": _check_kube_ip_source,
+    "http_url": _check_http_url,
+    "kafka_name": _check_kafka_name,
+    "kafka_bootstrap": _check_kafka_bootstrap,
 }
 
 
@@ -749,25 +830,33 @@ def _suggest(name: str, known) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _check_structure(path: str | None, cfg: ConfigObj) -> None:
-    """Reject anything the spec does not describe, before validate sees it."""
+def _raise(err: ConfigError) -> None:
+    raise err
+
+
+def _check_structure(path: str | None, cfg: ConfigObj, report=_raise) -> None:
+    """Reject anything the spec does not describe, before validate sees it. What validate
+    cannot take (a stray key, an unknown section, a subsection) is removed once reported."""
     spec = cfg.configspec
-    if cfg.scalars:
-        raise ConfigError(path, "setting outside any [Section]", key=cfg.scalars[0])
-    for name in cfg.sections:
+    for key in list(cfg.scalars):
+        report(ConfigError(path, "setting outside any [Section]", key=key))
+        del cfg[key]
+    for name in list(cfg.sections):
         if name not in spec.sections:
-            raise ConfigError(path, f"unknown section{_suggest(name, spec.sections)}", name)
+            report(ConfigError(path, f"unknown section{_suggest(name, spec.sections)}", name))
+            del cfg[name]
+            continue
         section = cfg[name]
-        if section.sections:
+        for sub in list(section.sections):
             # validate crashes on a subsection where the spec has a plain key.
-            sub = section.sections[0]
-            raise ConfigError(path, f"[[{sub}]] subsections are not allowed here", name, sub)
+            report(ConfigError(path, f"[[{sub}]] subsections are not allowed here", name, sub))
+            del section[sub]
         known = spec[name].scalars
         if "__many__" in known:  # e.g. [Tokens]: any owner name is a key
             continue
         for key in section.scalars:
             if key not in known:
-                raise ConfigError(path, f"unknown key{_suggest(key, known)}", name, key)
+                report(ConfigError(path, f"unknown key{_suggest(key, known)}", name, key))
 
 
 def _glue_subdomain_comment(cfg: ConfigObj) -> None:
@@ -796,7 +885,7 @@ def _resolve_file(base_dir: str, name: str) -> str:
     return os.path.normpath(os.path.join(base_dir, name))
 
 
-def _post_process(path: str | None, kind: str, result: dict) -> None:
+def _post_process(path: str | None, kind: str, result: dict, report=_raise) -> None:
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
 
     etcd = result["Etcd"]
@@ -804,11 +893,11 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
         if etcd[key]:
             etcd[key] = _resolve_file(base_dir, etcd[key])
             if not os.path.isfile(etcd[key]):
-                raise ConfigError(path, f"file {etcd[key]!r} does not exist", "Etcd", key)
+                report(ConfigError(path, f"file {etcd[key]!r} does not exist", "Etcd", key))
     if etcd["etcd-keyfile"] and not etcd["etcd-certfile"]:
-        raise ConfigError(
+        report(ConfigError(
             path, "etcd-keyfile is set but etcd-certfile is not", "Etcd", "etcd-keyfile"
-        )
+        ))
 
     log = result["Log"]
     if log["log-dir"]:
@@ -822,13 +911,13 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
         dns = result["Dns"]
         dns["subDomainServers"] = parse_subdomain_servers(dns["subDomainServers"])
         if result["Fun"]["random-one"] and result["Fun"]["hone-one"]:
-            raise ConfigError(
+            report(ConfigError(
                 path, "random-one and hone-one cannot both be true", "Fun", "hone-one"
-            )
+            ))
         if log["dnstap"] and log["dnstap"][0] == "unix":
             log["dnstap"] = ("unix", _resolve_file(base_dir, log["dnstap"][1]))
-        dns["dnssec"] = _dnssec_keys(path, base_dir, dns)  # the loaded keys (keys.Key)
-        _tsig_keys(path, dns)
+        dns["dnssec"] = _dnssec_keys(path, base_dir, dns, report)  # the loaded keys (keys.Key)
+        _tsig_keys(path, dns, report)
         # ip-monitor-path is the original suite's name for the status prefix; it wins.
         etcd["status-path"] = dns["ip-monitor-path"]
         pdns = result["Pdns"]
@@ -838,55 +927,75 @@ def _post_process(path: str | None, kind: str, result: dict) -> None:
         except ValueError:
             mode = -1
         if not 0 <= mode <= 0o777:
-            raise ConfigError(path, "must be an octal file mode like 0660", "Pdns", "socket-mode")
+            report(ConfigError(path, "must be an octal file mode like 0660", "Pdns",
+                               "socket-mode"))
         pdns["socket-mode"] = mode  # the permission bits, ready for chmod
     elif kind == "api":
         problems = token_problems(result["SkydnsApi"]["skydns-auth"], result.get("Tokens", {}))
-        if problems:
-            key, reason = problems[0]
-            raise ConfigError(path, reason, "Tokens", key)
+        for key, reason in problems:
+            report(ConfigError(path, reason, "Tokens", key))
         kube = result["Kube2Skydns"]
         for key in ("kube-token-file", "kube-cafile", "kube-config"):
             if kube[key]:
                 kube[key] = _resolve_file(base_dir, kube[key])
                 if kube["kube-enable"] and not os.path.isfile(kube[key]):
-                    raise ConfigError(path, f"file {kube[key]!r} does not exist",
-                                      "Kube2Skydns", key)
+                    report(ConfigError(path, f"file {kube[key]!r} does not exist",
+                                       "Kube2Skydns", key))
         if kube["kube-config"] and kube["kube-master"]:
-            raise ConfigError(path, "give kube-master or kube-config, not both",
-                              "Kube2Skydns", "kube-config")
+            report(ConfigError(path, "give kube-master or kube-config, not both",
+                               "Kube2Skydns", "kube-config"))
     elif kind == "janitor":
-        _janitor_key(path, base_dir, result["Janitor"])
+        _read_secret(path, base_dir, result["Janitor"], "Janitor", "api-key", "api-key-file",
+                     report)
+    elif kind == "cloudstack":
+        _cloudstack_files(path, base_dir, result, report)
     elif kind == "scanner":
         if general["heartbeat-interval"] >= general["agent-downtime"]:
-            raise ConfigError(
+            report(ConfigError(
                 path,
                 f"must be shorter than agent-downtime ({general['agent-downtime']:g}s), "
                 "or the heartbeat lease expires between keep-alives",
                 "General",
                 "heartbeat-interval",
-            )
+            ))
 
 
-def _janitor_key(path: str | None, base_dir: str, janitor: dict) -> None:
-    """api-key-file (read here, so a missing file is a config error) wins over api-key."""
-    if janitor["api-key-file"]:
-        if janitor["api-key"]:
-            raise ConfigError(path, "set api-key or api-key-file, not both", "Janitor",
-                              "api-key-file")
-        janitor["api-key-file"] = _resolve_file(base_dir, janitor["api-key-file"])
-        try:
-            with open(janitor["api-key-file"], encoding="utf-8") as fh:
-                janitor["api-key"] = fh.read().strip()
-        except OSError as err:
-            raise ConfigError(path, f"cannot read {janitor['api-key-file']!r}: "
-                              f"{err.strerror or err}", "Janitor", "api-key-file") from None
-        if not janitor["api-key"]:
-            raise ConfigError(path, f"{janitor['api-key-file']!r} is empty", "Janitor",
-                              "api-key-file")
+def _read_secret(path: str | None, base_dir: str, section: dict, name: str, key: str,
+                 file_key: str, report=_raise) -> None:
+    """`<key>-file` (read here, so a missing file is a config error) or `<key>`, not both."""
+    if not section[file_key]:
+        return
+    if section[key]:
+        report(ConfigError(path, f"set {key} or {file_key}, not both", name, file_key))
+        return
+    section[file_key] = _resolve_file(base_dir, section[file_key])
+    try:
+        with open(section[file_key], encoding="utf-8") as fh:
+            section[key] = fh.read().strip()
+    except OSError as err:
+        report(ConfigError(path, f"cannot read {section[file_key]!r}: {err.strerror or err}",
+                           name, file_key))
+        return
+    if not section[key]:
+        report(ConfigError(path, f"{section[file_key]!r} is empty", name, file_key))
 
 
-def _tsig_keys(path: str | None, dns: dict) -> None:
+def _cloudstack_files(path: str | None, base_dir: str, result: dict, report=_raise) -> None:
+    cs, kafka = result["CloudStack"], result["Kafka"]
+    _read_secret(path, base_dir, cs, "CloudStack", "secret-key", "secret-key-file", report)
+    _read_secret(path, base_dir, kafka, "Kafka", "sasl-password", "sasl-password-file", report)
+    for key in ("ssl-cafile", "ssl-certfile", "ssl-keyfile"):
+        if kafka[key]:
+            kafka[key] = _resolve_file(base_dir, kafka[key])
+            if not os.path.isfile(kafka[key]):
+                report(ConfigError(path, f"file {kafka[key]!r} does not exist", "Kafka", key))
+    if cs["page-size"] > 500:
+        # CloudStack caps pages at its default.page.size (500): asking more pages short.
+        report(ConfigError(path, "at most 500 (CloudStack's default.page.size)", "CloudStack",
+                           "page-size"))
+
+
+def _tsig_keys(path: str | None, dns: dict, report=_raise) -> None:
     """Each of tsig-key and tsig-keys is checked alone; here, that together they name every
     key once (the values stay text: each worker builds its own keyring)."""
     from skydns.tsigkey import TsigError, keyring
@@ -894,10 +1003,10 @@ def _tsig_keys(path: str | None, dns: dict) -> None:
     try:
         keyring(dns["tsig-key"], dns["tsig-keys"])
     except TsigError as err:
-        raise ConfigError(path, str(err), "Dns", "tsig-keys") from None
+        report(ConfigError(path, str(err), "Dns", "tsig-keys"))
 
 
-def _dnssec_keys(path: str | None, base_dir: str, dns: dict) -> list:
+def _dnssec_keys(path: str | None, base_dir: str, dns: dict, report=_raise) -> list:
     """[Dns] dnssec: BIND key basenames (relative to the config file) -> loaded keys; a key
     file that is unreadable, for another zone or not matching its pair is named in the error."""
     basenames = [b.strip() for b in dns["dnssec"] if b.strip()]
@@ -909,7 +1018,8 @@ def _dnssec_keys(path: str | None, base_dir: str, dns: dict) -> list:
     try:
         return load_keys(files, dns["dns-domain"])
     except KeyFileError as err:
-        raise ConfigError(path, str(err), "Dns", "dnssec") from None
+        report(ConfigError(path, str(err), "Dns", "dnssec"))
+        return []
 
 
 ADMIN_OWNER = "admin"  # the owner the API records for the [SkydnsApi] skydns-auth token
@@ -946,6 +1056,25 @@ def load_config(path: str | None, kind: str, environ=None) -> dict:
 def load_config_warnings(path: str | None, kind: str,
                          environ=None) -> tuple[dict, list[ConfigError]]:
     """load_config, and one warning per key of the file that no longer does anything."""
+    return _load(path, kind, environ, _raise)
+
+
+def config_problems(path: str | None, kind: str,
+                    environ=None) -> tuple[list[ConfigError], list[ConfigError]]:
+    """(errors, warnings) of one file: every error, not only the first (`skydns check`).
+
+    A file that cannot be read or parsed is one error. Checks that need valid values (files
+    named by them, keys that depend on each other) run only when every value is valid."""
+    errors: list[ConfigError] = []
+    try:
+        _, warnings = _load(path, kind, environ, errors.append)
+    except ConfigError as err:
+        return [*errors, err], []
+    return errors, warnings
+
+
+def _load(path: str | None, kind: str, environ,
+          report) -> tuple[dict, list[ConfigError]]:
     if kind not in SPECS:
         raise ValueError(f"unknown config kind {kind!r}; expected one of {', '.join(KINDS)}")
     spec = SPECS[kind]
@@ -956,10 +1085,11 @@ def load_config_warnings(path: str | None, kind: str,
         translated = legacy.translate(cfg, kind, known)
     except legacy.LegacyError as err:
         raise ConfigError(path, str(err), err.section, err.key) from None
-    from_env = skydns2.fill_from_environment(
-        cfg, known, os.environ if environ is None else environ
-    )
-    _check_structure(path, cfg)
+    environ = os.environ if environ is None else environ
+    from_env = skydns2.fill_from_environment(cfg, known, environ)
+    if kind == "cloudstack":
+        from_env.update(exporterenv.fill_from_environment(cfg, known, environ))
+    _check_structure(path, cfg, report)
     _glue_subdomain_comment(cfg)
 
     outcome = cfg.validate(Validator(_CHECKS), preserve_errors=True, copy=True)
@@ -969,10 +1099,18 @@ def load_config_warnings(path: str | None, kind: str,
             reason = str(error) if error else "missing value"
             if (section, key) in from_env:
                 reason += f" (from the environment variable {from_env[section, key]})"
-            raise ConfigError(path, reason, section, key)
+            report(ConfigError(path, reason, section, key))
 
     result = {name: dict(cfg[name]) for name in cfg.configspec.sections}
-    _post_process(path, kind, result)
+    if outcome is True:
+        _post_process(path, kind, result, report)
+    elif report is not _raise:
+        # Collecting every error: the checks between keys still say something about the keys
+        # that are valid; one tripping over an invalid value has nothing to add to its error.
+        try:
+            _post_process(path, kind, result, report)
+        except Exception:
+            pass
     warnings = [
         ConfigError(path, f"ignored: {why}", section, key)
         for section, key, why in translated.warnings

@@ -10,6 +10,8 @@ import logging
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from .cli import package_version  # noqa: F401 - re-exported for the *_info metrics
+
 log = logging.getLogger("skydns.metrics")
 
 
@@ -54,11 +56,3 @@ def snapshot(read, attempts: int = 20):
     return read()
 
 
-def package_version() -> str:
-    """The installed skydns version, for the daemons' *_info metrics."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("skydns")
-    except PackageNotFoundError:  # running from a checkout that was never installed
-        return "unknown"

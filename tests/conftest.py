@@ -2,6 +2,7 @@ import pytest
 
 from etcdtest import EtcdServer
 from healthtest import Daemon
+from kafkatest import KafkaBroker
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +38,11 @@ def daemons():
         daemon.kill()
     for daemon in started:
         daemon.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """One Kafka-protocol broker (Tansu, in memory) for the run; tests use topics of their own."""
+    broker = KafkaBroker().start()
+    yield broker
+    broker.stop()

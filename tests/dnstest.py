@@ -20,14 +20,16 @@ from proctest import ROOT as ROOT  # re-exported: tests take the checkout root f
 from proctest import Process
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (skydns binds both)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on `host` (skydns binds both); "::" binds both
+    families (dual-stack), so a port another process holds on 127.0.0.1 is not taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     while True:
-        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
+        with socket.socket(family) as tcp, socket.socket(family, socket.SOCK_DGRAM) as udp:
+            tcp.bind((host, 0))
             port = tcp.getsockname()[1]
             try:
-                udp.bind(("127.0.0.1", port))
+                udp.bind((host, port))
             except OSError:
                 continue
             return port
@@ -65,10 +67,15 @@ class Skydns(Process):
     """A `skydns` process on a free port, stopped with SIGTERM."""
 
     module, what = "dnsserver", "skydns"
+    host = "127.0.0.1"  # where it is asked (subclasses that write their own config keep it)
 
-    def __init__(self, etcd_endpoint: str, **sections):
+    def __init__(self, etcd_endpoint: str, host: str = "127.0.0.1", **sections):
+        """`host`: where it listens ("::1"; "::" is dual-stack, asked on 127.0.0.1)."""
         super().__init__("skydns-test-", "skydns.log")
-        self.port = free_port()
+        self.port = free_port(host)  # "::": free on every address of both families
+        self.host = "127.0.0.1" if host in ("127.0.0.1", "::") else host
+        if host != "127.0.0.1":
+            sections.setdefault("Dns", {}).setdefault("dns-addr", f"[{host}]:{self.port}")
         self.config = write_config(self.dir / "skydns.conf", etcd_endpoint, self.port, **sections)
 
     def ready(self) -> bool:
@@ -79,12 +86,13 @@ class Skydns(Process):
             return False
         return reply.rcode() == dns.rcode.NOERROR
 
-    def query(self, name, rdtype="A", timeout=2.0, source="127.0.0.1", tcp=False, **kw):
+    def query(self, name, rdtype="A", timeout=2.0, source=None, tcp=False, **kw):
         q = dns.message.make_query(name, rdtype, **kw)
+        source = source or self.host
         if tcp:
-            return dns.query.tcp(q, "127.0.0.1", port=self.port, timeout=timeout, source=source)
+            return dns.query.tcp(q, self.host, port=self.port, timeout=timeout, source=source)
         return dns.query.udp(
-            q, "127.0.0.1", port=self.port, timeout=timeout, source=source, ignore_trailing=False
+            q, self.host, port=self.port, timeout=timeout, source=source, ignore_trailing=False
         )
 
     def addresses(self, name, rdtype="A", **kw) -> list[str]:

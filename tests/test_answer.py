@@ -77,6 +77,9 @@ CASES = [
         ["1.0.0.10.in-addr.arpa. 30 PTR api.example.test."],
         [],
     ),
+    # reverse names answer PTR: their host names are no SRV targets (NODATA, at any label)
+    ("1.0.0.10.in-addr.arpa.", "SRV", RCODE.NOERROR, [], ["SOA"]),
+    ("10.in-addr.arpa.", "SRV", RCODE.NOERROR, [], ["SOA"]),
     ("example.test.", "NS", RCODE.NOERROR, ["example.test. 30 NS ns1.ns.dns.example.test."], []),
     ("v6.example.test.", "AAAA", RCODE.NOERROR, ["v6.example.test. 30 AAAA 2001:db8::1"], []),
     ("v6.example.test.", "A", RCODE.NOERROR, [], ["SOA"]),

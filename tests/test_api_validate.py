@@ -100,6 +100,8 @@ def test_parse_create(body, change):
     ([], "JSON object"),
     ("A", "JSON object"),
     ({}, "missing field 'type'"),
+    ({"tpye": "A", "ips": ["10.0.0.1"]},
+     "unknown field 'tpye' (did you mean 'type'?); missing field 'type'"),
     ({"type": "B", "ips": []}, "unknown type"),
     ({"type": 1, "ips": []}, "type must be a string"),
     ({"type": "A"}, "missing field 'ips'"),

@@ -107,8 +107,11 @@ FAILURES = [
      "skydns-apicmd: ERR, '10.0.0.300' is not an IP address (HTTP 400)"),
     (["-method", "delete", "-domain", "nothing"], ADMIN_TOKEN, 1,
      "skydns-apicmd: ERR, nothing.skydns.local. does not exist (HTTP 404)"),
-    (["-list", "-addr", "not an address"], ADMIN_TOKEN, 2, "skydns-apicmd: bad API address"),
-    (["-list", "-addr", "host:port"], ADMIN_TOKEN, 2, "skydns-apicmd: bad port"),
+    (["-list", "-addr", "not an address"], ADMIN_TOKEN, 2,
+     "skydns-apicmd: -addr 'not an address': expected host:port"),
+    (["-list", "-addr", "host:port"], ADMIN_TOKEN, 2, "skydns-apicmd: -addr 'host:port': bad port"),
+    (["-list", "-addr", "http://[bad"], ADMIN_TOKEN, 2,
+     "skydns-apicmd: -addr 'http://[bad': invalid ipv6 url; expected host:port"),
 ]
 
 
@@ -119,6 +122,29 @@ def test_failures(api, etcd, argv, token, status, message):
     assert done.returncode == status, (done.stdout, done.stderr)
     assert done.stderr.splitlines()[-1].startswith(message), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_bad_address_from_the_environment():
+    done = apicmd("-list", addr="http://[bad")
+    assert done.returncode == 2
+    assert done.stderr.startswith("skydns-apicmd: SKYDNS_API_ADDR 'http://[bad': "), done.stderr
+
+
+def test_an_address_that_is_not_the_api(etcd):
+    """etcd's port answers HTTP 404 '404 page not found': not the API, so exit 3 (as for no
+    answer), not 1 (the API refused), and the message says to look at -addr."""
+    done = apicmd("-list", "-addr", etcd.endpoint)
+    assert done.returncode == 3, done.stderr
+    assert "answered HTTP 404 '404 page not found', not as the skydns API answers" in \
+        done.stderr
+    assert "-addr" in done.stderr
+
+
+def test_help_examples_keep_quoted_strings_whole():
+    done = apicmd("-h", token=None)
+    assert done.returncode == 0
+    quoted = [part for i, part in enumerate(done.stdout.split('"')) if i % 2]
+    assert quoted and all("  " not in part and "\n" not in part for part in quoted), quoted
 
 
 def test_unreachable_api():

@@ -87,6 +87,10 @@ def test_axfr_matches_dump(server):
 def test_reverse_zone_transfer_and_json_dump(server):
     lines = axfr_lines(server.port, "in-addr.arpa.")
     assert "1.0.0.10.in-addr.arpa. 30 IN PTR api.example.test." in lines
+    # only PTRs (and the SOAs): no SRV at every reverse label
+    assert {line.split()[3] for line in lines} == {"SOA", "PTR"}, lines
+    dumped = dump(server, "--zone", "in-addr.arpa").splitlines()
+    assert {line.split()[3] for line in dumped} == {"SOA", "PTR"}, dumped
     objs = [json.loads(line) for line in dump(server, "--json", "--raw").splitlines()]
     assert {
         "name": "i2.api.example.test.",

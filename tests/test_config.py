@@ -27,6 +27,7 @@ SAMPLES = {
     "schedule": "skydns-schedule.conf",
     "api": "skydns-api.conf",
     "janitor": "skydns-janitor.conf",
+    "cloudstack": "skydns-cloudstack.conf",
 }
 
 
@@ -99,6 +100,7 @@ DEFAULTS = [
     ("dns", "Dns", "axfr-allow", [ipaddress.ip_network("127.0.0.0/8"),
                                   ipaddress.ip_network("::1/128")]),
     ("dns", "Dns", "max-udp-size", 1232),
+    ("dns", "Dns", "udp-batch", True),
     ("dns", "Dns", "tcp-idle-timeout", 10.0),
     ("dns", "Log", "log-dir", ""),
     ("dns", "Log", "log-level", "info"),
@@ -287,6 +289,7 @@ BAD = [
     ("dns", "[Dns]\nttl = 2147483648\n", ["[Dns] ttl:"]),
     ("dns", "[Dns]\ncacheSize = lots\n", ["[Dns] cacheSize:", "integer"]),
     ("dns", "[Dns]\nmax-udp-size = 511\n", ["[Dns] max-udp-size:", "512-65535"]),
+    ("dns", "[Dns]\nudp-batch = sometimes\n", ["[Dns] udp-batch:", "sometimes"]),
     ("dns", "[Dns]\nforward-timeout = 0\n", ["[Dns] forward-timeout:", "positive"]),
     ("dns", "[Dns]\ntcp-idle-timeout = soon\n", ["[Dns] tcp-idle-timeout:"]),
     ("dns", "[Dns]\ndns-domain = a" + ".a" * 130 + "\n", ["[Dns] dns-domain:", "253"]),

@@ -19,7 +19,7 @@ import pytest
 
 from apicmd.client import Client
 from devup import recursor as devup_recursor
-from devup.localetcd import find_binary
+from devup.localetcd import find_binary, version_of
 
 from dnstest import ROOT, free_port
 from etcdtest import wait_for
@@ -101,7 +101,7 @@ def _etcd(endpoint: str, prefix: str) -> dict[str, tuple[dict | str, int]]:
 
 
 def _web(port: int) -> list[str]:
-    reply = dns.query.udp(dns.message.make_query("web.skydns.local.", "A"), "127.0.0.1",
+    reply = dns.query.udp(dns.message.make_query("web.skydns.test.", "A"), "127.0.0.1",
                           port=port, timeout=2)
     return sorted(rr.address for rrset in reply.answer for rr in rrset)
 
@@ -113,8 +113,8 @@ def _start_up(tmp_path: Path, out: Path, dns_port: int, api_port: int, backend: 
         return subprocess.Popen(
             [sys.executable, "-m", "dnsserver", "up", "--config-dir", str(ROOT / "etc"),
              "--data-dir", str(tmp_path / "demo"), "--dns-port", str(dns_port),
-             "--api-port", str(api_port), "--base-port", str(_free_run(5)),
-             "--backend-port", str(backend), *extra],
+             "--api-port", str(api_port), "--base-port", str(_free_run(6)),
+             "--backend-port", str(backend), "--etcd-port", str(free_port()), *extra],
             stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
@@ -128,7 +128,7 @@ def test_up_runs_the_suite_and_stops_clean(tmp_path: Path):
                  timeout=60)
         text = out.read_text()
         assert proc.poll() is None, text
-        assert f"dig @127.0.0.1 -p {dns_port} web.skydns.local A" in text
+        assert f"dig @127.0.0.1 -p {dns_port} web.skydns.test A" in text
         for log in ("skydns", "scanner-a", "scanner-b", "sched-a", "sched-b", "skydns-kubeapi"):
             assert f"{log}.log" in text
 
@@ -151,8 +151,17 @@ def test_up_runs_the_suite_and_stops_clean(tmp_path: Path):
 
         token = re.search(r"SKYDNS_API_TOKEN=(\S+)", text)[1]
         listing = Client(f"127.0.0.1:{api_port}", token).listing()
-        assert {"domain": "app.skydns.local.", "type": "A", "ips": ["127.0.10.4"]}.items() <= \
-            next(r for r in listing["records"] if r["domain"] == "app.skydns.local.").items()
+        assert {"domain": "app.skydns.test.", "type": "A", "ips": ["127.0.10.4"]}.items() <= \
+            next(r for r in listing["records"] if r["domain"] == "app.skydns.test.").items()
+
+        # The demo's own data passes the lint it suggests (warnings at most).
+        assert "--etcd   # lint the records" in text
+        check = subprocess.run(
+            [sys.executable, "-m", "dnsserver", "check", "--config-file",
+             str(tmp_path / "demo" / "skydns.conf"), "--etcd", "--json"],
+            capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert json.loads(check.stdout)["ok"]
 
         # SIGUSR1 stops the 127.0.10.2 backend: a scanner marks it DOWN, DNS follows.
         proc.send_signal(signal.SIGUSR1)
@@ -181,8 +190,10 @@ def test_up_with_recursor_and_janitor(tmp_path: Path):
                  timeout=90)
         text = out.read_text()
         assert proc.poll() is None, text
-        assert f"dig @127.0.0.1 -p {rec_port} web.skydns.local A +short" in text
+        assert f"dig @127.0.0.1 -p {rec_port} web.skydns.test A +short" in text
         assert "pdns_recursor.log" in text and "skydns-janitor.log" in text
+        assert f"127.0.0.1:{rec_port} udp+tcp, API http://127.0.0.1:{rec_api}/api/v1" in text
+        assert f"purges http://127.0.0.1:{rec_api}, metrics http://127.0.0.1:" in text
         wait_for(lambda: _web(rec_port) == WEB, timeout=10, message=text)
         assert _web(rec_port) == WEB  # cached now (TTL 30 s in the samples)
         endpoint = re.search(r"--endpoints (http://[0-9.:]+)", text)[1]
@@ -197,3 +208,143 @@ def test_up_with_recursor_and_janitor(tmp_path: Path):
     assert code == 0, out.read_text()
     wait_for(lambda: not _still_running(children), timeout=10,
              message=f"left running: {_still_running(children)}\n{out.read_text()}")
+
+
+def _ready_json(proc: subprocess.Popen, out: Path, timeout: float = 60) -> dict:
+    """The `--json` summary, once `skydns up` prints it."""
+    def summary():
+        if proc.poll() is not None:
+            return {"exited": proc.returncode}
+        line = out.read_text().partition("\n")[0]
+        return json.loads(line) if line.startswith("{") else None
+
+    try:
+        found = wait_for(summary, timeout=timeout, interval=0.1)
+    except AssertionError:
+        raise AssertionError(f"no summary within {timeout}s: {out.read_text()}") from None
+    assert "exited" not in found, out.read_text()
+    return found
+
+
+def _stop(proc: subprocess.Popen, out: Path) -> None:
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0, out.read_text()
+
+
+@pytest.mark.timeout(300)
+def test_restart_within_a_minute_restart_components_and_reset(tmp_path: Path):
+    """Stopped and started again at once on the same ports and data: it comes up (TIME_WAIT is
+    not "in use", etcd stays where it was), says the records are an earlier run's, restarts a
+    component that is killed, and `--reset` starts from the samples again."""
+    ports = ["--etcd-port", str(free_port()), "--base-port", str(_free_run(6))]
+    dns_port, api_port, backend = free_port(), free_port(), _free_backend_port()
+
+    def start(n: int, *extra: str) -> tuple[subprocess.Popen, Path]:
+        out = tmp_path / f"out{n}.json"
+        err = tmp_path / f"err{n}.txt"
+        with open(err, "wb") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dnsserver", "up", "--config-dir", str(ROOT / "etc"),
+                 "--data-dir", str(tmp_path / "demo"), "--dns-port", str(dns_port),
+                 "--api-port", str(api_port), "--backend-port", str(backend), *ports,
+                 "--json", *extra],
+                stdout=open(out, "wb"), stderr=fh, cwd=ROOT)
+        return proc, out
+
+    proc, out = start(1)
+    try:
+        first = _ready_json(proc, out)
+        assert first["samples_written"] and first["zone"] == "skydns.test."
+        assert first["etcd"]["moved"] == ""
+        scanner = next(c for c in first["components"] if c["name"] == "scanner-a")
+        # Talk to every TCP server so the stop leaves connections in TIME_WAIT.
+        Client(f"127.0.0.1:{api_port}", first["api"]["token"]).listing()
+        # A killed component is started again, and that is said.
+        os.kill(scanner["pid"], signal.SIGKILL)
+        err = tmp_path / "err1.txt"
+        wait_for(lambda: "scanner-a restarted" in err.read_text(), timeout=30, interval=0.1,
+                 message=str(err))
+        assert "restarting it in" in err.read_text()
+        endpoint = first["etcd"]["endpoint"]
+        wait_for(lambda: "scanner-a" in _etcd(endpoint, MONITOR + "heart/"), timeout=20)
+    finally:
+        _stop(proc, out)
+
+    # etcd's data is kept per etcd version: an older etcd on PATH never sees a newer one's
+    version = version_of(find_binary("etcd", bundled_first=True))
+    assert (tmp_path / "demo" / "etcd" / f"data-{version}").is_dir()
+    proc, out = start(2)
+    try:
+        again = _ready_json(proc, out)
+        assert not again["samples_written"]  # the records of the first run are kept
+        assert again["etcd"]["endpoint"] == endpoint and again["etcd"]["moved"] == ""
+        assert _web(dns_port) == WEB
+    finally:
+        _stop(proc, out)
+
+    # Its port really taken, etcd moves, and says so (never silently).
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # etcd's TIME_WAIT
+    holder.bind(("127.0.0.1", int(endpoint.rsplit(":", 1)[1])))
+    holder.listen()
+    proc, out = start(3, "--reset", "--no-restart")
+    try:
+        fresh = _ready_json(proc, out)
+        assert fresh["samples_written"] and not fresh["restart"]
+        err = (tmp_path / "err3.txt").read_text()
+        assert "--reset: removed" in err
+        assert fresh["etcd"]["endpoint"] != endpoint
+        assert fresh["etcd"]["moved"].startswith(f"{endpoint[7:]} is held by pid {os.getpid()}")
+        assert f"etcd on {fresh['etcd']['endpoint']} instead" in err
+    finally:
+        holder.close()
+        _stop(proc, out)
+
+
+def test_a_taken_port_names_its_holder(tmp_path: Path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        api_port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "dnsserver", "up", "--data-dir", str(tmp_path / "demo"),
+             "--dns-port", str(free_port()), "--api-port", str(api_port),
+             "--base-port", str(_free_run(6)), "--backend-port", str(_free_backend_port())],
+            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 1
+    assert f"127.0.0.1:{api_port}/tcp held by pid {os.getpid()} (" in done.stderr
+    assert "pass --api-port" in done.stderr
+    assert not (tmp_path / "demo").exists()  # nothing started
+
+
+def test_etcd_refusing_its_data_says_what_to_do(tmp_path: Path):
+    """An etcd older than the one that wrote the data dir stops at once; the message carries
+    etcd's own reason and the way out (`--reset`), not only "see etcd.log"."""
+    from devup.localetcd import EtcdStartError, LocalEtcd, refusal
+
+    log = tmp_path / "etcd.log"
+    log.write_text('{"level":"info","msg":"starting"}\n'
+                   '{"level":"fatal","msg":"failed to start etcd",'
+                   '"error":"cluster cannot be downgraded (current version: 3.4.30 is lower '
+                   'than determined cluster version: 3.5)."}\n')
+    assert refusal(log) == ("failed to start etcd; cluster cannot be downgraded (current "
+                            "version: 3.4.30 is lower than determined cluster version: 3.5).")
+    # A real refusal: the data dir is a file, etcd cannot use it.
+    (tmp_path / "etcd").mkdir()
+    (tmp_path / "etcd" / "data-x").write_text("not a directory")
+    etcd = LocalEtcd(tmp_path / "etcd", free_port(), data_name="data-x")
+    with pytest.raises(EtcdStartError) as err:
+        etcd.start(timeout=30)
+    assert "exited while starting: " in str(err.value)
+    assert "skydns up --reset" in str(err.value)
+
+
+def test_restart_delay_backs_off_while_it_keeps_exiting():
+    from devup.procs import FIRST_RESTART, MAX_RESTART, STABLE, restart_delay
+
+    delays = [FIRST_RESTART]
+    for _ in range(6):
+        delays.append(restart_delay(delays[-1], ran_for=1.0))
+    assert delays[:3] == [FIRST_RESTART, FIRST_RESTART * 2, FIRST_RESTART * 4]
+    assert delays[-1] == MAX_RESTART
+    assert restart_delay(MAX_RESTART, ran_for=STABLE) == FIRST_RESTART

@@ -7,7 +7,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPONENTS = ("dnsserver", "pdnsbackend", "scanner", "scheduler", "kubeapi", "apicmd", "devup")
+COMPONENTS = ("dnsserver", "pdnsbackend", "scanner", "scheduler", "kubeapi", "apicmd",
+              "cloudstack", "devup")
 
 
 def imported(package: str) -> dict[str, set[str]]:
@@ -36,7 +37,8 @@ def test_no_component_imports_the_launcher():
 
 
 LAYOUT = ("Name", "Description", "Syntax", "Config", "Metrics", "Examples")
-PROGRAMS = ("dnsserver", "pdnsbackend", "scanner", "scheduler", "kubeapi", "apicmd", "devup")
+PROGRAMS = ("dnsserver", "pdnsbackend", "scanner", "scheduler", "kubeapi", "apicmd", "devup",
+            "cloudstack")
 
 
 def headings(text: str, level: str = "## ") -> list[str]:
@@ -64,3 +66,10 @@ def test_dnsserver_readme_lists_every_module():
     for path in sorted((ROOT / "dnsserver").glob("*.py")):
         if path.name != "__init__.py":
             assert f"`{path.name}`" in table, f"dnsserver/README.md: no {path.name}"
+
+
+def test_record_sources_reach_the_api_planner_only_through_sources():
+    """skydns-cloudstack imports no other component: the record model it shares with the
+    API and the Kubernetes sync comes through sources/ (sources/reconciler.py)."""
+    wrong = {m: names & set(COMPONENTS) for m, names in imported("cloudstack").items()}
+    assert not {m: n for m, n in wrong.items() if n}

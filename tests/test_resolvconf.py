@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -35,6 +36,13 @@ def test_nameservers_from_ns_records(etcd, tmp_path):
     assert "--dns=127.0.0.53" in flags and "--dns=127.0.0.54" in flags
     assert flags[-3:] == ["--dns-search=svc.example.test", "--dns-search=example.test",
                           "--dns-opt=ndots:5"]
+
+    as_json = resolv_conf(etcd, tmp_path, "--json", "--namespace", "prod")
+    assert as_json.returncode == 0, as_json.stderr
+    obj = json.loads(as_json.stdout)
+    assert sorted(obj["nameservers"]) == ["127.0.0.53", "127.0.0.54"]
+    assert obj["search"] == ["prod.svc.example.test", "svc.example.test", "example.test"]
+    assert obj["ndots"] == 5
 
 
 def test_nameserver_option_needs_no_etcd(tmp_path):

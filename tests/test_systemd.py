@@ -14,7 +14,7 @@ from dnstest import ROOT
 
 UNITS = sorted((ROOT / "systemd").glob("*.service"))
 NAMES = {"skydns", "skydns-scanner", "skydns-schedule", "skydns-kubeapi", "skydns-pdns-backend",
-         "skydns-janitor"}
+         "skydns-janitor", "skydns-cloudstack"}
 
 
 def test_every_daemon_has_a_unit():

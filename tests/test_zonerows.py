@@ -91,7 +91,7 @@ def test_rows_are_served_rrs(case, zone):
     state = CASES[case]()
     want = [(str(rr.rname), rr.rtype, rr.ttl, rr.rdata.toZone())
             for rr in served_rrs(state, name_to_path(zone))]
-    assert len(want) > 5
+    assert len(want) > (2 if zone.endswith("arpa.") else 5)  # a reverse zone: SOA and PTRs
     got = [row[:4] for piece in served_rows(Snapshot(state, keep=False), name_to_path(zone))
            if piece is not PAUSE for row in piece]
     assert got == want

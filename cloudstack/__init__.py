@@ -1,0 +1,1 @@
+"""skydns-cloudstack: CloudStack virtual machines as records (see README.md)."""

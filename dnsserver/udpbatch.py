@@ -1,0 +1,225 @@
+"""UDP in batches (Linux): up to 64 datagrams per recvmmsg, their replies in one sendmmsg.
+
+What is left of a cached answer's cost after the front dict is one recvfrom and one sendto per
+query through the event loop's callbacks; NSD and Knot read and write in batches, and so does
+this transport. The event loop tells us the socket is readable (`add_reader`); each callback
+reads at most `batches` batches and then returns, so TCP, etcd watches and timers get their
+turn between them (the loop calls again while datagrams wait: it is level-triggered).
+
+Per datagram the loop does what udp.py's `datagram_received` does: the front dict, else
+`answer_slow` (the cache's hit path, the engine's miss). Replies are copied into the send
+slots; replies that need the network (forwarding) are awaited and go out later with a plain
+sendto. A send that would block keeps the rest of the batch and stops reading until the
+socket is writable; other send errors drop the reply they hit (ENOBUFS: the rest of the
+batch) and count it as `udp_dropped`. The event loop is never blocked.
+
+Hooks that see every message ([Log] log-queries, dnstap) are in `_hooks`, called once per
+datagram with its reply (None: none now) behind the one check `_answer` made for
+log-queries alone before, so with both off nothing more is done per query; dnstap also
+records in `_send_late` (a reply that waited for the network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+
+from . import mmsg
+from .dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
+from .engine import Engine
+from .mmsg import HDR, NAME_AT, NAME_SIZE, WOULD_BLOCK
+from .udp import answer_slow, send_later
+
+log = logging.getLogger("skydns.udp")
+
+SLOTS = 64  # datagrams per recvmmsg and replies per sendmmsg
+BATCHES = 4  # recvmmsg calls per readiness callback, at most: then the loop runs other work
+
+
+def available() -> bool:
+    return mmsg.available()
+
+
+def bind(engine: Engine, host: str, port: int, family: int) -> BatchUdp:
+    """A UDP socket on host:port shared by the workers (SO_REUSEPORT), read in batches."""
+    addr = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0][4]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+        return BatchUdp(sock, engine)
+    except BaseException:
+        sock.close()
+        raise
+
+
+class BatchUdp:
+    """The batch transport on one bound UDP socket (which it then owns).
+
+    `recvmmsg`/`sendmmsg` are mmsg's wrappers unless a test hands in its own (same signature:
+    fd, header address, count -> count or -errno)."""
+
+    def __init__(self, sock: socket.socket, engine: Engine, *, slots: int = SLOTS,
+                 batches: int = BATCHES, recvmmsg=None, sendmmsg=None):
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.engine = engine
+        self.front = engine.cache.front  # never rebound: the cache clears it in place
+        self.slots = mmsg.Slots(slots, sock.family)
+        self.batches = batches
+        self._recv = recvmmsg or mmsg.recvmmsg
+        self._send = sendmmsg or mmsg.sendmmsg
+        self._moved: list[int] = []  # send slots whose msg_name points at another slot's name
+        self._waiting: tuple[int, int] | None = None  # send slots kept until writable
+        self._closed = False
+        tap = engine.tap  # dnstap (tap.py): a query and its reply make one record
+        self.record = tap.record if tap is not None and tap.client_side else None
+        self.hooked = engine.log_queries or self.record is not None
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self.fd, self._readable)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        slots = self.slots
+        for _ in range(self.batches):
+            n = self._recv(self.fd, slots.recv_hdrs, slots.count)
+            if n <= 0:
+                if n < 0 and -n not in WOULD_BLOCK:
+                    log.debug("udp receive error", extra={"kv": {"errno": -n}})
+                return
+            sent = self._answer(n)
+            if sent and not self._flush(0, sent):
+                return  # the socket is full: reading resumes once it drained (_writable)
+            if n < slots.count:
+                return  # drained: no need for a recvmmsg that would only say EAGAIN
+
+    def _answer(self, n: int) -> int:
+        """Answer datagrams 0..n-1 into the send slots; how many replies were queued."""
+        slots = self.slots
+        recv, lengths, recv_at = slots.recv, slots.recv_words, slots.recv_at
+        send, send_lengths, send_at = slots.send, slots.send_iov_quads, slots.send_at
+        front_get = self.front.get
+        hooked = self.hooked
+        k = 0
+        for j in range(n):
+            at, length = recv_at[j]
+            data = recv[at : at + lengths[length]]
+            hit = front_get(data[2:])
+            if hit is not None:
+                entry = hit[1]
+                entry.ref = True
+                entry.hits += 1
+                reply = data[:2] + hit[0]
+            else:
+                reply = self._slow(data, j)
+            if hooked:  # log-queries or dnstap: the one check per datagram either costs
+                self._hooks(data, j, reply)
+            if reply is None:
+                continue
+            # The one place a batch reply is handed to the sender: send slot k, to the sender
+            # of datagram j.
+            at, length = send_at[k]
+            size = len(reply)
+            send[at : at + size] = reply
+            send_lengths[length] = size
+            if k != j:  # an earlier datagram got no reply now: point slot k at name j
+                slots.send_quads[k * _QUADS + NAME_AT] = slots.name_addrs[j]
+                self._moved.append(k)
+            k += 1
+        return k
+
+    def _hooks(self, data: bytes, j: int, reply: bytes | None) -> None:
+        addr = self._addr(j)
+        if self.engine.log_queries:
+            self.engine.log_query(data, addr[0], False)
+        if self.record is not None:
+            if reply is None:  # none now (forwarded: _send_late records it), or none at all
+                self.record(UDP_QUERY, data, addr)
+            else:
+                self.record(UDP_PAIR, (data, reply), addr)
+
+    def _addr(self, j: int) -> tuple:
+        at = j * NAME_SIZE
+        return mmsg.sockaddr_to_addr(self.slots.names[at : at + self.slots.namelen])
+
+    def _slow(self, data: bytes, j: int) -> bytes | None:
+        addr = self._addr(j)
+        reply = answer_slow(self.engine, data, addr)
+        if reply is None or isinstance(reply, bytes):
+            return reply
+        asyncio.ensure_future(send_later(reply, addr, self._send_late))
+        return None
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _flush(self, start: int, end: int) -> bool:
+        """Send slots start..end-1; False when the socket is full and the rest waits."""
+        slots = self.slots
+        while start < end:
+            sent = self._send(self.fd, slots.send_hdrs + start * HDR, end - start)
+            if sent > 0:
+                start += sent
+                continue
+            err = -sent
+            if err in WOULD_BLOCK:
+                self._wait_writable(start, end)
+                return False
+            # ENOBUFS (no memory for packets now): the rest of the batch; anything else
+            # (an address the kernel refuses, say) is about this one reply only.
+            dropped = end - start if err == errno.ENOBUFS else 1
+            self._dropped(dropped, err)
+            start += dropped
+        if self._moved:
+            quads, addrs = slots.send_quads, slots.name_addrs
+            for k in self._moved:
+                quads[k * _QUADS + NAME_AT] = addrs[k]
+            self._moved.clear()
+        return True
+
+    def _wait_writable(self, start: int, end: int) -> None:
+        self._waiting = (start, end)
+        self.loop.remove_reader(self.fd)  # the slots hold the rest: no new batch overwrites it
+        self.loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        start, end = self._waiting
+        self._waiting = None
+        self.loop.remove_writer(self.fd)
+        if self._flush(start, end) and not self._closed:
+            self.loop.add_reader(self.fd, self._readable)
+
+    def _send_late(self, reply: bytes, addr) -> None:
+        """A reply that waited for the network: a plain sendto, dropped if the socket is full."""
+        if self._closed:
+            return
+        try:
+            self.sock.sendto(reply, addr)
+        except OSError as err:
+            self._dropped(1, err.errno or 0)
+            return
+        if self.record is not None:
+            self.record(UDP_RESPONSE, reply, addr)
+
+    def _dropped(self, count: int, err: int) -> None:
+        self.engine.stats["udp_dropped"] += count
+        log.debug("udp replies dropped", extra={"kv": {"count": count, "errno": err}})
+
+    # -- the transport's interface to the server ----------------------------------------------
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.loop.remove_reader(self.fd)
+        self.loop.remove_writer(self.fd)
+        self.sock.close()
+
+
+_QUADS = HDR // 8  # uint64 words per mmsghdr
