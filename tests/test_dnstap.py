@@ -295,10 +295,11 @@ def status(doc: dict) -> str:
     return doc["message"]["response_message_data"]["status"]
 
 
-def test_dig_queries_read_back_with_dnstap_read(etcd, collector):
+@pytest.mark.parametrize("batch", [True, False], ids=["udp-batch", "udp-loop"])
+def test_dig_queries_read_back_with_dnstap_read(etcd, collector, batch):
     etcd.put("/skydns/test/example/www/x", {"host": "10.0.30.1"})
     collector.start()
-    srv, _ = tapped_skydns(etcd, collector)
+    srv, _ = tapped_skydns(etcd, collector, Dns={"udp-batch": batch})
     try:
         assert "10.0.30.1" in dig(srv.port, "-b", "127.0.0.7", "www.example.test", "A")
         assert "NXDOMAIN" in dig(srv.port, "-b", "127.0.0.7", "nope.example.test", "A")
@@ -306,6 +307,9 @@ def test_dig_queries_read_back_with_dnstap_read(etcd, collector):
         assert "10.0.30.1" in dig(srv.port, "-b", "127.0.0.7", "www.example.test", "A")  # a hit
     finally:
         srv.stop()  # STOP, FINISH: the collector closes its file cleanly
+    from dnsserver import udpbatch
+
+    assert ("udp=batch" in srv.logs()) == (batch and udpbatch.available())
     out = collector.stop()
     ours = [line for line in read_lines(out) if "127.0.0.7" in line]
     expected = [("AQ", "UDP", "www.example.test/IN/A"), ("AR", "UDP", "www.example.test/IN/A"),
@@ -325,12 +329,14 @@ def test_dig_queries_read_back_with_dnstap_read(etcd, collector):
     assert responses[2]["message"]["response_message_data"]["ANSWER"] == 0  # NODATA
 
 
-def test_forwarded_names_are_client_and_forwarder_messages(etcd, collector):
+@pytest.mark.parametrize("batch", [True, False], ids=["udp-batch", "udp-loop"])
+def test_forwarded_names_are_client_and_forwarder_messages(etcd, collector, batch):
     etcd.put("/skydns/test/example/www/x", {"host": "10.0.30.1"})
     collector.start()
     with Upstream({"far.other.": "192.0.2.9"}) as upstream:
         srv, _ = tapped_skydns(
-            etcd, collector, Dns={"nameservers": f"127.0.0.1:{upstream.port}"},
+            etcd, collector, Dns={"nameservers": f"127.0.0.1:{upstream.port}",
+                                  "udp-batch": batch},
             Log={"dnstap-messages": "auth_query, auth_response, client_query, client_response, "
                                     "forwarder_query, forwarder_response"})
         try:
