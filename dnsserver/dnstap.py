@@ -73,9 +73,9 @@ def dnstap_version(value: str, version=package_version) -> str:
     return value or f"skydns {version()}"
 
 
-def _address(ip: str) -> tuple[int, bytes]:
-    """(SocketFamily, packed address) of an address as asyncio reports it."""
-    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+def _address(ip: str | bytes) -> tuple[int, bytes]:
+    """(SocketFamily, packed address) of an address as asyncio reports it, or packed."""
+    addr = ipaddress.ip_address(ip if ip.__class__ is bytes else ip.split("%", 1)[0])
     if addr.version == 6 and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     return (INET6 if addr.version == 6 else INET), addr.packed
@@ -186,7 +186,8 @@ class Encoder:
         return out
 
     def encode(self, records) -> tuple[bytes, int]:
-        """(data frames, how many) for `records`: (kind, wire, (ip, port, ...), unix time)."""
+        """(data frames, how many) for `records`: (kind, wire, address, unix time), the
+        address as asyncio gives it, (ip, port, ...), or a sockaddr_in/_in6's bytes."""
         out: list[bytes] = []
         by_ip, ports, heads = self._by_ip, self._ports, self._heads
         forwarded = self.forwarded
@@ -206,7 +207,11 @@ class Encoder:
                 if sec - self._memo_since >= MEMO_SECONDS:
                     self._forwarded_memo.clear()
                     self._memo_since = sec
-            ip = addr[0]
+            if addr.__class__ is bytes:  # a sockaddr as the kernel wrote it (udpbatch.py)
+                ip = addr[8:24] if len(addr) >= 24 else addr[4:8]
+                port = addr[2] << 8 | addr[3]
+            else:
+                ip, port = addr[0], addr[1]
             fixed = by_ip.get(ip)
             if fixed is None:
                 if len(by_ip) > 10_000:
@@ -215,7 +220,6 @@ class Encoder:
                 if fixed is None:
                     continue
             fixed = fixed[forwarded is not None and not kind & 4 and self._is_forwarded(query)]
-            port = addr[1]
             if kind & 4:  # our exchange with an upstream: its port is the response side's
                 port = b"\x38" + varint(port)
             else:

@@ -76,6 +76,18 @@ class TapWriter:
         else:
             self.stats["dnstap_dropped"] += 2 if kind & 8 else 1  # a pair is two messages
 
+    def extend(self, records: list) -> None:
+        """record() for a batch of finished records (kind, wire, addr, time)."""
+        pending = self.pending
+        room = self.limit - len(pending)
+        if room < len(records):
+            self._drop(records[max(room, 0):])
+            records = records[: max(room, 0)]
+        if records:
+            if not pending:
+                self._flush_handle = self._loop.call_later(FLUSH_DELAY, self.flush)
+            pending += records
+
     def flush(self) -> None:
         self._flush_handle = None
         records, self.pending = self.pending, []

@@ -13,10 +13,10 @@ sendto. A send that would block keeps the rest of the batch and stops reading un
 socket is writable; other send errors drop the reply they hit (ENOBUFS: the rest of the
 batch) and count it as `udp_dropped`. The event loop is never blocked.
 
-Hooks that see every message ([Log] log-queries, dnstap) are in `_hooks`, called once per
-datagram with its reply (None: none now) behind the one check `_answer` made for
-log-queries alone before, so with both off nothing more is done per query; dnstap also
-records in `_send_late` (a reply that waited for the network).
+Hooks that see every message ([Log] log-queries, dnstap) sit behind the one check per
+datagram `_answer` made for log-queries alone before, so with both off nothing more is done
+per query; dnstap gathers (query, reply) for the batch and records them at its end (`_tap`),
+and records in `_send_late` a reply that waited for the network.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import asyncio
 import errno
 import logging
 import socket
+import time
 
 from . import mmsg
 from .dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
@@ -104,6 +105,7 @@ class BatchUdp:
         send, send_lengths, send_at = slots.send, slots.send_iov_quads, slots.send_at
         front_get = self.front.get
         hooked = self.hooked
+        tapped = [] if self.record is not None else None  # (j, query, reply) for dnstap
         k = 0
         for j in range(n):
             at, length = recv_at[j]
@@ -117,7 +119,10 @@ class BatchUdp:
             else:
                 reply = self._slow(data, j)
             if hooked:  # log-queries or dnstap: the one check per datagram either costs
-                self._hooks(data, j, reply)
+                if tapped is not None:
+                    tapped.append((j, data, reply))
+                if self.engine.log_queries:
+                    self.engine.log_query(data, self._addr(j)[0], False)
             if reply is None:
                 continue
             # The one place a batch reply is handed to the sender: send slot k, to the sender
@@ -130,17 +135,24 @@ class BatchUdp:
                 slots.send_quads[k * _QUADS + NAME_AT] = slots.name_addrs[j]
                 self._moved.append(k)
             k += 1
+        if tapped:
+            self._tap(tapped)
         return k
 
-    def _hooks(self, data: bytes, j: int, reply: bytes | None) -> None:
-        addr = self._addr(j)
-        if self.engine.log_queries:
-            self.engine.log_query(data, addr[0], False)
-        if self.record is not None:
-            if reply is None:  # none now (forwarded: _send_late records it), or none at all
-                self.record(UDP_QUERY, data, addr)
+    def _tap(self, tapped: list) -> None:
+        """dnstap records for a batch: each query with its reply (None: none now; forwarded
+        ones are recorded in _send_late), the sender as the kernel wrote it, one clock
+        reading for the batch (its datagrams came in together)."""
+        names, namelen, now = self.slots.names, self.slots.namelen, time.time()
+        records = []
+        for j, data, reply in tapped:
+            at = j * NAME_SIZE
+            name = names[at : at + namelen].tobytes()
+            if reply is None:
+                records.append((UDP_QUERY, data, name, now))
             else:
-                self.record(UDP_PAIR, (data, reply), addr)
+                records.append((UDP_PAIR, (data, reply), name, now))
+        self.engine.tap.extend(records)
 
     def _addr(self, j: int) -> tuple:
         at = j * NAME_SIZE
