@@ -38,8 +38,6 @@ INET, INET6 = 1, 2  # SocketFamily
 UDP, TCP = 1, 2  # SocketProtocol
 
 _U32 = struct.Struct("!I")
-# the nanoseconds (a fixed32 field: tag, little-endian value) and the message field's tag
-_TAIL = struct.Struct("<BIB")
 _SMALL = [bytes((n,)) for n in range(128)]
 
 
@@ -110,8 +108,8 @@ class Encoder:
         self._by_ip: dict[str, list | None] = {}
         self._ports: dict[int, bytes] = {}  # a client's port -> its field and ours
         self._heads: dict[int, bytes] = {}  # Message length -> what precedes the Message
-        self._sec = -1
-        self._sec_bytes = (b"", b"")  # the second's field: as response_time, as query_time
+        self._sec = -1  # the second the time parts below are for (_new_second)
+        self._secv, self._times, self._tlen = b"", None, 0
         # question name (wire, lower-cased) -> forwarded(); emptied every MEMO_SECONDS, as
         # reverse names become ours when records appear under /skydns/arpa
         self._forwarded_memo: dict[bytes, bool] = {}
@@ -187,26 +185,21 @@ class Encoder:
 
     def encode(self, records) -> tuple[bytes, int]:
         """(data frames, how many) for `records`: (kind, wire, address, unix time), the
-        address as asyncio gives it, (ip, port, ...), or a sockaddr_in/_in6's bytes."""
+        address as asyncio gives it, (ip, port, ...), or a sockaddr_in/_in6's bytes.
+
+        The hottest loop of dnstap: a pair's two messages are written out one after the
+        other rather than through an inner loop, and a message's time (the second's varint,
+        the nanoseconds) and its DNS message's tag are one struct.pack."""
         out: list[bytes] = []
         by_ip, ports, heads = self._by_ip, self._ports, self._heads
         forwarded = self.forwarded
-        tail = _TAIL.pack
         sizes = _SIZES
         count = 0
         for kind, wire, addr, t in records:
-            if kind & 8:
-                query = wire[0]
-                messages = ((kind & 2, query), (kind & 2 | 1, wire[1]))
-            else:
-                query = wire
-                messages = ((kind, wire),)
             sec = int(t)
             if sec != self._sec:
-                self._sec, self._sec_bytes = sec, (b"\x60" + varint(sec), b"\x40" + varint(sec))
-                if sec - self._memo_since >= MEMO_SECONDS:
-                    self._forwarded_memo.clear()
-                    self._memo_since = sec
+                self._new_second(sec)
+            secv, times, tlen = self._secv, self._times, self._tlen
             if addr.__class__ is bytes:  # a sockaddr as the kernel wrote it (udpbatch.py)
                 ip = addr[8:24] if len(addr) >= 24 else addr[4:8]
                 port = addr[2] << 8 | addr[3]
@@ -219,23 +212,41 @@ class Encoder:
                 fixed = by_ip[ip] = self._fixed_parts(ip)
                 if fixed is None:
                     continue
+            query = wire[0] if kind & 8 else wire
             fixed = fixed[forwarded is not None and not kind & 4 and self._is_forwarded(query)]
             if kind & 4:  # our exchange with an upstream: its port is the response side's
                 port = b"\x38" + varint(port)
             else:
                 port = ports.get(port) or self._port(port)
             nsec = int((t - sec) * 1e9)
-            for kind1, wire1 in messages:
-                pre = fixed[kind1]
-                if pre is None:
-                    continue
-                response = kind1 & 1
-                second = self._sec_bytes[response ^ 1]
-                n = len(wire1)
+            if kind & 8:  # a query, then its reply
+                pre = fixed[kind & 2]
+                if pre is not None:
+                    n = len(query)
+                    size = sizes[n] if n < 4096 else varint(n)
+                    body_len = len(pre) + len(port) + tlen + len(size) + n
+                    out += (heads.get(body_len) or self._head(body_len), pre, port,
+                            times(0x40, secv, 0x4D, nsec, 0x52), size, query)
+                    count += 1
+                kind, wire = kind & 2 | 1, wire[1]
+            pre = fixed[kind & 7]
+            if pre is not None:
+                n = len(wire)
                 size = sizes[n] if n < 4096 else varint(n)
-                body_len = len(pre) + len(port) + len(second) + 6 + len(size) + n
-                out += (heads.get(body_len) or self._head(body_len), pre, port, second,
-                        tail(0x6D, nsec, 0x72) if response else tail(0x4D, nsec, 0x52), size,
-                        wire1)
+                body_len = len(pre) + len(port) + tlen + len(size) + n
+                out += (heads.get(body_len) or self._head(body_len), pre, port,
+                        times(0x60, secv, 0x6D, nsec, 0x72) if kind & 1
+                        else times(0x40, secv, 0x4D, nsec, 0x52), size, wire)
                 count += 1
         return b"".join(out), count
+
+    def _new_second(self, sec: int) -> None:
+        """The time fields' parts for a new second (and the forwarded memo's age)."""
+        self._sec, self._secv = sec, varint(sec)
+        # query_time_sec or response_time_sec (tag, varint), the nanoseconds (tag, fixed32),
+        # and the tag of the DNS message that follows
+        layout = struct.Struct(f"<B{len(self._secv)}sBIB")
+        self._times, self._tlen = layout.pack, layout.size
+        if sec - self._memo_since >= MEMO_SECONDS:
+            self._forwarded_memo.clear()
+            self._memo_since = sec
