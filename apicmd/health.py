@@ -8,9 +8,9 @@
     leader: sched-1
 
 A confirmed DOWN shows who confirmed it beside its checker (`scan-1 (confirmed by scan-2)`),
-an isolated scanner why (`scan-3 alive isolated: 3 of 3 addresses fail from here ...`), and
-the API's warnings (one live scanner: nobody to confirm failures with) follow as lines of
-their own.
+an isolated scanner why (`scan-3 alive isolated (3 of 3 addresses fail from here ...)`),
+and the API's warnings (one live scanner: nobody to confirm failures with) follow as lines
+of their own.
 
 Times are shown in the local time zone (`tz`, for tests) with how long ago (`now`, handed
 in). MAINT is shown for an address in maintenance whatever the scanners found (the detail
@@ -20,6 +20,8 @@ view has both); its since, checker and reason are the operator's.
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+
+from .table import bare
 
 
 def parse_time(text) -> datetime | None:
@@ -49,10 +51,6 @@ def when(text, now: datetime, tz: tzinfo | None = None) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S} ({ago((now - moment).total_seconds())})"
 
 
-def _bare(name: str) -> str:
-    return name.rstrip(".") or name
-
-
 def shown_status(row: dict) -> str:
     if row.get("maintenance"):
         return "MAINT"
@@ -71,7 +69,7 @@ def health_table(doc: dict, now: datetime, tz: tzinfo | None = None) -> list[str
     rows = [["ADDRESS", "STATUS", "SINCE", "CHECKER", "REASON", "NAMES"]]
     for row in doc.get("addresses") or []:
         since, checker, reason = _facts(row)
-        names = ",".join(_bare(n) for n in row.get("names") or []) or "-"
+        names = ",".join(bare(n) for n in row.get("names") or []) or "-"
         confirmed = row.get("confirmedby")
         if checker and confirmed and not row.get("maintenance"):
             checker = f"{checker} (confirmed by {', '.join(map(str, confirmed))})"

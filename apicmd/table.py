@@ -25,7 +25,7 @@ MIN_WIDTH = 30
 TYPE_LABELS = {"CNAME": "Cname"}
 
 
-def _bare(name: str) -> str:
+def bare(name: str) -> str:
     return name[:-1] if name.endswith(".") and len(name) > 1 else name
 
 
@@ -68,12 +68,12 @@ def describe(entry: dict) -> str:
     if "ips" in entry and entry.get("checks"):
         parts.append(f"checks:{_checks(entry['ips'], entry['checks'])}")
     if "alias" in entry:
-        aliases = [_bare(a) for a in entry["alias"]]
+        aliases = [bare(a) for a in entry["alias"]]
         parts.append(f"alias:{aliases[0]}" if len(aliases) == 1 else f"alias:{_items(aliases)}")
     if "nsHost" in entry:
-        parts.append(f"nsHost:{_items(_bare(h) for h in entry['nsHost'])}")
+        parts.append(f"nsHost:{_items(bare(h) for h in entry['nsHost'])}")
     if "mailHost" in entry:
-        parts.append(f"mailHost:{_items(_bare(h) for h in entry['mailHost'])}")
+        parts.append(f"mailHost:{_items(bare(h) for h in entry['mailHost'])}")
         parts.append(f"mailPriority:{_items(entry.get('mailPriority', []))}")
     if "text" in entry:
         texts = [json.dumps(t, ensure_ascii=False) for t in entry["text"]]
@@ -84,7 +84,7 @@ def describe(entry: dict) -> str:
 
 
 def table(entries: list[dict]) -> list[str]:
-    names = [_bare(str(e.get("domain", ""))) for e in entries]
+    names = [bare(str(e.get("domain", ""))) for e in entries]
     width = max([MIN_WIDTH, *map(len, names)])
     return [f"domain: {name:>{width}}       val: {{ {describe(entry)} }}"
             for name, entry in zip(names, entries, strict=True)]

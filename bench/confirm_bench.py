@@ -37,7 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from skydns.store import make_client  # noqa: E402
 
 from dnstest import Skydns  # noqa: E402
-from etcdtest import EtcdServer  # noqa: E402
+from etcdtest import EtcdServer, wait_for  # noqa: E402
 from healthtest import STATUS, Daemon, Listener, closed_port, reports  # noqa: E402
 
 CONFIRM = "/skydns/monitor/confirm/"
@@ -45,15 +45,6 @@ NAME = "bench.example.test."
 IPS = ["127.7.0.1", "127.7.0.2", "127.7.0.3"]
 CHECK = {"check-interval": 1.0, "rise": 2, "fall": 2, "check-timeout": 1.0,
          "enable-icmp": False}
-
-
-def wait(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"confirm bench: timed out waiting for {what}")
-        time.sleep(0.02)
-    return result
 
 
 def summary(values: list[float]) -> dict:
@@ -78,9 +69,9 @@ def run_mode(etcd: EtcdServer, confirm: int, rounds: int, steady: float) -> dict
     confirmedby: list = []
     target = IPS[0]
     try:
-        wait(lambda: set(reports(etcd)) == set(IPS)
-             and all(json.loads(etcd.get(STATUS + ip)).get("status") == "UP" for ip in IPS),
-             what="every address UP")
+        wait_for(lambda: set(reports(etcd)) == set(IPS)
+                 and all(json.loads(etcd.get(STATUS + ip)).get("status") == "UP" for ip in IPS),
+                 timeout=30.0, interval=0.02, message="every address UP")
         revision = etcd.revision()
         time.sleep(steady)
         steady_writes = etcd.revision() - revision

@@ -71,7 +71,9 @@ def run_worker(cfg: dict) -> int:
     from skydns.daemon import run_loop
 
     from .server import BindError, DnsServer
-    from .workers import EXIT_BIND
+    from .workers import EXIT_BIND, die_with_supervisor
+
+    die_with_supervisor()
 
     async def run() -> None:
         from .settings import with_runtime_settings

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from skydns import cli, store
 from skydns.config import PROGRAMS, ConfigError, config_problems, load_config
+from skydns.keys import not_record_prefixes
 
 from .lint import Finding, lint
-from .sync import RECORDS_PREFIX, health_prefixes
+from .sync import RECORDS_PREFIX
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 FILES = {"skydns.conf": "dns", "skydns-scanner.conf": "scanner",
@@ -80,7 +81,7 @@ async def _read(cfg: dict) -> tuple[list, list]:
             statuses, _ = await store.load_prefix(client, status_path)
     finally:
         await client.close()
-    skip = health_prefixes(cfg["Etcd"])
+    skip = not_record_prefixes(cfg["Etcd"])
     records = [(kv.key, kv.value) for kv in kvs if not kv.key.startswith(skip)]
     return records, [(kv.key, kv.value) for kv in statuses]
 

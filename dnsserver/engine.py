@@ -282,13 +282,11 @@ class Engine:
         return udp_limit(c.edns_size, self.max_udp) if c.edns else 512
 
     def _sign(self, reply, verdict, limit: int):
+        """`_answer`'s reply signed: bytes now, an awaited one (forwarding) when it comes."""
         if reply is None or hasattr(reply, "__anext__"):  # a transfer signs its own messages
             return reply
         if isinstance(reply, bytes):
             return tsig.sign_reply(reply, verdict, limit, self.clock)
-        if isinstance(reply, list):
-            signer = tsig.Signer(verdict, self.clock)
-            return [signer.sign(message) for message in reply]
         return self._sign_later(reply, verdict, limit)
 
     async def _sign_later(self, pending, verdict, limit: int):

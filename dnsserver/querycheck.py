@@ -69,14 +69,15 @@ def read_name(data: bytes, i: int) -> tuple[tuple, int]:
     return tuple(labels), i
 
 
-def _skip_additional_name(data: bytes, i: int) -> int:
-    """Past the owner name of the additional record: labels, ending in the root or in one
-    pointer that is not followed."""
+def skip_name(data: bytes, i: int) -> int:
+    """Past a name (the additional record's owner; tsig.py walks every record with it):
+    labels, ending in the root or in one pointer that is not followed. At most 255 octets
+    are looked at."""
     n = len(data)
     start = i
     while True:
         if i >= n:
-            raise Malformed("additional record runs past the end")
+            raise Malformed("name runs past the end")
         length = data[i]
         if length == 0:
             return i + 1
@@ -134,7 +135,7 @@ def check_query(data: bytes) -> CheckedQuery:
     edns = do = False
     size = version = 0
     if arcount:
-        j = _skip_additional_name(data, qend)
+        j = skip_name(data, qend)
         if j + 10 > len(data):
             raise Malformed("additional record cut short")
         rtype = int.from_bytes(data[j : j + 2], "big")

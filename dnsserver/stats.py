@@ -221,7 +221,7 @@ class StatsBook:
 
     def _read(self) -> dict[str, dict]:
         snaps = {}
-        for path in self.directory.glob("worker-*.json"):
+        for path in sorted(self.directory.glob("worker-*.json")):  # ties in top-N: stable
             try:
                 snaps[path.stem] = json.loads(path.read_text())
             except (OSError, ValueError):

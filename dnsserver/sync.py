@@ -12,7 +12,7 @@ import logging
 
 from skydns import store
 from skydns.health import parse_status
-from skydns.keys import PREFIX, ip_of_key, key_to_path
+from skydns.keys import PREFIX, ip_of_key, key_to_path, not_record_prefixes
 from skydns.records import RecordError, parse_record
 from skydns.skydns2 import SETTINGS_KEY
 
@@ -21,13 +21,6 @@ from .zonestate import ZoneState
 log = logging.getLogger("skydns.sync")
 
 RECORDS_PREFIX = PREFIX + "/"
-MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-path",
-                 "confirm-path", "history-path")
-
-
-def health_prefixes(etcd_section: dict) -> tuple[str, ...]:
-    """The prefixes below /skydns that hold health state, not records."""
-    return tuple({RECORDS_PREFIX + "monitor/"} | {etcd_section[k] for k in MONITOR_PATHS})
 
 
 class StoreSync:
@@ -35,8 +28,7 @@ class StoreSync:
         self.state = state
         self.etcd_section = etcd_section
         self.status_path = etcd_section["status-path"]
-        # Scanner and scheduler state lives below /skydns too; none of it is a DNS record.
-        self.not_records = health_prefixes(etcd_section)
+        self.not_records = not_record_prefixes(etcd_section)
         self.status_in_records = self.status_path.startswith(RECORDS_PREFIX)
         self.mirrors: list[store.Mirror] = []
         self._lease_client = None

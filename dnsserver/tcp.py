@@ -5,15 +5,18 @@ in (so it is also the deadline of each message: a byte at a time does not keep a
 reading stops while replies wait unsent past WRITE_HIGH bytes (a client that never reads
 cannot grow us), a connection whose idle timer runs out twice with replies still unsent and
 none of them taken since is aborted rather than left flushing, and ConnectionLimits caps
-connections per client and in all. A zone transfer (an async iterator from the engine) is
-written a message at a time, waiting while the client has WRITE_HIGH bytes unread; stuck on a
-client that does not read, it meets the same idle rule.
+connections per client and in all: at a cap the connection idle longest gives way to the new
+one (RFC 7766 6.2.3), and only when every held one is busy is the new one refused. A zone
+transfer (an async iterator from the engine) is written a message at a time, waiting while
+the client has WRITE_HIGH bytes unread; stuck on a client that does not read, it meets the
+same idle rule.
 
 Cost per cached query (issue #17): one timer per connection whose deadline moves lazily (it is
-re-armed only when it fires early), the cache's `tcp_front` (query bytes after the ID -> reply;
-its own dict, so a UDP reply, perhaps truncated, is never served over TCP nor a TCP one over
-UDP: TCP entries are keyed and built with the TCP limit), and one write per segment read,
-however many pipelined queries it held.
+re-armed only when it fires early; its deadline is also the "last active" stamp the caps
+compare, so nothing more is done per query), the cache's `tcp_front` (query bytes after the
+ID -> reply; its own dict, so a UDP reply, perhaps truncated, is never served over TCP nor a
+TCP one over UDP: TCP entries are keyed and built with the TCP limit), and one write per
+segment read, however many pipelined queries it held.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import asyncio
 import logging
 import struct
 
-from skydns.connlimit import ConnectionLimits
+from skydns.connlimit import ConnectionLimits, unacked_bytes
 
 from . import tap
 from .engine import Engine
@@ -69,8 +72,9 @@ class TcpConnection(asyncio.Protocol):
         peer = self.peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
         if self.limits is not None:
-            if not self.limits.admit(self.client):
-                errors.warning("tcp connection refused: too many", {"client": self.client})
+            if not self.limits.admit(self.client, self):
+                errors.warning("tcp connection refused: too many, none of them idle",
+                               {"client": self.client})
                 transport.abort()
                 return
             self.admitted = True
@@ -109,7 +113,23 @@ class TcpConnection(asyncio.Protocol):
             self._idle = None
         if self.admitted:
             self.admitted = False
-            self.limits.release(self.client)
+            self.limits.release(self.client, self)
+
+    def idle_since(self) -> float | None:
+        """For ConnectionLimits: None while a query is in progress (forwarded, a transfer
+        streaming) or a reply waits unsent here; else the stamp of the last whole message
+        (its idle deadline: the same offset for every connection of the worker)."""
+        if self.pending or self.transport.get_write_buffer_size():
+            return None
+        return self._deadline
+
+    def evict(self) -> bool:
+        """Closed to admit a new connection, unless the kernel still holds a reply for it
+        (a client reading slowly is in the middle of a reply, not idle)."""
+        if unacked_bytes(self.transport):
+            return False
+        self.transport.close()
+        return True
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -27,7 +27,11 @@ import struct
 import time
 from dataclasses import dataclass
 
+from skydns.dnssec.message import ParseError, read_name
+from skydns.dnssec.names import to_text
 from skydns.tsigkey import TsigError, TsigKey, parse_key
+
+from .querycheck import Malformed, skip_name
 
 __all__ = ["TsigError", "TsigKey", "parse_key", "TsigFormErr", "Request", "Verdict",
            "read_request", "by_wire", "check", "error_reply", "sign_reply", "Signer"]
@@ -38,73 +42,18 @@ FUDGE = 300
 RCODE_FORMERR, RCODE_NOTAUTH = 1, 9
 BADSIG, BADKEY, BADTIME, BADTRUNC = 16, 17, 18, 22
 ERROR_NAMES = {BADSIG: "BADSIG", BADKEY: "BADKEY", BADTIME: "BADTIME", BADTRUNC: "BADTRUNC"}
-_MAX_POINTERS = 64  # a name's compression pointers followed at most (each must point back)
 
 
 class TsigFormErr(TsigError):
     """The message's TSIG is misplaced, repeated or unreadable: FORMERR (RFC 8945 5.2)."""
 
 
-def _skip_name(data: bytes, i: int) -> int:
-    """Past a name (a pointer ends it; it is not followed)."""
-    n = len(data)
-    while True:
-        if i >= n:
-            raise TsigFormErr("name runs past the message")
-        length = data[i]
-        if length >= 0xC0:
-            return i + 2
-        if length > 63:
-            raise TsigFormErr("bad label type")
-        if length == 0:
-            return i + 1
-        i += 1 + length
-
-
 def _read_name(data: bytes, i: int) -> tuple[bytes, int]:
-    """(the name at `i` in lower-case, uncompressed wire form, the offset past it). Pointers
-    are followed only backwards and a bounded number of times: no loops, bounded work."""
-    out = bytearray()
-    end = None
-    hops = 0
-    n = len(data)
-    while True:
-        if i >= n:
-            raise TsigFormErr("name runs past the message")
-        length = data[i]
-        if length >= 0xC0:
-            if i + 1 >= n:
-                raise TsigFormErr("name runs past the message")
-            target = ((length & 0x3F) << 8) | data[i + 1]
-            if end is None:
-                end = i + 2
-            hops += 1
-            if target >= i or hops > _MAX_POINTERS:
-                raise TsigFormErr("bad compression pointer")
-            i = target
-            continue
-        if length > 63:
-            raise TsigFormErr("bad label type")
-        if length == 0:
-            out.append(0)
-            if len(out) > 255:
-                raise TsigFormErr("name longer than 255 octets")
-            return bytes(out), (i + 1 if end is None else end)
-        if i + 1 + length > n:
-            raise TsigFormErr("name runs past the message")
-        out.append(length)
-        out += data[i + 1 : i + 1 + length].lower()
-        if len(out) > 255:
-            raise TsigFormErr("name longer than 255 octets")
-        i += 1 + length
-
-
-def _text(wire: bytes) -> str:
-    labels, i = [], 0
-    while wire[i]:
-        labels.append(wire[i + 1 : i + 1 + wire[i]].decode("latin-1"))
-        i += 1 + wire[i]
-    return ".".join(labels) + "."
+    """(the name at `i` in lower-case, uncompressed wire form, the offset past it)."""
+    try:
+        return read_name(data, i)
+    except ParseError as err:
+        raise TsigFormErr(str(err)) from None
 
 
 @dataclass(slots=True)
@@ -124,11 +73,11 @@ class Request:
 
     @property
     def name(self) -> str:
-        return _text(self.name_wire)
+        return to_text(self.name_wire)
 
     @property
     def algorithm(self) -> str:
-        return _text(self.algorithm_wire).rstrip(".")
+        return to_text(self.algorithm_wire).rstrip(".")
 
     def stripped(self, data: bytes) -> bytes:
         """The message as it was before signing (ARCOUNT one less), with the ID it came
@@ -150,11 +99,11 @@ def read_request(data: bytes) -> Request | None:
     try:
         i = 12
         for _ in range(qdcount):
-            i = _skip_name(data, i) + 4
+            i = skip_name(data, i) + 4
         qend = i
         for index in range(total):
             start = i
-            i = _skip_name(data, i)
+            i = skip_name(data, i)
             if i + 10 > n:
                 raise TsigFormErr("record cut short")
             if data[i] == 0 and data[i + 1] == T_TSIG:
@@ -164,10 +113,12 @@ def read_request(data: bytes) -> Request | None:
             i += 10 + ((data[i + 8] << 8) | data[i + 9])
             if i > n:
                 raise TsigFormErr("record data cut short")
-    except TsigFormErr:
-        if found is not None:
-            raise
-        return None  # no TSIG seen: the query checks say what is wrong with the message
+    except (TsigFormErr, Malformed) as err:
+        if found is None:
+            return None  # no TSIG seen: the query checks say what is wrong with the message
+        if isinstance(err, Malformed):
+            raise TsigFormErr(err.why) from None
+        raise
     if found is None:
         return None
     start, j, index = found
@@ -284,7 +235,7 @@ def error_reply(data: bytes, verdict: Verdict, now: float) -> bytes:
 def _question_end(msg: bytes) -> int:
     i = 12
     for _ in range((msg[4] << 8) | msg[5]):
-        i = _skip_name(msg, i) + 4
+        i = skip_name(msg, i) + 4
     return i
 
 

@@ -4,11 +4,17 @@ Each worker is a full `skydns --worker` process with its own etcd watch and cach
 spreads queries over them. The supervisor restarts a worker that dies, drains all on SIGTERM,
 and on SIGHUP re-reads the config and replaces the workers one by one: the new worker binds
 beside the old one before the old one stops, so the port never goes unanswered.
+
+One server per address: the supervisor claims dns-addr first (skydns.holder: an abstract
+unix socket named after it, gone with the process however it dies), and a second server on
+the same address exits 1 naming the first's pid instead of joining the port. Workers die
+with their supervisor (PR_SET_PDEATHSIG), so a killed server leaves nothing holding the port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -22,6 +28,7 @@ from pathlib import Path
 
 from skydns import notify
 from skydns.config import ConfigError, load_config
+from skydns.holder import AddressBusy, AddressLock, check_free
 
 from .stats import STATS_DIR_ENV, StatsBook, serve
 
@@ -29,6 +36,8 @@ log = logging.getLogger("skydns.workers")
 
 EXIT_BIND = 3  # a worker could not bind the port: restarting it would not help
 READY_FD_ENV = "SKYDNS_READY_FD"
+SUPERVISOR_ENV = "SKYDNS_SUPERVISOR_PID"
+FREE_WAIT = 3.0  # how long a new server waits for a killed one's workers to let go of the port
 _RESTART_BACKOFF_MAX = 5.0
 _STOP_GRACE = 10.0
 STARTUP_READY = 60.0  # how long start-up waits for workers before reporting ready anyway
@@ -51,6 +60,7 @@ class Supervisor:
         self.stats_dir = Path(tempfile.mkdtemp(prefix="skydns-stats-"))
         self.stats = StatsBook(self.stats_dir)
         self.stats_server = None
+        self.lock: AddressLock | None = None
 
     def _spawn(self, slot: int) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "dnsserver", "--worker"]
@@ -62,6 +72,7 @@ class Supervisor:
             **os.environ,
             "SKYDNS_WORKER": str(slot),
             READY_FD_ENV: str(ready_w),
+            SUPERVISOR_ENV: str(os.getpid()),
             STATS_DIR_ENV: str(self.stats_dir),
         }
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(ready_w,))
@@ -99,9 +110,16 @@ class Supervisor:
 
     def run(self) -> int:
         try:
+            try:
+                self.lock = claim(self.cfg)
+            except AddressBusy as err:
+                print(f"skydns: {err}", file=sys.stderr)  # one line: address and holder
+                return 1
             return self._run()
         finally:
             shutil.rmtree(self.stats_dir, ignore_errors=True)
+            if self.lock is not None:
+                self.lock.close()
 
     def _start_stats(self) -> None:
         addr = self.cfg["Stats"]["statsServer"]
@@ -137,6 +155,7 @@ class Supervisor:
             notify.ready("started, workers still loading")
         while not self.stopping:
             self._drain_ready()
+            self.lock.drain()
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
@@ -187,7 +206,15 @@ class Supervisor:
                 "reload refused, keeping the running config", extra={"kv": {"error": str(err)}}
             )
             return
+        old_lock = None
         if cfg["Dns"]["dns-addr"] != self.cfg["Dns"]["dns-addr"]:
+            try:
+                new_lock = claim(cfg)
+            except AddressBusy as err:
+                log.error("reload refused, keeping the running config",
+                          extra={"kv": {"error": str(err)}})
+                return
+            old_lock, self.lock = self.lock, new_lock
             log.warning("dns-addr changed: the new address applies to the new workers")
         self.cfg = cfg
         log.info("reloading config", extra={"kv": {"workers": worker_count(cfg)}})
@@ -200,12 +227,45 @@ class Supervisor:
         _terminate(list(old.values()))
         for proc in old.values():
             self.stats.retire(proc.pid)
+        if old_lock is not None:
+            old_lock.close()
         notify.ready("serving (reloaded)")
 
     def _stop_all(self) -> None:
         notify.stopping()
         _terminate(list(self.workers.values()))
         log.info("stopped")
+
+
+def claim(cfg: dict) -> AddressLock:
+    """Claim dns-addr for this server: AddressBusy (its message names the address and the
+    holder) if another skydns serves it, or anything else is bound there."""
+    host, port = cfg["Dns"]["dns-addr"]
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        lock = AddressLock(f"dns:{where}").claim()
+    except AddressBusy as err:
+        raise AddressBusy(f"{where} is already served by {err}") from None
+    try:
+        check_free(host, port, wait=FREE_WAIT)
+    except AddressBusy as err:
+        lock.close()
+        raise AddressBusy(f"{where} is in use by {err}") from None
+    except OSError:
+        pass  # no permission, no such address: the workers' bind says so, as before
+    return lock
+
+
+def die_with_supervisor() -> None:
+    """In a worker: SIGTERM when the supervisor dies, even by SIGKILL, so that no orphan keeps
+    the port from a restarted server (Linux prctl; elsewhere nothing happens)."""
+    parent = os.environ.get(SUPERVISOR_ENV)
+    if parent is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _terminate(procs: list[subprocess.Popen]) -> None:

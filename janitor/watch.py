@@ -14,7 +14,7 @@ import aiohttp
 from skydns import notify, store
 from skydns.affected import REVERSE_ZONES, Dependents, Reached, reached, reached_by_record
 from skydns.health import HealthView, parse_status
-from skydns.keys import PREFIX, ip_of_key, key_to_path, path_to_name
+from skydns.keys import PREFIX, ip_of_key, key_to_path, not_record_prefixes, path_to_name
 from skydns.logsetup import kv
 from skydns.records import Record, RecordError, parse_record
 
@@ -24,9 +24,6 @@ from .purge import REPEAT, Recursor
 log = logging.getLogger("skydns.janitor")
 
 RECORDS_PREFIX = PREFIX + "/"
-# Scanner and scheduler state lives below /skydns too; none of it is a DNS record.
-MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-path",
-                 "confirm-path", "history-path")
 
 
 class Janitor:
@@ -37,7 +34,7 @@ class Janitor:
         self.zones = [self.domain, *(path_to_name(z) for z in REVERSE_ZONES)]
         self.etcd = etcd
         self.status_path = etcd["status-path"]
-        self.not_records = tuple({RECORDS_PREFIX + "monitor/"} | {etcd[k] for k in MONITOR_PATHS})
+        self.not_records = not_record_prefixes(etcd)
         self.status_in_records = self.status_path.startswith(RECORDS_PREFIX)
         self.deps = Dependents()
         self.health = HealthView()

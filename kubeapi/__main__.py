@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
 
 from skydns import cli, daemon, notify
 from skydns.config import ConfigError, load_or_exit
+from skydns.holder import describe, port_holder
 from skydns.logsetup import setup_logging
 
 log = logging.getLogger("skydns.kubeapi")
@@ -155,8 +157,10 @@ async def serve(cfg: dict, stop: asyncio.Event, process: ApiProcess) -> None:
         except OSError as err:
             await runner.cleanup()
             await store.close()
-            raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: "
-                             f"{err.strerror or err}") from None
+            why = err.strerror or str(err)
+            if err.errno == errno.EADDRINUSE:  # one API per address: say who has it
+                why = f"in use by {describe(port_holder('tcp', port))}"
+            raise SystemExit(f"skydns-kubeapi: cannot listen on {host}:{port}: {why}") from None
     # The status view fills from etcd in the background: the API itself does not need it
     # (until it is loaded the page says so, and deletes read the zone to find holders).
     # Started without the API too: the Kubernetes sync's deletes use its zone mirror.

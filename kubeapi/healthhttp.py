@@ -36,7 +36,9 @@ from skydns.flips import (
     push_history,
     set_maintenance,
 )
+from skydns.monitor import json_object
 
+from .body import read_body
 from .errors import ApiError, bad_request, forbidden, not_found
 from .etcd import CommitUnknown
 from .healthview import HealthFacts, canonical
@@ -55,13 +57,15 @@ class HealthApi:
 
     def __init__(self, service: RecordService, prefixes: dict[str, str], history_path: str,
                  read_access: Callable | None, write_access: Callable,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 read_timeout: float = 10.0):
         self.service = service
         self.prefixes = prefixes
         self.history_path = history_path
         self.read_access = read_access
         self.write_access = write_access
         self.clock = clock
+        self.read_timeout = read_timeout  # seconds for a maintenance body
 
     async def _facts(self, history_ip: str | None = None):
         store = self.service.store
@@ -105,7 +109,7 @@ class HealthApi:
         ip = self._ip(request)
         reason = None
         if request.method == "PUT":
-            reason = _reason(await _body(request))
+            reason = _reason(await read_body(request, MAX_BODY, self.read_timeout))
         for _ in range(WRITE_ATTEMPTS):
             snap, facts = await self._facts(ip)
             if not facts.known(ip):
@@ -131,11 +135,11 @@ class HealthApi:
         kvs = facts.status_keys.get(ip) or []
         entry = None
         if reason is None:
-            held = [kv for kv in kvs if maintenance_of(_obj(kv.value)) is not None]
+            held = [kv for kv in kvs if maintenance_of(json_object(kv.value)) is not None]
             if not held:
                 raise not_found(f"{ip} is not in maintenance")
             for kv in held:
-                value, entry = clear_maintenance(_obj(kv.value) or {}, by, now)
+                value, entry = clear_maintenance(json_object(kv.value) or {}, by, now)
                 plan.key_guards[kv.key] = kv.mod_revision
                 plan.puts[kv.key] = dump(value)
         else:
@@ -144,7 +148,8 @@ class HealthApi:
             targets = kvs or [None]
             for kv in targets:
                 key = kv.key if kv is not None else self.prefixes["status"] + ip
-                value, entry = set_maintenance(_obj(kv.value) if kv else None, reason, by, now)
+                value, entry = set_maintenance(json_object(kv.value) if kv else None, reason,
+                                               by, now)
                 plan.key_guards[key] = kv.mod_revision if kv else 0
                 plan.puts[key] = dump(value)
         hkey = self.history_path + ip
@@ -158,30 +163,9 @@ def loop_deadline(service: RecordService) -> float:
     return asyncio.get_running_loop().time() + service.deadline
 
 
-def _obj(value: bytes) -> dict | None:
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def _json(doc: dict) -> web.Response:
     return web.Response(text=json.dumps(doc, separators=(",", ":")),
                         content_type="application/json", headers={"Cache-Control": "no-store"})
-
-
-async def _body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, f"body larger than {MAX_BODY} bytes")
-    try:
-        body = await request.content.read(MAX_BODY + 1)
-    except ConnectionError:
-        raise ApiError(499, "client closed the connection before sending the whole body") \
-            from None
-    if len(body) > MAX_BODY:
-        raise ApiError(413, f"body larger than {MAX_BODY} bytes")
-    return body
 
 
 def _reason(body: bytes) -> str:

@@ -27,12 +27,12 @@ to confirm failures with (one live scanner), or nobody probing at all.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 
 from skydns.flips import Facts, read_facts, read_history
-from skydns.health import heart_isolation, report_owner, scanner_warnings
+from skydns.health import isolation_of, report_owner, scanner_warnings
 from skydns.keys import canonical_ip, ip_of_key
+from skydns.monitor import json_object
 from skydns.store import KV
 
 from .records import decode, ip_sort_key
@@ -80,16 +80,9 @@ class HealthFacts:
             owner = report_owner(kv.value)
             if ip is not None and owner is not None:
                 self.scanner_of[ip] = owner
-        self.hearts: dict[str, dict] = {}
-        self.isolation: dict[str, str | None] = {}  # live scanner -> why isolated, or None
+        self.hearts: dict[str, dict] = {}  # live scanner -> its heartbeat value
         for kv in hearts:
-            self.isolation[kv.key[len(prefixes["heart"]):]] = heart_isolation(kv.value)
-            name = kv.key[len(prefixes["heart"]):]
-            try:
-                value = json.loads(kv.value)
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                value = None
-            self.hearts[name] = value if isinstance(value, dict) else {}
+            self.hearts[kv.key[len(prefixes["heart"]):]] = json_object(kv.value) or {}
         order = leader_order({kv.key[len(prefixes["lock"]):]: kv.mod_revision for kv in locks})
         self.leader = order[0] if order else None
 
@@ -129,7 +122,8 @@ class HealthFacts:
                     for name in sorted(self.hearts.keys() | assigned.keys())]
         doc = {"addresses": addresses, "scanners": scanners, "leader": self.leader,
                "counts": counts}
-        warnings = scanner_warnings(self.isolation)
-        if warnings and (self.isolation or ips):
+        warnings = scanner_warnings({name: isolation_of(heart)
+                                     for name, heart in self.hearts.items()})
+        if warnings and (self.hearts or ips):
             doc["warnings"] = warnings
         return doc

@@ -17,7 +17,6 @@ and anything else is logged here and answered 500 without details.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ import time
 from aiohttp import web
 
 from .auth import Authenticator, token_of
+from .body import read_body
 from .errors import ApiError
 from .etcd import EtcdRefused, EtcdUnavailable
 from .healthhttp import HealthApi, add_health_routes
@@ -120,30 +120,6 @@ def _caller(request: web.Request):
     return caller
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to be larger than `limit`."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise ApiError(413, f"body larger than {limit} bytes")
-    chunks, size = [], 0
-    try:
-        # a slow client gets read-timeout seconds for the whole body, not per byte
-        async with asyncio.timeout(request.app[SETTINGS].get("read_timeout", 10.0)):
-            while True:
-                chunk = await request.content.read(65536)
-                if not chunk:
-                    return b"".join(chunks)
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(413, f"body larger than {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise ApiError(408, "body not received in time") from None
-    except ConnectionError:  # the client went away mid-body: its problem, not a 500
-        raise ApiError(499, "client closed the connection before sending the whole body") \
-            from None
-
-
 def _type_filter(request: web.Request) -> str | None:
     raw = request.query.get("type")
     return None if raw is None or raw == "" else parse_type(raw)
@@ -179,7 +155,8 @@ async def one_name(request: web.Request) -> web.Response:
             raise ApiError(404, f"{name} has no records")
         return web.json_response({"zone": zone, "domain": name, "records": records},
                                  dumps=_dumps)
-    body = parse_body(await _read_body(request, settings["max_body"]))
+    body = parse_body(await read_body(request, settings["max_body"],
+                                        settings["read_timeout"]))
     if request.method == "DELETE":
         change = parse_delete(body, zone)
     elif body is None:
@@ -210,5 +187,6 @@ def make_app(service: RecordService, auth: Authenticator, zone: str, max_body: i
     if etcd_paths is not None:
         add_health_routes(app, HealthApi(service, status_prefixes(zone, etcd_paths),
                                          etcd_paths["history-path"],
-                                         None if status_public else _caller, _caller))
+                                         None if status_public else _caller, _caller,
+                                         read_timeout=read_timeout))
     return app

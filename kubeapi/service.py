@@ -18,7 +18,7 @@ from skydns.keys import ip_of_key, name_to_key
 from .errors import ApiError
 from .etcd import CommitUnknown, EtcdStore
 from .plan import Caller, Layout, NeedReads, Planner
-from .records import decode, decode_checks, decode_status, entries
+from .records import decode, decode_checks, entries
 from .validate import Change
 
 log = logging.getLogger("skydns.kubeapi")
@@ -143,13 +143,12 @@ class RecordService:
             ip = ip_of_key(kv.key, lay.status_path)
             if ip is None:
                 continue
-            status = decode_status(kv.value)
-            if status is not None:
-                statuses[ip] = status
+            facts = read_facts(kv.value)
+            if facts.status is not None:
+                statuses[ip] = facts.status
             found = decode_checks(kv.value)
             if found:
                 checks[ip] = found
-            facts = read_facts(kv.value)
             if facts.maintenance is not None:
                 maintenance[ip] = facts.maintenance
         return entries(records, statuses, rtype, name, checks, maintenance)

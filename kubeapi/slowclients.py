@@ -3,10 +3,11 @@
 `HeadDeadline` sits between the socket and aiohttp's handler: a connection must deliver a
 whole request head within `timeout` of connecting, or of the first byte after its previous
 request; a slowloris that holds connections with a byte now and then is closed. The body is
-bounded separately (routes._read_body), and idle keep-alive connections by aiohttp's
-keepalive_timeout. `ConnectionLimits` caps connections per client address and in all: past
-them a new connection is closed at once. `GuardedSite` is aiohttp's TCPSite with the guard in
-front.
+bounded separately (body.read_body), and idle keep-alive connections by aiohttp's
+keepalive_timeout. `ConnectionLimits` caps connections per client address and in all: at a
+cap the connection idle longest (between requests, nothing left to send) is closed to admit
+the new one, and only when every held one is busy is the new one closed at once.
+`GuardedSite` is aiohttp's TCPSite with the guard in front.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 
 from aiohttp import web
 
-from skydns.connlimit import ConnectionLimits
+from skydns.connlimit import ConnectionLimits, unacked_bytes
 
 log = logging.getLogger("skydns.api")
 
@@ -34,6 +35,7 @@ class HeadDeadline(asyncio.Protocol):
         self.transport = None
         self.timer: asyncio.TimerHandle | None = None
         self.in_request = False
+        self.last_active = 0.0  # loop time of the connect or the last request's end
 
     def arm(self) -> None:
         self.disarm()
@@ -50,6 +52,21 @@ class HeadDeadline(asyncio.Protocol):
 
     def request_done(self) -> None:
         self.in_request = False  # the next head's clock starts with its first byte
+        self.last_active = asyncio.get_running_loop().time()
+
+    def idle_since(self) -> float | None:
+        """For ConnectionLimits: None while a request is handled (an event stream too) or
+        its reply is still being sent, else when the last request ended."""
+        if self.in_request or self.transport.get_write_buffer_size():
+            return None
+        return self.last_active
+
+    def evict(self) -> bool:
+        """Closed to admit a new connection (an idle keep-alive one: clients reconnect)."""
+        if unacked_bytes(self.transport):
+            return False
+        self.transport.close()
+        return True
 
     def _expire(self) -> None:
         self.timer = None
@@ -65,9 +82,10 @@ class HeadDeadline(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
         if self.limits is not None:
-            if not self.limits.admit(self.client):
+            self.last_active = asyncio.get_running_loop().time()
+            if not self.limits.admit(self.client, self):
                 if self.limits.refused % 100 == 1:  # a flood must not flood the log too
-                    log.warning("connection refused: too many",
+                    log.warning("connection refused: too many, none of them idle",
                                 extra={"kv": {"client": self.client,
                                               "refused": self.limits.refused}})
                 transport.abort()
@@ -93,7 +111,7 @@ class HeadDeadline(asyncio.Protocol):
         self.disarm()
         if self.admitted:
             self.admitted = False
-            self.limits.release(self.client)
+            self.limits.release(self.client, self)
         if GUARDS.pop(self.transport, None) is not None:
             self.inner.connection_lost(exc)
 

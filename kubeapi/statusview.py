@@ -32,14 +32,14 @@ something.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from skydns.checks import describe
-from skydns.flips import confirmed_by, maintenance_of
+from skydns.flips import facts_of
 from skydns.health import heart_isolation, report_owner, scanner_warnings
 from skydns.keys import ip_of_key
+from skydns.monitor import json_object
 from skydns.store import KV
 
 from .records import decode, decode_status, ip_sort_key
@@ -92,22 +92,15 @@ NO_DETAILS = ((), None, None, None, None)
 def status_details(value: bytes) -> tuple:
     """(checks as one-line spellings, last failure reason, since, maintenance, the scanners
     that confirmed a DOWN) of a status value; NO_DETAILS when it has none of them."""
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    obj = json_object(value)
+    if obj is None:
         return NO_DETAILS
-    if not isinstance(obj, dict):
-        return NO_DETAILS
-    reason = obj.get("reason")
-    last = obj.get("lastfailure")
-    if not isinstance(reason, str) and isinstance(last, dict):
-        reason = last.get("reason")  # UP again: the last failure says what happened
-    since = obj.get("since")
-    status = obj.get("status")
-    confirmed = (confirmed_by(obj) if isinstance(status, str) and status.upper() == "DOWN"
-                 else None)
+    facts = facts_of(obj)
+    reason = obj.get("reason")  # also on an UP written before flips dropped it
+    if not isinstance(reason, str) and facts.lastfailure is not None:
+        reason = facts.lastfailure.get("reason")  # UP again: the last failure says what happened
     return (tuple(describe(obj.get("checks"))), reason if isinstance(reason, str) else None,
-            since if isinstance(since, str) else None, maintenance_of(obj), confirmed)
+            facts.since, facts.maintenance, facts.confirmedby)
 
 
 def build_snapshot(zone: str, addresses: Iterable[Address], statuses: Mapping[str, str | None],

@@ -26,6 +26,7 @@ from dnsserver.sync import StoreSync
 from dnsserver.zonestate import ZoneState
 from skydns import cli, daemon, notify
 from skydns.config import load_or_exit
+from skydns.holder import AddressBusy, AddressLock, describe, peer_pid
 from skydns.logsetup import setup_logging
 
 from .protocol import LineTooLong, PdnsBackend, Session
@@ -51,7 +52,8 @@ def pdns_settings(cfg: dict, socket_arg: str | None) -> tuple[str, int]:
 
 
 def prepare_socket_path(path: str) -> None:
-    """Create the parent directory; remove a stale socket, refuse to take over a live one."""
+    """Create the parent directory; remove a stale socket, refuse to take over a live one
+    (naming the pid that listens on it)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
         st = os.lstat(path)
@@ -62,16 +64,18 @@ def prepare_socket_path(path: str) -> None:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        os.unlink(path)  # stale: left behind by a backend that died
-        log.info("removed stale socket", extra={"kv": {"socket": path}})
-        return
-    except OSError as err:
-        raise SocketError(f"{path}: {err.strerror or err}") from None
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)  # stale: left behind by a backend that died
+            log.info("removed stale socket", extra={"kv": {"socket": path}})
+            return
+        except OSError as err:
+            raise SocketError(f"{path}: {err.strerror or err}") from None
+        pid = peer_pid(probe)
     finally:
         probe.close()
-    raise SocketError(f"{path} is in use by another running backend")
+    raise SocketError(f"{path} is in use by another running backend, {describe(pid)}")
 
 
 class PdnsServer:
@@ -86,15 +90,25 @@ class PdnsServer:
         self.connections: set[asyncio.Task] = set()
         self._sync_task: asyncio.Task | None = None
         self._inode: int | None = None
+        self.lock: AddressLock | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # Claimed before anything else (a second backend fails at once) and held for life:
+        # two backends starting together must not both find the file stale, and the
+        # second unlink the first's live socket.
+        try:
+            self.lock = AddressLock(f"pdns:{self.socket_path}").claim()
+        except AddressBusy as err:
+            raise SocketError(f"{self.socket_path} is in use by another running backend, "
+                              f"{err}") from None
+        loop.add_reader(self.lock.fileno(), self.lock.drain)
+        prepare_socket_path(self.socket_path)
         self._sync_task = loop.create_task(self.sync.run())
         try:
             await asyncio.wait_for(self.sync.loaded.wait(), STARTUP_WAIT)
         except TimeoutError:
             log.warning("etcd not loaded yet; listening, data requests fail until it is")
-        prepare_socket_path(self.socket_path)
         # pdns opens a connection per thread and reconnects all at once after a restart: a
         # backlog of 100 refused half of 1,000 concurrent connects
         self.server = await asyncio.start_unix_server(
@@ -149,6 +163,9 @@ class PdnsServer:
         if self.server is not None:
             self.server.close()
             self._remove_socket()
+        if self.lock is not None:
+            asyncio.get_running_loop().remove_reader(self.lock.fileno())
+            self.lock.close()
         for task in list(self.connections):
             task.cancel()
         await asyncio.gather(*self.connections, return_exceptions=True)

@@ -13,7 +13,6 @@ import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import aetcd
 
@@ -33,7 +32,7 @@ from .confirmer import Confirmer
 from .damping import Damper
 from .isolation import ENTER, LEAVE, Isolation
 from .probes import Prober, detect_icmp_mode, icmp_unavailable_reason
-from .status import StatusValue, read_status
+from .status import StatusValue, read_status, scanner_flip
 
 log = logging.getLogger("skydns.scanner")
 
@@ -78,7 +77,11 @@ class Agent:
                                on_granted=self._register)
         self.confirmer = Confirmer(self.hostname, etcd_section, self.prober, self.lease,
                                    need=1, timeout=self._confirm_timeout)
-        self.isolation = Isolation(0.5, window=1.0)
+        # threshold and window set by _apply_check. Left after two looks in a row (a second
+        # apart at most) that most held addresses answer: the latest results are one check
+        # each, but of many addresses at once. So isolation ends within check-interval + 2 s
+        # of the network coming back.
+        self.isolation = Isolation(0.5, window=1.0, leave_after=2)
         # While isolated: the addresses it held when it became so, still probed (not
         # written) to see when its network is back although the scheduler moved them.
         self.held: set[str] = set()
@@ -141,10 +144,6 @@ class Agent:
         # the next scanner.
         self.confirmer.enabled = self.enabled
         self.isolation.threshold = check["isolation-threshold"]
-        # Two looks in a row (a second apart at most) that most held addresses answer: the
-        # latest results are one check each, but of many addresses at once. So isolation
-        # ends within check-interval + 2 s of the network coming back.
-        self.isolation.leave_after = 2
         # Disagreements count while they are this recent: a few fall sequences and the
         # confirmation they led to.
         self.isolation.window = 2 * self.fall * self.interval + self._confirm_timeout(
@@ -550,7 +549,7 @@ class Agent:
                 confirmed, confirmedby = True, by
                 continue  # conditions looked at again: time passed
             if not await self._write(target, item, stored.fields, stored.status, desired,
-                                     confirmedby if desired == DOWN else ()):
+                                     confirmedby):
                 return
 
     async def _confirm_down(self, target: Target, stored: str | None) -> tuple[str, ...] | None:
@@ -573,7 +572,8 @@ class Agent:
             # after another `fall` of them, not every round.
             if self.targets.get(target.ip) is target:
                 target.damper.reset(stored)
-            self._evaluate_isolation()
+            # Isolation is looked at by _watch_isolation within a second, not here: a look
+            # reads every address, and disagreements can come by the thousand.
         elif outcome.result != ABORTED:
             self._warn.every("unanswered", "no other scanner answered a confirmation in "
                              "time; DOWN not written, asking again next round", ip=target.ip)
@@ -583,9 +583,7 @@ class Agent:
                      new: str, confirmedby: tuple[str, ...] = ()) -> bool:
         """Write the flip the damper decided; True when it lost a race and should be tried
         again. A DOWN other scanners confirmed says who in `confirmedby`."""
-        extra = {"confirmedby": list(confirmedby)} if new == DOWN and confirmedby else {}
-        flip = Flip(new, self.hostname, datetime.now(UTC),
-                    target.reason if new == DOWN else None, extra)
+        flip = scanner_flip(new, self.hostname, reason=target.reason, confirmedby=confirmedby)
         return await self.write_flip(target, item, fields, old, flip)
 
     async def write_flip(self, target: Target, item: KV, fields: dict | None,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from skydns.checks import HttpCheck, parse_checks
 from skydns.keys import canonical_ip, parse_ip
+from skydns.monitor import json_object
 from skydns.rendezvous import weight
 
 from .status import MAX_PORTS, parse_ports
@@ -86,19 +87,11 @@ def _short_text(obj: dict, name: str, limit: int) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= limit else None
 
 
-def _object(value: bytes) -> dict | None:
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def read_request(value: bytes) -> Request | None:
     """The request, or None when the value is not one (logged by the caller). Whoever can
     write etcd can already make scanners probe any address (a status key), so the checks are
     held to the same limits as a status value's, no more."""
-    obj = _object(value)
+    obj = json_object(value)
     if obj is None:
         return None
     rid = _short_text(obj, "id", MAX_ID)
@@ -127,7 +120,7 @@ def render_verdict(verdict: Verdict) -> bytes:
 
 
 def read_verdict(value: bytes) -> Verdict | None:
-    obj = _object(value)
+    obj = json_object(value)
     if obj is None:
         return None
     rid = _short_text(obj, "id", MAX_ID)
@@ -223,7 +216,7 @@ class Confirmation:
             self.reasons[name] = reason
         if not was_pending:
             # It had been replaced: its late answer stands in for the one asked instead.
-            self._drop_extra(now)
+            self._drop_extra()
         return True
 
     def gone(self, name: str, now: float) -> bool:
@@ -252,7 +245,7 @@ class Confirmation:
             self.pending[name] = now + self.timeout
             self.asked_ever.add(name)
 
-    def _drop_extra(self, now: float) -> None:
+    def _drop_extra(self) -> None:
         # More awaited than still needed: keep the earliest asked.
         while self.pending and len(self.down) + len(self.pending) > self.need:
             self.pending.pop(next(reversed(self.pending)))

@@ -99,7 +99,7 @@ class Prober:
         self.outcomes: dict[tuple[str, bool], int] = {
             (kind, ok): 0 for kind in KINDS for ok in (True, False)}
         self.observe: Callable[[str, float], None] | None = None
-        self._last_error_log = 0.0
+        self._last_error_log: float | None = None  # never (0.0 is a real time on a fresh boot)
         self._errors_since_log = 0
         self._tls: dict[bool, ssl.SSLContext] = {}  # by tls-skip-verify, made on first use
 
@@ -316,7 +316,7 @@ class Prober:
         self.local_errors += 1
         self._errors_since_log += 1
         now = time.monotonic()
-        if now - self._last_error_log >= _LOG_EVERY:
+        if self._last_error_log is None or now - self._last_error_log >= _LOG_EVERY:
             log.warning(
                 "probe could not run; not counted as a failure",
                 extra=kv(probe=kind, address=address, error=str(exc) or type(exc).__name__,

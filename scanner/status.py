@@ -94,11 +94,19 @@ def _is_port_text(text: str) -> bool:
     return 0 < len(text) <= 5 and text.isascii() and text.isdigit()
 
 
+def scanner_flip(status: str, checker: str, now: datetime | None = None,
+                 reason: str | None = None, confirmedby: Sequence[str] = ()) -> Flip:
+    """The flip a scanner writes: `reason` and `confirmedby` (the other scanners that
+    confirmed) go only with a DOWN."""
+    down = status == DOWN
+    extra = {"confirmedby": list(confirmedby)} if down and confirmedby else {}
+    return Flip(status, checker, now or datetime.now(UTC), reason if down else None, extra)
+
+
 def render_status(fields: dict | None, status: str, checker: str,
                   now: datetime | None = None, reason: str | None = None,
                   old: str | None = None, confirmedby: Sequence[str] = ()) -> bytes:
     """The new value of a flip from `old` to `status` (skydns.flips.render_flip), as bytes;
     `confirmedby` is there exactly while the status is a DOWN other scanners confirmed."""
-    extra = {"confirmedby": list(confirmedby)} if status == DOWN and confirmedby else {}
-    flip = Flip(status, checker, now or datetime.now(UTC), reason, extra)
+    flip = scanner_flip(status, checker, now, reason, confirmedby)
     return dump(render_flip(fields, old, flip)[0])

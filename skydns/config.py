@@ -522,8 +522,11 @@ def _check_seconds(value):
 def _check_optional_seconds(value):
     """seconds, or 0 / empty for "work it out" (the caller's default)."""
     text = str(value) if isinstance(value, (int, float)) else _single(value).strip()
-    if text in ("", "0", "0.0"):
-        return 0.0
+    try:
+        if text == "" or float(text) == 0:  # any spelling of zero: "0", "0.00", "-0"
+            return 0.0
+    except ValueError:
+        pass  # _check_seconds says what is wrong with it
     return _check_seconds(text)
 
 

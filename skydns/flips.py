@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .monitor import iso_time
+from .monitor import iso_time, json_object
 
 UP, DOWN, MAINT = "UP", "DOWN", "MAINT"
 HISTORY_MAX = 20  # a flapping address rewrites the same bounded list, it never grows
@@ -169,12 +169,12 @@ def _text(value) -> str | None:
 
 
 def read_facts(value: bytes) -> Facts:
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return Facts(None)
-    if not isinstance(obj, dict):
-        return Facts(None)
+    obj = json_object(value)
+    return Facts(None) if obj is None else facts_of(obj)
+
+
+def facts_of(obj: Mapping) -> Facts:
+    """The Facts of a status value already read as a JSON object."""
     status = obj.get("status")
     status = status.upper() if isinstance(status, str) and status.upper() in (UP, DOWN) else None
     last = obj.get("lastfailure")

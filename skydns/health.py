@@ -10,11 +10,11 @@ treats it as it treats DOWN.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 
 from .flips import maintenance_of
+from .monitor import json_object
 
 log = logging.getLogger("skydns.health")
 
@@ -22,11 +22,8 @@ log = logging.getLogger("skydns.health")
 def report_owner(value: bytes) -> str | None:
     """The scanner hostname a report value (`{"hostname": ..., "updatetime": ...}`, written by
     the scheduler) names; None when the value is unreadable."""
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep is bad JSON too
-        return None
-    host = obj.get("hostname") if isinstance(obj, dict) else None
+    obj = json_object(value)
+    host = obj.get("hostname") if obj is not None else None
     return host if isinstance(host, str) and host else None
 
 
@@ -34,13 +31,14 @@ def heart_isolation(value: bytes) -> str | None:
     """Why a scanner says it is isolated, from its heartbeat value (`{"hostname": ...,
     "isolated": true, "isolation": "<why>"}`); None when it is not (or the value is
     unreadable: a live scanner that says nothing readable counts as one that works)."""
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    return isolation_of(json_object(value))
+
+
+def isolation_of(heart: Mapping | None) -> str | None:
+    """heart_isolation of a heartbeat value already read (None: unreadable)."""
+    if heart is None or heart.get("isolated") is not True:
         return None
-    if not isinstance(obj, dict) or obj.get("isolated") is not True:
-        return None
-    why = obj.get("isolation")
+    why = heart.get("isolation")
     return why if isinstance(why, str) and why else "isolated"
 
 
@@ -61,14 +59,10 @@ def scanner_warnings(hearts: Mapping[str, str | None]) -> list[str]:
 def parse_status(key: str, value: bytes) -> str:
     """ "UP" or "DOWN" from a status value; anything unreadable is logged and counts as UP.
     An address in maintenance is DOWN."""
-    try:
-        obj = json.loads(value)
-        status = obj.get("status", "UP") if isinstance(obj, dict) else None
-    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting too deep is bad JSON too
-        status = None
-    else:
-        if maintenance_of(obj) is not None:
-            return "DOWN"
+    obj = json_object(value)
+    if obj is not None and maintenance_of(obj) is not None:
+        return "DOWN"
+    status = obj.get("status", "UP") if obj is not None else None
     if not isinstance(status, str) or status.upper() not in ("UP", "DOWN"):
         log.warning("unreadable status value, counted as UP", extra={"kv": {"key": key}})
         return "UP"

@@ -12,8 +12,18 @@ import socket
 import sys
 
 PREFIX = "/skydns"
+# [Etcd] keys of the health subsystem's prefixes: scanner, scheduler and API state, which
+# may live below PREFIX too and is never a DNS record.
+MONITOR_PATHS = ("status-path", "report-path", "heart-path", "lock-path", "refs-path",
+                 "confirm-path", "history-path")
 
 Path = tuple[str, ...]
+
+
+def not_record_prefixes(etcd_section) -> tuple[str, ...]:
+    """The prefixes a reader of the record tree skips: the monitor tree and every one of
+    MONITOR_PATHS as configured."""
+    return tuple({PREFIX + "/monitor/"} | {etcd_section[k] for k in MONITOR_PATHS})
 
 
 def name_to_path(name: str) -> Path:

@@ -5,6 +5,7 @@ The daemons never import each other, so this lives in the core.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -19,6 +20,19 @@ def iso_time(now: datetime | None = None) -> str:
     """UTC with milliseconds, `2024-05-01T12:00:00.123Z`: the `updatetime` of monitor values."""
     now = now or datetime.now(UTC)
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def json_object(value: bytes | None) -> dict | None:
+    """A monitor value (status, heart, history, confirm...) as the JSON object it should be;
+    None for none, bad JSON, nesting too deep or another JSON type: nobody's value may take a
+    reader down, and each reader says what "unreadable" means for it."""
+    if not value:
+        return None
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 class Warner:

@@ -152,6 +152,14 @@ def run(coro, timeout: float = 60.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+def scenario(etcd, coro_fn, **kwargs):
+    """Run `coro_fn(client)` against an api_client on `etcd` (kwargs go to api_client)."""
+    async def main():
+        async with api_client(etcd.endpoint, **kwargs) as client:
+            await coro_fn(client)
+    run(main())
+
+
 def auth(token: str = ADMIN_TOKEN) -> dict:
     return {"Authorization": f"Bearer {token}"}
 

@@ -1,8 +1,36 @@
+import importlib.util
+import os
+from pathlib import Path
+
 import pytest
 
 from etcdtest import EtcdServer
 from healthtest import Daemon
 from kafkatest import KafkaBroker
+
+CLOCKSHIFT = Path(__file__).resolve().parent / "clockshift"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--monotonic-origin", metavar="SECONDS", type=float, default=None,
+        help="start time.monotonic() near SECONDS, in the tests and in every Python process "
+        "they start (0: a machine that has just booted); see tests/clockshift/")
+
+
+def pytest_configure(config):
+    origin = config.getoption("monotonic_origin")
+    if origin is None:
+        return
+    # Children: site.py imports tests/clockshift/sitecustomize.py, which reads the variable.
+    os.environ["SKYDNS_TEST_MONOTONIC_ORIGIN"] = repr(origin)
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CLOCKSHIFT), path]))
+    # This process: the same file, loaded under another name (a `sitecustomize` of the
+    # system may already be imported here).
+    spec = importlib.util.spec_from_file_location("_clockshift",
+                                                  CLOCKSHIFT / "sitecustomize.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 @pytest.fixture(scope="session")

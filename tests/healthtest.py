@@ -519,9 +519,10 @@ class BareNetns:
             raise
         return self
 
-    def run(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    def run(self, *argv: str, timeout: float = 30,
+            check: bool = False) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, check=check)
 
     def __exit__(self, *exc) -> None:
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=10)

@@ -41,7 +41,7 @@ def pdns_binary() -> str | None:
 
 def remote_module() -> str | None:
     for pattern in MODULE_DIRS:
-        found = glob.glob(os.path.join(pattern, "libremotebackend.so"))
+        found = sorted(glob.glob(os.path.join(pattern, "libremotebackend.so")))
         if found:
             return found[0]
     return None

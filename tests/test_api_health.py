@@ -5,7 +5,7 @@ import json
 
 from kubeapi.statushttp import FEED
 
-from apitest import ADMIN_TOKEN, HISTORY, REPORT, STATUS, TOKENS, api_client, auth, run
+from apitest import ADMIN_TOKEN, HISTORY, REPORT, STATUS, TOKENS, auth, scenario
 from etcdtest import async_wait_for
 
 ZONE_KEY = "/skydns/local/skydns/"
@@ -22,13 +22,6 @@ async def call(client, method, path, body=None, headers=None, raw=None):
         return resp.status, json.loads(text)
     except ValueError:
         return resp.status, text
-
-
-def scenario(etcd, coro_fn, **kwargs):
-    async def main():
-        async with api_client(etcd.endpoint, **kwargs) as client:
-            await coro_fn(client)
-    run(main())
 
 
 def test_health_lists_every_address_whoever_wrote_it(etcd):
@@ -101,6 +94,8 @@ def test_bad_requests_are_refused(etcd):
                           ([], None)):
             status, doc = await call(c, "PUT", maint, body, raw=raw)
             assert status == 400 and doc["status"] == 400, (body, raw, doc)
+        status, doc = await call(c, "PUT", maint, raw=b'{"reason": "' + b"x" * 5000 + b'"}')
+        assert status == 413 and doc["status"] == 413
         status, doc = await call(c, "PUT", "/skydns/health/10.0.0.300/maintenance",
                                  {"reason": "x"})
         assert status == 400 and "not an IP address" in doc["error"]

@@ -8,7 +8,15 @@ import socket
 
 import pytest
 
-from apitest import ADMIN_TOKEN, REFS, STATUS, TOKENS, api_client, auth, records_under, run
+from apitest import (
+    ADMIN_TOKEN,
+    REFS,
+    STATUS,
+    TOKENS,
+    auth,
+    records_under,
+    scenario,
+)
 
 BASE = "/skydns/local/skydns"
 ALICE, BOB = auth(TOKENS["alice"]), auth(TOKENS["bob"])
@@ -19,13 +27,6 @@ async def call(client, method, path, body=None, headers=None, raw: bytes | None 
     headers = auth() if headers is None else headers
     resp = await client.request(method, path, data=data, headers=headers)
     return resp.status, await resp.text()
-
-
-def scenario(etcd, coro_fn, **kwargs):
-    async def main():
-        async with api_client(etcd.endpoint, **kwargs) as client:
-            await coro_fn(client)
-    run(main())
 
 
 # --- auth ----------------------------------------------------------------------------------------
@@ -221,6 +222,9 @@ def test_writes_and_what_lands_in_etcd(etcd):
         assert json.loads(text)["records"] == [{
             "domain": "_http._tcp.cctv2.skydns.local.", "type": "SRV", "owner": "admin",
             "ips": ["10.1.0.1", "10.1.0.2"], "ports": [80, 8080], "priority": 10,
+            # each SRV record whole (issue 25: listed as SRV with priority, weight, port, target)
+            "srv": [{"target": "10.1.0.1", "port": 80, "priority": 10, "weight": 0},
+                    {"target": "10.1.0.2", "port": 8080, "priority": 10, "weight": 0}],
             "status": {"10.1.0.1": "UP", "10.1.0.2": "UP"}}]
 
         delete = {"type": "A", "ips": ["192.168.10.2"]}

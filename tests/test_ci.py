@@ -14,7 +14,7 @@ def test_missing_tools_fail_with_their_names():
     done = subprocess.run([bash, str(ROOT / ".ci" / "check-tools")], capture_output=True,
                           text=True, env={"PATH": "/nonexistent"}, timeout=30)
     assert done.returncode == 1
-    for tool in ("dig", "chromium", "ip", "delv", "dnssec-keygen", "kubectl"):
+    for tool in ("dig", "chromium", "ip", "delv", "dnssec-keygen", "kubectl", "systemd-analyze"):
         assert f"ci:   {tool} (Debian:" in done.stderr, done.stderr
 
 
@@ -23,6 +23,6 @@ def test_run_checks_before_testing():
     assert script.index("\n.ci/check-tools") < script.index("\nmake test")
     want = script.split('want="', 1)[1].split('"', 1)[0].split()
     for package in ("bind9-dnsutils", "bind9-utils", "unbound", "iproute2", "pdns-server",
-                    "pdns-backend-remote", "pdns-recursor", "chromium", "openssl"):
+                    "pdns-backend-remote", "pdns-recursor", "chromium", "openssl", "systemd"):
         assert package in want, package
     subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], check=True, timeout=30)

@@ -216,6 +216,9 @@ def test_scanner_conversions(tmp_path):
     assert cfg["Check"]["scann-ports"] == [443]
     path = write(tmp_path, "[Check]\nscann-ports = 80, 443, 80\n")
     assert load_config(path, "scanner")["Check"]["scann-ports"] == [80, 443]
+    for zero in ("0", "0.00", ""):  # "work it out", however zero is written
+        path = write(tmp_path, f"[Check]\nconfirm-timeout = {zero}\n")
+        assert load_config(path, "scanner")["Check"]["confirm-timeout"] == 0.0
 
 
 def test_api_tokens_allow_any_owner(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 
 import dns.dnssec
 import dns.rcode
@@ -42,7 +43,7 @@ RECORDS.update({f"/skydns/test/example/big/i{i:02d}": {"host": f"10.9.0.{i}"} fo
 
 def ds_lines(config) -> list[str]:
     out = subprocess.run(
-        [str(ROOT / ".venv/bin/python"), "-m", "dnsserver", "dnssec", "ds",
+        [sys.executable, "-m", "dnsserver", "dnssec", "ds",  # not ROOT/.venv: it may be elsewhere
          "--config-file", str(config)],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )

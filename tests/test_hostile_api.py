@@ -133,25 +133,47 @@ def test_keys_that_are_not_utf8_are_left_out_of_listings(etcd):
         srv.stop()
 
 
-def test_connection_caps(etcd):
-    srv = KubeApi(etcd.endpoint, SkydnsApi={"max-per-client": 5, "max-connections": 8}).start()
+def _connect(srv, source="127.0.0.1") -> socket.socket:
+    return socket.create_connection(("127.0.0.1", srv.port), timeout=3,
+                                    source_address=(source, 0))
+
+
+def _healthz(sock: socket.socket) -> bool:
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def _event_stream(srv, source: str) -> socket.socket:
+    """A connection busy with a request that lasts: the status page's event stream."""
+    sock = _connect(srv, source)
+    sock.sendall(f"GET /skydns/status/events?token={ADMIN_TOKEN} HTTP/1.1\r\n"
+                 "Host: x\r\n\r\n".encode())
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    return sock
+
+
+def test_connection_caps_close_the_idle_longest(etcd):
+    """At a cap the connection idle longest (between requests) gives way to the new one; a
+    new one is refused only when every connection it could replace is busy."""
+    srv = KubeApi(etcd.endpoint, SkydnsApi={"max-per-client": 3, "max-connections": 6}).start()
     socks = []
     try:
-        for _ in range(5):
-            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=3))
-        extra = socket.create_connection(("127.0.0.1", srv.port), timeout=3)
-        assert _closed(extra, 3.0)  # a sixth from the same address
-        extra.close()
-        for n in range(2, 5):
-            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=3,
-                                                  source_address=(f"127.0.0.{n}", 0)))
-        full = socket.create_connection(("127.0.0.1", srv.port), timeout=3,
-                                        source_address=("127.0.0.9", 0))
-        assert _closed(full, 3.0)  # eight in all
-        full.close()
-        # a slot held still serves its client
-        socks[-1].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert socks[-1].recv(65536).startswith(b"HTTP/1.1 200")
+        idle = [_connect(srv) for _ in range(3)]
+        socks += idle
+        fresh = _connect(srv)  # a fourth from the same address: the oldest idle one goes
+        socks.append(fresh)
+        assert _healthz(fresh)
+        assert _closed(idle[0], 3.0) and not _closed(idle[1], 0.1)
+        streams = [_event_stream(srv, "127.0.0.2") for _ in range(3)]  # six held in all
+        socks += streams
+        extra = _connect(srv, "127.0.0.2")  # its own three are busy: refused
+        socks.append(extra)
+        assert _closed(extra, 3.0)
+        other = _connect(srv, "127.0.0.3")  # the total cap: anyone's idle-longest goes
+        socks.append(other)
+        assert _healthz(other)
+        assert _closed(idle[1], 3.0) and not _closed(idle[2], 0.1)
+        assert not any(_closed(s, 0.1) for s in streams)
         for sock in socks:
             sock.close()
         socks.clear()

@@ -156,15 +156,45 @@ def test_live_socket_and_other_files_are_not_taken_over(etcd, tmp_path):
     regular.write_text("keep me")
     third = Backend(etcd.endpoint, socket_path=regular)
     try:
-        for be, reason in ((second, "in use"), (third, "not a socket")):
+        for be, reason in ((second, f"in use by another running backend, pid {first.proc.pid}"),
+                           (third, "not a socket")):
             be.start(wait_ready=False)
             assert be.proc.wait(timeout=30) == 1
-            assert reason in be.logs()
+            assert [line for line in be.logs().splitlines() if reason in line] \
+                == [be.logs().strip()], be.logs()  # one line, and before touching etcd
         assert regular.read_text() == "keep me"
         with Client(first.socket) as client:
             assert client.call("initialize") == {"result": True}
     finally:
         for be in (first, second, third):
+            be.cleanup()
+
+
+def test_backends_started_together_on_a_stale_socket_leave_one_serving(etcd, tmp_path):
+    """Both find the file stale; without the lock the second unlinked the first's live
+    socket and took its path. Now one serves and the other exits 1 naming it."""
+    path = tmp_path / "pdns.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()
+    both = [Backend(etcd.endpoint, socket_path=path) for _ in range(2)]
+    try:
+        for be in both:
+            be.start(wait_ready=False)
+        wait_for(lambda: any(be.proc.poll() == 1 for be in both), timeout=30)
+        loser = next(be for be in both if be.proc.poll() == 1)
+        winner = next(be for be in both if be is not loser)
+        wait_for(winner.ready, timeout=30)
+        assert f"in use by another running backend, pid {winner.proc.pid}" in loser.logs()
+        with Client(path) as client:
+            assert client.call("initialize") == {"result": True}
+        winner.kill()  # SIGKILL: the socket file stays, the lock goes with the process
+        again = Backend(etcd.endpoint, socket_path=path).start()
+        both.append(again)
+        with Client(path) as client:
+            assert client.call("initialize") == {"result": True}
+    finally:
+        for be in both:
             be.cleanup()
 
 

@@ -115,6 +115,11 @@ def serve_all(host, etcd):
     return listeners
 
 
+def scanner_checks(daemon: Daemon) -> float:
+    metrics = wait_for(lambda: scrape(daemon.metrics), timeout=10, message="scanner metrics")
+    return sample(metrics, "skydns_scanner_checks_total") or 0
+
+
 def settled(etcd, host, daemons) -> dict[str, str]:
     """Every address UP and assigned, three to each scanner; the assignment."""
     def ready():
@@ -145,7 +150,10 @@ def test_cut_off_scanner_isolates_itself_nothing_goes_down_and_it_comes_back(lab
 
         # Steady state, all UP: nothing at all is written (heartbeats are lease keep-alives).
         revision = etcd.revision()
-        time.sleep(2.0)  # ten check rounds of every scanner
+        checks = scanner_checks(scanners["scan-ns"])
+        # ten check rounds of its three addresses (the others probe at the same pace)
+        wait_for(lambda: scanner_checks(scanners["scan-ns"]) >= checks + 30,
+                 timeout=10 + SLACK, interval=0.1, message="ten more rounds of checks")
         assert etcd.revision() == revision
 
         before = mod_revisions(etcd, STATUS)

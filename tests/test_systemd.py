@@ -36,10 +36,14 @@ def test_unit_contract(unit):
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 @pytest.mark.parametrize("unit", UNITS, ids=[u.name for u in UNITS])
 def test_systemd_analyze_verify(unit, tmp_path):
-    # Point ExecStart at this checkout's scripts: verify checks that the binary exists.
-    text = unit.read_text().replace("/usr/local/bin/", str(Path(sys.executable).parent) + "/")
+    # Point ExecStart at this checkout's scripts: verify checks that the binary exists. Quoted:
+    # the checkout's path may hold a space, which would split the command line.
+    bindir = str(Path(sys.executable).parent)
+    text = re.sub(r"/usr/local/bin/(\S+)", lambda m: f'"{bindir}/{m.group(1)}"',
+                  unit.read_text())
     copy = tmp_path / unit.name
     copy.write_text(text)
+    copy.chmod(0o644)  # under umask 000 systemd complains that the unit is world-writable
     out = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)],
                          capture_output=True, text=True, timeout=60)
     problems = [line for line in (out.stdout + out.stderr).splitlines()

@@ -29,7 +29,7 @@ from dnsserver import mmsg, stats, udpbatch
 from dnsserver.udpbatch import BatchUdp
 
 from dnstest import Skydns, Upstream
-from etcdtest import wait_for
+from etcdtest import async_wait_for, run_async, wait_for
 
 pytestmark = pytest.mark.skipif(not udpbatch.available(), reason="no recvmmsg here")
 
@@ -99,10 +99,6 @@ class Harness:
         self.client.close()
 
 
-def run(coro):
-    return asyncio.run(coro)
-
-
 def ids(replies) -> list[int]:
     return sorted(struct.unpack("!H", r[:2])[0] for r in replies)
 
@@ -148,7 +144,7 @@ def test_partial_sendmmsg_sends_the_rest():
         assert sum(count for count, _ in sends.calls) > 10  # some were offered again
         assert engine.stats["udp_dropped"] == 0
 
-    run(main())
+    run_async(main())
 
 
 def test_eagain_waits_for_writable_and_never_blocks_the_loop():
@@ -172,7 +168,7 @@ def test_eagain_waits_for_writable_and_never_blocks_the_loop():
         assert [step for _, step in sends.calls][:2] == [2, -errno.EAGAIN]
         assert engine.stats["udp_dropped"] == 0
 
-    run(main())
+    run_async(main())
 
 
 def test_enobufs_and_refused_addresses_drop_and_count():
@@ -185,7 +181,8 @@ def test_enobufs_and_refused_addresses_drop_and_count():
         h = Harness(engine, sendmmsg=sends)
         try:
             h.send(wire("api.example.test.", qid=i) for i in range(4))
-            await async_until(lambda: engine.stats["udp_dropped"] == 4)
+            await async_wait_for(lambda: engine.stats["udp_dropped"] == 4, timeout=10.0,
+                                 message="the ENOBUFS batch counted as dropped")
             sends.script = [1, -errno.EINVAL]
             h.send(wire("api.example.test.", qid=i) for i in range(10, 14))
             got = await h.replies(3)
@@ -195,14 +192,7 @@ def test_enobufs_and_refused_addresses_drop_and_count():
         finally:
             h.close()
 
-    run(main())
-
-
-async def async_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.005)
+    run_async(main())
 
 
 def test_one_callback_reads_a_bounded_number_of_batches():
@@ -227,7 +217,7 @@ def test_one_callback_reads_a_bounded_number_of_batches():
             h.close()
         assert ids(got) == list(range(20))
 
-    run(main())
+    run_async(main())
 
 
 def test_every_query_counted_and_logged(caplog):
@@ -254,7 +244,7 @@ def test_every_query_counted_and_logged(caplog):
         logged = [r for r in caplog.records if r.getMessage() == "query"]
         assert len(logged) == len(asked) - 1  # the junk is not a query to log (as today)
 
-    run(main())
+    run_async(main())
 
 
 # -- end to end: the same bytes with batching on and off ------------------------------------

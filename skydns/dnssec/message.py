@@ -45,19 +45,27 @@ class Reply:
 
 
 def read_name(wire: bytes, i: int) -> tuple[bytes, int]:
-    """(canonical name, offset after it in `wire`), following compression pointers."""
+    """(canonical name, offset after it in `wire`), following compression pointers. Safe on
+    untrusted bytes (TSIG reads requests with it): every read is bounds-checked, pointers go
+    only backwards and at most 64 times, so the work is bounded and loops are impossible."""
     out = bytearray()
     end = -1
     jumps = 0
+    n = len(wire)
     while True:
+        if i >= n:
+            raise ParseError("name runs past the message")
         length = wire[i]
         if length >= 0xC0:
+            if i + 1 >= n:
+                raise ParseError("name runs past the message")
+            target = ((length & 0x3F) << 8) | wire[i + 1]
             if end < 0:
                 end = i + 2
             jumps += 1
-            if jumps > 64:
-                raise ParseError("compression loop")
-            i = ((length & 0x3F) << 8) | wire[i + 1]
+            if target >= i or jumps > 64:
+                raise ParseError("bad compression pointer")
+            i = target
             continue
         if length > 63:
             raise ParseError("bad label length")
@@ -66,11 +74,12 @@ def read_name(wire: bytes, i: int) -> tuple[bytes, int]:
             if len(out) > 255:
                 raise ParseError("name too long")
             return bytes(out), (end if end >= 0 else i + 1)
-        label = wire[i + 1 : i + 1 + length]
-        if len(label) != length:
-            raise ParseError("truncated name")
+        if i + 1 + length > n:
+            raise ParseError("name runs past the message")
         out.append(length)
-        out += label.lower()
+        out += wire[i + 1 : i + 1 + length].lower()
+        if len(out) > 255:
+            raise ParseError("name too long")
         i += length + 1
 
 
