@@ -137,6 +137,24 @@ def test_messages_carry_every_field():
     assert tq.message.socket_protocol == tr.message.socket_protocol == dnstap_pb.TCP
 
 
+def test_senders_as_the_kernel_wrote_them():
+    """The batch transport hands over the raw sockaddr_in/_in6 of each sender."""
+    v4 = (struct.pack("=H", socket.AF_INET) + struct.pack("!H", 40000)
+          + socket.inet_aton("10.9.8.7") + bytes(8))
+    v6 = (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", 53001, 0)
+          + socket.inet_pton(socket.AF_INET6, "2001:db8::9") + bytes(4))
+    mapped = (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", 53002, 0)
+              + socket.inet_pton(socket.AF_INET6, "::ffff:10.9.8.6") + bytes(4))
+    enc = Encoder("i", "v", ["auth_query"])
+    data, count = enc.encode([(UDP_QUERY, b"\0\0q", name, T0) for name in (v4, v6, mapped)])
+    assert count == 3
+    got = [(m.message.socket_family, m.message.query_address, m.message.query_port)
+           for m in decode(data)]
+    assert got == [(dnstap_pb.INET, socket.inet_aton("10.9.8.7"), 40000),
+                   (dnstap_pb.INET6, socket.inet_pton(socket.AF_INET6, "2001:db8::9"), 53001),
+                   (dnstap_pb.INET, socket.inet_aton("10.9.8.6"), 53002)]
+
+
 def test_types_not_wanted_are_left_out_and_forwarded_names_are_client_messages():
     fwd = bytes(DNSRecord.question("far.OTHER.", "A").pack())
     ours = bytes(DNSRecord.question("x.example.test.", "A").pack())
