@@ -75,7 +75,8 @@ class _Server:
             return json.load(reply)
 
 
-def start_servers(env, etcd, ds: DataSet, probe: str) -> dict[str, _Server]:
+def start_servers(env, etcd, ds: DataSet, probe: str, wanted=None) -> dict[str, _Server]:
+    """The servers labelled in `wanted` (None: all of them), started and answering."""
     servers: dict[str, _Server] = {}
     skydns_configs = {
         "skydns, cacheSize 0": {"Dns": {"cacheSize": 0}},
@@ -83,8 +84,13 @@ def start_servers(env, etcd, ds: DataSet, probe: str) -> dict[str, _Server]:
         "skydns, cacheSize 2000": {"Dns": {"cacheSize": 2000}},
         "skydns, random-one": {"Fun": {"random-one": True}},
         "skydns, hone-one": {"Fun": {"hone-one": True}},
+        "skydns, dnstap": {"Log": {"dnstap": "collector"}},  # filled in below
     }
     for label, sections in skydns_configs.items():
+        if wanted is not None and label not in wanted:
+            continue
+        if "dnstap" in sections.get("Log", {}):
+            sections = {"Log": {"dnstap": _collector(env).target}}
         stats_port = free_port()
         sky = Skydns(env.workdir, etcd.endpoint, 1, name=label.split(", ")[1].replace(" ", ""),
                      Stats={"statsServer": f"127.0.0.1:{stats_port}"}, **sections)
@@ -100,6 +106,8 @@ def start_servers(env, etcd, ds: DataSet, probe: str) -> dict[str, _Server]:
              (Pdns, "PowerDNS, packet cache", {"packet_cache": True}),
              (Knot, "knotd", {}), (Nsd, "nsd", {})]
     for cls, label, options in peers:
+        if wanted is not None and label not in wanted:
+            continue
         if not cls.installed():
             _log(f"{label}: {cls.binary} not installed, left out")
             continue
@@ -115,6 +123,18 @@ def start_servers(env, etcd, ds: DataSet, probe: str) -> dict[str, _Server]:
     return servers
 
 
+def _collector(env):
+    """fstrm_capture as the dnstap collector (issue #30), writing to /dev/null: its own CPU
+    is not the server's, and a 10 s run would write hundreds of MB. It runs where this
+    harness runs (the client cores)."""
+    from taptest import Collector
+
+    collector = Collector(env.workdir / "dnstap")
+    collector.dir.mkdir(exist_ok=True)
+    env.stack.callback(collector.kill)
+    return collector.start(output=Path("/dev/null"))
+
+
 # (scenario, query file, transport, servers)
 SCENARIOS = [
     ("uncached", "mix", "udp", ["skydns, cacheSize 0", "PowerDNS, caches off", "knotd", "nsd"]),
@@ -126,6 +146,8 @@ SCENARIOS = [
     ("hot set alone", "hot", "udp", ["skydns, cached"]),
     ("hot set + 50% random names", "flood", "udp", ["skydns, cached"]),
     ("random names alone", "random", "udp", ["skydns, cached"]),
+    # every query and response to a dnstap collector, against the same server without
+    ("dnstap", "mix", "udp", ["skydns, cached", "skydns, dnstap"]),
 ]
 
 
@@ -142,8 +164,10 @@ def _bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
     from run import measure  # the same measurement as the cached table's
 
     files = query_files(env.workdir, ds, mix_file)
-    servers = start_servers(env, etcd, ds, ds.single_name(0))
     only = {s.strip() for s in getattr(env.args, "miss_scenarios", "").split(",") if s.strip()}
+    wanted = {name for scenario, _f, _m, names in SCENARIOS if scenario in only
+              for name in names} if only else None
+    servers = start_servers(env, etcd, ds, ds.single_name(0), wanted)
     plan = [(scenario, files[f], mode, [servers[s] for s in names if s in servers])
             for scenario, f, mode, names in SCENARIOS if not only or scenario in only]
     for _scenario, qfile, mode, group in plan:  # warm caches: one pass through each file
@@ -165,6 +189,8 @@ def _bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
                 row = measure(env, server.label, server.port, server.pids, qfile, mode=mode)
                 if server.stats_port and qfile in (files["hot"], files["flood"]):
                     row["hot_hit_rate"] = _hot_hit_rate(server, before, row, qfile, files)
+                if server.label == "skydns, dnstap":
+                    row.update(_dnstap_counts(server, before, row))
                 runs.setdefault((scenario, server.label), []).append(row)
     rows = []
     for (scenario, label), rounds in runs.items():
@@ -174,9 +200,14 @@ def _bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
             if values:
                 row[key] = round(statistics.median(values), 4 if key == "hot_hit_rate" else 2)
         row["lost"] = sum(r["lost"] for r in rounds)
+        for key in ("dnstap_sent", "dnstap_dropped"):
+            if key in rounds[0]:
+                row[key] = sum(r[key] for r in rounds)
         rows.append(row)
-    _log("hit path in process: one address, 8 addresses in each mode, 100,000 clients")
-    res = {"rows": rows, "ratios": ratios(rows), "hit_path_us": hit_path_in_process(ds)}
+    res = {"rows": rows, "ratios": ratios(rows)}
+    if not only:
+        _log("hit path in process: one address, 8 addresses in each mode, 100,000 clients")
+        res["hit_path_us"] = hit_path_in_process(ds)
     if not only or "hot set + 50% random names" in only:
         import flood
 
@@ -203,6 +234,19 @@ def _hot_hit_rate(server: _Server, before: dict, row: dict, qfile: Path, files) 
     return round(min(1.0, hits / hot), 4) if hot else 0.0
 
 
+def _dnstap_counts(server: _Server, before: dict, row: dict) -> dict:
+    """Messages sent and dropped during the run (a query and a response per answer): a
+    writer that dropped everything would be cheap, so the figure counts only if few were."""
+    deadline = time.monotonic() + 5  # the worker writes its counters each second
+    while True:
+        after = server.counters()
+        sent = after.get("dnstap_sent", 0) - before.get("dnstap_sent", 0)
+        dropped = after.get("dnstap_dropped", 0) - before.get("dnstap_dropped", 0)
+        if sent + dropped >= 2 * row["completed"] or time.monotonic() > deadline:
+            return {"dnstap_sent": sent, "dnstap_dropped": dropped}
+        time.sleep(0.2)
+
+
 def ratios(rows: list[dict]) -> dict:
     cpu = {(r["scenario"], r["config"]): r.get("cpu_us_per_query") for r in rows}
 
@@ -224,6 +268,8 @@ def ratios(rows: list[dict]) -> dict:
             ("cached TCP", "skydns, cached"), ("cached TCP", "PowerDNS, packet cache")),
         "flood / no flood, CPU per query": ratio(("hot set + 50% random names", "skydns, cached"),
                                                  ("hot set alone", "skydns, cached")),
+        "cached UDP, dnstap on / off": ratio(("dnstap", "skydns, dnstap"),
+                                             ("dnstap", "skydns, cached")),
     }
     # The hot half's share of the flood run: the run's CPU per query twice over, less what a
     # random name costs alone (measured beside it); next to the hot set without a flood.
@@ -257,12 +303,18 @@ def report(res: dict, args) -> list[str]:
         "8 addresses / 1 address, cached": "<= 1.2",
         "8 addresses / 1 address, random-one": "<= 1.2",
         "8 addresses / 1 address, hone-one": "<= 1.2",
+        "cached UDP, dnstap on / off": "<= 1.5",
     }
     for name, value in res["ratios"].items():
         if value is None:
             continue  # a scenario left out (--miss-scenarios) or a peer not installed
         goal = targets.get(name)
         out.append(f"CPU per query, {name}: {value}x" + (f" (target {goal})" if goal else ""))
+    for r in res["rows"]:
+        if "dnstap_sent" in r:
+            total = r["dnstap_sent"] + r["dnstap_dropped"]
+            out.append(f"dnstap messages: {r['dnstap_sent']} sent, {r['dnstap_dropped']} "
+                       f"dropped ({r['dnstap_dropped'] / max(total, 1):.2%})")
     if res.get("flood_in_process"):
         import flood
 

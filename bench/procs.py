@@ -148,7 +148,7 @@ class Skydns:
         self.config = write_config(
             workdir / f"skydns-{self.name}.conf", etcd, self.port,
             Dns={"dns-domain": "skydns.local.", "workers": workers, **sections.pop("Dns", {})},
-            Log={"log-level": "warning"}, **sections,
+            Log={"log-level": "warning", **sections.pop("Log", {})}, **sections,
         )
         self.proc: subprocess.Popen | None = None
         self.worker_pids: list[int] = []

@@ -25,7 +25,9 @@ def _parser() -> cli.ArgumentParser:
         "leaving out addresses whose status is DOWN; forwards other names to the configured "
         "nameservers for allowed clients. Runs [Dns] workers processes sharing the port; "
         "SIGHUP reloads the config (and the SkyDNS2 runtime settings at /skydns/config), "
-        "SIGTERM stops. Moving from the original suite or SkyDNS2: docs/migration.md.",
+        "SIGTERM stops. Query logs: [Log] dnstap = unix:/path or tcp:host:port sends every "
+        "query and response to a dnstap collector (fstrm_capture, ...). Moving from the "
+        "original suite or SkyDNS2: docs/migration.md.",
     )
     parser.add_argument(
         "--config-file",

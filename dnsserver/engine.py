@@ -26,11 +26,13 @@ from . import tsig, wireanswer
 from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
 from .cache import AnswerCache, Entry, split_reply
 from .forward import cache_ttl, forward
+from .latency import Latency
 from .namecount import NameCounts
 from .plainnx import PlainNx
 from .querycheck import Malformed, check_query
 from .ratelog import RateLimitedLog
 from .signing import ZoneSigning
+from .stats import wire_to_name
 from .transfer import PAUSE, Snapshot, record_ends, soa_wire
 from .wire import (
     TCP_LIMIT,
@@ -51,6 +53,7 @@ from .zonestate import Change, ZoneState
 log = logging.getLogger("skydns.engine")
 tsig_log = RateLimitedLog(log)  # bad signatures come as fast as anyone can send them
 
+_clock = time.perf_counter
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
 _BADVERS = 16
 _TCP_KEY_LIMIT = TCP_LIMIT.to_bytes(3, "big")  # how a cache key ends for TCP
@@ -95,7 +98,11 @@ class Engine:
         self.clock = time.time  # TSIG's time check and signing times (a test hands in another)
         self._allowed: dict[str, bool] = {}
         self.log_queries = cfg["Log"].get("log-queries", False)
+        self.tap = None  # dnstap (tap.TapWriter), set by the server before it binds
+        self.tap_forwarder = None  # its hook for our upstream exchanges (forward.py)
         self.stats: Counter = Counter()
+        self.built_time = Latency("built")  # misses answered from the zone
+        self.forward_time = Latency("forwarded")  # misses answered by an upstream
         # names asked on the slow path (hits: cache), bounded by bytes against random floods
         self.query_names = NameCounts(NAME_BYTES, MAX_NAMES)
         self.plain_nx = PlainNx(self.state)
@@ -135,6 +142,12 @@ class Engine:
                 return servers
         return None
 
+    def forwards(self, wire: bytes) -> bool:
+        """Whether the question of a query (or reply) is for a name we forward: its dnstap
+        messages are CLIENT_*, not AUTH_*."""
+        qname = wire_to_name(wire[12:]).lower()
+        return self._servers_for(qname) is not None or not owns(self.state, qname)
+
     def log_query(self, data: bytes, client: str, tcp: bool) -> None:
         """[Log] log-queries: one line per query, hit or miss (the transports call this only
         when it is on, so the hot path never pays for it)."""
@@ -152,6 +165,15 @@ class Engine:
                                         "type": QTYPE.get(q.qtype), "tcp": tcp}})
 
     def miss(self, data: bytes, client: str, tcp: bool):
+        """The reply to a query the cache did not answer: bytes, None (stay silent), or a
+        coroutine when it needs the network. Answers made here are timed (miss latency)."""
+        start = _clock()
+        reply = self._miss(data, client, tcp)
+        if reply.__class__ is bytes:
+            self.built_time.observe(_clock() - start)
+        return reply
+
+    def _miss(self, data: bytes, client: str, tcp: bool):
         if len(data) >= 12 and data[6:12] != b"\0\0\0\0\0\0" and not data[2] & 0x80:
             # Records besides the question: maybe a TSIG. Not if the transport's key took the
             # query (it allows one OPT and nothing else), so plain EDNS misses skip the walk.
@@ -588,7 +610,10 @@ class Engine:
 
     async def _forward(self, q: Query, data: bytes, tcp: bool, servers) -> bytes:
         self.stats["forward"] += 1
-        reply = await forward(servers, data, self.forward_timeout, tcp=tcp)
+        start = _clock()
+        reply = await forward(servers, data, self.forward_timeout, tcp=tcp,
+                              tap=self.tap_forwarder)
+        self.forward_time.observe(_clock() - start)
         if reply is None:
             self.stats["forward_fail"] += 1
             return self._error(q, RCODE.SERVFAIL)
@@ -625,7 +650,8 @@ class Engine:
         reply = None
         if self.nameservers:
             ask = DNSRecord.question(target, QTYPE.get(qtype))
-            reply = await forward(self.nameservers, ask.pack(), self.forward_timeout, tcp=tcp)
+            reply = await forward(self.nameservers, ask.pack(), self.forward_timeout, tcp=tcp,
+                                  tap=self.tap_forwarder)
         if reply is not None:
             try:
                 upstream = DNSRecord.parse(reply)

@@ -13,6 +13,8 @@ import struct
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
+from .dnstap import FWD_TCP_QUERY, FWD_TCP_RESPONSE, FWD_UDP_QUERY, FWD_UDP_RESPONSE
+
 log = logging.getLogger("skydns.forward")
 
 
@@ -42,7 +44,7 @@ def _question_bytes(wire: bytes) -> bytes:
     return wire[12 : i + 5].lower()
 
 
-async def _udp(server: tuple[str, int], wire: bytes, timeout: float) -> bytes:
+async def _udp(server: tuple[str, int], wire: bytes, timeout: float, tap=None) -> bytes:
     loop = asyncio.get_running_loop()
     qid = secrets.token_bytes(2)
     transport, proto = await loop.create_datagram_endpoint(
@@ -50,22 +52,31 @@ async def _udp(server: tuple[str, int], wire: bytes, timeout: float) -> bytes:
     )
     try:
         transport.sendto(qid + wire[2:])
-        return await asyncio.wait_for(proto.done, timeout)
+        if tap is not None:
+            tap(FWD_UDP_QUERY, qid + wire[2:], server)
+        reply = await asyncio.wait_for(proto.done, timeout)
+        if tap is not None:
+            tap(FWD_UDP_RESPONSE, reply, server)
+        return reply
     finally:
         transport.close()
 
 
-async def _tcp(server: tuple[str, int], wire: bytes, timeout: float) -> bytes:
+async def _tcp(server: tuple[str, int], wire: bytes, timeout: float, tap=None) -> bytes:
     async def exchange() -> bytes:
         reader, writer = await asyncio.open_connection(*server)
         try:
             qid = secrets.token_bytes(2)
             writer.write(struct.pack("!H", len(wire)) + qid + wire[2:])
+            if tap is not None:
+                tap(FWD_TCP_QUERY, qid + wire[2:], server)
             await writer.drain()
             while True:
                 (length,) = struct.unpack("!H", await reader.readexactly(2))
                 reply = await reader.readexactly(length)
                 if reply[:2] == qid:
+                    if tap is not None:
+                        tap(FWD_TCP_RESPONSE, reply, server)
                     return reply
         finally:
             writer.close()
@@ -73,14 +84,16 @@ async def _tcp(server: tuple[str, int], wire: bytes, timeout: float) -> bytes:
     return await asyncio.wait_for(exchange(), timeout)
 
 
-async def forward(servers, wire: bytes, timeout: float, tcp: bool = False) -> bytes | None:
-    """Ask each server in turn; the first good reply (with the caller's ID restored) or None."""
+async def forward(servers, wire: bytes, timeout: float, tcp: bool = False,
+                  tap=None) -> bytes | None:
+    """Ask each server in turn; the first good reply (with the caller's ID restored) or None.
+    `tap(kind, wire, server)` sees each message to and from an upstream (dnstap)."""
     for server in servers:
         try:
-            reply = await (_tcp if tcp else _udp)(server, wire, timeout)
+            reply = await (_tcp if tcp else _udp)(server, wire, timeout, tap)
             if not tcp and len(reply) > 2 and reply[2] & 0x02:  # TC: the whole answer needs TCP
                 try:
-                    reply = await _tcp(server, wire, timeout)
+                    reply = await _tcp(server, wire, timeout, tap)
                 except (TimeoutError, OSError, asyncio.IncompleteReadError):
                     pass  # keep the truncated reply: the client can retry over TCP itself
             return wire[:2] + reply[2:]

@@ -16,8 +16,9 @@ from . import udpbatch
 from .engine import Engine
 from .stats import write_snapshots
 from .sync import StoreSync
+from .tap import forwarder_hook, make_writer
 from .tcp import TcpConnection
-from .udp import UdpServer
+from .udp import udp_server_class
 from .workers import READY_FD_ENV
 from .zonenotify import Notifier
 
@@ -51,6 +52,9 @@ class DnsServer:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.engine = Engine(cfg)
+        # dnstap: the hooks go in as the transports are made (_bind), only when it is on
+        self.tap = self.engine.tap = make_writer(cfg, self.engine)
+        self.engine.tap_forwarder = forwarder_hook(self.tap)
         self.sync = StoreSync(self.engine.state, cfg["Etcd"])
         self.udp_transport = None
         self.tcp_server = None
@@ -69,8 +73,13 @@ class DnsServer:
             await asyncio.wait_for(self.sync.loaded.wait(), STARTUP_WAIT)
         except TimeoutError:
             log.warning("etcd not loaded yet; serving, zone answers SERVFAIL until it is")
+        if self.tap is not None:
+            self.tap.start()  # connects in the background: answering never waits for it
         await self._bind()
-        self._stats_task = loop.create_task(write_snapshots(self.engine))
+        mirrors = self.sync.mirrors
+        self._stats_task = loop.create_task(
+            write_snapshots(self.engine, lambda: bool(mirrors) and all(m.connected
+                                                                       for m in mirrors)))
         targets = self.cfg["Dns"].get("also-notify") or []
         # Only worker 0 (or a lone server) sends NOTIFYs: every worker holds the same zone, and
         # one NOTIFY per change is what secondaries expect.
@@ -105,8 +114,9 @@ class DnsServer:
             if self.cfg["Dns"]["udp-batch"] and udpbatch.available():
                 self.udp_transport = udpbatch.bind(self.engine, host, port, _family(host))
             else:
+                protocol = udp_server_class(self.engine)  # with dnstap hooks, or none
                 self.udp_transport, _ = await loop.create_datagram_endpoint(
-                    lambda: UdpServer(self.engine),
+                    lambda: protocol(self.engine),
                     local_addr=(host, port),
                     family=_family(host),
                     reuse_port=True,
@@ -130,6 +140,8 @@ class DnsServer:
             self.udp_transport.close()
         if self.tcp_server is not None:
             self.tcp_server.close()
+        if self.tap is not None:
+            await self.tap.stop()
         await self.sync.stop()
         if self.notifier is not None:
             await self.notifier.stop()

@@ -27,10 +27,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from skydns.httpauth import UnsupportedScheme, request_token
 
+from . import latency
 from .cache import FOLD_SLICE
 
 log = logging.getLogger("skydns.stats")
@@ -57,8 +58,10 @@ COUNTERS = (
     "udp_dropped",
     "tsig_signed",  # signed requests answered (signed)
     "tsig_failed",  # signed requests answered NOTAUTH (BADKEY, BADSIG, BADTIME)
+    "dnstap_sent",  # messages written to the dnstap collector
+    "dnstap_dropped",  # messages lost: collector absent, slow or restarting
 )
-GAUGES = ("cache_size", "records", "down_addresses", "cache_evictions")
+GAUGES = ("cache_size", "records", "down_addresses", "cache_evictions", "etcd_watch_connected")
 # what a cache hit counts as besides a request, from its entry's kind ("nodata+truncated")
 HIT_KINDS = ("nxdomain", "nodata", "servfail", "fail_open", "forward", "truncated")
 
@@ -90,12 +93,14 @@ def _counters(engine) -> dict:
     return counters
 
 
-def _gauges(engine) -> dict:
+def _gauges(engine, etcd_connected=None) -> dict:
     return {
         "cache_size": len(engine.cache),
         "records": len(engine.state.index),
         "down_addresses": len(engine.state.health.down),
         "cache_evictions": engine.cache.evictions,
+        # 1 while the worker's etcd watches are connected (None: not known, a test engine)
+        "etcd_watch_connected": int(etcd_connected()) if etcd_connected else 1,
     }
 
 
@@ -109,8 +114,13 @@ def snapshot(engine) -> dict:
         "pid": os.getpid(),
         "counters": _counters(engine),
         "gauges": _gauges(engine),
+        "latency": _latency(engine),
         "names": dict(names),
     }
+
+
+def _latency(engine) -> dict:
+    return {**engine.built_time.flat(), **engine.forward_time.flat()}
 
 
 async def _fold_in_slices(cache) -> None:
@@ -153,7 +163,7 @@ class _NamesJson:
         self.count = len(keys)
 
 
-async def write_snapshots(engine) -> None:
+async def write_snapshots(engine, etcd_connected=None) -> None:
     """Worker task: keep `<stats dir>/worker-<pid>.json` current (atomic replace).
 
     Counters are written each SNAPSHOT_INTERVAL when they changed; per-name counts (only
@@ -172,7 +182,8 @@ async def write_snapshots(engine) -> None:
     while True:
         await _fold_in_slices(engine.cache)
         head = json.dumps(
-            {"pid": os.getpid(), "counters": _counters(engine), "gauges": _gauges(engine)}
+            {"pid": os.getpid(), "counters": _counters(engine),
+             "gauges": _gauges(engine, etcd_connected), "latency": _latency(engine)}
         )
         names_stale = names_stale or head != last
         renamed = names_stale and time.monotonic() >= names_due
@@ -195,7 +206,7 @@ async def write_snapshots(engine) -> None:
 
 
 def _add(total: dict, snap: dict) -> None:
-    for section in ("counters", "names"):
+    for section in ("counters", "names", "latency"):
         bucket = total.setdefault(section, Counter())
         bucket.update(snap.get(section, {}))
 
@@ -231,10 +242,8 @@ class StatsBook:
     def totals(self) -> dict:
         snaps = self._read()
         with self.lock:
-            total = {
-                "counters": Counter(self.retired.get("counters", {})),
-                "names": Counter(self.retired.get("names", {})),
-            }
+            total = {section: Counter(self.retired.get(section, {}))
+                     for section in ("counters", "names", "latency")}
         gauges: Counter = Counter()
         for snap in snaps.values():
             _add(total, snap)
@@ -248,8 +257,12 @@ class StatsBook:
             "cache_evictions": gauges.get("cache_evictions", 0),
             "records": max((g.get("records", 0) for g in per_worker), default=0),
             "down_addresses": max((g.get("down_addresses", 0) for g in per_worker), default=0),
+            # 0 as soon as one worker has lost etcd (it answers from its last copy meanwhile)
+            "etcd_watch_connected": min((g.get("etcd_watch_connected", 0) for g in per_worker),
+                                        default=0),
             "workers": len(snaps),
             "names": total["names"],
+            "latency": total["latency"],  # latency.Latency.flat(), summed
         }
 
 
@@ -267,6 +280,12 @@ class _Collector:
             metric = GaugeMetricFamily(f"skydns_{name}", f"skydns {name.replace('_', ' ')}")
             metric.add_metric([], totals.get(name, 0))
             yield metric
+        metric = HistogramMetricFamily(
+            "skydns_miss_duration_seconds", "Time to answer a query the cache did not: built "
+            "from the zone, or forwarded (the upstream's round trip)", labels=["kind"])
+        for kind in ("built", "forwarded"):
+            metric.add_metric([kind], *latency.buckets(totals["latency"], kind))
+        yield metric
 
 
 def serve(book: StatsBook, addr: tuple[str, int], token: str) -> ThreadingHTTPServer:
@@ -312,6 +331,7 @@ def serve(book: StatsBook, addr: tuple[str, int], token: str) -> ThreadingHTTPSe
                 return self._send(404, b'{"error": "not found"}\n')
             totals = book.totals()
             names = totals.pop("names")
+            totals.pop("latency")  # in /metrics, as a histogram
             # ASCII digits only: isdigit() takes "²" (a raw 0xB2 byte), which int() refuses
             count = parts[3] if len(parts) == 4 and parts[2] == "top" else ""
             if len(parts) == 2:

@@ -27,6 +27,7 @@ import struct
 
 from skydns.connlimit import ConnectionLimits, unacked_bytes
 
+from . import tap
 from .engine import Engine
 from .ratelog import RateLimitedLog
 from .wire import question_key
@@ -49,21 +50,26 @@ class TcpConnection(asyncio.Protocol):
         self.write_paused = False
         self.buffer = bytearray()  # the start of a message not yet whole
         self.out: list | None = None  # replies gathered while a segment is answered
-        # log_queries logs in _handle, so with it on every query goes there
-        self.front = None if engine.log_queries else engine.cache.tcp_front
+        # log_queries logs in _handle and dnstap hooks it and _send, so with either on every
+        # query goes there
+        plain = not engine.log_queries and engine.tap is None
+        self.front = engine.cache.tcp_front if plain else None
         self.loop = None
         self.transport = None
         self.client = ""
+        self.peer = None  # (ip, port, ...)
         self.pending = 0
         self._idle = None  # the one timer; it fires at or before _deadline
         self._deadline = 0.0
         self._unsent = None  # unsent reply bytes when the idle timer last ran out
         self.streaming = 0  # zone transfers being written (also counted in pending)
         self._writable = None  # a transfer waiting for the client to read
+        if engine.tap is not None:
+            tap.hook_tcp(engine.tap, self)
 
     def connection_made(self, transport):
         self.transport = transport
-        peer = transport.get_extra_info("peername")
+        peer = self.peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
         if self.limits is not None:
             if not self.limits.admit(self.client, self):

@@ -3,13 +3,17 @@ cache's hit path (AnswerCache.hit, shared with TCP), else the engine's miss.
 
 This is the event loop's own transport (a DatagramProtocol): one recvfrom and one sendto per
 query. On Linux `udpbatch.py` reads and writes datagrams in batches instead and shares
-everything after the front with this one (`answer_slow`, `send_later`)."""
+everything after the front with this one (`answer_slow`, `send_later`).
+
+With dnstap on (tap.py) the server is a TappedUdpServer instead, chosen once at start-up
+(udp_server_class), so that UdpServer has no hook to check per query."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from .dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
 from .engine import Engine
 from .ratelog import RateLimitedLog
 from .wire import question_key
@@ -87,3 +91,43 @@ class UdpServer(asyncio.DatagramProtocol):
 
     def error_received(self, exc) -> None:  # ICMP unreachable from a departed client
         log.debug("udp error", extra={"kv": {"error": repr(exc)}})
+
+
+class TappedUdpServer(UdpServer):
+    """UdpServer with dnstap on: each query is recorded with the reply sent before its
+    handler returns (every cached or built one) as one pair; a query answered later
+    (forwarded), or not at all, alone, and such a reply alone when it goes out."""
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine)
+        self.record = engine.tap.record
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        hit = self.front.get(data[2:])
+        if hit is not None:  # UdpServer's front hit, and the record
+            entry = hit[1]
+            entry.ref = True
+            entry.hits += 1
+            reply = data[:2] + hit[0]
+            self.transport.sendto(reply, addr)
+            self.record(UDP_PAIR, (data, reply), addr)
+            return
+        reply = answer_slow(self.engine, data, addr)
+        if isinstance(reply, bytes):
+            self.transport.sendto(reply, addr)
+            self.record(UDP_PAIR, (data, reply), addr)
+            return
+        self.record(UDP_QUERY, data, addr)
+        if reply is not None:
+            asyncio.ensure_future(send_later(reply, addr, self._send_late))
+
+    def _send_late(self, reply: bytes, addr) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(reply, addr)
+            self.record(UDP_RESPONSE, reply, addr)
+
+
+def udp_server_class(engine: Engine) -> type[UdpServer]:
+    """The protocol class for the engine's config: with dnstap logging clients' messages,
+    the tapped one."""
+    return TappedUdpServer if engine.tap is not None and engine.tap.client_side else UdpServer

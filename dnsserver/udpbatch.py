@@ -13,9 +13,10 @@ sendto. A send that would block keeps the rest of the batch and stops reading un
 socket is writable; other send errors drop the reply they hit (ENOBUFS: the rest of the
 batch) and count it as `udp_dropped`. The event loop is never blocked.
 
-Hooks that must see every message (dnstap) belong in `_answer` at `data = ...` (a datagram
-received) and where it copies a reply into a send slot (a reply of the batch), and in
-`_send_late` (a reply that waited for the network).
+Hooks that see every message ([Log] log-queries, dnstap) sit behind the one check per
+datagram `_answer` made for log-queries alone before, so with both off nothing more is done
+per query; dnstap gathers (query, reply) for the batch and records them at its end (`_tap`),
+and records in `_send_late` a reply that waited for the network.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import asyncio
 import errno
 import logging
 import socket
+import time
 
 from . import mmsg
+from .dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
 from .engine import Engine
 from .mmsg import HDR, NAME_AT, NAME_SIZE, WOULD_BLOCK
 from .udp import answer_slow, send_later
@@ -73,6 +76,9 @@ class BatchUdp:
         self._moved: list[int] = []  # send slots whose msg_name points at another slot's name
         self._waiting: tuple[int, int] | None = None  # send slots kept until writable
         self._closed = False
+        tap = engine.tap  # dnstap (tap.py): a query and its reply make one record
+        self.record = tap.record if tap is not None and tap.client_side else None
+        self.hooked = engine.log_queries or self.record is not None
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self.fd, self._readable)
 
@@ -98,13 +104,12 @@ class BatchUdp:
         recv, lengths, recv_at = slots.recv, slots.recv_words, slots.recv_at
         send, send_lengths, send_at = slots.send, slots.send_iov_quads, slots.send_at
         front_get = self.front.get
-        logged = self.engine.log_queries
+        hooked = self.hooked
+        tapped = [] if self.record is not None else None  # (j, query, reply) for dnstap
         k = 0
         for j in range(n):
             at, length = recv_at[j]
             data = recv[at : at + lengths[length]]
-            if logged:
-                self.engine.log_query(data, self._addr(j)[0], False)
             hit = front_get(data[2:])
             if hit is not None:
                 entry = hit[1]
@@ -113,8 +118,13 @@ class BatchUdp:
                 reply = data[:2] + hit[0]
             else:
                 reply = self._slow(data, j)
-                if reply is None:
-                    continue
+            if hooked:  # log-queries or dnstap: the one check per datagram either costs
+                if tapped is not None:
+                    tapped.append((j, data, reply))
+                if self.engine.log_queries:
+                    self.engine.log_query(data, self._addr(j)[0], False)
+            if reply is None:
+                continue
             # The one place a batch reply is handed to the sender: send slot k, to the sender
             # of datagram j.
             at, length = send_at[k]
@@ -125,7 +135,24 @@ class BatchUdp:
                 slots.send_quads[k * _QUADS + NAME_AT] = slots.name_addrs[j]
                 self._moved.append(k)
             k += 1
+        if tapped:
+            self._tap(tapped)
         return k
+
+    def _tap(self, tapped: list) -> None:
+        """dnstap records for a batch: each query with its reply (None: none now; forwarded
+        ones are recorded in _send_late), the sender as the kernel wrote it, one clock
+        reading for the batch (its datagrams came in together)."""
+        names, namelen, now = self.slots.names, self.slots.namelen, time.time()
+        records = []
+        for j, data, reply in tapped:
+            at = j * NAME_SIZE
+            name = names[at : at + namelen].tobytes()
+            if reply is None:
+                records.append((UDP_QUERY, data, name, now))
+            else:
+                records.append((UDP_PAIR, (data, reply), name, now))
+        self.engine.tap.extend(records)
 
     def _addr(self, j: int) -> tuple:
         at = j * NAME_SIZE
@@ -185,6 +212,9 @@ class BatchUdp:
             self.sock.sendto(reply, addr)
         except OSError as err:
             self._dropped(1, err.errno or 0)
+            return
+        if self.record is not None:
+            self.record(UDP_RESPONSE, reply, addr)
 
     def _dropped(self, count: int, err: int) -> None:
         self.engine.stats["udp_dropped"] += count

@@ -65,6 +65,15 @@ format = choice("kv", "json", default="kv")
 log-queries = flag(default=False)
 """
 
+# [Log] keys of the DNS server's file only (dnsserver/tap.py): in another program's file
+# they would do nothing, so there they are unknown keys.
+_DNSTAP_SPEC = """
+dnstap = dnstap_target(default="")
+dnstap-identity = text(default="")
+dnstap-version = text(default="")
+dnstap-messages = dnstap_messages(default=list("auth_query", "auth_response"))
+"""
+
 _ETCD_SPEC = """
 [Etcd]
 etcd-servers = url_list(default=list("http://127.0.0.1:2379"))
@@ -120,6 +129,7 @@ socket-mode = text(default="0660")
 metrics-addr = optional_hostport(as_text=True, default="")
 """
     + _LOG_SPEC
+    + _DNSTAP_SPEC
     + _ETCD_SPEC
 )
 
@@ -621,6 +631,37 @@ def _check_etcd_path(value):
     return path if path.endswith("/") else path + "/"
 
 
+DNSTAP_MESSAGES = ("auth_query", "auth_response", "client_query", "client_response",
+                   "forwarder_query", "forwarder_response")
+
+
+def _check_dnstap_target(value):
+    """'unix:/path' or 'tcp:host:port' (where the collector listens) -> ('unix', path) or
+    ('tcp', (host, port)); empty: dnstap off."""
+    text = _single(value).strip()
+    if not text:
+        return ()
+    scheme, sep, rest = text.partition(":")
+    if sep and scheme == "unix":
+        if not rest.strip():
+            raise _Invalid("expected a socket path after 'unix:'")
+        return ("unix", rest.strip())
+    if sep and scheme == "tcp":
+        return ("tcp", _wrap(lambda v: _split_hostport(v, None), rest))
+    raise _Invalid(f"expected unix:/path/to/socket or tcp:host:port, got {text!r}")
+
+
+def _check_dnstap_messages(value):
+    kinds = [k.lower() for k in _items(value) if k]
+    for kind in kinds:
+        if kind not in DNSTAP_MESSAGES:
+            raise _Invalid(f"unknown message type {kind!r}; expected some of "
+                           f"{', '.join(DNSTAP_MESSAGES)}")
+    if not kinds:
+        raise _Invalid("no message type (leave dnstap empty to turn it off)")
+    return list(dict.fromkeys(kinds))
+
+
 def _check_domain(value):
     return _wrap(_domain, _single(value))
 
@@ -735,6 +776,8 @@ _CHECKS = {
     "optional_domain": _check_optional_domain,
     "hostname": _check_hostname,
     "token": _check_token,
+    "dnstap_target": _check_dnstap_target,
+    "dnstap_messages": _check_dnstap_messages,
     "kube_url": _check_kube_url,
     "kube_namespaces": _check_kube_namespaces,
     "kube_ip_source": _check_kube_ip_source,
@@ -874,6 +917,8 @@ def _post_process(path: str | None, kind: str, result: dict, report=_raise) -> N
             report(ConfigError(
                 path, "random-one and hone-one cannot both be true", "Fun", "hone-one"
             ))
+        if log["dnstap"] and log["dnstap"][0] == "unix":
+            log["dnstap"] = ("unix", _resolve_file(base_dir, log["dnstap"][1]))
         dns["dnssec"] = _dnssec_keys(path, base_dir, dns, report)  # the loaded keys (keys.Key)
         _tsig_keys(path, dns, report)
         # ip-monitor-path is the original suite's name for the status prefix; it wins.

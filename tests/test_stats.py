@@ -49,7 +49,9 @@ def test_counters_names_and_metrics(stats_server):
         stats = get(port, "/skydns/stats")
         # 36 + the readiness probes; both workers' snapshots in (under load the second one's
         # first snapshot may come after the queries are counted)
-        return stats if stats["requests"] >= 37 and stats["workers"] == 2 else None
+        settled = stats["requests"] >= 37 and stats["workers"] == 2
+        # each worker reports its etcd watches connected in a snapshot of its own
+        return stats if settled and stats["etcd_watch_connected"] == 1 else None
 
     stats = wait_for(settled, timeout=10, message="counters never added up")
     assert stats["nxdomain"] >= 5 and stats["nodata"] >= 1
@@ -144,5 +146,49 @@ def test_forward_truncation_fail_open_and_miss_counters_move(etcd):
             metrics = get(port, "/metrics")
             for name in (*moved, "cache_misses"):
                 assert _metric(metrics, f"skydns_{name}_total") >= stats[name]
+            # miss latency: the forwarded misses and the ones built from the zone, timed
+            assert _metric(metrics, 'skydns_miss_duration_seconds_count{kind="forwarded"}') >= 1
+            assert _metric(metrics, 'skydns_miss_duration_seconds_count{kind="built"}') >= 2
+            assert _metric(metrics, 'skydns_miss_duration_seconds_bucket{kind="built",le="+Inf"}'
+                           ) == _metric(metrics, 'skydns_miss_duration_seconds_count{kind="built"}')
+            assert "latency" not in stats  # the JSON stays counters and gauges
         finally:
             srv.stop()
+
+
+def test_latency_buckets_add_up_across_workers():
+    from collections import Counter
+
+    from dnsserver.latency import BUCKETS, Latency, buckets
+
+    one, two = Latency("built"), Latency("built")
+    for seconds in (0.00001, 0.0003, 0.0003, 7.0):
+        one.observe(seconds)
+    two.observe(0.0003)
+    total = Counter(one.flat())
+    total.update(two.flat())  # what StatsBook does with the workers' snapshots
+    cumulative, seconds = buckets(total, "built")
+    assert dict(cumulative)[repr(BUCKETS[0])] == 1
+    assert dict(cumulative)["0.0005"] == 4 and dict(cumulative)["+Inf"] == 5
+    assert total["built:count"] == 5 and abs(seconds - 7.00091) < 1e-9
+
+
+def test_etcd_watch_connected_follows_etcd(etcd):
+    """skydns_etcd_watch_connected: 0 while a worker has lost etcd (it keeps answering from
+    its copy), 1 again once it is back; what the 'etcd unreachable' alert reads."""
+    etcd.put("/skydns/test/example/api/x", {"host": "10.0.0.1"})
+    port = free_port()
+    srv = Skydns(etcd.endpoint, Stats={"statsServer": f"127.0.0.1:{port}"}).start()
+    try:
+        wait_for(lambda: get(port, "/skydns/stats", None)["etcd_watch_connected"] == 1,
+                 timeout=10, interval=0.2, message="not connected")
+        etcd.stop()
+        wait_for(lambda: _metric(get(port, "/metrics", None), "skydns_etcd_watch_connected") == 0,
+                 timeout=30, interval=0.2, message="still connected with etcd down")
+        assert srv.addresses("api.example.test.") == ["10.0.0.1"]
+        etcd.start()
+        wait_for(lambda: get(port, "/skydns/stats", None)["etcd_watch_connected"] == 1,
+                 timeout=30, interval=0.2, message="never reconnected")
+    finally:
+        etcd.ensure_running()
+        srv.stop()
