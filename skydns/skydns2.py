@@ -36,23 +36,28 @@ def _unset(value) -> bool:
     return not str(value).strip()
 
 
-def fill_from_environment(cfg, known: dict, environ) -> dict[tuple[str, str], str]:
+def fill_from_environment(cfg, known: dict, environ, table=None, lists=_LISTS,
+                          wanted=None) -> dict[tuple[str, str], str]:
     """Set each variable's key in the parsed file `cfg` where the file leaves it unset.
 
-    `known` maps section -> the program's keys.  Returns {(section, key): variable} for the
-    keys it set, so that an error in one can name the variable.
+    `known` maps section -> the program's keys; `table` is variable -> (section, key)
+    (SkyDNS2's by default), `lists` the keys a comma makes a list, `wanted(variable, section,
+    key)` a program's own reasons to pass a variable over. Returns {(section, key): variable}
+    for the keys it set, so that an error in one can name the variable.
     """
     used = {}
-    for variable, (section, key) in ENVIRONMENT.items():
+    for variable, (section, key) in (ENVIRONMENT if table is None else table).items():
         value = environ.get(variable, "").strip()
         if not value or key not in known.get(section, ()):
+            continue
+        if wanted is not None and not wanted(variable, section, key):
             continue
         if section in cfg and key in cfg[section] and not _unset(cfg[section][key]):
             continue  # the file says it: the file wins
         if section not in cfg:
             cfg[section] = {}
         items = [item.strip() for item in value.split(",")]
-        cfg[section][key] = items if key in _LISTS and len(items) > 1 else value
+        cfg[section][key] = items if key in lists and len(items) > 1 else value
         used[section, key] = variable
     return used
 
