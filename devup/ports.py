@@ -5,19 +5,18 @@ asyncio and http.server all set it, so the TIME_WAIT connections a demo stopped 
 leaves behind do not count as "in use"; UDP without it (UDP has no TIME_WAIT, and
 SO_REUSEADDR would let a UDP bind share a port someone really holds).
 
-The holder comes from /proc/net/{tcp,tcp6,udp,udp6} (the socket's inode) and /proc/<pid>/fd
-(which process has that inode open): what `ss -lptn` prints, without needing ss.
+The holder comes from skydns/holder.py's /proc reading (the socket's inode in /proc/net, the
+process that has it open in /proc/<pid>/fd): what `ss -lptn` prints, without needing ss.
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import socket
 from dataclasses import dataclass
 
-_LISTEN = "0A"  # TCP state in /proc/net/tcp
+from skydns.holder import listening_inodes, socket_owners
 
 
 @dataclass(frozen=True)
@@ -44,61 +43,6 @@ def bindable(host: str, port: int, kind: int = socket.SOCK_STREAM) -> OSError | 
     return None
 
 
-def _inodes(proto: str, host: str, port: int) -> set[str]:
-    """Inodes of the sockets bound to `port` on `host` or a wildcard address (TCP: listening)."""
-    want = ipaddress.ip_address(host)
-    found = set()
-    for table in (proto, proto + "6"):
-        try:
-            with open(f"/proc/net/{table}") as fh:
-                rows = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) < 10:
-                continue
-            addr_hex, port_hex = fields[1].split(":")
-            if int(port_hex, 16) != port or (proto == "tcp" and fields[3] != _LISTEN):
-                continue
-            addr = _proc_addr(addr_hex)
-            if addr is None or addr.is_unspecified or addr == want or (
-                    addr.version == 6 and addr.ipv4_mapped == want):
-                found.add(fields[9])
-    found.discard("0")
-    return found
-
-
-def _proc_addr(hex_addr: str):
-    """An address as /proc/net prints it: 32-bit words in host (little-endian) order."""
-    try:
-        raw = bytes.fromhex(hex_addr)
-    except ValueError:
-        return None
-    words = [raw[i:i + 4][::-1] for i in range(0, len(raw), 4)]
-    return ipaddress.ip_address(b"".join(words))
-
-
-def _owners(inodes: set[str]) -> list[tuple[int, str]]:
-    targets = {f"socket:[{inode}]" for inode in inodes}
-    owners = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry.name}/fd")
-        except OSError:  # gone, or another user's
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{entry.name}/fd/{fd}") in targets:
-                    owners.append((int(entry.name), _command(entry.name)))
-                    break
-            except OSError:
-                continue
-    return sorted(owners)
-
-
 def _command(pid: str) -> str:
     """The command line of `pid`, shortened: `python3 -m dnsserver --config-file ...`."""
     try:
@@ -115,13 +59,13 @@ def _command(pid: str) -> str:
 def holder(host: str, port: int, kind: int = socket.SOCK_STREAM) -> str:
     """Who holds `host:port`: 'pid 1234 (etcd)', or what can be said without seeing it."""
     proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
-    inodes = _inodes(proto, host, port)
+    inodes = listening_inodes(proto, port, host)
     if not inodes:
         return "no listening socket seen"
-    owners = _owners(inodes)
+    owners = socket_owners(inodes)
     if not owners:
         return "a process of another user"
-    return ", ".join(f"pid {pid} ({name})" for pid, name in owners)
+    return ", ".join(f"pid {pid} ({_command(str(pid))})" for pid in owners)
 
 
 def taken(wanted: list[Wanted]) -> list[str]:

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 import struct
 import time
 from pathlib import Path
+
+_LISTEN = "0A"  # TCP state in /proc/net/tcp
 
 
 class AddressBusy(Exception):
@@ -139,26 +142,64 @@ def check_free(host: str, port: int, udp: bool = True, tcp: bool = True,
 def port_holder(proto: str, port: int) -> int | None:
     """The pid of a process with a `proto` socket bound to `port` (any address: a wildcard
     overlaps), from /proc/net and /proc/*/fd; None when not found or not ours to read."""
-    inodes = set()
+    owners = socket_owners(listening_inodes(proto, port), exclude=os.getpid())
+    return owners[0] if owners else None
+
+
+def listening_inodes(proto: str, port: int, host: str | None = None) -> set[str]:
+    """The inodes of the `proto` sockets bound to `port` (TCP: listening), on `host` or a
+    wildcard address (any address without `host`), from /proc/net/{proto,proto6}."""
+    want = None if host is None else ipaddress.ip_address(host)
+    found = set()
     for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                local, state, inode = fields[1], fields[3], fields[9]
-                if int(local.rsplit(":", 1)[1], 16) != port or inode == "0":
-                    continue
-                if proto == "tcp" and state != "0A":  # LISTEN only, not its connections
-                    continue
-                inodes.add(f"socket:[{inode}]")
-    if not inodes:
-        return None
-    me = os.getpid()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == me:
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
             continue
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in inodes:
-                        return int(proc.name)
-    return None
+        for row in rows:
+            fields = row.split()
+            if len(fields) < 10:
+                continue
+            addr_hex, port_hex = fields[1].split(":")
+            if int(port_hex, 16) != port or (proto == "tcp" and fields[3] != _LISTEN):
+                continue  # TCP: the listener, not its connections
+            if want is not None:
+                addr = _proc_addr(addr_hex)
+                if not (addr is None or addr.is_unspecified or addr == want
+                        or (addr.version == 6 and addr.ipv4_mapped == want)):
+                    continue
+            found.add(fields[9])
+    found.discard("0")
+    return found
+
+
+def _proc_addr(hex_addr: str):
+    """An address as /proc/net prints it: 32-bit words in host (little-endian) order."""
+    try:
+        raw = bytes.fromhex(hex_addr)
+    except ValueError:
+        return None
+    words = [raw[i:i + 4][::-1] for i in range(0, len(raw), 4)]
+    return ipaddress.ip_address(b"".join(words))
+
+
+def socket_owners(inodes: set[str], exclude: int | None = None) -> list[int]:
+    """The pids (but `exclude`) that have one of these socket inodes open, from /proc/*/fd;
+    processes of other users are not ours to read and are left out."""
+    if not inodes:
+        return []
+    targets = {f"socket:[{inode}]" for inode in inodes}
+    owners = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == exclude:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry.name}/fd")
+        except OSError:  # gone, or another user's
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry.name}/fd/{fd}") in targets:
+                    owners.append(int(entry.name))
+                    break
+    return sorted(owners)
