@@ -1,9 +1,13 @@
 """Engine: from query bytes to reply bytes, everything the transports share.
 
-Transports call the cache themselves for hits (the hot path, see udp.py); `miss` does the rest:
-parse with dnslib, route (sub-domain servers, our zone, upstream), build with the answer rules,
-render the variants and store them. It returns reply bytes, None (stay silent) or a coroutine
-when the answer needs the network (forwarding).
+Transports call the cache themselves for hits (the hot path, see udp.py); `miss` does the rest.
+A question for our zones goes one way: read with byte slicing (`question_key`; messages it
+does not key are read with bounded work by querycheck.py), answered by the rules
+(zone/rules.py: records of one form), rendered (wire/render.py: compression, truncation,
+OPT), signed when DNSSEC applies (zone/signing.py), and kept in the cache with its variants.
+Other questions are routed: sub-domain servers and upstreams (forwarded as bytes), errors.
+`miss` returns reply bytes, None (stay silent) or a coroutine when the answer needs the
+network (forwarding, a CNAME chain leaving the zone).
 """
 
 from __future__ import annotations
