@@ -98,7 +98,10 @@ class Engine:
         self.signing = ZoneSigning(keys, self.state) if keys else None
         self.max_udp = dns["max-udp-size"]
         self._domain_path = self.zone.domain_path
-        self._names: dict[bytes, tuple] = {}  # question name wire -> (labels, path, text)
+        # question name wire -> [labels, path, text, the zone generation at which the flood
+        # path (plainnx.py) last turned the name down, or -1]
+        self._names: dict[bytes, list] = {}
+        self._gen = 0  # zone changes so far
         # the OPT record of a reply by the key's EDNS flag: "-" none, "E" EDNS, "D" with DO
         self._opts = {0x2D: b"", 0x45: opt_record(self.max_udp, False),
                       0x44: opt_record(self.max_udp, True)}
@@ -126,6 +129,7 @@ class Engine:
     def _on_change(self, change: Change) -> None:
         """Drop the cached answers that read what changed."""
         self.plain_nx.forget()  # its replies carry the serial
+        self._gen += 1
         cache = self.cache
         if change.everything:
             cache.clear()
@@ -331,25 +335,29 @@ class Engine:
         if qtype in (_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR):
             return None
         flags = key[-4]
+        qwire = key[: qend - 16]
+        named = self._names.get(qwire)
         nx = None
-        if not self.subdomains and flags != 0x44:  # DO ("D"): the signer's, when it signs
-            nx = self.plain_nx.shape(key, qend - 16, tcp)
+        # A name the flood path turned down since the last zone change is turned down again.
+        if not self.subdomains and flags != 0x44 and (named is None or named[3] != self._gen):
+            nx = self.plain_nx.shape(key, qend - 16, tcp)  # DO ("D"): the signer's
             if nx is not None:
                 reply = self.plain_nx.reply(nx, data, qend, rd, key)
                 if reply is not None:  # a copy, cached nowhere: floods of random names stay cheap
                     self.stats["nxdomain"] += 1
                     return reply
-        qwire = key[: qend - 16]
-        if len(qwire) > 255:
-            return None  # FORMERR on the checked path (querycheck.py)
-        named = self._names.get(qwire)
+            elif named is not None:
+                named[3] = self._gen
         if named is None:  # the name as labels, index path and text, once per name asked
+            if len(qwire) > 255:
+                return None  # FORMERR on the checked path (querycheck.py)
             qlabels = wire_labels(qwire)
-            named = (qlabels, labels_path(qlabels), b".".join(qlabels).decode("latin-1") + ".")
+            named = [qlabels, labels_path(qlabels), b".".join(qlabels).decode("latin-1") + ".",
+                     -1 if nx is not None else self._gen]
             if len(self._names) >= _NAMES_KEPT:
                 self._names.clear()
             self._names[qwire] = named
-        qlabels, path, qname = named
+        qlabels, path, qname, _ = named
         if not self.state.ready or (self.subdomains and self._servers_for(qname) is not None):
             return None
         domain = self._domain_path
