@@ -364,9 +364,8 @@ class Engine:
         if path[: len(domain)] != domain and not owns_reverse(self.state, path):
             return None
         self.query_names.add(qname)  # bounded by bytes and names (namecount.py)
-        asked = Asked(data, client, tcp, keyed, path, qtype, qlabels,
-                      qwire + data[qend - 4 : qend], int.from_bytes(key[-3:], "big"),
-                      self._opts[flags], flags == 0x44, rd)
+        asked = Asked(data, client, tcp, keyed, path, qtype, qlabels, None,
+                      int.from_bytes(key[-3:], "big"), self._opts[flags], flags == 0x44, rd)
         return self._zone(asked, nx)
 
     def _zone(self, asked: Asked, nx=None):
@@ -394,6 +393,8 @@ class Engine:
         question, qlabels, limit, opt = asked.question, asked.qlabels, asked.limit, asked.opt
         ra = self.zone.recursion
         keyed = asked.keyed
+        if question is None:
+            question = keyed[0][:-4]  # the key: the question lower-cased, EDNS flag, limit
         if keyed is None or not cacheable or self.cache.size <= 0:
             answer = None
             if n > 1:
@@ -690,8 +691,9 @@ _QTYPE_SOA = 6
 
 class Asked:
     """A question for our zones as the answer path needs it: the query, its cache key (or
-    None), the name as labels (lower-cased) and path, the question's bytes as the reply
-    writes them, the size limit, the OPT record of the reply (or b"") and the DO and RD bits."""
+    None), the name as labels (lower-cased) and path, the question's bytes as a cached reply
+    writes them (None: the key's), the size limit, the OPT record of the reply (or b"") and
+    the DO and RD bits."""
 
     __slots__ = ("data", "client", "tcp", "keyed", "path", "qtype", "qlabels", "question",
                  "limit", "opt", "do", "rd")

@@ -298,14 +298,18 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None) -
                 if target is not None:
                     r.answer.append((qlabels, _head(T_PTR, 1, ctx.ttl(rec)), (target,)))
 
-    if r.external is None and r.rcode != SERVFAIL:
-        if not r.answer and not exists:
-            r.rcode = NXDOMAIN
-        # Negative answers, also at the end of a CNAME chain, carry the SOA (RFC 2308).
-        dangling = r.answer and qtype != T_CNAME and r.answer[-1][1][:2] == b"\x00\x05"
-        if r.rcode == NXDOMAIN or not r.answer or dangling:
+    # Negative answers, also at the end of a CNAME chain, carry the SOA (RFC 2308).
+    found = r.answer
+    if not found:
+        if r.external is None and r.rcode != SERVFAIL:
+            if not exists:
+                r.rcode = NXDOMAIN
             r.authority.append(soa_rr(ctx, zone_path))
             r.soa = True
+    elif r.rcode == NXDOMAIN or (qtype != T_CNAME and found[-1][1][:2] == b"\x00\x05"
+                                 and r.external is None):
+        r.authority.append(soa_rr(ctx, zone_path))  # a dangling chain
+        r.soa = True
     r.zone_path = zone_path
     return r
 
