@@ -334,9 +334,9 @@ def per_type_report(res: dict) -> list[str]:
     from run import _table, _target
 
     sky, pdns, knot = PER_TYPE_SERVERS
-    out = ["\nPer question type, CPU us per query (issue #27): skydns 1 worker cacheSize 0, "
-           "PowerDNS bind backend caches off, knotd; the same records; skydns/PowerDNS per "
-           "round, then the median"]
+    out = ["Per question type, CPU us per query (issue #27): skydns 1 worker cacheSize 0, "
+           "PowerDNS bind backend caches off, knotd, the same records; skydns/PowerDNS taken "
+           "per round, then the median"]
     rows = []
     for r in res["per_type"]:
         cpu = r["cpu_us_per_query"]
@@ -344,7 +344,7 @@ def per_type_report(res: dict) -> list[str]:
         rows.append([r["question"], cpu.get(sky), cpu.get(pdns), cpu.get(knot), ratio,
                      f"<= {r['target']}", None if ratio is None else _target(r["met"])])
     out.append(_table(["question", "skydns", "PowerDNS", "knotd", "skydns/PowerDNS",
-                       "target", ""], rows))
+                       "target", "result"], rows))
     lost = {label: n for r in res["per_type"] for label, n in r["lost"].items() if n}
     if lost:
         out.append("lost queries in the per-type runs: "
@@ -437,10 +437,11 @@ def report(res: dict, args) -> list[str]:
     clients, outstanding = args["clients"], args["outstanding"]
     out = [f"\nMisses, floods, TCP, many addresses: median of {rounds} interleaved rounds of "
            f"{duration:g} s, every server on one core (dnsperf -c {clients} -q {outstanding})"]
-    out.append(_table(
-        ["scenario", "config", "qps", "lost", "CPU us/query", "hot hit rate"],
-        [[r["scenario"], r["config"], r.get("qps"), r["lost"], r.get("cpu_us_per_query"),
-          r.get("hot_hit_rate")] for r in res["rows"]]))
+    if res["rows"]:  # none when only the per-type table ran
+        out.append(_table(
+            ["scenario", "config", "qps", "lost", "CPU us/query", "hot hit rate"],
+            [[r["scenario"], r["config"], r.get("qps"), r["lost"], r.get("cpu_us_per_query"),
+              r.get("hot_hit_rate")] for r in res["rows"]]))
     targets = {
         "uncached skydns / PowerDNS caches off": "<= 2",
         "cached TCP skydns / PowerDNS packet cache": "<= 1",
@@ -460,6 +461,8 @@ def report(res: dict, args) -> list[str]:
             out.append(f"dnstap messages: {r['dnstap_sent']} sent, {r['dnstap_dropped']} "
                        f"dropped ({r['dnstap_dropped'] / max(total, 1):.2%})")
     if res.get("per_type"):
+        if res["rows"]:
+            out.append("")
         out.extend(per_type_report(res))
     if res.get("flood_in_process"):
         import flood
