@@ -491,7 +491,7 @@ def hit_path_in_process(ds: DataSet, clients: int = 100_000, queries: int = 200_
     from dnslib import DNSRecord
 
     from dnsserver.engine import Engine
-    from dnsserver.wire import question_key
+    from dnsserver.wire.message import question_key
     from skydns.config import load_config
     from skydns.keys import key_to_path
     from skydns.records import parse_record

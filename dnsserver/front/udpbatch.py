@@ -27,9 +27,9 @@ import logging
 import socket
 import time
 
+from ..engine import Engine
+from ..wire.dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
 from . import mmsg
-from .dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
-from .engine import Engine
 from .mmsg import HDR, NAME_AT, NAME_SIZE, WOULD_BLOCK
 from .udp import answer_slow, send_later
 
