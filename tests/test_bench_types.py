@@ -78,3 +78,18 @@ def test_type_lines_ask_each_kind_of_distinct_names():
     assert len(set(nx)) == 500
     for kind in TYPE_KINDS:
         assert len(set(ds.type_lines(kind, 500))) > 5, kind
+
+
+def test_rcodes_over_a_run_that_differ_are_reported():
+    sky, pdns, knot = miss.PER_TYPE_SERVERS
+
+    def rounds(**codes):
+        return [{"rcodes": codes, "lost": 0, "qps": 1, "cpu_us_per_query": 1.0}]
+
+    runs = {("per-type: NXDOMAIN", sky): rounds(NXDOMAIN=1000),
+            ("per-type: NXDOMAIN", pdns): rounds(NXDOMAIN=990, NOERROR=10),
+            ("per-type: NXDOMAIN", knot): rounds(NXDOMAIN=600, SERVFAIL=400)}
+    (row,) = [r for r in miss.per_type_rows(runs) if r["kind"] == "NXDOMAIN"]
+    assert miss.rcode_differences(row) == [knot]  # 1% off is within the mix's tolerance
+    lines = miss.per_type_report({"per_type": [row]})
+    assert any("rcodes over the run differ" in line and knot in line for line in lines), lines
