@@ -49,7 +49,9 @@ HEAD = struct.Struct(">HHI")  # type, class IN, TTL: the fixed part before RDLEN
 _head = HEAD.pack
 _SRV_DATA = struct.Struct(">HHH")
 _SOA_TIMES = struct.Struct(">IIIII")
-_MEMO_MAX = 65536  # values remembered per memo; past that the memo starts over
+_MEMO_MAX = 65536  # names remembered per memo; past that the memo starts over
+_SMALL_MEMO_MAX = 16384  # addresses and chain paths remembered
+_TXT_MEMO_MAX = 4096  # TXT texts remembered (a text may be long)
 
 
 class Records:
@@ -123,7 +125,7 @@ def target_path_of(labels: tuple) -> Path:
     path = _paths_memo.get(labels)
     if path is None:
         path = labels_path(labels)
-        if len(_paths_memo) >= _MEMO_MAX:
+        if len(_paths_memo) >= _SMALL_MEMO_MAX:
             _paths_memo.clear()
         _paths_memo[labels] = path
     return path
@@ -195,7 +197,7 @@ def packed(rec) -> bytes:
     if data is None:
         family = socket.AF_INET if rec.family == 4 else socket.AF_INET6
         data = socket.inet_pton(family, rec.ip)
-        if len(_packed) >= _MEMO_MAX:
+        if len(_packed) >= _SMALL_MEMO_MAX:
             _packed.clear()
         _packed[rec.ip] = data
     return data
@@ -211,7 +213,7 @@ def txt_rdata(text: str) -> bytes:
         raw = text.encode()
         data = b"".join(bytes((len(raw[i : i + 255]),)) + raw[i : i + 255]
                         for i in range(0, len(raw), 255)) or b"\x00"
-        if len(_txt_memo) >= _MEMO_MAX:
+        if len(_txt_memo) >= _TXT_MEMO_MAX:
             _txt_memo.clear()
         _txt_memo[text] = data
     return data
