@@ -18,6 +18,7 @@ from __future__ import annotations
 import struct
 
 _HEADER = struct.Struct(">HHHHHH")
+_LENGTHS = [bytes((n,)) for n in range(64)]  # a label's length octet
 _FLAGS_AA = 0x8400  # QR and AA: every answer rendered here is authoritative
 _MEMO_MAX = 65536
 
@@ -65,21 +66,21 @@ class Writer:
     def name(self, labels: tuple, offset: int) -> bytes:
         if labels is self.qlabels and labels:
             return b"\xc0\x0c"  # the question's name, written at offset 12
-        names = self.names()
-        out = []
+        names = self._names
+        if names is None:
+            names = self.names()
+        out = b""
         for i in range(len(labels)):
             suffix = labels[i:]
             ptr = names.get(suffix)
             if ptr is not None:
-                out.append((0xC000 | (ptr & 0x3FFF)).to_bytes(2, "big"))
-                return b"".join(out)
+                return out + bytes((0xC0 | ptr >> 8, ptr & 0xFF))
             if offset < 0x4000:  # a pointer reaches only the first 16 KB
                 names[suffix] = offset
             label = labels[i]
-            out.append(bytes((len(label),)) + label)
+            out += _LENGTHS[len(label)] + label
             offset += len(label) + 1
-        out.append(b"\x00")
-        return b"".join(out)
+        return out + b"\x00"
 
     def record(self, owner: tuple, head: bytes, rdata) -> bytes:
         offset = self.offset
