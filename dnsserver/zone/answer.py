@@ -191,7 +191,7 @@ def _cname_of(records: list[Record]) -> Record | None:
 def srv_weights(targets: list[Record]) -> list[tuple[Record, int, int]]:
     """(record, priority, weight) per SRV target: priority 10 when unset (SkyDNS2, CoreDNS),
     weights as percentages of their priority's sum (0 counts as 100), floored. Shared by the
-    dnslib answers and the byte path (wireanswer.py), so the two cannot disagree."""
+    answer rules (rules.py) and the zone as transferred."""
     totals: dict[int, int] = {}
     for rec in targets:
         priority = rec.priority or SRV_PRIORITY
