@@ -44,7 +44,6 @@ from .wire.message import (
     parse_query,
     question_bytes,
     question_key,
-    render,
     udp_limit,
     upstream_answer,
     wire_labels,
@@ -52,7 +51,7 @@ from .wire.message import (
 from .wire.querycheck import Malformed, check_query
 from .wire.render import message, name_wire, opt_record
 from .zone import rules
-from .zone.answer import answer_mode, owns, owns_reverse, soa_record, zone_settings
+from .zone.answer import answer_mode, owns, owns_reverse, zone_settings
 from .zone.plainnx import PlainNx
 from .zone.records import reverse_zones
 from .zone.rules import labels_path
@@ -499,10 +498,13 @@ class Engine:
             return self._error(q, RCODE.SERVFAIL)
         if not tcp:
             if q.qtype == _QTYPE_IXFR:  # RFC 1995 2: over UDP, our SOA says "ask over TCP"
-                soa = soa_record(self.state, path)
-                wire = render(q, RCODE.NOERROR, [soa], [], [], 512, aa=True,
-                              ra=self.zone.recursion, max_udp=self.max_udp, rd=q.rd)
-                return struct.pack("!H", q.id) + wire[2:]
+                rec = rules.Records()
+                rec.answer.append(rules.soa_rr(self.state, path))
+                qlabels = lower_labels(q.qlabels)
+                question = name_wire(qlabels) + struct.pack("!HH", q.qtype, q.qclass)
+                opt = opt_record(self.max_udp, q.do) if q.edns else b""
+                return message(rec, question, qlabels, 512, self.zone.recursion, opt,
+                               qid=q.id, rd=q.rd)
             return self._error(q, RCODE.FORMERR)  # RFC 5936 4.2: AXFR needs a stream
         return self._transfer(q, path, client, signed)
 
