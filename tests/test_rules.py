@@ -16,12 +16,13 @@ from pathlib import Path
 import dns.flags
 import dns.message
 import dns.rdatatype
+import dns.rrset
 import pytest
 from test_engine import make_engine as engine_of
 
 from dnsserver.engine import Engine
 from dnsserver.wire import render
-from dnsserver.wire.message import question_key
+from dnsserver.wire.message import question_key, upstream_answer
 from dnsserver.zone import rules
 
 B = "/skydns/test/example"
@@ -369,3 +370,31 @@ def test_negative_answers_carry_the_configured_hostmaster():
                 assert soa.rdtype == dns.rdatatype.SOA and soa.name.to_text() == "example.test."
                 assert str(soa[0].rname) == (hostmaster or "hostmaster.example.test.")
                 assert str(soa[0].mname) == "ns.dns.example.test." and soa[0].serial == 1234567
+
+
+def test_upstream_answers_join_the_one_form():
+    """The end of a chain leaving the zone comes from upstream: its records, names written
+    whole (a pointer into the upstream reply would mean nothing in ours), render as they
+    were (read back with dnspython)."""
+    reply = dns.message.make_response(dns.message.make_query("www.elsewhere.test.", "A"))
+    for text in ("www.elsewhere.test. 300 IN CNAME web.elsewhere.test.",
+                 "web.elsewhere.test. 60 IN A 192.0.2.10",
+                 "web.elsewhere.test. 60 IN MX 10 mx.web.elsewhere.test.",
+                 "web.elsewhere.test. 60 IN SOA ns.elsewhere.test. a.web.elsewhere.test. "
+                 "1 2 3 4 5"):
+        reply.answer.append(dns.rrset.from_text(*text.split(" ", 4)[:4], text.split(" ", 4)[4]))
+    rcode, records = upstream_answer(reply.to_wire())
+    assert rcode == 0 and len(records) == 4
+    rec = rules.Records()
+    rec.answer = records
+    q = (b"www", b"elsewhere", b"test")
+    wire = render.message(rec, _name(*q) + b"\x00\x01\x00\x01", q, 65535, False, b"")
+    got = dns.message.from_wire(wire)
+    assert _lines(got.answer) == _lines(reply.answer)
+    alone = [dns.message.from_wire(b"\0" * 6 + b"\0\1" + b"\0" * 4 + render.plain(rr))
+             for rr in records]  # each record alone, its names whole: no pointer anywhere
+    assert sorted(line for m in alone for line in _lines(m.answer)) == _lines(reply.answer)
+
+
+def _lines(section):
+    return sorted(line for rrset in section for line in rrset.to_text().splitlines())
