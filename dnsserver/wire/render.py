@@ -56,11 +56,17 @@ class Writer:
     def names(self) -> dict:
         names = self._names
         if names is None:
-            names = self._names = {}
-            labels, offset = self.qlabels, 12
-            for i in range(len(labels)):
-                names[labels[i:]] = offset
-                offset += len(labels[i]) + 1
+            labels = self.qlabels
+            start = _question_names.get(labels)
+            if start is None:  # where each suffix of the question's name is written
+                start, offset = {}, 12
+                for i in range(len(labels)):
+                    start[labels[i:]] = offset
+                    offset += len(labels[i]) + 1
+                if len(_question_names) >= _QUESTIONS_KEPT:
+                    _question_names.clear()
+                _question_names[labels] = start
+            names = self._names = start.copy()
         return names
 
     def name(self, labels: tuple, offset: int) -> bytes:
@@ -137,6 +143,8 @@ class Writer:
 
 
 _soa_shapes: dict = {}
+_question_names: dict = {}  # a question's labels -> its suffixes' offsets (copied per reply)
+_QUESTIONS_KEPT = 16384
 _shared: dict = {}  # (SOA record, the question's last labels) -> which of them the SOA spells
 _soa_chunks: dict = {}
 _T_SOA = b"\x00\x06"
