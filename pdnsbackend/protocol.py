@@ -33,7 +33,7 @@ from dnslib import QTYPE, RR
 
 from dnsserver.zone.answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
 from dnsserver.zone.records import reverse_zones
-from dnsserver.zone.rows import served_rows
+from dnsserver.zone.rows import served_rows, txt_strings
 from dnsserver.zone.state import ZoneState
 from dnsserver.zone.transfer import PAUSE, Snapshot
 from skydns.keys import Path, name_to_path, path_to_name
@@ -113,10 +113,10 @@ def _fqdn(name) -> str:
     return name if name.endswith(".") else name + "."
 
 
-def _txt_content(rr: RR) -> str:
+def txt_content(rdata: bytes) -> str:
     """TXT strings in zone-file form, each quoted, `"` and `\\` escaped, other bytes as \\DDD."""
     parts = []
-    for raw in rr.rdata.data:
+    for raw in txt_strings(rdata):
         out = []
         for byte in raw:
             if byte in (0x22, 0x5C):
@@ -132,7 +132,7 @@ def _txt_content(rr: RR) -> str:
 def content(rr: RR, ctx: Context | None = None) -> str:
     """An RR's data as pdns wants it: zone-file text, priorities inside (MX, SRV)."""
     if rr.rtype == QTYPE.TXT:
-        return _txt_content(rr)
+        return txt_content(b"".join(bytes((len(x),)) + x for x in rr.rdata.data))
     if rr.rtype == QTYPE.SOA and ctx is not None:
         soa = rr.rdata
         times = " ".join(str(t) for t in soa.times[1:])
@@ -396,12 +396,9 @@ class PdnsBackend:
                     last = name
                     # dnslib writes names in printable ASCII: plain JSON unless " or \
                     plain_name = '"' not in name and "\\" not in name
-                rr = row.rr
-                if rr is not None:  # SOA (its serial), TXT (pdns's quoting)
-                    text = content(rr, ctx)
-                else:
-                    text = row.data
-                if as_json and rr is None and plain_name and '"' not in text \
+                raw = row.raw
+                text = row.data if raw is None else txt_content(raw)  # TXT: pdns's quoting
+                if as_json and raw is None and plain_name and '"' not in text \
                         and "\\" not in text:  # the bulk (addresses, SRV): nothing to escape
                     out.append(f'{{"qtype":"{QTYPE.get(row.rtype)}","qname":"{name}",'
                                f'"content":"{text}","ttl":{row.ttl},"auth":true,'
