@@ -1,12 +1,11 @@
 """The zone as it is answered, as presentation rows: what `skydns dump` prints and the PowerDNS
 backend's `list` sends, read from the zone transfer's record stream (transfer.py).
 
-served.py's `served_rrs` says which records those are, but asks `answer()` every question of
-every name (about a millisecond a record: a quarter of an hour for a million) and builds one
-list. transfer.py's `Snapshot.records` yields the same records in the same order as
-uncompressed wire bytes, fast and with pause points; this module turns those bytes back into
-rows (owner, type, TTL, data as zone-file text). `plain_rows` does the same for any records
-in the rules' form (the PowerDNS `lookup`).
+served.py says which records those are (the rules' answers at every name); transfer.py's
+`Snapshot.records` yields them as uncompressed wire bytes, with pause points and kept per name
+between listings; this module turns those bytes back into rows (owner, type, TTL, data as
+zone-file text). `plain_rows` does the same for any records in the rules' form (the PowerDNS
+`lookup`).
 
 Decoding: every type the rules produce (A, AAAA, SRV, CNAME, PTR, NS, MX, TXT, SOA) is read
 here from the bytes, spelled as dnslib spells it (`str(rr.rname)`, `rr.rdata.toZone()`: the
@@ -29,6 +28,7 @@ from dnslib.dns import _format_ipv6
 
 from skydns.keys import Path
 
+from ..wire.render import plain
 from .transfer import PAUSE, Snapshot, soa_wire
 
 T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 12, 15, 16, 28, 33
@@ -39,6 +39,15 @@ _NAMED = frozenset((T_NS, T_CNAME, T_PTR))
 # The octets dnslib writes as they are in a name (its `LDH`: printable ASCII but space);
 # others become \DDD.
 _PLAIN_OCTETS = bytes(range(0x21, 0x7F))
+
+
+TYPE_NAMES = {T_A: "A", T_NS: "NS", T_CNAME: "CNAME", T_SOA: "SOA", T_PTR: "PTR", T_MX: "MX",
+              T_TXT: "TXT", T_AAAA: "AAAA", T_SRV: "SRV"}
+
+
+def type_name(rtype: int) -> str:
+    """A type's mnemonic; RFC 3597's TYPEn for any the rules do not make."""
+    return TYPE_NAMES.get(rtype) or f"TYPE{rtype}"
 
 
 class Row(NamedTuple):
@@ -170,6 +179,11 @@ def rows_of(wire, count: int, names: _Names | None = None) -> list[Row]:
         out.append(Row(owner, rtype, ttl, data, None))
         i = end
     return out
+
+
+def plain_rows(rrs: list) -> list[Row]:
+    """The rows of records in the rules' form (rules.py), each written by `render.plain`."""
+    return rows_of(b"".join(map(plain, rrs)), len(rrs))
 
 
 def served_rows(snapshot: Snapshot, zone_path: Path):
