@@ -11,10 +11,10 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
-from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSLabel
+from dnslib import AAAA, RCODE, RR, TXT, DNSBuffer
 
 from skydns.health import HealthView
-from skydns.keys import Path, is_subdomain, name_to_path, path_to_name
+from skydns.keys import Path, is_subdomain, name_to_path
 from skydns.records import Record
 
 from .index import RecordIndex
@@ -114,72 +114,42 @@ def zone_of(path: Path, zone_path: Path) -> Path | None:
 
 
 def soa_record(ctx: Context, zone_path: Path) -> RR:
-    apex = path_to_name(zone_path)
-    settings = ctx.zone
-    return RR(
-        apex,
-        QTYPE.SOA,
-        ttl=settings.min_ttl,
-        rdata=SOA(
-            "ns.dns." + settings.domain,
-            settings.hostmaster or "hostmaster." + settings.domain,
-            # serials are 32-bit (RFC 1982 arithmetic wraps); the etcd revision may be larger
-            (ctx.serial & 0xFFFFFFFF, 28800, 7200, 604800, settings.min_ttl),
-        ),
-    )
+    """rules.soa_rr as a dnslib record, for readers that still take dnslib records."""
+    from .rules import soa_rr
+
+    return dnslib_rr(soa_rr(ctx, zone_path))
+
+
+def dnslib_rr(rr: tuple) -> RR:
+    """A record of the one form (rules.py) as a dnslib record, read back from its bytes."""
+    from ..wire.render import plain
+
+    return RR.parse(DNSBuffer(plain(rr)))
 
 
 def answer(ctx: Context, qname: str, qtype: int) -> Answer:
-    """Answer one IN-class question for a name inside one of our zones."""
-    path = name_to_path(qname)
-    zone_path = zone_of(path, ctx.zone.domain_path)
-    assert zone_path is not None, "caller routes only names we are authoritative for"
-    ans = Answer()
-    apex = path == zone_path
-    ans.paths.add(path)
-    lookup = ctx.zone.lookup_path(path)
-    ans.paths.add(lookup)
-    # The apex owns only what is stored at it (plus SOA/NS): answering the whole zone to
-    # `zone. A` would dump every record in one reply.
-    records = ctx.index.at(path) if apex else grouped(ctx.index.below(lookup))
-    exists = apex or bool(records)
+    """rules.answer as dnslib records: the view of the rules that served.py, transfer.py and
+    resolvconf.py read (they are moving to the one form; this goes with their last use). A
+    view, not a second copy of the rules: the records are rules.answer's, read back from
+    their bytes."""
+    from .rules import answer as rules_answer
 
-    if qtype in (QTYPE.A, QTYPE.AAAA):
-        _addresses(ctx, ans, qname, lookup, qtype, records, seen={lookup})
-    elif qtype == QTYPE.SRV:
-        _srv(ctx, ans, qname, records)
-    elif qtype == QTYPE.TXT:
-        for rec in records:
-            if rec.text and rec.rtype in ("", "TXT"):
-                ans.answer.append(RR(qname, QTYPE.TXT, ttl=ctx.ttl(rec), rdata=_txt(rec.text)))
-    elif qtype == QTYPE.MX:
-        _mx(ctx, ans, qname, records)
-    elif qtype == QTYPE.CNAME:
-        if not any(_is_address(r) for r in records):
-            target = _cname_of(records)
-            if target is not None:
-                ans.answer.append(
-                    RR(qname, QTYPE.CNAME, ttl=ctx.ttl(target), rdata=CNAME(target.host))
-                )
-    elif qtype == QTYPE.NS:
-        _ns(ctx, ans, qname, path, zone_path, apex, records)
-    elif qtype == QTYPE.SOA:
-        if apex:
-            ans.answer.append(soa_record(ctx, zone_path))
-            ans.soa = True
-    elif qtype == QTYPE.PTR:
-        for rec in ctx.index.at(path):
-            if rec.host and not rec.ip and rec.rtype in ("", "PTR"):
-                ans.answer.append(RR(qname, QTYPE.PTR, ttl=ctx.ttl(rec), rdata=PTR(rec.host)))
-
-    if ans.external is None and ans.rcode != RCODE.SERVFAIL:
-        if not ans.answer and not exists:
-            ans.rcode = RCODE.NXDOMAIN
-        # Negative answers, also at the end of a CNAME chain, carry the SOA (RFC 2308).
-        dangling = ans.answer and qtype != QTYPE.CNAME and ans.answer[-1].rtype == QTYPE.CNAME
-        if ans.rcode == RCODE.NXDOMAIN or not ans.answer or dangling:
-            ans.authority.append(soa_record(ctx, zone_path))
-            ans.soa = True
+    r = rules_answer(ctx, name_to_path(qname), qtype)
+    ans = Answer(
+        rcode=r.rcode,
+        answer=[dnslib_rr(rr) for rr in r.answer],
+        authority=[dnslib_rr(rr) for rr in r.authority],
+        additional=[dnslib_rr(rr) for rr in r.additional],
+        paths=r.paths,
+        ips=r.ips,
+        soa=r.soa,
+        pick_from=r.pick_from,
+        picks=r.picks,
+        fail_open=r.fail_open,
+    )
+    if r.external is not None:
+        labels, ext_type = r.external
+        ans.external = (".".join(x.decode() for x in labels) + ".", ext_type)
     return ans
 
 
@@ -217,81 +187,6 @@ def _cname_of(records: list[Record]) -> Record | None:
     return None
 
 
-def healthy(ctx: Context, ans: Answer, records: list[Record]) -> list[Record]:
-    """Leave out DOWN addresses; when all are DOWN return all (fail open) rather than nothing."""
-    down = ctx.health.down
-    ans.ips.update(r.ip for r in records)
-    up = [r for r in records if r.ip not in down] if down else records
-    if not up and records:
-        ans.fail_open = True
-        return records
-    return up
-
-
-def _address_rrs(ctx: Context, owner: str, qtype: int, records: list[Record]) -> tuple[list, list]:
-    rrs, ips, seen = [], [], set()
-    rdata = A if qtype == QTYPE.A else aaaa
-    for rec in records:
-        if rec.ip in seen:  # the same address under two keys is one record
-            continue
-        seen.add(rec.ip)
-        rrs.append(RR(owner, qtype, ttl=ctx.ttl(rec), rdata=rdata(rec.ip)))
-        ips.append(rec.ip)
-    return rrs, ips
-
-
-def _addresses(ctx, ans, owner, path, qtype, records, seen) -> None:
-    family = 4 if qtype == QTYPE.A else 6
-    addrs = [r for r in records if r.family == family and r.rtype in _ADDRESS_TYPES]
-    if addrs:
-        rrs, ips = _address_rrs(ctx, owner, qtype, healthy(ctx, ans, addrs))
-        if ctx.zone.round_robin:
-            ans.pick_from = len(ans.answer)
-            ans.picks = ips
-        ans.answer.extend(rrs)
-        return
-    if any(_is_address(r) for r in records):
-        return  # addresses of the other family only: NODATA, not a CNAME
-    rec = _cname_of(records)
-    if rec is None:
-        return
-    target = rec.host
-    target_path = name_to_path(target)
-    if target_path in seen or len(seen) > MAX_CNAME_HOPS:
-        ans.rcode = RCODE.SERVFAIL  # a loop or an over-long chain: fail visibly, never spin
-        ans.answer.clear()
-        return
-    seen.add(target_path)
-    ans.answer.append(RR(owner, QTYPE.CNAME, ttl=ctx.ttl(rec), rdata=CNAME(target)))
-    if zone_of(target_path, ctx.zone.domain_path) is None:
-        ans.external = (target, qtype)
-        return
-    ans.paths.add(target_path)
-    target_records = ctx.index.below(target_path)
-    if not target_records:
-        ans.rcode = RCODE.NXDOMAIN  # RFC 6604: the rcode speaks of the last name in the chain
-        return
-    _addresses(ctx, ans, target, target_path, qtype, target_records, seen)
-
-
-def _glue(ctx: Context, ans: Answer, rec: Record) -> None:
-    """Additional-section addresses for a target: the record's own IP, or an in-zone name's."""
-    if rec.ip:
-        qtype = QTYPE.A if rec.family == 4 else QTYPE.AAAA
-        ans.additional.extend(_address_rrs(ctx, rec.target, qtype, [rec])[0])
-        return
-    target_path = name_to_path(rec.host)
-    if zone_of(target_path, ctx.zone.domain_path) is None:
-        return
-    ans.paths.add(target_path)
-    found = [r for r in ctx.index.below(target_path) if _is_address(r)]
-    for family, qtype in ((4, QTYPE.A), (6, QTYPE.AAAA)):
-        group = [r for r in found if r.family == family]
-        if group:
-            ans.additional.extend(_address_rrs(ctx, rec.host, qtype, healthy(ctx, ans, group))[0])
-
-
-
 def srv_weights(targets: list[Record]) -> list[tuple[Record, int, int]]:
     """(record, priority, weight) per SRV target: priority 10 when unset (SkyDNS2, CoreDNS),
     weights as percentages of their priority's sum (0 counts as 100), floored. Shared by the
@@ -302,49 +197,6 @@ def srv_weights(targets: list[Record]) -> list[tuple[Record, int, int]]:
         totals[priority] = totals.get(priority, 0) + (rec.weight or 100)
     return [(rec, priority, (rec.weight or 100) * 100 // totals[priority])
             for rec in targets for priority in (rec.priority or SRV_PRIORITY,)]
-
-def _srv(ctx: Context, ans: Answer, owner: str, records: list[Record]) -> None:
-    targets = [r for r in records if is_srv_target(r)]
-    with_ip = [r for r in targets if r.ip]
-    if with_ip:  # DOWN IP targets are left out, all DOWN -> all kept, like addresses
-        keep = {r.key for r in healthy(ctx, ans, with_ip)}
-        targets = [r for r in targets if not r.ip or r.key in keep]
-    seen_targets = set()
-    for rec, priority, weight in srv_weights(targets):
-        target = rec.target
-        ans.answer.append(
-            RR(
-                owner,
-                QTYPE.SRV,
-                ttl=ctx.ttl(rec),
-                rdata=SRV(priority, weight, rec.port, target),
-            )
-        )
-        if target not in seen_targets:
-            seen_targets.add(target)
-            _glue(ctx, ans, rec)
-
-
-def _mx(ctx: Context, ans: Answer, owner: str, records: list[Record]) -> None:
-    for rec in records:
-        if rec.mail and rec.host:
-            ans.answer.append(
-                RR(owner, QTYPE.MX, ttl=ctx.ttl(rec), rdata=MX(DNSLabel(rec.target), rec.priority))
-            )
-            _glue(ctx, ans, rec)
-
-
-def _ns(ctx, ans, owner, path, zone_path, apex, records) -> None:
-    if apex:
-        ns_path = zone_path + ("dns", "ns")
-        ans.paths.add(ns_path)
-        records = [r for r in ctx.index.below(ns_path) if r.host]
-    else:
-        records = [r for r in records if r.rtype == "NS" and r.host]
-    for rec in records:
-        ans.answer.append(RR(owner, QTYPE.NS, ttl=ctx.ttl(rec), rdata=NS(rec.target)))
-        _glue(ctx, ans, rec)
-
 
 def aaaa(ip: str) -> AAAA:
     """AAAA rdata from the packed address: dnslib cannot parse every spelling inet_ntop

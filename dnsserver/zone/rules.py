@@ -1,0 +1,418 @@
+"""The answer rules, written once: (zone state, question) -> Records. Pure: no sockets, no etcd.
+
+Every question about a name in our zones is answered here: A and AAAA (CNAME chains in the
+zone followed, a chain leaving it handed back as `external`, loops and over-long chains
+SERVFAIL), SRV with glue, TXT, MX with glue, CNAME, NS (apex and delegations) with glue, SOA,
+PTR, NXDOMAIN and NODATA with the SOA (RFC 2308, also at the end of a dangling chain),
+wildcards, the `local` name, groups, DOWN addresses left out (fail open when all are DOWN)
+and which trailing address records the answer modes pick from.
+
+The answer is a `Records`: its sections hold records in the one wire-ready form every
+renderer takes (wire/render.py: the DNS message, `plain` for transfers, dump and the
+PowerDNS backend):
+
+    (owner, head, rdata)  owner: the name's labels (bytes); head: type, class IN, TTL packed
+                          (8 bytes); rdata: bytes, or a tuple of parts, each bytes or a
+                          labels tuple (a name a message may compress)
+
+Names are bytes from end to end: the question's labels as the client sent them (lower-cased),
+a record's own name from its key's labels, targets from the host names as stored. So names
+with non-ASCII octets, or a dot or backslash inside a label, are answered like any other.
+A name that cannot be written (a label longer than 63 octets) leaves its record out.
+
+The RDATA made from a record's values (packed addresses, target labels, TXT strings) is
+memoised by value (bounded), so a hot name's answer reuses it instead of packing again.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from skydns.keys import Path
+
+from .answer import (
+    _ADDRESS_TYPES,
+    MAX_CNAME_HOPS,
+    Context,
+    _cname_of,
+    _is_address,
+    grouped,
+    is_srv_target,
+    srv_weights,
+    zone_of,
+)
+
+T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 12, 15, 16, 28, 33
+NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
+HEAD = struct.Struct(">HHI")  # type, class IN, TTL: the fixed part before RDLENGTH
+_head = HEAD.pack
+_SRV_DATA = struct.Struct(">HHH")
+_SOA_TIMES = struct.Struct(">IIIII")
+_MEMO_MAX = 65536  # values remembered per memo; past that the memo starts over
+
+
+class Records:
+    """An answer as records of the one form (see the module doc), and what it read."""
+
+    __slots__ = (
+        "rcode",
+        "answer",
+        "authority",
+        "additional",
+        "paths",
+        "ips",
+        "soa",
+        "fail_open",
+        "pick_from",
+        "picks",
+        "zone_path",
+        "external",
+    )
+
+    def __init__(self):
+        self.rcode = NOERROR
+        self.answer: list = []
+        self.authority: list = []
+        self.additional: list = []
+        self.paths: set = set()  # index paths read: a change at or below any of them
+        self.ips: set = set()  # addresses whose health was read
+        self.soa = False  # carries the SOA (its serial moves with every zone change)
+        self.fail_open = False  # every address was DOWN, all were returned
+        self.pick_from = -1  # answer[pick_from:] are alternative address records, or -1
+        self.picks: list = []  # the addresses of those records, same order
+        self.zone_path: Path = ()
+        self.external = None  # (target labels, qtype): an out-of-zone CNAME target to resolve
+
+
+# -- names ------------------------------------------------------------------------------------
+
+_labels_memo: dict[str, tuple | None] = {}
+
+
+def name_labels(name: str) -> tuple | None:
+    """`a.b.` -> (b"a", b"b"): a stored host name's labels (UTF-8), None when one of them
+    cannot be written (empty, over 63 octets) or the name is over 255."""
+    labels = _labels_memo.get(name)
+    if labels is None and name not in _labels_memo:
+        raw = name[:-1] if name.endswith(".") else name
+        labels = tuple(raw.encode().split(b".")) if raw else ()
+        if any(not 0 < len(label) < 64 for label in labels) or len(raw) > 253:
+            labels = None
+        if len(_labels_memo) >= _MEMO_MAX:
+            _labels_memo.clear()
+        _labels_memo[name] = labels
+    return labels
+
+
+def path_labels(path: Path) -> tuple | None:
+    """A key path's name as labels (its own name, or a target made from the key)."""
+    labels = tuple(label.encode("utf-8", "surrogateescape") for label in reversed(path))
+    if any(not 0 < len(label) < 64 for label in labels) or sum(map(len, labels)) + len(
+        labels
+    ) > 254:
+        return None
+    return labels
+
+
+def labels_path(labels: tuple) -> Path:
+    """The index path a name's labels (lower-cased) are looked up at. Keys are text: octets
+    that are not UTF-8 are kept as surrogates (they match no key, and go back to the same
+    octets), and non-ASCII text is lower-cased as keys are."""
+    path = []
+    for label in reversed(labels):
+        if label.isascii():
+            path.append(label.decode())
+        else:
+            path.append(label.decode("utf-8", "surrogateescape").lower())
+    return tuple(path)
+
+
+def plain_name(labels: tuple) -> bytes:
+    """A name's uncompressed wire form."""
+    wire = _plain_memo.get(labels)
+    if wire is None:
+        wire = b"".join(bytes((len(x),)) + x for x in labels) + b"\x00"
+        if len(_plain_memo) >= _MEMO_MAX:
+            _plain_memo.clear()
+        _plain_memo[labels] = wire
+    return wire
+
+
+_plain_memo: dict = {}
+_targets_memo: dict = {}
+
+
+def target_labels(rec) -> tuple | None:
+    """The labels of rec.target (the host when it is a name, else a name from the key)."""
+    if rec.host and not rec.ip:
+        return name_labels(rec.host)
+    key = (rec.path, rec.targetstrip)
+    labels = _targets_memo.get(key)
+    if labels is None and key not in _targets_memo:
+        path = rec.path[: len(rec.path) - rec.targetstrip] if rec.targetstrip else rec.path
+        labels = path_labels(path)
+        if len(_targets_memo) >= _MEMO_MAX:
+            _targets_memo.clear()
+        _targets_memo[key] = labels
+    return labels
+
+
+_domain_paths: dict[str, Path] = {}
+
+
+def domain_path(ctx: Context) -> Path:
+    """ctx.zone.domain_path without building it again for every question."""
+    domain = ctx.zone.domain
+    path = _domain_paths.get(domain)
+    if path is None:
+        path = _domain_paths[domain] = ctx.zone.domain_path
+    return path
+
+
+# -- RDATA ------------------------------------------------------------------------------------
+
+_packed: dict[str, bytes] = {}
+
+
+def packed(rec) -> bytes:
+    """The record's address as A/AAAA RDATA."""
+    data = _packed.get(rec.ip)
+    if data is None:
+        family = socket.AF_INET if rec.family == 4 else socket.AF_INET6
+        data = socket.inet_pton(family, rec.ip)
+        if len(_packed) >= _MEMO_MAX:
+            _packed.clear()
+        _packed[rec.ip] = data
+    return data
+
+
+_txt_memo: dict[str, bytes] = {}
+
+
+def txt_rdata(text: str) -> bytes:
+    """TXT strings are at most 255 octets each; longer text is split, as RFC 7208 3.3 expects."""
+    data = _txt_memo.get(text)
+    if data is None:
+        raw = text.encode()
+        data = b"".join(bytes((len(raw[i : i + 255]),)) + raw[i : i + 255]
+                        for i in range(0, len(raw), 255)) or b"\x00"
+        if len(_txt_memo) >= _MEMO_MAX:
+            _txt_memo.clear()
+        _txt_memo[text] = data
+    return data
+
+
+_soa_memo: dict = {}
+
+
+def soa_rr(ctx: Context, zone_path: Path) -> tuple:
+    """The zone's SOA record. The same object for the same zone, serial and settings, so a
+    renderer may memoise its bytes by identity (render.py does for negative answers)."""
+    settings = ctx.zone
+    key = (zone_path, ctx.serial, settings.domain, settings.hostmaster, settings.min_ttl)
+    rr = _soa_memo.get(key)
+    if rr is None:
+        domain = name_labels(settings.domain) or ()
+        mname = (b"ns", b"dns", *domain)
+        rname = (name_labels(settings.hostmaster) if settings.hostmaster else None) or (
+            b"hostmaster", *domain)
+        # serials are 32-bit (RFC 1982 arithmetic wraps); the etcd revision may be larger
+        times = _SOA_TIMES.pack(ctx.serial & 0xFFFFFFFF, 28800, 7200, 604800, settings.min_ttl)
+        owner = tuple(label.encode() for label in reversed(zone_path))
+        rr = (owner, _head(T_SOA, 1, settings.min_ttl), (mname, rname, times))
+        if len(_soa_memo) >= 64:  # one per zone and serial: old serials are of no more use
+            _soa_memo.clear()
+        _soa_memo[key] = rr
+    return rr
+
+
+# -- the rules --------------------------------------------------------------------------------
+
+
+def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None) -> Records:
+    """Answer one IN-class question for a name inside one of our zones. `qlabels`: the
+    question name's labels as the reply writes them (lower-cased); None: made from `path`."""
+    zone_path = zone_of(path, domain_path(ctx))
+    assert zone_path is not None, "caller routes only names we are authoritative for"
+    if qlabels is None:
+        qlabels = path_labels(path) or ()
+    apex = path == zone_path
+    index = ctx.index
+    lookup = ctx.zone.lookup_path(path)  # `local.dns.<domain>` reads the [Dns] local name's
+    # The apex owns only what is stored at it (plus SOA/NS): answering the whole zone to
+    # `zone. A` would dump every record in one reply.
+    records = index.at(path) if apex else grouped(index.below(lookup))
+    exists = apex or bool(records)
+    r = Records()
+    r.paths.add(path)
+    r.paths.add(lookup)
+    if qtype == T_A or qtype == T_AAAA:
+        _addresses(ctx, r, qlabels, lookup, qtype, records, {lookup})
+    elif qtype == T_SRV:
+        _srv(ctx, r, qlabels, records)
+    elif qtype == T_TXT:
+        for rec in records:
+            if rec.text and rec.rtype in ("", "TXT"):
+                r.answer.append((qlabels, _head(T_TXT, 1, ctx.ttl(rec)), txt_rdata(rec.text)))
+    elif qtype == T_MX:
+        _mx(ctx, r, qlabels, records)
+    elif qtype == T_CNAME:
+        if not any(_is_address(rec) for rec in records):
+            rec = _cname_of(records)
+            target = name_labels(rec.host) if rec is not None else None
+            if target is not None:
+                r.answer.append((qlabels, _head(T_CNAME, 1, ctx.ttl(rec)), (target,)))
+    elif qtype == T_NS:
+        _ns(ctx, r, qlabels, zone_path, apex, records)
+    elif qtype == T_SOA:
+        if apex:
+            r.answer.append(soa_rr(ctx, zone_path))
+            r.soa = True
+    elif qtype == T_PTR:
+        for rec in index.at(path):
+            if rec.host and not rec.ip and rec.rtype in ("", "PTR"):
+                target = name_labels(rec.host)
+                if target is not None:
+                    r.answer.append((qlabels, _head(T_PTR, 1, ctx.ttl(rec)), (target,)))
+
+    if r.external is None and r.rcode != SERVFAIL:
+        if not r.answer and not exists:
+            r.rcode = NXDOMAIN
+        # Negative answers, also at the end of a CNAME chain, carry the SOA (RFC 2308).
+        dangling = r.answer and qtype != T_CNAME and r.answer[-1][1][:2] == b"\x00\x05"
+        if r.rcode == NXDOMAIN or not r.answer or dangling:
+            r.authority.append(soa_rr(ctx, zone_path))
+            r.soa = True
+    r.zone_path = zone_path
+    return r
+
+
+def healthy(ctx: Context, r: Records, records: list) -> list:
+    """Leave out DOWN addresses; when all are DOWN return all (fail open) rather than nothing."""
+    ips = r.ips
+    if len(records) == 1:  # the commonest name has one address
+        ips.add(records[0].ip)
+    else:
+        ips.update([rec.ip for rec in records])
+    down = ctx.health.down
+    if not down:
+        return records
+    up = [rec for rec in records if rec.ip not in down]
+    if not up and records:
+        r.fail_open = True
+        return records
+    return up
+
+
+def _address_rrs(ctx: Context, owner: tuple, qtype: int, records: list) -> tuple[list, list]:
+    if len(records) == 1:
+        rec = records[0]
+        return [(owner, _head(qtype, 1, ctx.ttl(rec)), packed(rec))], [rec.ip]
+    rrs, ips, seen = [], [], set()
+    for rec in records:
+        if rec.ip in seen:  # the same address under two keys is one record
+            continue
+        seen.add(rec.ip)
+        rrs.append((owner, _head(qtype, 1, ctx.ttl(rec)), packed(rec)))
+        ips.append(rec.ip)
+    return rrs, ips
+
+
+def _addresses(ctx, r: Records, owner: tuple, path: Path, qtype: int, records, seen) -> None:
+    family = 4 if qtype == T_A else 6
+    addrs = [rec for rec in records if rec.family == family and rec.rtype in _ADDRESS_TYPES]
+    if addrs:
+        rrs, ips = _address_rrs(ctx, owner, qtype, healthy(ctx, r, addrs))
+        if ctx.zone.round_robin:  # SkyDNS2's round_robin false: key order, no turns
+            r.pick_from = len(r.answer)
+            r.picks = ips
+        r.answer.extend(rrs)
+        return
+    if any(_is_address(rec) for rec in records):
+        return  # addresses of the other family only: NODATA, not a CNAME
+    rec = _cname_of(records)
+    if rec is None:
+        return
+    target = name_labels(rec.host)
+    if target is None:
+        return
+    target_path = labels_path(target)
+    if target_path in seen or len(seen) > MAX_CNAME_HOPS:
+        r.rcode = SERVFAIL  # a loop or an over-long chain: fail visibly, never spin
+        r.answer.clear()
+        return
+    seen.add(target_path)
+    r.answer.append((owner, _head(T_CNAME, 1, ctx.ttl(rec)), (target,)))
+    if zone_of(target_path, domain_path(ctx)) is None:
+        r.external = (target, qtype)  # the rest of the chain is upstream's
+        return
+    r.paths.add(target_path)
+    target_records = ctx.index.below(target_path)
+    if not target_records:
+        r.rcode = NXDOMAIN  # RFC 6604: the rcode speaks of the last name in the chain
+        return
+    _addresses(ctx, r, target, target_path, qtype, target_records, seen)
+
+
+def _glue(ctx: Context, r: Records, rec, labels: tuple) -> None:
+    """Additional-section addresses for a target (`labels`): the record's own IP, or an
+    in-zone name's."""
+    if rec.ip:
+        qtype = T_A if rec.family == 4 else T_AAAA
+        r.additional.extend(_address_rrs(ctx, labels, qtype, [rec])[0])
+        return
+    target_path = labels_path(labels)
+    if zone_of(target_path, domain_path(ctx)) is None:
+        return
+    r.paths.add(target_path)
+    found = [t for t in ctx.index.below(target_path) if _is_address(t)]
+    for family, qtype in ((4, T_A), (6, T_AAAA)):
+        group = [t for t in found if t.family == family]
+        if group:
+            r.additional.extend(_address_rrs(ctx, labels, qtype, healthy(ctx, r, group))[0])
+
+
+def _srv(ctx: Context, r: Records, owner: tuple, records) -> None:
+    targets = [rec for rec in records if is_srv_target(rec)]
+    with_ip = [rec for rec in targets if rec.ip]
+    if with_ip:  # DOWN IP targets are left out, all DOWN -> all kept, like addresses
+        keep = {rec.path for rec in healthy(ctx, r, with_ip)}
+        targets = [rec for rec in targets if not rec.ip or rec.path in keep]
+    seen_targets = set()
+    for rec, priority, weight in srv_weights(targets):
+        labels = target_labels(rec)
+        if labels is None:
+            continue
+        # the target is written whole (RFC 2782: no compression): the rdata is fixed bytes
+        rdata = _SRV_DATA.pack(priority, weight, rec.port) + plain_name(labels)
+        r.answer.append((owner, _head(T_SRV, 1, ctx.ttl(rec)), rdata))
+        if labels not in seen_targets:
+            seen_targets.add(labels)
+            _glue(ctx, r, rec, labels)
+
+
+def _mx(ctx: Context, r: Records, owner: tuple, records) -> None:
+    for rec in records:
+        if rec.mail and rec.host:
+            labels = target_labels(rec)
+            if labels is None:
+                continue
+            rdata = (rec.priority.to_bytes(2, "big"), labels)
+            r.answer.append((owner, _head(T_MX, 1, ctx.ttl(rec)), rdata))
+            _glue(ctx, r, rec, labels)
+
+
+def _ns(ctx: Context, r: Records, owner: tuple, zone_path: Path, apex: bool, records) -> None:
+    if apex:
+        ns_path = zone_path + ("dns", "ns")
+        r.paths.add(ns_path)
+        records = [rec for rec in ctx.index.below(ns_path) if rec.host]
+    else:
+        records = [rec for rec in records if rec.rtype == "NS" and rec.host]
+    for rec in records:
+        labels = target_labels(rec)
+        if labels is None:
+            continue
+        r.answer.append((owner, _head(T_NS, 1, ctx.ttl(rec)), (labels,)))
+        _glue(ctx, r, rec, labels)
