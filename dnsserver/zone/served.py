@@ -20,7 +20,6 @@ Pure: no sockets, no etcd.
 from __future__ import annotations
 
 import logging
-import struct
 
 from skydns.keys import Path
 
@@ -31,7 +30,6 @@ from .rules import answer, labels_path, path_labels, soa_rr
 log = logging.getLogger("skydns.served")
 
 T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 12, 15, 16, 28, 33
-_TYPE = struct.Struct(">H")
 
 _V4, _V6, _NAME, _TEXT, _MAIL = 1, 2, 4, 8, 16
 ALL = 31
@@ -57,7 +55,8 @@ def kinds_of(rec) -> int:
 
 
 def rtype_of(rr) -> int:
-    return _TYPE.unpack_from(rr[1])[0]
+    head = rr[1]
+    return head[0] << 8 | head[1]
 
 
 def _srv_port(rr) -> int:
@@ -76,8 +75,8 @@ class Reads:
         self.ips: set = set()
 
 
-def name_records(ctx: Context, path: Path, kinds: int = ALL,
-                 reads: Reads | None = None) -> tuple[list, list]:
+def name_records(ctx: Context, path: Path, kinds: int = ALL, reads: Reads | None = None,
+                 owner: tuple | None = None) -> tuple[list, list]:
     """The records a name answers with (each question's answer records it owns) and the
     additional-section records those answers carry (glue candidates), in the rules' form.
 
@@ -87,8 +86,10 @@ def name_records(ctx: Context, path: Path, kinds: int = ALL,
     keeps the other data and, for A/AAAA, the addresses the CNAME chain ends in.
 
     `reads`, if given, collects the paths and addresses the answers read (transfer.py keeps
-    its copy of the name until one of them changes)."""
-    owner = path_labels(path)
+    its copy of the name until one of them changes). `owner`: the name's labels
+    (`path_labels`), if the caller has them."""
+    if owner is None:
+        owner = path_labels(path)
     if owner is None:  # a label over 63 octets, or a name over 255: not DNS data
         log.warning("name left out of the zone: cannot be written",
                     extra={"kv": {"path": "/".join(path)[:300]}})
@@ -106,7 +107,7 @@ def name_records(ctx: Context, path: Path, kinds: int = ALL,
             reads.ips |= got.ips
         if got.rcode not in (0, 3):  # SERVFAIL (a CNAME loop): nothing a zone can say
             continue
-        mine = [rr for rr in got.answer if rr[0] == owner]
+        mine = [rr for rr in got.answer if rr[0] is owner or rr[0] == owner]
         if mine and rtype_of(mine[0]) == T_CNAME:
             cname = mine[:1]
             flat.extend((owner, rr[1], rr[2]) for rr in got.answer if rtype_of(rr) == qtype)

@@ -176,12 +176,13 @@ class Snapshot:
             for rec in below_node(node):
                 kinds |= kinds_of(rec)
         reads = Reads() if self.keep else None
-        rrs, extra = name_records(self.state, path, kinds, reads)
+        owner = path_labels(path)
+        rrs, extra = name_records(self.state, path, kinds, reads, owner)
         parts = wires(rrs)
         types = frozenset(rtype_of(rr) for rr in rrs)
         cname = T_CNAME in types
         if extra:
-            extra = self._outside_glue(path, types, cname, extra, zone_path or path[:2])
+            extra = self._outside_glue(owner, types, cname, extra, zone_path or path[:2])
         served = Served(gen, b"".join(parts), len(parts), types, cname, tuple(extra))
         if reads is not None:
             depth = len(path)
@@ -194,13 +195,13 @@ class Snapshot:
                 node.memo = served
         return served
 
-    def _outside_glue(self, path: Path, types, cname: bool, extra: list, zone_path: Path):
+    def _outside_glue(self, owner: tuple | None, types, cname: bool, extra: list,
+                      zone_path: Path):
         """The glue candidates of a name that are not settled at once: a candidate owned by
         the name itself or a name below it (an SRV target's own address, the bulk) is left
         out when that name holds records of its type (or a CNAME), as the end of the
         transfer would decide; the names below are computed now (kept, or held until the
         walk reaches them) so a big zone does not carry every SRV target's address along."""
-        owner = path_labels(path)
         depth = len(owner) if owner is not None else -1
         keep = []
         for rr in extra:
