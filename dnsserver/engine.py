@@ -1,9 +1,13 @@
 """Engine: from query bytes to reply bytes, everything the transports share.
 
-Transports call the cache themselves for hits (the hot path, see udp.py); `miss` does the rest:
-parse with dnslib, route (sub-domain servers, our zone, upstream), build with the answer rules,
-render the variants and store them. It returns reply bytes, None (stay silent) or a coroutine
-when the answer needs the network (forwarding).
+Transports call the cache themselves for hits (the hot path, see udp.py); `miss` does the rest.
+A question for our zones goes one way: read with byte slicing (`question_key`; messages it
+does not key are read with bounded work by querycheck.py), answered by the rules
+(zone/rules.py: records of one form), rendered (wire/render.py: compression, truncation,
+OPT), signed when DNSSEC applies (zone/signing.py), and kept in the cache with its variants.
+Other questions are routed: sub-domain servers and upstreams (forwarded as bytes), errors.
+`miss` returns reply bytes, None (stay silent) or a coroutine when the answer needs the
+network (forwarding, a CNAME chain leaving the zone).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import struct
 import time
 from collections import Counter
 
-from dnslib import QTYPE, RCODE, DNSRecord
+from dnslib import QTYPE, RCODE
 
 from skydns.keys import name_to_path
 from skydns.rendezvous import choose
@@ -36,17 +40,22 @@ from .wire.message import (
     address_ring,
     error_reply,
     header_reply,
+    lower_labels,
     parse_query,
     question_bytes,
     question_key,
     render,
     udp_limit,
+    upstream_answer,
+    wire_labels,
 )
 from .wire.querycheck import Malformed, check_query
-from .zone import wireanswer
-from .zone.answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
+from .wire.render import message, name_wire, opt_record
+from .zone import rules
+from .zone.answer import answer_mode, owns, owns_reverse, soa_record, zone_settings
 from .zone.plainnx import PlainNx
 from .zone.records import reverse_zones
+from .zone.rules import labels_path
 from .zone.signing import ZoneSigning
 from .zone.state import Change, ZoneState
 from .zone.transfer import PAUSE, Snapshot, record_ends, soa_wire
@@ -193,7 +202,7 @@ class Engine:
     def _answer(self, data: bytes, client: str, tcp: bool, signed=None):
         """The reply to a message without TSIG (or with it taken off: `signed` is then the
         verdict, which a transfer needs to sign its messages)."""
-        reply = self._miss_wire(data, client, tcp)
+        reply = self._zone_wire(data, client, tcp)
         if reply is not None:
             return reply
         try:
@@ -216,18 +225,16 @@ class Engine:
 
         servers = self._servers_for(q.qname)
         if servers is None:
-            if owns(self.state, q.qname):
+            qlabels = lower_labels(q.qlabels)
+            path = labels_path(qlabels)
+            if self._owns(path):
                 if not self.state.ready:
                     return self._error(q, RCODE.SERVFAIL)
-                ans = answer(self.state, q.qname, q.qtype)
-                if ans.external is not None:
-                    if self.nameservers and self.allowed(client):
-                        return self._resolve_external(q, data, client, tcp, ans)
-                    # The chain as far as our zone goes; the client resolves the rest itself,
-                    # and the cache keeps nothing: its entry is the resolved answer.
-                    ans.external = None
-                    return self._finish(q, data, client, tcp, ans, cacheable=False)
-                return self._finish(q, data, client, tcp, ans)
+                question = name_wire(qlabels) + struct.pack("!HH", q.qtype, q.qclass)
+                opt = opt_record(self.max_udp, q.do) if q.edns else b""
+                asked = Asked(data, client, tcp, question_key(data, tcp, self.max_udp), path,
+                              q.qtype, qlabels, question, self._limit(q, tcp), opt, q.do, q.rd)
+                return self._zone(asked)
             servers = self.nameservers
         if not servers or not self.allowed(client):
             self.stats["refused"] += 1
@@ -293,10 +300,18 @@ class Engine:
     async def _sign_later(self, pending, verdict, limit: int):
         return self._sign(await pending, verdict, limit)
 
-    def _miss_wire(self, data: bytes, client: str, tcp: bool) -> bytes | None:
-        """The common misses (plain IN queries for A, AAAA, SRV, names that do not exist),
-        answered from record parts without dnslib (wireanswer.py); None: `miss` goes on with
-        the dnslib path, which handles everything else the same way it always did."""
+    # -- answering from the zone: question -> rules -> records -> renderer -> cache ----------
+
+    def _owns(self, path) -> bool:
+        """Whether a name (its path) is ours to answer: our domain, or a reverse name we hold
+        records for."""
+        domain = self._domain_path
+        return path[: len(domain)] == domain or owns_reverse(self.state, path)
+
+    def _zone_wire(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        """A query the cache keys (one IN question, at most an OPT) for a name in our zones,
+        read with byte slicing and answered; None: `_answer` parses and routes it (other
+        classes, ANY/AXFR/IXFR, forwarded names, not loaded yet, unkeyed messages)."""
         # The transport keyed this very query (the same object) for the hit it did not find;
         # a TCP key's limit is TCP_LIMIT, so one made for the other transport is never reused.
         data0, keyed = self.cache.missed
@@ -305,98 +320,137 @@ class Engine:
         if keyed is None:
             return None
         key, qend, rd = keyed
-        flags = key[-4]
-        if flags == 0x44 or data[qend - 2 : qend] != b"\x00\x01":  # DO set ("D"), not class IN
+        if data[qend - 2 : qend] != b"\x00\x01":  # not class IN
             return None
         qtype = (data[qend - 4] << 8) | data[qend - 3]
         if qtype in (_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR):
             return None
-        nx = None if self.subdomains else self.plain_nx.shape(key, qend - 16, tcp)
-        if nx is not None:
-            reply = self.plain_nx.reply(nx, data, qend, rd, key)
-            if reply is not None:  # a copy, cached nowhere: floods of random names stay cheap
-                self.stats["nxdomain"] += 1
-                return reply
-        parsed = wireanswer.question_name(data, qend)
-        if parsed is None:
-            return None
-        qlabels, qname, path, qwire = parsed
+        flags = key[-4]
+        nx = None
+        if not self.subdomains and flags != 0x44:  # DO ("D"): the signer's, when it signs
+            nx = self.plain_nx.shape(key, qend - 16, tcp)
+            if nx is not None:
+                reply = self.plain_nx.reply(nx, data, qend, rd, key)
+                if reply is not None:  # a copy, cached nowhere: floods of random names stay cheap
+                    self.stats["nxdomain"] += 1
+                    return reply
+        qwire = key[: qend - 16]
+        if len(qwire) > 255:
+            return None  # FORMERR on the checked path (querycheck.py)
+        qlabels = wire_labels(qwire)
+        path = labels_path(qlabels)
         state = self.state
+        qname = b".".join(qlabels).decode("latin-1") + "."
         if not state.ready or (self.subdomains and self._servers_for(qname) is not None):
             return None
-        domain = self._domain_path
-        if path[: len(domain)] != domain and not owns(state, qname):
-            return None
-        built = wireanswer.build(state, qlabels, qname, path, qtype)
-        if built is None:
+        if not self._owns(path):
             return None
         self.query_names.add(qname)  # bounded by bytes and names (namecount.py)
-        limit = int.from_bytes(key[-3:], "big")
-        opt = wireanswer.opt_record(self.max_udp, False) if flags == 0x45 else b""  # "E"
-        ra, question = self.zone.recursion, qwire + data[qend - 4 : qend]
-        render = wireanswer.render_built
-        n = len(built.picks)
-        if self.cache.size <= 0:  # nothing to keep: render only the reply this query gets
+        opt = b"" if flags == 0x2D else opt_record(self.max_udp, flags == 0x44)  # "-": no EDNS
+        asked = Asked(data, client, tcp, keyed, path, qtype, qlabels,
+                      qwire + data[qend - 4 : qend], int.from_bytes(key[-3:], "big"), opt,
+                      flags == 0x44, rd)
+        return self._zone(asked, nx)
+
+    def _zone(self, asked: Asked, nx=None):
+        """The rules' answer to an in-zone question, rendered, signed if it must be, kept."""
+        rec = rules.answer(self.state, asked.path, asked.qtype, asked.qlabels)
+        if rec.external is not None:
+            if self.nameservers and self.allowed(asked.client):
+                return self._resolve_external(asked, rec)
+            # The chain as far as our zone goes; the client resolves the rest itself,
+            # and the cache keeps nothing: its entry is the resolved answer.
+            rec.external = None
+            return self._finish(asked, rec, cacheable=False)
+        return self._finish(asked, rec, nx=nx)
+
+    def _finish(self, asked: Asked, rec, expires=0.0, cacheable=True, restricted=False,
+                nx=None) -> bytes:
+        """Render the answer's variants (the ring of a shuffled answer, one reply per address
+        for random-one/hone-one, else rotations), sign them if DNSSEC applies, keep them in
+        the cache and reply; with nothing to keep, render only the reply this query gets."""
+        signing = self.signing
+        if signing is not None and not signing.applies(asked.path, asked.qtype, asked.do):
+            signing = None
+        picks = rec.picks
+        n = len(picks)
+        question, qlabels, limit, opt = asked.question, asked.qlabels, asked.limit, asked.opt
+        ra = self.zone.recursion
+        keyed = asked.keyed
+        if keyed is None or not cacheable or self.cache.size <= 0:
             answer = None
             if n > 1:
-                head, group = built.answer[: built.pick_from], built.answer[built.pick_from :]
+                head, group = rec.answer[: rec.pick_from], rec.answer[rec.pick_from :]
                 if self.mode == "hone":
-                    answer = head + [group[choose(client, built.picks)]]
+                    answer = head + [group[choose(asked.client, picks)]]
                 elif self.mode:
                     answer = head + [random.choice(group)]
                 else:  # a rotation, as a cached ring would give at a random turn
                     r = random.randrange(n)
                     answer = head + group[r:] + group[:r]
-            wire = render(built, state, question, qlabels, limit, ra, opt, answer)
-            self._count(built, wire)
+            if signing is None:
+                wire = message(rec, question, qlabels, limit, ra, opt, answer)
+            else:  # signed as a whole, then fitted to the limit (signing.py)
+                full = message(rec, question, qlabels, TCP_LIMIT, ra, opt, answer)
+                wire = signing.sign([full], asked.do, limit)[0][0]
+            self._count(rec, wire)
             if nx is not None:
-                self.plain_nx.learn(nx, wire, qend)
-            # the client's own question bytes (its 0x20 casing), as a cached entry gives them
-            return data[:2] + bytes((wire[2] | rd,)) + wire[3:12] + data[12:qend] + wire[qend:]
-        if n < 2:
-            wire = render(built, state, question, qlabels, limit, ra, opt)
-            self._count(built, wire)
-            if nx is not None:
-                self.plain_nx.learn(nx, wire, qend)
-            wires, addrs, mode, ring = [wire], [], "", None
-        else:
-            wires, addrs, mode, ring = self._wire_variants(built, state, question, qlabels,
-                                                           limit, ra, opt)
-            self._count(built, wires[0])
+                self.plain_nx.learn(nx, wire, keyed[1])
+            return asked.reply(wire)
+        ring = None
+        addrs, mode = [], ""
+        renew_only = False  # expires only because signatures are due for renewal
+        if n > 1 and not self.mode and signing is None:
+            wire = message(rec, question, qlabels, limit, ra, opt)
+            full = wire
+            if wire[2] & 0x02:
+                full = message(rec, question, qlabels, TCP_LIMIT, ra, opt)
+            ring = address_ring(wire, full, rec.pick_from, n)
+            if ring is not None:
+                wires, mode = [wire], "ring"
+        if ring is None:
+            lists = [None]
+            if n > 1:
+                head, group = rec.answer[: rec.pick_from], rec.answer[rec.pick_from :]
+                if self.mode:
+                    lists, addrs, mode = [head + [rr] for rr in group], list(picks), self.mode
+                else:
+                    step = max(1, n // _MAX_VARIANTS)
+                    lists = [head + group[r:] + group[:r] for r in range(0, n, step)]
+                    lists, mode = lists[:_MAX_VARIANTS], "random"
+            if signing is None:
+                wires = [message(rec, question, qlabels, limit, ra, opt, rrs) for rrs in lists]
+            else:  # signed as a whole, then fitted to the limit (signing.py)
+                full = [message(rec, question, qlabels, TCP_LIMIT, ra, opt, rrs)
+                        for rrs in lists]
+                wires, renew, read = signing.sign(full, asked.do, limit)
+                if renew:
+                    renew_only = not expires
+                    expires = min(expires, renew) if expires else renew
+                rec.paths.update(read)
+        self._count(rec, wires[0])
+        key, qend, rd = keyed
+        if nx is not None:
+            self.plain_nx.learn(nx, wires[0], qend)
         entry = Entry(
             [split_reply(w, qend) for w in wires],
             addrs=addrs,
             mode=mode,
-            paths=built.paths,
-            ips=built.ips,
-            kind=_kind(built, wires[0]),
+            paths=rec.paths,
+            ips=rec.ips,
+            # Only the SOA answer itself must follow every serial change; negative answers
+            # (SOA in authority) are dropped by the paths they read, serial slightly old.
+            soa=rec.soa and asked.qtype == _QTYPE_SOA,
+            expires=expires,
+            kind=_kind(rec, wires[0]),
             ring=ring,
+            restricted=restricted,
+            renew=renew_only,
         )
-        self.cache.put(key, entry)
-        return data[:2] + entry.reply(data, qend, rd, client)
-
-    def _wire_variants(self, built, state, question, qlabels, limit, ra, opt):
-        """_finish's variants for a byte-built answer with several addresses: the ring (a
-        shuffled answer), else one reply per address (random-one, hone-one) or rotations."""
-        render = wireanswer.render_built
-        n = len(built.picks)
-        if not self.mode:
-            wire = render(built, state, question, qlabels, limit, ra, opt)
-            full = wire
-            if wire[2] & 0x02:
-                full = render(built, state, question, qlabels, TCP_LIMIT, ra, opt)
-            ring = address_ring(wire, full, built.pick_from, n)
-            if ring is not None:
-                return [wire], [], "ring", ring
-        head, group = built.answer[: built.pick_from], built.answer[built.pick_from :]
-        if self.mode:
-            lists, addrs, mode = [head + [rr] for rr in group], list(built.picks), self.mode
-        else:
-            step = max(1, n // _MAX_VARIANTS)
-            lists = [head + group[r:] + group[:r] for r in range(0, n, step)]
-            lists, addrs, mode = lists[:_MAX_VARIANTS], [], "random"
-        wires = [render(built, state, question, qlabels, limit, ra, opt, rrs) for rrs in lists]
-        return wires, addrs, mode, None
+        if cacheable:
+            self.cache.put(key, entry)
+        data = asked.data
+        return data[:2] + entry.reply(data, qend, rd, asked.client)
 
     # -- zone transfer -----------------------------------------------------------------------
 
@@ -440,7 +494,7 @@ class Engine:
         flags = 0x8400 | (0x80 if self.zone.recursion else 0) | (0x100 if q.rd else 0)
         question = b"".join(bytes((len(label),)) + label.lower() for label in q.qlabels)
         question += b"\x00" + struct.pack("!HH", q.qtype, q.qclass)
-        opt = wireanswer.opt_record(self.max_udp, q.do) if q.edns else b""
+        opt = opt_record(self.max_udp, q.do) if q.edns else b""
         header = struct.Struct("!HHHHHH")
         signer = tsig.Signer(signed, self.clock) if signed is not None else None
         parts: list[bytes] = []
@@ -509,91 +563,7 @@ class Engine:
             return TCP_LIMIT
         return udp_limit(q.edns_size, self.max_udp) if q.edns else 512
 
-    def _variants(self, ans: Answer) -> tuple[list[list], list[str], str]:
-        """The answer lists to pre-render, the address each one picks, and how to choose."""
-        n = len(ans.picks)
-        if ans.pick_from < 0 or n < 2:
-            return [ans.answer], [], ""
-        head, group = ans.answer[: ans.pick_from], ans.answer[ans.pick_from :]
-        if self.mode:
-            return [head + [rr] for rr in group], list(ans.picks), self.mode
-        step = max(1, n // _MAX_VARIANTS)
-        rotations = [head + group[r:] + group[:r] for r in range(0, n, step)][:_MAX_VARIANTS]
-        return rotations, [], "random"
-
-    def _render(self, q: Query, ans: Answer, rrs: list, limit: int) -> bytes:
-        return render(
-            q,
-            ans.rcode,
-            rrs,
-            ans.authority,
-            ans.additional,
-            limit,
-            aa=True,
-            ra=self.zone.recursion,
-            max_udp=self.max_udp,
-        )
-
-    def _shuffled(self, q: Query, ans: Answer, limit: int):
-        """One reply whose address records a hit rotates as bytes (see cache.Entry.pick), so
-        every address takes its turn first without a variant per address; None if the
-        rendered records do not allow it."""
-        wire = self._render(q, ans, ans.answer, limit)
-        full = wire if not wire[2] & 0x02 else self._render(q, ans, ans.answer, TCP_LIMIT)
-        ring = address_ring(wire, full, ans.pick_from, len(ans.picks))
-        return None if ring is None else (wire, ring)
-
-    def _finish(
-        self, q, data, client, tcp, ans: Answer, expires=0.0, cacheable=True, restricted=False
-    ) -> bytes:
-        limit = self._limit(q, tcp)
-        ring = None
-        renew_only = False  # expires only because signatures are due for renewal
-        signing = self.signing if self.signing is not None and self.signing.applies(q) else None
-        if not self.mode and ans.pick_from >= 0 and len(ans.picks) > 1 and signing is None:
-            shuffled = self._shuffled(q, ans, limit)
-            if shuffled is not None:
-                wires, ring = [shuffled[0]], shuffled[1]
-                addrs, mode = [], "ring"
-        if ring is None:
-            lists, addrs, mode = self._variants(ans)
-            if signing is None:
-                wires = [self._render(q, ans, rrs, limit) for rrs in lists]
-            else:  # signed as a whole, then fitted to the limit (signing.py)
-                full = [self._render(q, ans, rrs, TCP_LIMIT) for rrs in lists]
-                wires, renew, read = signing.sign(full, q, limit)
-                if renew:
-                    renew_only = not expires
-                    expires = min(expires, renew) if expires else renew
-                ans.paths.update(read)
-        self._count(ans, wires[0])
-        keyed = question_key(data, tcp, self.max_udp)
-        if keyed is None:  # an unusual but valid query: answer it, but it has no cache key
-            return struct.pack("!H", q.id) + _with_rd(wires[0], q.rd)[2:]
-        key, qend, rd = keyed
-        qbytes = question_bytes(data, qend)
-        if any(w[12:qend] != qbytes for w in wires):  # dnslib spelled the name otherwise
-            return struct.pack("!H", q.id) + _with_rd(wires[0], q.rd)[2:]
-        entry = Entry(
-            [split_reply(w, qend) for w in wires],
-            addrs=addrs,
-            mode=mode,
-            paths=ans.paths,
-            ips=ans.ips,
-            # Only the SOA answer itself must follow every serial change; negative answers
-            # (SOA in authority) are dropped by the paths they read, serial slightly old.
-            soa=ans.soa and q.qtype == QTYPE.SOA,
-            expires=expires,
-            kind=_kind(ans, wires[0]),
-            ring=ring,
-            restricted=restricted,
-            renew=renew_only,
-        )
-        if cacheable:
-            self.cache.put(key, entry)
-        return data[:2] + entry.reply(data, qend, rd, client)
-
-    def _count(self, ans: Answer, wire: bytes) -> None:
+    def _count(self, ans, wire: bytes) -> None:
         if ans.rcode == _NXDOMAIN:
             self.stats["nxdomain"] += 1
         elif ans.rcode == _SERVFAIL:
@@ -642,39 +612,38 @@ class Engine:
         )
         self.cache.put(key, entry)
 
-    async def _resolve_external(self, q, data, client, tcp, ans: Answer) -> bytes:
+    async def _resolve_external(self, asked: Asked, rec) -> bytes:
         """Complete a CNAME chain that leaves our zone by asking the upstream resolvers."""
         generation = self.cache.generation
-        target, qtype = ans.external
-        ans.external = None
+        target, qtype = rec.external
+        rec.external = None
         expires, cacheable = 0.0, False
-        reply = None
-        if self.nameservers:
-            ask = DNSRecord.question(target, QTYPE.get(qtype))
-            reply = await forward(self.nameservers, ask.pack(), self.forward_timeout, tcp=tcp,
-                                  tap=self.tap_forwarder)
+        ask = (random.getrandbits(16).to_bytes(2, "big") + b"\x01\x00\x00\x01" + bytes(6)
+               + name_wire(target) + struct.pack("!HH", qtype, 1))
+        reply = await forward(self.nameservers, ask, self.forward_timeout, tcp=asked.tcp,
+                              tap=self.tap_forwarder)
         if reply is not None:
             try:
-                upstream = DNSRecord.parse(reply)
-                ans.answer.extend(upstream.rr)
-                if upstream.header.rcode == RCODE.NXDOMAIN:
-                    ans.rcode = RCODE.NXDOMAIN
-                ttl = min((rr.ttl for rr in upstream.rr), default=self.zone.min_ttl)
+                rcode, records = upstream_answer(reply)
+                rec.answer.extend(records)
+                if rcode == _NXDOMAIN:
+                    rec.rcode = _NXDOMAIN
+                ttl = min((int.from_bytes(rr[1][4:], "big") for rr in records),
+                          default=self.zone.min_ttl)
                 expires = time.monotonic() + ttl
                 # A change while we waited may have made this answer stale: serve, don't keep.
                 cacheable = generation == self.cache.generation and ttl > 0
             except Exception:  # a broken upstream reply: answer with the chain we have
-                log.warning("unreadable upstream reply", extra={"kv": {"name": target}})
+                log.warning("unreadable upstream reply",
+                            extra={"kv": {"name": b".".join(target).decode("latin-1")}})
         # Upstream data in the answer: a hit serves it only to clients allowed to forward.
-        return self._finish(
-            q, data, client, tcp, ans, expires=expires, cacheable=cacheable, restricted=True
-        )
+        return self._finish(asked, rec, expires=expires, cacheable=cacheable, restricted=True)
 
 
-_NXDOMAIN, _SERVFAIL = int(RCODE.NXDOMAIN), int(RCODE.SERVFAIL)  # ints: RCODE.X is a lookup
+_NXDOMAIN, _SERVFAIL = 3, 2
 
 
-def _kind(ans: Answer, wire: bytes) -> str:
+def _kind(ans, wire: bytes) -> str:
     """What a hit on this answer counts as in the stats: one kind, "+truncated" if TC."""
     if ans.rcode == _NXDOMAIN:
         kind = "nxdomain"
@@ -689,3 +658,39 @@ def _kind(ans: Answer, wire: bytes) -> str:
 
 def _with_rd(wire: bytes, rd: int) -> bytes:
     return wire[:2] + bytes(((wire[2] & 0xFE) | rd,)) + wire[3:]
+
+
+_QTYPE_SOA = 6
+
+
+class Asked:
+    """A question for our zones as the answer path needs it: the query, its cache key (or
+    None), the name as labels (lower-cased) and path, the question's bytes as the reply
+    writes them, the size limit, the OPT record of the reply (or b"") and the DO and RD bits."""
+
+    __slots__ = ("data", "client", "tcp", "keyed", "path", "qtype", "qlabels", "question",
+                 "limit", "opt", "do", "rd")
+
+    def __init__(self, data, client, tcp, keyed, path, qtype, qlabels, question, limit, opt,
+                 do, rd):
+        self.data = data
+        self.client = client
+        self.tcp = tcp
+        self.keyed = keyed
+        self.path = path
+        self.qtype = qtype
+        self.qlabels = qlabels
+        self.question = question
+        self.limit = limit
+        self.opt = opt
+        self.do = do
+        self.rd = rd
+
+    def reply(self, wire: bytes) -> bytes:
+        """A rendered reply (ID 0, RD 0) as this query gets it: its ID, its RD bit, and for a
+        keyed query its own question bytes (the client's 0x20 casing)."""
+        data = self.data
+        if self.keyed is None:
+            return data[:2] + _with_rd(wire, self.rd)[2:]
+        qend = self.keyed[1]
+        return data[:2] + bytes((wire[2] | self.rd,)) + wire[3:12] + data[12:qend] + wire[qend:]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from answertest import answer
 from dnslib import QTYPE, RCODE
 
-from dnsserver.zone.answer import Context, ZoneSettings, answer, owns
+from dnsserver.zone.answer import Context, ZoneSettings, owns
 from dnsserver.zone.index import RecordIndex
 from skydns.health import HealthView
 from skydns.keys import key_to_path

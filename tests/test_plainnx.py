@@ -12,7 +12,7 @@ import random
 import dns.message
 import pytest
 from test_engine import make_engine as engine_of
-from test_wireanswer import RECORDS, TRANSPORTS, query_wire
+from test_rules import RECORDS, TRANSPORTS, query_wire
 
 from dnsserver.engine import Engine
 from dnsserver.wire.message import question_key

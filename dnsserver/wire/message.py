@@ -8,10 +8,11 @@ bounded work (querycheck.py): untrusted messages never go through dnslib.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from dnslib import EDNS0, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import EDNS0, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from .querycheck import Malformed, check_query
 
@@ -167,6 +168,38 @@ def render(
             msg.ar = []
         wire = msg.pack()
     return wire
+
+
+def wire_labels(wire: bytes) -> tuple:
+    """The labels of an uncompressed wire name (one question_key accepted)."""
+    labels = []
+    i, n = 0, len(wire) - 1
+    while i < n:
+        j = i + 1 + wire[i]
+        labels.append(wire[i + 1 : j])
+        i = j
+    return tuple(labels)
+
+
+class _WholeNames(DNSBuffer):
+    """A buffer that writes every name whole: RDATA packed alone must not point elsewhere."""
+
+    def encode_name(self, name):
+        self.encode_name_nocompress(name)
+
+
+def upstream_answer(reply: bytes) -> tuple[int, list]:
+    """(rcode, answer records in the one form of zone/rules.py) of an upstream reply: the end
+    of a CNAME chain that leaves our zone. dnslib reads it: the reply comes from the resolver
+    we forward to, and any record type may be in it."""
+    msg = DNSRecord.parse(reply)
+    records = []
+    for rr in msg.rr:
+        buf = _WholeNames()
+        rr.rdata.pack(buf)
+        owner = tuple(label.lower() for label in rr.rname.label)
+        records.append((owner, struct.pack(">HHI", rr.rtype, rr.rclass, rr.ttl), bytes(buf.data)))
+    return msg.header.rcode, records
 
 
 def question_bytes(data: bytes, qend: int) -> bytes:

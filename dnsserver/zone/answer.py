@@ -218,5 +218,9 @@ def owns(ctx: Context, qname: str) -> bool:
     """Whether we answer `qname` ourselves: our domain, or a reverse name we hold records for."""
     if is_subdomain(qname, ctx.zone.domain):
         return True
-    path = name_to_path(qname)
-    return is_reverse(path) and ctx.index.exists(path)
+    return owns_reverse(ctx, name_to_path(qname))
+
+
+def owns_reverse(ctx: Context, path: Path) -> bool:
+    """Whether a reverse name (its path) is one we hold records for."""
+    return path[:2] in REVERSE_ZONES and ctx.index.exists(path)

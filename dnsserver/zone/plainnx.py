@@ -1,7 +1,7 @@
 """NXDOMAIN for names that plainly do not exist: a label-tree walk and a copy (the flood path).
 
 A random-subdomain flood (`<random>.zone`, each name asked once) is all misses. Building each
-of those answers, even on the byte path (wireanswer.py), runs enough code between two hot
+of those answers, even through the rules and the renderer, runs enough code between two hot
 queries to push the hot path out of the CPU's caches: the hot set then costs 2-3x as much
 per query. This path runs little code and keeps almost nothing: it never builds records,
 never creates a cache entry, never evicts one. It only remembers the last few thousand

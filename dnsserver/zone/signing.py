@@ -10,32 +10,21 @@ from __future__ import annotations
 
 import time
 
-from dnslib import QTYPE
-
 from skydns.dnssec import names
 from skydns.dnssec.keys import Key
 from skydns.dnssec.response import sign_reply
 from skydns.dnssec.sign import Signer
-from skydns.keys import Path, is_subdomain, name_to_path
+from skydns.keys import Path
 
-from ..wire.message import Query
-from .answer import answer
+from .rules import answer, labels_path
 from .state import Change, ZoneState
 
 TYPES_CACHED = 10_000  # names whose type bitmaps are kept
 
-# The types a name can answer with (answer.py); the bitmap of an NSEC3 lists those it does.
-_PROBED = (
-    QTYPE.A,
-    QTYPE.AAAA,
-    QTYPE.SRV,
-    QTYPE.TXT,
-    QTYPE.MX,
-    QTYPE.CNAME,
-    QTYPE.NS,
-    QTYPE.PTR,
-    QTYPE.SOA,
-)
+# The types a name can answer with (rules.py); the bitmap of an NSEC3 lists those it does:
+# A, AAAA, SRV, TXT, MX, CNAME, NS, PTR, SOA.
+_PROBED = (1, 28, 33, 16, 15, 5, 2, 12, 6)
+_DNSKEY = 48
 
 
 class ZoneSigning:
@@ -43,6 +32,7 @@ class ZoneSigning:
         self.state = state
         self.domain = state.zone.domain
         self.zone = names.to_wire(self.domain)
+        self.domain_path = labels_path(tuple(names.labels(self.zone)))
         self.signer = Signer(keys, clock=clock)
         self.clock = clock
         # Type bitmaps by name path: asking the answer rules is costly for a name with many
@@ -65,39 +55,45 @@ class ZoneSigning:
     def exists(self, name: bytes) -> bool:
         if name == self.zone:
             return True
-        return self.state.index.exists(name_to_path(names.to_text(name)))
+        return self.state.index.exists(_path(name))
 
     def types(self, name: bytes) -> set[int]:
-        text = names.to_text(name)
-        path = name_to_path(text)
+        labels = tuple(names.labels(name))
+        path = labels_path(labels)
         found = self._types.get(path)
         if found is None:
             if len(self._types) >= TYPES_CACHED:
                 self._types.clear()
-            found = self._types[path] = self._probe(name, text)
+            found = self._types[path] = self._probe(name, labels, path)
         return found
 
-    def _probe(self, name: bytes, text: str) -> set[int]:
+    def _probe(self, name: bytes, labels: tuple, path: Path) -> set[int]:
+        """The types the rules answer `name` itself with (not a CNAME chain's target's)."""
         found = set()
+        if path[: len(self.domain_path)] != self.domain_path:
+            return found
         for qtype in _PROBED:
-            ans = answer(self.state, text, qtype)
-            if any(rr.rtype == qtype and str(rr.rname).lower() == text for rr in ans.answer):
+            head = qtype.to_bytes(2, "big")
+            if any(rr[1][:2] == head and rr[0] == labels
+                   for rr in answer(self.state, path, qtype, labels).answer):
                 found.add(qtype)
         if name == self.zone:
-            found.add(QTYPE.DNSKEY)
+            found.add(_DNSKEY)
         return found
 
     # -- the hook ------------------------------------------------------------------------
 
-    def applies(self, q: Query) -> bool:
-        """Whether the reply to `q` goes through the signer: DO questions in our zone, and the
-        apex DNSKEY question (zone data, answered with or without DO)."""
-        if q.do:
-            return is_subdomain(q.qname, self.domain)
-        return q.qtype == QTYPE.DNSKEY and q.qname == self.domain
+    def applies(self, path: Path, qtype: int, do: bool) -> bool:
+        """Whether the reply to a question (its name's path, type and DO bit) goes through the
+        signer: DO questions in our zone, and the apex DNSKEY question (zone data, answered
+        with or without DO)."""
+        if do:
+            return path[: len(self.domain_path)] == self.domain_path
+        return qtype == _DNSKEY and path == self.domain_path
 
-    def sign(self, wires: list[bytes], q: Query, limit: int) -> tuple[list[bytes], float, set]:
-        """Sign untruncated replies `wires` (the variants of one answer) for `q`.
+    def sign(self, wires: list[bytes], do: bool, limit: int) -> tuple[list[bytes], float, set]:
+        """Sign untruncated replies `wires` (the variants of one answer) for a question with
+        or without the DO bit.
 
         Returns the signed replies within `limit`, the time.monotonic() deadline to rebuild
         them by (signatures at half-life, a key event), 0.0 for none, and the index paths the
@@ -107,7 +103,7 @@ class ZoneSigning:
         out, renew, paths = [], float("inf"), set()
         for wire in wires:
             signed = sign_reply(
-                wire, self.signer, self, self.zone, limit, self.state.zone.ttl, q.do, now
+                wire, self.signer, self, self.zone, limit, self.state.zone.ttl, do, now
             )
             out.append(signed.wire)
             renew = min(renew, signed.renew)
@@ -117,4 +113,4 @@ class ZoneSigning:
 
 
 def _path(name: bytes) -> Path:
-    return name_to_path(names.to_text(name))
+    return labels_path(tuple(names.labels(name)))
