@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import struct
 
 from skydns.keys import Path
 
@@ -52,6 +53,17 @@ log = logging.getLogger("skydns.transfer")
 _SORT_CHUNK = 20_000  # children sorted at once; a bigger node is sorted in chunks, merged
 _SHARDS, _SHARD_MASK = 256, 255
 PAUSE = None  # yielded by `records` where the caller may let other work run
+_MEMO_HEAD = struct.Struct(">III")  # generation, record count, types id: a kept name's bytes
+_TYPES: list[frozenset] = []  # the type sets names hold (a few), by id
+_TYPE_IDS: dict[frozenset, int] = {}
+
+
+def _types_id(types: frozenset) -> int:
+    tid = _TYPE_IDS.get(types)
+    if tid is None:
+        tid = _TYPE_IDS[types] = len(_TYPES)
+        _TYPES.append(types)
+    return tid
 __all__ = ["PAUSE", "Snapshot", "record_ends", "soa_wire"]  # soa_wire: the engine's
 
 
@@ -143,6 +155,9 @@ class Snapshot:
                             reader.memo = None
 
     def _note_ip(self, ip: str, path: Path) -> None:
+        """Remember that `path`'s answers read `ip`'s health. One name below another is
+        enough: dropping a name drops every name above it (an address and its service name,
+        the commonest pair, cost one string, not a set)."""
         ips = self.ips[hash(ip) & _SHARD_MASK]
         have = ips.get(ip)
         text = "/".join(path)
@@ -150,6 +165,10 @@ class Snapshot:
             ips[ip] = text
         elif have == text:
             return
+        elif type(have) is str and (have.startswith(text + "/") or not text):
+            return  # a name below this one already drops it
+        elif type(have) is str and (text.startswith(have + "/") or not have):
+            ips[ip] = text  # this one is below the one kept: it drops both
         elif type(have) is set:
             have.add(text)
         else:
@@ -163,8 +182,15 @@ class Snapshot:
         which can be answered: stored wildcards, the `local` name)."""
         gen = self.gen
         memo = node.memo if node is not None else None
-        if memo is not None and memo.gen == gen:
-            return memo
+        if memo is not None:
+            if type(memo) is bytes:
+                mgen, count, tid = _MEMO_HEAD.unpack_from(memo)
+                if mgen == gen:
+                    types = _TYPES[tid]
+                    wire = memoryview(memo)[_MEMO_HEAD.size :]
+                    return Served(gen, wire, count, types, T_CNAME in types, ())
+            elif memo.gen == gen:
+                return memo
         if self._ahead:
             served = self._ahead.pop(path, None)
             if served is not None:
@@ -183,7 +209,8 @@ class Snapshot:
         cname = T_CNAME in types
         if extra:
             extra = self._outside_glue(owner, types, cname, extra, zone_path or path[:2])
-        served = Served(gen, b"".join(parts), len(parts), types, cname, tuple(extra))
+        wire = b"".join(parts)
+        served = Served(gen, wire, len(parts), types, cname, tuple(extra))
         if reads is not None:
             depth = len(path)
             for read in reads.paths:
@@ -192,7 +219,10 @@ class Snapshot:
             for ip in reads.ips:
                 self._note_ip(ip, path)
             if node is not None:
-                node.memo = served
+                # the bulk (no glue left over) as one bytes object: a few dozen bytes per
+                # name instead of an object, a set and a tuple
+                node.memo = served if extra else _MEMO_HEAD.pack(
+                    gen, len(parts), _types_id(types)) + wire
         return served
 
     def _outside_glue(self, owner: tuple | None, types, cname: bool, extra: list,
