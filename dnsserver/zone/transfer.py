@@ -82,6 +82,63 @@ class Served:
         self.glue = glue
 
 
+class _Glue:
+    """A transfer's glue candidates (see `Snapshot.records`): numbered in answer order, each
+    waiting for its owner's name until the walk reaches it."""
+
+    __slots__ = ("candidates", "waiting", "known", "sources", "n")
+
+    def __init__(self):
+        self.candidates: dict[int, tuple] = {}
+        self.waiting: dict[Path, list[int]] = {}  # owner path -> candidate numbers
+        self.known: set[int] = set()  # settled and wanted: the owner lacks that type
+        self.sources: list = []  # (node, Served, numbers) of the names that gave them
+        self.n = 0
+
+    def add(self, rrs, node, served) -> None:
+        first = self.n
+        for rr in rrs:
+            self.candidates[self.n] = rr
+            self.waiting.setdefault(labels_path(rr[0]), []).append(self.n)
+            self.n += 1
+        if served is not None:
+            self.sources.append((node, served, range(first, self.n)))
+
+    def settle(self, path: Path, served) -> None:
+        """The walk reached `path`: its candidates are left out if it holds their type (or
+        is a CNAME), else wanted (what the end of the transfer decides)."""
+        numbers = self.waiting.pop(path, None)
+        if numbers:
+            for i in numbers:
+                rr = self.candidates.get(i)
+                if rr is None:
+                    continue
+                if served.cname or rtype_of(rr) in served.types:
+                    del self.candidates[i]
+                else:
+                    self.known.add(i)
+
+    def prune(self, snapshot) -> None:
+        """Keep on each kept name only its candidates that were not left out: the names
+        below it that settled them are dropped with it when they change (aggregation), and
+        the types a name holds beside an address below it do not depend on other names."""
+        for node, served, numbers in self.sources:
+            if node is None or node.memo is not served:
+                continue
+            left = tuple(self.candidates[i] for i in numbers if i in self.candidates)
+            if len(left) < len(served.glue):
+                served.glue = left
+                if not left:
+                    node.memo = _MEMO_HEAD.pack(served.gen, served.count,
+                                                _types_id(served.types)) + bytes(served.wire)
+        self.sources.clear()
+
+    def left(self):
+        """(candidate, settled and wanted) in answer order."""
+        known = self.known
+        return [(rr, i in known) for i, rr in self.candidates.items()]
+
+
 def record_ends(wire: bytes) -> list[int]:
     """Where each record of uncompressed record bytes ends (to split a name too big for one
     message)."""
@@ -113,7 +170,6 @@ class Snapshot:
         self.readers: dict[Path, set[Path]] = {}  # path -> names that read it from outside
         self.computed = 0  # names computed (not taken from the copy): tests and the bench
         self.active = False  # set by the first transfer: until then there is nothing to drop
-        self._ahead: dict = {}  # keep=False: names computed before the walk reaches them
         state.subscribe(self._on_change)
 
     # -- following changes -------------------------------------------------------------------
@@ -176,7 +232,7 @@ class Snapshot:
 
     # -- one name ----------------------------------------------------------------------------
 
-    def name(self, path: Path, node, generic: bool, zone_path: Path = ()) -> Served:
+    def name(self, path: Path, node, generic: bool) -> Served:
         """What one served name serves; `node` its index node or None (the `local` name need
         not exist); `generic`: ask every question (the records below the name do not say
         which can be answered: stored wildcards, the `local` name)."""
@@ -191,10 +247,6 @@ class Snapshot:
                     return Served(gen, wire, count, types, T_CNAME in types, ())
             elif memo.gen == gen:
                 return memo
-        if self._ahead:
-            served = self._ahead.pop(path, None)
-            if served is not None:
-                return served
         self.computed += 1
         kinds = ALL
         if not generic:
@@ -207,8 +259,8 @@ class Snapshot:
         parts = wires(rrs)
         types = frozenset(rtype_of(rr) for rr in rrs)
         cname = T_CNAME in types
-        if extra:
-            extra = self._outside_glue(owner, types, cname, extra, zone_path or path[:2])
+        if extra:  # its own address as an SRV target's glue (the bulk): it holds that type
+            extra = [rr for rr in extra if rr[0] != owner or not (cname or rtype_of(rr) in types)]
         wire = b"".join(parts)
         served = Served(gen, wire, len(parts), types, cname, tuple(extra))
         if reads is not None:
@@ -225,37 +277,13 @@ class Snapshot:
                     gen, len(parts), _types_id(types)) + wire
         return served
 
-    def _outside_glue(self, owner: tuple | None, types, cname: bool, extra: list,
-                      zone_path: Path):
-        """The glue candidates of a name that are not settled at once: a candidate owned by
-        the name itself or a name below it (an SRV target's own address, the bulk) is left
-        out when that name holds records of its type (or a CNAME), as the end of the
-        transfer would decide; the names below are computed now (kept, or held until the
-        walk reaches them) so a big zone does not carry every SRV target's address along."""
-        depth = len(owner) if owner is not None else -1
-        keep = []
-        for rr in extra:
-            labels = rr[0]
-            if labels == owner:
-                if cname or rtype_of(rr) in types:
-                    continue
-            elif depth >= 0 and labels[len(labels) - depth:] == owner and len(labels) > depth:
-                at = self._types_at(labels_path(labels), zone_path)
-                if at is not None and (at[1] or rtype_of(rr) in at[0]):
-                    continue
-            keep.append(rr)
-        return keep
-
     def _types_at(self, path: Path, zone_path: Path) -> tuple[frozenset, bool] | None:
         """(types, has a CNAME) of a served name of the zone, or None if it is not one."""
         node = self.state.index.node(path)
         local = self._local(zone_path)
         if path != local and (node is None or not node.count or "*" in path):
             return None
-        served = self.name(path, node, bool(self.state.index.wildcards) or path == local,
-                           zone_path)
-        if not self.keep:
-            self._ahead[path] = served  # the walk takes it from here
+        served = self.name(path, node, bool(self.state.index.wildcards) or path == local)
         return served.types, served.cname
 
     def _local(self, zone_path: Path) -> Path | None:
@@ -272,12 +300,10 @@ class Snapshot:
         other work run. `soa` is the SOA record's bytes (the caller sends it again last)."""
         ctx = self.state
         index = ctx.index
-        self._ahead.clear()
         yield soa, 1
         seen: set = set()  # records outside the names (apex, wildcards, glue), each once
         have: set = set()  # (owner, type) of those
-        out, glue = apex_records(ctx, zone_path)
-        glue = list(glue)
+        out, apex_glue = apex_records(ctx, zone_path)
         wildcards = bool(index.wildcards)
         if wildcards:
             found = []
@@ -290,29 +316,39 @@ class Snapshot:
         if pieces:
             yield b"".join(pieces), len(pieces)
 
+        # Glue candidates in the order the answers gave them, each waiting for its owner's
+        # name: when the walk reaches that name (an SRV target below its service name, the
+        # bulk, comes right after it) the candidate is settled there, so the walk carries
+        # only the few candidates of names not reached yet.
+        glue = _Glue()
+        glue.add(apex_glue, None, None)
         local = self._local(zone_path)
         for path, node in self._names(zone_path, local):
             if path is None:
                 yield PAUSE
                 continue
-            served = self.name(path, node, wildcards or path == local, zone_path)
+            served = self.name(path, node, wildcards or path == local)
             if served.count:
                 yield served.wire, served.count
             if served.glue:
-                glue += served.glue
+                glue.add(served.glue, node, served)
+            if glue.waiting:
+                glue.settle(path, served)
+        glue.prune(self)
 
         # glue for SRV/MX/NS targets of the zone that no name of it answers already
         wanted = []
-        for rr in glue:
+        for rr, known in glue.left():
             owner = rr[0]
             if owner in cnames or not in_zone(ctx, owner, zone_path):
                 continue
             rtype = rtype_of(rr)
             if (owner, rtype) in have:
                 continue
-            at = self._types_at(labels_path(owner), zone_path)
-            if at is not None and (at[1] or rtype in at[0]):
-                continue
+            if not known:
+                at = self._types_at(labels_path(owner), zone_path)
+                if at is not None and (at[1] or rtype in at[0]):
+                    continue
             wanted.append(rr)
             have.add((owner, rtype))  # the first glue of an owner and type only
         pieces = wires(wanted, seen)
