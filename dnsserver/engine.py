@@ -64,6 +64,7 @@ log = logging.getLogger("skydns.engine")
 tsig_log = RateLimitedLog(log)  # bad signatures come as fast as anyone can send them
 
 _clock = time.perf_counter
+_NAMES_KEPT = 16384  # question names remembered as labels and paths; past that, start over
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
 _BADVERS = 16
 _TCP_KEY_LIMIT = TCP_LIMIT.to_bytes(3, "big")  # how a cache key ends for TCP
@@ -97,6 +98,10 @@ class Engine:
         self.signing = ZoneSigning(keys, self.state) if keys else None
         self.max_udp = dns["max-udp-size"]
         self._domain_path = self.zone.domain_path
+        self._names: dict[bytes, tuple] = {}  # question name wire -> (labels, path, text)
+        # the OPT record of a reply by the key's EDNS flag: "-" none, "E" EDNS, "D" with DO
+        self._opts = {0x2D: b"", 0x45: opt_record(self.max_udp, False),
+                      0x44: opt_record(self.max_udp, True)}
         self.mode = answer_mode(cfg)
         self.forward_timeout = dns["forward-timeout"]
         self.allow = list(dns["forward-allow"])
@@ -337,19 +342,23 @@ class Engine:
         qwire = key[: qend - 16]
         if len(qwire) > 255:
             return None  # FORMERR on the checked path (querycheck.py)
-        qlabels = wire_labels(qwire)
-        path = labels_path(qlabels)
-        state = self.state
-        qname = b".".join(qlabels).decode("latin-1") + "."
-        if not state.ready or (self.subdomains and self._servers_for(qname) is not None):
+        named = self._names.get(qwire)
+        if named is None:  # the name as labels, index path and text, once per name asked
+            qlabels = wire_labels(qwire)
+            named = (qlabels, labels_path(qlabels), b".".join(qlabels).decode("latin-1") + ".")
+            if len(self._names) >= _NAMES_KEPT:
+                self._names.clear()
+            self._names[qwire] = named
+        qlabels, path, qname = named
+        if not self.state.ready or (self.subdomains and self._servers_for(qname) is not None):
             return None
-        if not self._owns(path):
+        domain = self._domain_path
+        if path[: len(domain)] != domain and not owns_reverse(self.state, path):
             return None
         self.query_names.add(qname)  # bounded by bytes and names (namecount.py)
-        opt = b"" if flags == 0x2D else opt_record(self.max_udp, flags == 0x44)  # "-": no EDNS
         asked = Asked(data, client, tcp, keyed, path, qtype, qlabels,
-                      qwire + data[qend - 4 : qend], int.from_bytes(key[-3:], "big"), opt,
-                      flags == 0x44, rd)
+                      qwire + data[qend - 4 : qend], int.from_bytes(key[-3:], "big"),
+                      self._opts[flags], flags == 0x44, rd)
         return self._zone(asked, nx)
 
     def _zone(self, asked: Asked, nx=None):

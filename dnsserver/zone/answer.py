@@ -1,9 +1,10 @@
-"""The answer rules: (records, health, question) -> Answer. Pure: no sockets, no etcd, no asyncio.
+"""What the answer rules (rules.py) share with the other readers of the zone: the zone settings
+and answer policy from the config, the `Context` answers are made from, which zone holds a
+name, CoreDNS's group rule, which records are SRV or CNAME targets, SRV weights, `owns`.
+Pure: no sockets, no etcd, no asyncio.
 
-The same logic serves the UDP/TCP responder, and later the PowerDNS backend and `skydns dump`.
-An Answer carries, besides its sections, what it read (paths and addresses) so the wire cache
-can drop exactly the entries a change touches, and which trailing address records a
-`random-one`/`hone-one`/shuffle policy may pick from.
+`answer()` and `soa_record()` are a dnslib view of rules.py (its records read back from
+their bytes), not a second copy of the rules: for the modules that still read dnslib records.
 """
 
 from __future__ import annotations

@@ -233,16 +233,24 @@ def soa_rr(ctx: Context, zone_path: Path) -> tuple:
 def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None) -> Records:
     """Answer one IN-class question for a name inside one of our zones. `qlabels`: the
     question name's labels as the reply writes them (lower-cased); None: made from `path`."""
-    zone_path = zone_of(path, domain_path(ctx))
+    settings = ctx.zone
+    domain = _domain_paths.get(settings.domain) or domain_path(ctx)
+    zone_path = domain if path[: len(domain)] == domain else zone_of(path, domain)
     assert zone_path is not None, "caller routes only names we are authoritative for"
     if qlabels is None:
         qlabels = path_labels(path) or ()
     apex = path == zone_path
     index = ctx.index
-    lookup = ctx.zone.lookup_path(path)  # `local.dns.<domain>` reads the [Dns] local name's
+    # `local.dns.<domain>` reads the [Dns] local name's records
+    lookup = settings.lookup_path(path) if settings.local else path
     # The apex owns only what is stored at it (plus SOA/NS): answering the whole zone to
     # `zone. A` would dump every record in one reply.
-    records = index.at(path) if apex else grouped(index.below(lookup))
+    if apex:
+        records = index.at(path)
+    else:
+        records = index.below(lookup)
+        if len(records) > 1:
+            records = grouped(records)
     exists = apex or bool(records)
     r = Records()
     r.paths.add(path)
