@@ -87,3 +87,18 @@ def test_record_sources_reach_the_api_planner_only_through_sources():
     API and the Kubernetes sync comes through sources/ (sources/reconciler.py)."""
     wrong = {m: names & set(COMPONENTS) for m, names in imported("cloudstack").items()}
     assert not {m: n for m, n in wrong.items() if n}
+
+
+def test_the_wheel_carries_every_package():
+    """pyproject's package patterns find every package directory, subpackages included (a
+    plain list once left skydns/dnssec out of the Docker image's wheel)."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set(find_packages(str(ROOT), include=find["packages"]["find"]["include"]))
+    tops = [d for d in ROOT.iterdir() if (d / "__init__.py").exists() and d.name != "tests"]
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts)
+               for top in tops for p in top.rglob("__init__.py")}
+    assert on_disk <= found, sorted(on_disk - found)
