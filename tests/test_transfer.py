@@ -358,3 +358,23 @@ def test_transfer_to_a_client_that_stops_reading_is_aborted():
         await server.wait_closed()
 
     asyncio.run(main())
+
+
+def test_glue_for_targets_no_name_answers_comes_last_once():
+    """An SRV/MX target that no name of the zone answers (here: matched by a stored
+    wildcard) gets its addresses as glue after the names; targets that are names of the zone
+    (an SRV target's own address, the bulk) get none."""
+    from dnsserver.zone.rows import served_rows, type_name
+
+    engine = engine_of({"wild/*": {"host": "10.3.0.1"},
+                        "svc/x": {"host": "x.wild.example.test", "port": 80},
+                        "mx/m": {"host": "y.wild.example.test", "mail": True, "priority": 5},
+                        "other/a": {"host": "10.3.0.2", "port": 53}})
+    for snapshot in (Snapshot(engine.state, keep=False), Snapshot(engine.state)):
+        rows = [(row.name, type_name(row.rtype), row.data)
+                for piece in served_rows(snapshot, engine.state.zone.domain_path)
+                if piece is not PAUSE for row in piece]
+        assert rows[-2:] == [("y.wild.example.test.", "A", "10.3.0.1"),
+                             ("x.wild.example.test.", "A", "10.3.0.1")]
+        assert rows.count(("a.other.example.test.", "A", "10.3.0.2")) == 1  # its own name
+        assert rows[1] == ("*.wild.example.test.", "A", "10.3.0.1")
