@@ -188,7 +188,7 @@ def plain_rows(rrs: list) -> list[Row]:
 
 def served_rows(snapshot: Snapshot, zone_path: Path):
     """The zone's rows in transfer order (SOA first, once), as lists of rows, with PAUSE
-    where the caller may let other work run: `served_rrs`'s records, as an AXFR costs."""
+    where the caller may let other work run: the records an AXFR sends, as it costs."""
     names = _Names()
     for piece in snapshot.records(zone_path, soa_wire(snapshot.state, zone_path)):
         if piece is PAUSE:
