@@ -397,14 +397,22 @@ class Engine:
                 else:  # a rotation, as a cached ring would give at a random turn
                     r = random.randrange(n)
                     answer = head + group[r:] + group[:r]
+            if signing is None and keyed is not None:
+                # the reply as sent: the client's ID, RD bit and question bytes (0x20 case)
+                data = asked.data
+                qend = keyed[1]
+                wire = message(rec, data[12:qend], qlabels, limit, ra, opt, answer,
+                               (data[0] << 8) | data[1], asked.rd)
+                self._count(rec, wire)
+                if nx is not None:
+                    self.plain_nx.learn(nx, wire, qend)
+                return wire
             if signing is None:
                 wire = message(rec, question, qlabels, limit, ra, opt, answer)
             else:  # signed as a whole, then fitted to the limit (signing.py)
                 full = message(rec, question, qlabels, TCP_LIMIT, ra, opt, answer)
                 wire = signing.sign([full], asked.do, limit)[0][0]
             self._count(rec, wire)
-            if nx is not None:
-                self.plain_nx.learn(nx, wire, keyed[1])
             return asked.reply(wire)
         ring = None
         addrs, mode = [], ""

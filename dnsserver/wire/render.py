@@ -115,8 +115,13 @@ class Writer:
             _soa_shapes[id(rr)] = shape
         _, names, longest = shape
         qlabels = self.qlabels
-        shared = tuple(k for k in range(1, min(len(qlabels), longest) + 1)
-                       if qlabels[-k:] in names)
+        tail = qlabels[-longest:]
+        shared = _shared.get((id(rr), tail))
+        if shared is None:
+            shared = tuple(k for k in range(1, len(tail) + 1) if tail[-k:] in names)
+            if len(_shared) >= _MEMO_MAX:
+                _shared.clear()
+            _shared[(id(rr), tail)] = shared
         key = (id(rr), self.offset, shared)
         found = _soa_chunks.get(key)
         if found is not None and found[0] is rr:
@@ -131,6 +136,7 @@ class Writer:
 
 
 _soa_shapes: dict = {}
+_shared: dict = {}  # (SOA record, the question's last labels) -> which of them the SOA spells
 _soa_chunks: dict = {}
 _T_SOA = b"\x00\x06"
 
@@ -143,14 +149,28 @@ def message(
     ra: bool,
     opt: bytes,
     answer: list | None = None,
+    qid: int = 0,
+    rd: int = 0,
 ) -> bytes:
-    """The reply (ID 0, RD 0) to `question` (its bytes as the reply carries them, name
-    lower-cased; `qlabels` its labels) with the sections of `rec` (rules.Records), within
-    `limit` bytes: over it the additional section goes first, then records from the end
-    with TC=1. `opt` is the OPT record or b""; `answer` replaces rec.answer (one variant)."""
+    """The reply to `question` (its bytes as the reply carries them; `qlabels` its labels,
+    lower-cased) with the sections of `rec` (rules.Records), within `limit` bytes: over it
+    the additional section goes first, then records from the end with TC=1. `opt` is the
+    OPT record or b""; `answer` replaces rec.answer (one variant). ID and RD are 0 unless
+    given (a cached reply gets the client's when it is sent)."""
+    rrs = rec.answer if answer is None else answer
+    if not rec.authority and not rec.additional and qlabels:
+        # Only answer records: when each is owned by the question's name and holds no name
+        # to compress (addresses, TXT, SRV), it is a pointer to the question and bytes.
+        an = []
+        for owner, head, rdata in rrs:
+            if owner is not qlabels or type(rdata) is not bytes:
+                break
+            an.append(b"\xc0\x0c" + head + len(rdata).to_bytes(2, "big") + rdata)
+        else:
+            return _reply(an, [], question, limit, ra, opt, rec.rcode, qid, rd)
     w = Writer(qlabels, len(question))
     record = w.record
-    an = [record(*rr) for rr in (rec.answer if answer is None else answer)]
+    an = [record(*rr) for rr in rrs]
     ns = []
     for rr in rec.authority:
         if not an and not ns and rr[1][:2] == _T_SOA and not rec.additional:
@@ -158,7 +178,13 @@ def message(
         else:
             ns.append(record(*rr))
     ar = [record(*rr) for rr in rec.additional] if rec.additional else ()
-    flags = _FLAGS_AA | (0x80 if ra else 0) | (rec.rcode & 0xF)
+    return _reply(an, ns, question, limit, ra, opt, rec.rcode, qid, rd, ar)
+
+
+def _reply(an: list, ns: list, question: bytes, limit: int, ra: bool, opt: bytes, rcode: int,
+           qid: int, rd: int, ar=()) -> bytes:
+    """The header and the rendered records within `limit` (see `message`)."""
+    flags = _FLAGS_AA | (0x80 if ra else 0) | (rcode & 0xF) | (rd << 8)
     nopt = 1 if opt else 0
     body = b"".join(an) + b"".join(ns) if ns else b"".join(an)
     size = 12 + len(question) + len(body) + len(opt)
@@ -166,10 +192,10 @@ def message(
         extra = b"".join(ar)
         if size + len(extra) <= limit:
             counts = (1, len(an), len(ns), len(ar) + nopt)
-            return _HEADER.pack(0, flags, *counts) + question + body + extra + opt
+            return _HEADER.pack(qid, flags, *counts) + question + body + extra + opt
     if size > limit:
         flags |= 0x0200  # TC
         while size > limit and (ns or an):
             size -= len(ns.pop() if ns else an.pop())
         body = b"".join(an) + b"".join(ns)
-    return _HEADER.pack(0, flags, 1, len(an), len(ns), nopt) + question + body + opt
+    return _HEADER.pack(qid, flags, 1, len(an), len(ns), nopt) + question + body + opt

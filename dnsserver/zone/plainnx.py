@@ -113,7 +113,8 @@ class PlainNx:
         return data[:2] + heads[rd] + data[12:qend] + tail
 
     def learn(self, shape: tuple, wire: bytes, qend: int) -> None:
-        """Remember the normal path's NXDOMAIN `wire` (ID 0, RD 0) for this shape."""
+        """Remember the normal path's NXDOMAIN `wire` for this shape (its ID and RD bit are
+        not kept)."""
         if wire[3] & 0x0F != 3 or wire[4:12] != b"\x00\x01\x00\x00\x00\x01" + wire[10:12]:
             return  # not a plain NXDOMAIN with one SOA: leave it to the normal path
         if len(self.tails) >= _MEMO_MAX:

@@ -115,6 +115,20 @@ def path_labels(path: Path) -> tuple | None:
     return labels
 
 
+_paths_memo: dict[tuple, Path] = {}
+
+
+def target_path_of(labels: tuple) -> Path:
+    """labels_path for a target name (CNAME, glue): the same few names again and again."""
+    path = _paths_memo.get(labels)
+    if path is None:
+        path = labels_path(labels)
+        if len(_paths_memo) >= _MEMO_MAX:
+            _paths_memo.clear()
+        _paths_memo[labels] = path
+    return path
+
+
 def labels_path(labels: tuple) -> Path:
     """The index path a name's labels (lower-cased) are looked up at. Keys are text: octets
     that are not UTF-8 are kept as surrogates (they match no key, and go back to the same
@@ -256,7 +270,7 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None) -
     r.paths.add(path)
     r.paths.add(lookup)
     if qtype == T_A or qtype == T_AAAA:
-        _addresses(ctx, r, qlabels, lookup, qtype, records, {lookup})
+        _addresses(ctx, r, qlabels, lookup, qtype, records)
     elif qtype == T_SRV:
         _srv(ctx, r, qlabels, records)
     elif qtype == T_TXT:
@@ -327,8 +341,20 @@ def _address_rrs(ctx: Context, owner: tuple, qtype: int, records: list) -> tuple
     return rrs, ips
 
 
-def _addresses(ctx, r: Records, owner: tuple, path: Path, qtype: int, records, seen) -> None:
+def _addresses(ctx, r: Records, owner: tuple, path: Path, qtype: int, records,
+               seen=None) -> None:
+    """The addresses of `records` (a CNAME's target's, when they have none: `seen` holds the
+    chain's names so far, None at its start)."""
     family = 4 if qtype == T_A else 6
+    if len(records) == 1:  # the commonest name: one address, without the list work below
+        rec = records[0]
+        if rec.family == family and rec.rtype in _ADDRESS_TYPES:
+            rec = healthy(ctx, r, records)[0]
+            if ctx.zone.round_robin:
+                r.pick_from = len(r.answer)
+                r.picks = [rec.ip]
+            r.answer.append((owner, _head(qtype, 1, ctx.ttl(rec)), packed(rec)))
+            return
     addrs = [rec for rec in records if rec.family == family and rec.rtype in _ADDRESS_TYPES]
     if addrs:
         rrs, ips = _address_rrs(ctx, owner, qtype, healthy(ctx, r, addrs))
@@ -345,7 +371,9 @@ def _addresses(ctx, r: Records, owner: tuple, path: Path, qtype: int, records, s
     target = name_labels(rec.host)
     if target is None:
         return
-    target_path = labels_path(target)
+    target_path = target_path_of(target)
+    if seen is None:
+        seen = {path}
     if target_path in seen or len(seen) > MAX_CNAME_HOPS:
         r.rcode = SERVFAIL  # a loop or an over-long chain: fail visibly, never spin
         r.answer.clear()
@@ -370,7 +398,7 @@ def _glue(ctx: Context, r: Records, rec, labels: tuple) -> None:
         qtype = T_A if rec.family == 4 else T_AAAA
         r.additional.extend(_address_rrs(ctx, labels, qtype, [rec])[0])
         return
-    target_path = labels_path(labels)
+    target_path = target_path_of(labels)
     if zone_of(target_path, domain_path(ctx)) is None:
         return
     r.paths.add(target_path)
