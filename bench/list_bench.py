@@ -1,7 +1,7 @@
 """`skydns dump` and the PowerDNS backend's `list` of a big zone: time, and the longest stretch
 of `list` work without a pause (how long the backend's loop would not answer lookups).
 
-    .venv/bin/python bench/list_bench.py [--records 100000] [--old]
+    .venv/bin/python bench/list_bench.py [--records 100000]
 
 In process (no etcd, no sockets: the load from etcd is the same as before and not measured):
 N address records, 100 per service name as bench/axfr_bench.py writes them, one address in
@@ -12,9 +12,8 @@ a hundred DOWN. Measured:
   which makes the backend's per-name copy), with the longest gap between pauses;
 - list warm: the same again (every name from the copy).
 
-`--old` also times the implementation before (served.py's `served_rrs`, `answer()` per
-name; list = records + empty non-terminals + one json.dumps): about a millisecond per record,
-so keep --records small with it. Figures go in bench/README.md.
+(`--old`, the dnslib `served_rrs` it was once compared with, went with issue 27: every name
+now comes from the one rule set, rules.answer.) Figures go in bench/README.md.
 """
 
 from __future__ import annotations
@@ -31,19 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from dnslib import QTYPE  # noqa: E402
-from test_zonerows import old_list as reference_list  # noqa: E402
-
 from dnsserver.dump import rows  # noqa: E402
 from dnsserver.zone.answer import ZoneSettings  # noqa: E402
-from dnsserver.zone.served import served_rrs  # noqa: E402
 from dnsserver.zone.state import ZoneState  # noqa: E402
-from pdnsbackend.protocol import (  # noqa: E402
-    PdnsBackend,
-    Session,
-    encode,
-)
-from skydns.keys import key_to_path, name_to_path  # noqa: E402
+from pdnsbackend.protocol import PdnsBackend, Session  # noqa: E402
+from skydns.keys import key_to_path  # noqa: E402
 from skydns.records import parse_record  # noqa: E402
 
 LIST = b'{"method":"list","parameters":{"zonename":"example.test.","domain_id":-1}}\n'
@@ -67,15 +58,6 @@ def dump_text(state: ZoneState) -> tuple[int, int]:
     lines = size = 0
     for name, ttl, rtype, data, _, health in rows(state, "example.test."):
         line = f"{name} {ttl} IN {rtype} {data}" + (f" ; {health}" if health else "") + "\n"
-        lines += 1
-        size += len(line)
-    return lines, size
-
-
-def old_dump_text(state: ZoneState) -> tuple[int, int]:
-    lines = size = 0
-    for rr in served_rrs(state, name_to_path("example.test.")):
-        line = f"{rr.rname} {rr.ttl} IN {QTYPE.get(rr.rtype)} {rr.rdata.toZone()}\n"
         lines += 1
         size += len(line)
     return lines, size
@@ -120,11 +102,6 @@ def listed(backend: PdnsBackend) -> str:
             f"{len(GC_PAUSES)} full GC passes (longest {gc_max * 1000:.1f} ms)")
 
 
-def old_list(state: ZoneState) -> int:
-    """pdns `list` as it was (served_rrs): the reference the tests compare with."""
-    return len(encode({"result": reference_list(state, "example.test.")}))
-
-
 def timed(label: str, fn, *args):
     start = time.perf_counter()
     cpu = time.process_time()
@@ -139,7 +116,6 @@ def timed(label: str, fn, *args):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--old", action="store_true", help="also time the old implementation")
     args = parser.parse_args()
     start = time.perf_counter()
     state = make_state(args.records)
@@ -149,9 +125,6 @@ def main() -> int:
     gc.callbacks.append(_gc_timer)
     timed("list cold", listed, backend)
     timed("list warm", listed, backend)
-    if args.old:
-        timed("old dump", old_dump_text, state)
-        timed("old list", old_list, state)
     return 0
 
 

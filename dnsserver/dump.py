@@ -15,8 +15,6 @@ import asyncio
 import json
 import sys
 
-from dnslib import QTYPE
-
 from skydns import cli, store
 from skydns.config import load_or_exit
 from skydns.keys import name_to_path, path_to_name
@@ -25,7 +23,7 @@ from skydns.logsetup import setup_logging
 from .engine import zone_settings
 from .zone.answer import REVERSE_ZONES
 from .zone.records import zone_rrs
-from .zone.rows import served_rows
+from .zone.rows import T_A, T_AAAA, plain_rows, served_rows, type_name
 from .zone.state import ZoneState
 from .zone.sync import RECORDS_PREFIX, StoreSync
 from .zone.transfer import PAUSE, Snapshot
@@ -53,14 +51,15 @@ def rows(state: ZoneState, zone: str, raw: bool = False):
         for piece in served_rows(Snapshot(state, keep=False), name_to_path(zone)):
             if piece is not PAUSE:
                 for row in piece:
-                    yield row.name, row.ttl, QTYPE.get(row.rtype), row.data, None, ""
+                    yield row.name, row.ttl, type_name(row.rtype), row.data, None, ""
         return
     for rr, rec in zone_rrs(state, name_to_path(zone)):
+        (row,) = plain_rows([rr])
         health = ""
-        if rec is not None and rec.ip and rr.rtype in (QTYPE.A, QTYPE.AAAA):
+        if rec is not None and rec.ip and row.rtype in (T_A, T_AAAA):
             health = "DOWN" if state.health.is_down(rec.ip) else "UP"
         key = rec.key if rec is not None else None
-        yield str(rr.rname), rr.ttl, QTYPE.get(rr.rtype), rr.rdata.toZone(), key, health
+        yield row.name, row.ttl, type_name(row.rtype), row.data, key, health
 
 
 def main(argv: list[str] | None = None) -> int:

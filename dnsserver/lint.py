@@ -3,7 +3,8 @@
 Pure: the keys and values read from etcd in, findings out (no sockets, no etcd). Records are
 decoded with the server's own parser (skydns/records.py) and looked up in its own index
 (index.py, wildcards included), and "CNAME" and "address" mean what the answer rules
-(answer.py) make of a record, so a finding describes what skydns really answers.
+(zone/answer.py, used by zone/rules.py) make of a record, so a finding describes what
+skydns really answers.
 
     bad-record         a value the server skips (bad JSON, not a record)
     bad-status         a status value that is read as UP whatever it says

@@ -16,9 +16,8 @@ import asyncio
 import ipaddress
 import json
 import shlex
+import socket
 import sys
-
-from dnslib import QTYPE
 
 from skydns import cli, store
 from skydns.config import load_or_exit
@@ -27,7 +26,8 @@ from skydns.keys import ip_of_key, key_to_path, name_to_key, name_to_path
 from skydns.logsetup import setup_logging
 from skydns.records import RecordError, parse_record
 
-from .zone.answer import answer, zone_settings
+from .zone.answer import zone_settings
+from .zone.rules import T_A, T_AAAA, T_NS, answer
 from .zone.state import ZoneState
 
 DEFAULT_NDOTS = 5  # as Kubernetes: `svc.ns` and `svc.ns.svc` names go through the search list
@@ -97,11 +97,14 @@ async def zone_nameservers(cfg: dict) -> list[str]:
                 engine.health.set(ip, parse_status(kv.key, kv.value))
     finally:
         await client.close()
-    ans = answer(engine, domain, QTYPE.NS)
+    got = answer(engine, engine.zone.domain_path, T_NS)
     found: list[str] = []
-    for rr in ans.additional:
-        if rr.rtype in (QTYPE.A, QTYPE.AAAA) and str(rr.rdata) not in found:
-            found.append(str(rr.rdata))
+    for _, head, rdata in got.additional:
+        rtype = head[0] << 8 | head[1]
+        if rtype in (T_A, T_AAAA):  # the glue: written as skydns.keys.canonical_ip spells it
+            ip = socket.inet_ntop(socket.AF_INET if rtype == T_A else socket.AF_INET6, rdata)
+            if ip not in found:
+                found.append(ip)
     # A resolver tries its nameservers in order and waits on a dead one: leave DOWN ones
     # out, unless all are (fail open, as answers do).
     up = [ip for ip in found if not engine.health.is_down(ip)]

@@ -29,11 +29,25 @@ import logging
 import random
 from collections import Counter
 
-from dnslib import QTYPE, RR
-
-from dnsserver.zone.answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
+from dnsserver.zone.answer import REVERSE_ZONES, Context, zone_of
 from dnsserver.zone.records import reverse_zones
-from dnsserver.zone.rows import served_rows
+from dnsserver.zone.rows import (
+    T_A,
+    T_AAAA,
+    T_CNAME,
+    T_MX,
+    T_NS,
+    T_PTR,
+    T_SRV,
+    T_TXT,
+    Row,
+    plain_rows,
+    served_rows,
+    txt_strings,
+    type_name,
+)
+from dnsserver.zone.rules import answer, path_labels, soa_rr
+from dnsserver.zone.served import rtype_of
 from dnsserver.zone.state import ZoneState
 from dnsserver.zone.transfer import PAUSE, Snapshot
 from skydns.keys import Path, name_to_path, path_to_name
@@ -52,19 +66,19 @@ _SHARDS = 256  # `list`'s owner names in this many sets: resizing one set of a m
 # What an ANY lookup collects, by zone kind. PTR is a reverse-zone type here, as in skydns
 # (the forward zone answers PTR only for keys that are PTR records, an oddity not worth
 # copying into every ANY answer).
-_FORWARD_TYPES = (QTYPE.A, QTYPE.AAAA, QTYPE.TXT, QTYPE.MX, QTYPE.SRV, QTYPE.NS)
-_REVERSE_TYPES = (QTYPE.PTR, QTYPE.TXT, QTYPE.NS)
+_FORWARD_TYPES = (T_A, T_AAAA, T_TXT, T_MX, T_SRV, T_NS)
+_REVERSE_TYPES = (T_PTR, T_TXT, T_NS)
 _SINGLE_TYPES = {
-    "A": QTYPE.A,
-    "AAAA": QTYPE.AAAA,
-    "CNAME": QTYPE.CNAME,
-    "TXT": QTYPE.TXT,
-    "MX": QTYPE.MX,
-    "SRV": QTYPE.SRV,
-    "NS": QTYPE.NS,
-    "PTR": QTYPE.PTR,
+    "A": T_A,
+    "AAAA": T_AAAA,
+    "CNAME": T_CNAME,
+    "TXT": T_TXT,
+    "MX": T_MX,
+    "SRV": T_SRV,
+    "NS": T_NS,
+    "PTR": T_PTR,
 }
-_ADDRESS = (QTYPE.A, QTYPE.AAAA)
+_ADDRESS = (T_A, T_AAAA)
 
 
 class BadRequest(ValueError):
@@ -113,10 +127,10 @@ def _fqdn(name) -> str:
     return name if name.endswith(".") else name + "."
 
 
-def _txt_content(rr: RR) -> str:
+def txt_content(rdata: bytes) -> str:
     """TXT strings in zone-file form, each quoted, `"` and `\\` escaped, other bytes as \\DDD."""
     parts = []
-    for raw in rr.rdata.data:
+    for raw in txt_strings(rdata):
         out = []
         for byte in raw:
             if byte in (0x22, 0x5C):
@@ -129,23 +143,18 @@ def _txt_content(rr: RR) -> str:
     return " ".join(parts)
 
 
-def content(rr: RR, ctx: Context | None = None) -> str:
-    """An RR's data as pdns wants it: zone-file text, priorities inside (MX, SRV)."""
-    if rr.rtype == QTYPE.TXT:
-        return _txt_content(rr)
-    if rr.rtype == QTYPE.SOA and ctx is not None:
-        soa = rr.rdata
-        times = " ".join(str(t) for t in soa.times[1:])
-        return f"{soa.mname} {soa.rname} {serial(ctx)} {times}"
-    return rr.rdata.toZone()
+def content(row: Row) -> str:
+    """A record's data as pdns wants it: zone-file text (rows.py), priorities inside (MX,
+    SRV), TXT strings quoted pdns's way."""
+    return row.data if row.raw is None else txt_content(row.raw)
 
 
-def record(rr: RR, zid: int, ctx: Context, qname: str | None = None) -> dict:
+def record(row: Row, zid: int, qname: str | None = None) -> dict:
     return {
-        "qtype": QTYPE.get(rr.rtype),
-        "qname": qname or str(rr.rname),
-        "content": content(rr, ctx),
-        "ttl": int(rr.ttl),
+        "qtype": type_name(row.rtype),
+        "qname": qname or row.name,
+        "content": content(row),
+        "ttl": row.ttl,
         "auth": True,
         "domain_id": zid,
     }
@@ -313,48 +322,52 @@ class PdnsBackend:
         zid = zone_id(zone, ctx)
         apex = path == zone
         if qtype == "SOA":  # pdns finds the zone with these: the apex has one, nothing else
-            return [record(soa_record(ctx, zone), zid, ctx, qname)] if apex else []
+            return [record(row, zid, qname) for row in plain_rows([soa_rr(ctx, zone)])] \
+                if apex else []
         if "*" in path and not _literal_exists(ctx, path):
             return []  # pdns's own wildcard probe, see the module docstring
         if qtype == "ANY":
-            rrs = self._any(qname, zone, apex, remote)
-            if rrs:
-                return [record(rr, zid, ctx, qname) for rr in rrs]
+            rows = self._any(path, zone, apex, remote)
+            if rows:
+                return [record(row, zid, qname) for row in rows]
             return [ent(qname, zid)] if ctx.index.exists(path) else []
         rtype = _SINGLE_TYPES.get(qtype)
         if rtype is None:
             return []
-        rrs = self._pick(self._of_type(qname, rtype), remote)
-        return [record(rr, zid, ctx, qname) for rr in rrs]
+        rows = self._pick(self._of_type(path, rtype), remote)
+        return [record(row, zid, qname) for row in rows]
 
-    def _of_type(self, qname: str, rtype: int) -> list[RR]:
-        """The records of one type owned by `qname` itself (a CNAME chain's tail is pdns's)."""
-        owner = qname.lower()
-        ans = answer(self.state, qname, rtype)
-        return [rr for rr in ans.answer if rr.rtype == rtype and str(rr.rname).lower() == owner]
+    def _of_type(self, path: Path, rtype: int) -> list[Row]:
+        """The records of one type owned by the name itself (a CNAME chain's tail is pdns's),
+        as the rules answer them."""
+        owner = path_labels(path)
+        if owner is None:
+            return []
+        got = answer(self.state, path, rtype, owner)
+        return plain_rows([rr for rr in got.answer if rr[0] == owner and rtype_of(rr) == rtype])
 
-    def _any(self, qname: str, zone: Path, apex: bool, remote: str) -> list[RR]:
+    def _any(self, path: Path, zone: Path, apex: bool, remote: str) -> list[Row]:
         ctx = self.state
-        out: list[RR] = []
+        out: list[Row] = []
         if apex:
-            out.append(soa_record(ctx, zone))
+            out += plain_rows([soa_rr(ctx, zone)])
         reverse = zone != ctx.zone.domain_path
         if not reverse and not apex:
-            cname = self._of_type(qname, QTYPE.CNAME)
+            cname = self._of_type(path, T_CNAME)
             if cname:
                 return cname  # a name with a CNAME has nothing else (RFC 1034 3.6.2)
         for rtype in _REVERSE_TYPES if reverse else _FORWARD_TYPES:
-            rrs = self._of_type(qname, rtype)
-            out.extend(self._pick(rrs, remote) if rtype in _ADDRESS else rrs)
+            rows = self._of_type(path, rtype)
+            out.extend(self._pick(rows, remote) if rtype in _ADDRESS else rows)
         return out
 
-    def _pick(self, rrs: list[RR], remote: str) -> list[RR]:
+    def _pick(self, rows: list[Row], remote: str) -> list[Row]:
         """random-one / hone-one over the (already health-filtered) addresses of one type."""
-        if not self.mode or len(rrs) < 2 or rrs[0].rtype not in _ADDRESS:
-            return rrs
+        if not self.mode or len(rows) < 2 or rows[0].rtype not in _ADDRESS:
+            return rows
         if self.mode == "random":
-            return [random.choice(rrs)]
-        return [rrs[choose(remote, [str(rr.rdata) for rr in rrs])]]
+            return [random.choice(rows)]
+        return [rows[choose(remote, [row.data for row in rows])]]
 
     def list(self, params: dict) -> list[dict]:
         """The whole zone for AXFR as it is answered (what `skydns dump` prints, what an AXFR
@@ -396,18 +409,15 @@ class PdnsBackend:
                     last = name
                     # dnslib writes names in printable ASCII: plain JSON unless " or \
                     plain_name = '"' not in name and "\\" not in name
-                rr = row.rr
-                if rr is not None:  # SOA (its serial), TXT (pdns's quoting)
-                    text = content(rr, ctx)
-                else:
-                    text = row.data
-                if as_json and rr is None and plain_name and '"' not in text \
+                raw = row.raw
+                text = row.data if raw is None else txt_content(raw)  # TXT: pdns's quoting
+                if as_json and raw is None and plain_name and '"' not in text \
                         and "\\" not in text:  # the bulk (addresses, SRV): nothing to escape
-                    out.append(f'{{"qtype":"{QTYPE.get(row.rtype)}","qname":"{name}",'
+                    out.append(f'{{"qtype":"{type_name(row.rtype)}","qname":"{name}",'
                                f'"content":"{text}","ttl":{row.ttl},"auth":true,'
                                f'"domain_id":{zid}}}')
                     continue
-                record = {"qtype": QTYPE.get(row.rtype), "qname": name, "content": text,
+                record = {"qtype": type_name(row.rtype), "qname": name, "content": text,
                           "ttl": row.ttl, "auth": True, "domain_id": zid}
                 out.append(_JSON.encode(record) if as_json else record)
             yield ",".join(out) if as_json else out

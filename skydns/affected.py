@@ -1,9 +1,9 @@
 """Which names answer differently after a record or a status changes: for caches in front.
 
-The DNS server learns this from what each cached answer read (dnsserver/zone/answer.py records the
-paths and addresses, dnsserver/front/cache.py drops by them). A cache outside the process, such as a
-PowerDNS Recursor, knows nothing of that, so the same rules are written here in the other
-direction, from a change to the names it reaches:
+The DNS server learns this from what each cached answer read (dnsserver/zone/rules.py records
+the paths and addresses, dnsserver/front/cache.py drops by them). A cache outside the process,
+such as a PowerDNS Recursor, knows nothing of that, so the same rules are written here in the
+other direction, from a change to the names it reaches:
 
 - a name answers with every record at or below it (the SkyDNS rule), so a record at a path
   reaches that name and every name above it up to its zone's apex; the apex itself answers
@@ -16,6 +16,13 @@ direction, from a change to the names it reaches:
 - a record with an address also reaches that address's PTR name.
 A stored `*` label answers for names nobody can list: the part above it is a subtree to purge.
 
+This is a deliberate restatement, not a derivation: the janitor may not import dnsserver/, so
+it cannot call the rules. Instead tests/test_affected.py proves it against the one rule set
+(rules.answer): every question kind at every name of a zone that exercises each rule
+(aggregation, CNAME chains, SRV/MX/NS glue, groups, delegations, PTR, health) is answered
+before and after each change, and every name whose answer moved must be among those reached.
+A new answer rule needs its case there.
+
 Pure: no sockets, no etcd. `Dependents` is the reverse index the janitor keeps from a watch.
 """
 
@@ -26,7 +33,7 @@ from dataclasses import dataclass, field
 from .keys import Path, key_to_path, name_to_path, path_to_name, reverse_name
 from .records import Record
 
-MAX_HOPS = 8  # the server follows CNAME chains this far (dnsserver.zone.answer.MAX_CNAME_HOPS)
+MAX_HOPS = 8  # the server follows CNAME chains this far (dnsserver/zone MAX_CNAME_HOPS)
 REVERSE_ZONES: tuple[Path, ...] = (("arpa", "in-addr"), ("arpa", "ip6"))
 NS_LABELS = ("dns", "ns")  # the apex's NS records live in this subtree
 

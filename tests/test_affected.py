@@ -1,9 +1,9 @@
 """skydns.affected: which names a record change or a status flip reaches (pure, no etcd)."""
 
-from dnslib import QTYPE
-
-from dnsserver.zone.answer import Context, ZoneSettings, answer
+from dnsserver.wire.render import plain
+from dnsserver.zone.answer import Context, ZoneSettings
 from dnsserver.zone.index import RecordIndex
+from dnsserver.zone.rules import T_A, T_AAAA, T_CNAME, T_MX, T_NS, T_PTR, T_SRV, T_TXT, answer
 from skydns.affected import Dependents, answering, reached, reached_by_record
 from skydns.health import HealthView
 from skydns.keys import name_to_key, name_to_path, path_to_name
@@ -104,8 +104,9 @@ def test_dependents_forget_replaced_and_deleted_records():
 
 # --- against the server's own answer rules ------------------------------------------------------
 # The janitor may not import dnsserver/, so skydns.affected restates its rules backwards; here
-# every name's answers are computed by dnsserver.zone.answer before and after each change, and every
-# name whose answer moved must be among those the change reaches.
+# every name's answers are computed by the one rule set (dnsserver.zone.rules) before and after
+# each change, every question kind of every name, and every name whose answer moved must be
+# among those the change reaches.
 
 ZONE_RECORDS = {
     **DEPS,
@@ -116,8 +117,13 @@ ZONE_RECORDS = {
     "x.txt.example.test.": '{"text": "hello"}',
     "1.0.0.10.in-addr.arpa.": '{"host": "a1.web.example.test"}',
     "b.deep.sub.example.test.": '{"host": "10.0.0.3", "port": 8080}',
+    # groups (CoreDNS's rule), a delegation's NS with glue, a text beside an address
+    "a.grp.example.test.": '{"host": "10.0.0.4", "group": "g1"}',
+    "c.b.grp.example.test.": '{"host": "10.0.0.5", "group": "g2"}',
+    "ns.sub2.example.test.": '{"host": "a2.web.example.test", "type": "NS"}',
+    "y.txt.example.test.": '{"host": "10.0.0.6", "text": "beside"}',
 }
-QTYPES = (QTYPE.A, QTYPE.AAAA, QTYPE.SRV, QTYPE.CNAME, QTYPE.TXT, QTYPE.MX, QTYPE.NS, QTYPE.PTR)
+QTYPES = (T_A, T_AAAA, T_SRV, T_CNAME, T_TXT, T_MX, T_NS, T_PTR)
 
 
 def _answers(records: dict, down: set) -> dict:
@@ -136,9 +142,9 @@ def _answers(records: dict, down: set) -> dict:
         if not (name.endswith(DOMAIN) or name.endswith("in-addr.arpa.")):
             continue
         for qtype in QTYPES:
-            ans = answer(ctx, name, qtype)
-            out[name, qtype] = (ans.rcode, [str(rr) for rr in ans.answer],
-                                sorted(str(rr) for rr in ans.additional))
+            got = answer(ctx, name_to_path(name), qtype)
+            out[name, qtype] = (got.rcode, [plain(rr) for rr in got.answer],
+                                sorted(plain(rr) for rr in got.additional))
     return out
 
 
@@ -177,9 +183,9 @@ def test_every_answer_a_record_change_moves_is_reached():
 def test_every_answer_a_status_flip_moves_is_reached():
     base = _answers(ZONE_RECORDS, set())
     deps = deps_with(ZONE_RECORDS)
-    for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "2001:db8::1"):
+    for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "2001:db8::1"):
         moved = _moved(base, _answers(ZONE_RECORDS, {ip}))
         got = reached(deps, DOMAIN, ips=[ip]).names
         assert moved <= got, (ip, moved - got)
-        # 10.0.0.3 and 2001:db8::1 are alone at their names: fail open, nothing moves
+        # 10.0.0.3, 10.0.0.4 (its group alone) and 2001:db8::1: fail open, nothing moves
         assert bool(moved) == (ip in ("10.0.0.1", "10.0.0.2")), (ip, moved)

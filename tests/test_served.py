@@ -1,12 +1,13 @@
-"""The zone as served (served.py): every name that answers, with what a query for it gets,
-and a SOA serial that moves with health as well as records."""
+"""The zone as served (served.py, streamed by transfer.py, read back by rows.py): every name
+that answers, with what a query for it gets, and a SOA serial that moves with health as well
+as records."""
 
 from __future__ import annotations
 
-from dnslib import QTYPE
 from test_engine import ask, make_engine
 
-from dnsserver.zone.served import served_rrs
+from dnsserver.zone.rows import served_rows, type_name
+from dnsserver.zone.transfer import PAUSE, Snapshot
 
 RECORDS = {
     "/skydns/test/example/web/a1": {"host": "10.1.0.1"},
@@ -20,9 +21,11 @@ RECORDS = {
 
 
 def zone(engine) -> set[str]:
-    rrs = served_rrs(engine.state, engine.state.zone.domain_path)
-    assert rrs[0].rtype == QTYPE.SOA
-    return {f"{rr.rname} {QTYPE.get(rr.rtype)} {rr.rdata.toZone()}" for rr in rrs[1:]}
+    state = engine.state
+    rows = [row for piece in served_rows(Snapshot(state, keep=False), state.zone.domain_path)
+            if piece is not PAUSE for row in piece]
+    assert type_name(rows[0].rtype) == "SOA"
+    return {f"{row.name} {type_name(row.rtype)} {row.data}" for row in rows[1:]}
 
 
 def test_aggregated_names_weights_cnames_and_wildcards():

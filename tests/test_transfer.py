@@ -1,6 +1,7 @@
-"""The streamed zone transfer (transfer.py): the fast per-name bytes equal served.py's
-(`answer()`), the copy kept per name follows every kind of change and equals a build from
-scratch, and the first message leaves before the zone has been read."""
+"""The streamed zone transfer (transfer.py): every name holds what a query for it gets (the
+zone read back with dnspython, each name and type asked of the engine), the copy kept per
+name follows every kind of change and equals a build from scratch, and the first message
+leaves before the zone has been read."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import time
 
 import dns.message
 import dns.query
+import dns.rdataclass
+import dns.rdatatype
 import pytest
-from test_engine import make_engine
+from test_engine import ask, make_engine
 
 from dnsserver.front.tcp import TcpConnection
-from dnsserver.zone.index import below_node
-from dnsserver.zone.served import _key, name_rrs, served_names, served_rrs
-from dnsserver.zone.transfer import PAUSE, Snapshot, plain_name, record_ends, rr_wire, soa_wire
+from dnsserver.zone.transfer import PAUSE, Snapshot, record_ends, soa_wire
 from skydns.keys import key_to_path
 from skydns.records import parse_record
 
@@ -27,9 +28,9 @@ from dnstest import Skydns
 
 P = "/skydns/test/example/"
 
-# Record shapes of names that hold only addresses (the bulk of a big zone): each table entry
-# is a zone; every name of it is compared.
-PLAIN_SHAPES = {
+# Record shapes; each table entry is a zone, every name of it is checked. The first ones
+# hold only addresses (the bulk of a big zone).
+SHAPES = {
     "one v4": {"a/x": {"host": "10.0.0.1"}},
     "one v6": {"a/x": {"host": "2001:db8::1"}},
     "v4-mapped v6": {"a/x": {"host": "::ffff:1.2.3.4"}},
@@ -49,19 +50,17 @@ PLAIN_SHAPES = {
     "down": {"h/a": {"host": "10.9.0.1"}, "h/b": {"host": "10.9.0.2"},
              "h/c": {"host": "2001:db8::9"}},
     "all down": {"f/a": {"host": "10.9.1.1"}, "f/b": {"host": "10.9.1.2"}},
-}
-DOWN = ("10.9.0.1", "10.9.0.2", "10.9.1.1", "10.9.1.2")
-
-# Shapes the fast path must leave to answer() (it returns None for them).
-OTHER_SHAPES = {
-    "cname": {"c/x": {"host": "web.example.test"}},
+    "cname": {"c/x": {"host": "web.example.test"}, "web/a": {"host": "10.1.0.9"}},
     "text": {"t/x": {"host": "10.1.0.1", "text": "hi"}},
     "mail": {"m/x": {"host": "10.1.0.2", "mail": True}},
     "typed": {"y/x": {"host": "10.1.0.3", "type": "A"}},
-    "group": {"g/x": {"host": "10.1.0.4", "group": "g1"}},
+    "group": {"g/x": {"host": "10.1.0.4", "group": "g1"}, "g/y/z": {"host": "10.1.0.8",
+                                                                     "group": "g2"}},
     "targetstrip": {"s/x/y": {"host": "10.1.0.5", "port": 80, "targetstrip": 1}},
     "dotted label": {"dot/a.b": {"host": "10.1.0.6"}},
 }
+DOWN = ("10.9.0.1", "10.9.0.2", "10.9.1.1", "10.9.1.2")
+ASKED = ("A", "AAAA", "SRV", "TXT", "MX")
 
 
 def engine_of(records: dict, down=(), **dns):
@@ -69,18 +68,6 @@ def engine_of(records: dict, down=(), **dns):
     for n, ip in enumerate(down):
         engine.state.set_health(ip, "DOWN", 10 + n)
     return engine
-
-
-def reference_name(ctx, path, kinds) -> list[bytes]:
-    """served.py's records of one name, rendered as transfer.py renders them."""
-    rrs, _ = name_rrs(ctx, path, kinds)
-    seen, out = set(), []
-    for rr in rrs:
-        key = _key(rr)
-        if key is not None and key not in seen:
-            seen.add(key)
-            out.append(rr_wire(rr))
-    return out
 
 
 def split(wire: bytes) -> list[bytes]:
@@ -91,42 +78,91 @@ def split(wire: bytes) -> list[bytes]:
     return out
 
 
-@pytest.mark.parametrize("shape", sorted(PLAIN_SHAPES))
-def test_plain_names_equal_answer_rules(shape):
-    engine = engine_of(PLAIN_SHAPES[shape], DOWN)
-    engine.state.add_lease_ttls({})
-    ctx = engine.state
-    for path, kinds in served_names(ctx, ctx.zone.domain_path).items():
-        records = below_node(ctx.index.node(path))
-        plain = plain_name(ctx, path, records)
-        assert plain is not None, (shape, path)
-        wire, count = plain
-        assert split(wire) == reference_name(ctx, path, kinds), (shape, path)
-        assert count == len(split(wire))
+def read_zone(records: list[bytes]) -> dict:
+    """The transferred records as dnspython reads them: (owner, type) -> {(ttl, text)}."""
+    msg = dns.message.from_wire(struct.pack("!HHHHHH", 0, 0x8400, 0, len(records), 0, 0)
+                                + b"".join(records))
+    zone: dict = {}
+    for rrset in msg.answer:
+        for rdata in rrset:
+            zone.setdefault((rrset.name.to_text().lower(), rrset.rdtype), set()).add(
+                (rrset.ttl, rdata.to_text()))
+    return zone
 
 
-def test_plain_names_with_a_lease_ttl():
+def asked(engine, name: str, rdtype: str, cname_held: bool) -> set:
+    """What a query for (name, type) gets at that name: {(ttl, text)}. An answer that is a
+    CNAME chain counts as the CNAME when the zone holds it, else (a name with data of its
+    own besides, served.py) as the addresses the chain ends in."""
+    reply, _ = ask(engine, name, rdtype, tcp=True)  # all of it: no truncation
+    owner = dns.name.from_text(name)
+    rdtype = dns.rdatatype.from_text(rdtype)
+    if reply.get_rrset(reply.answer, owner, dns.rdataclass.IN, dns.rdatatype.CNAME):
+        if cname_held:
+            return set()
+        return {(rrset.ttl, rdata.to_text()) for rrset in reply.answer
+                if rrset.rdtype == rdtype for rdata in rrset}
+    rrset = reply.get_rrset(reply.answer, owner, dns.rdataclass.IN, rdtype)
+    return {(rrset.ttl, rdata.to_text()) for rdata in rrset} if rrset else set()
+
+
+def check_names_answer_as_queried(engine, zone: dict) -> None:
+    """Every name of the transfer holds, for each type asked, what a query for it gets."""
+    names = {name for name, _ in zone}
+    assert names
+    for name in names:
+        if "\\" in name or "*" in name:
+            continue
+        cname_held = (name, dns.rdatatype.CNAME) in zone
+        if cname_held:  # a CNAME stands alone (RFC 1034 3.6.2): what a CNAME query gets
+            assert [t for n, t in zone if n == name] == [dns.rdatatype.CNAME], name
+            reply, _ = ask(engine, name, "CNAME", tcp=True)
+            assert {(r.ttl, d.to_text()) for r in reply.answer for d in r} == zone[
+                name, dns.rdatatype.CNAME], name
+            continue
+        for rdtype in ASKED:
+            got = zone.get((name, dns.rdatatype.from_text(rdtype)), set())
+            assert got == asked(engine, name, rdtype, cname_held), (name, rdtype)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_name_holds_what_a_query_for_it_gets(shape):
+    engine = engine_of(SHAPES[shape], DOWN)
+    zone = read_zone(streamed_zone(Snapshot(engine.state, keep=False)))
+    check_names_answer_as_queried(engine, zone)
+
+
+def test_weights_health_and_spellings_in_the_zone():
+    """A few names spelled out: SRV weights per priority, DOWN left out (all kept when all
+    are), v4-mapped IPv6, a CNAME name holding only its CNAME."""
+    records = {**SHAPES["ports and weights"], **SHAPES["down"], **SHAPES["all down"],
+               **SHAPES["v4-mapped v6"], **SHAPES["cname"]}
+    engine = engine_of(records, DOWN)
+    zone = read_zone(streamed_zone(Snapshot(engine.state, keep=False)))
+    srv = {text for _, text in zone["s.example.test.", dns.rdatatype.SRV]}
+    assert srv == {"10 75 80 a.s.example.test.", "10 25 8080 b.s.example.test.",
+                   "20 95 81 c.s.example.test.", "20 4 0 d.s.example.test."}
+    # h: both IPv4 addresses DOWN (fail open: both kept), the IPv6 one UP
+    assert zone["h.example.test.", dns.rdatatype.A] == {(30, "10.9.0.1"), (30, "10.9.0.2")}
+    assert zone["h.example.test.", dns.rdatatype.AAAA] == {(30, "2001:db8::9")}
+    assert zone["f.example.test.", dns.rdatatype.A] == {(30, "10.9.1.1"), (30, "10.9.1.2")}
+    assert zone["x.a.example.test.", dns.rdatatype.AAAA] == {(30, "::ffff:1.2.3.4")}
+    assert zone["c.example.test.", dns.rdatatype.CNAME] == {(30, "web.example.test.")}
+    assert ("c.example.test.", dns.rdatatype.A) not in zone
+
+
+def test_lease_ttl_in_the_zone():
     records = {P + "l/a": {"host": "10.0.0.1"}, P + "l/b": {"host": "10.0.0.2"}}
     engine = make_engine({})
     engine.state.load([parse_record(k, key_to_path(k), json.dumps(v).encode(),
                                     lease=7 if k.endswith("a") else 0)
                        for k, v in records.items()], 1)
     engine.state.add_lease_ttls({7: 3})
-    ctx = engine.state
-    for path, kinds in served_names(ctx, ctx.zone.domain_path).items():
-        wire, _ = plain_name(ctx, path, below_node(ctx.index.node(path)))
-        assert split(wire) == reference_name(ctx, path, kinds)
-    aggregate = key_to_path(P + "l")
-    assert b"\x00\x01\x00\x01\x00\x00\x00\x03" in plain_name(
-        ctx, aggregate, below_node(ctx.index.node(aggregate)))[0]  # a's A, TTL 3
-
-
-@pytest.mark.parametrize("shape", sorted(OTHER_SHAPES))
-def test_other_shapes_are_left_to_the_answer_rules(shape):
-    engine = engine_of(OTHER_SHAPES[shape])
-    ctx = engine.state
-    path = key_to_path(P + next(iter(OTHER_SHAPES[shape])))
-    assert plain_name(ctx, path, below_node(ctx.index.node(path))) is None
+    records = streamed_zone(Snapshot(engine.state, keep=False))
+    owner = b"\x01l\x07example\x04test\x00"
+    assert owner + b"\x00\x01\x00\x01\x00\x00\x00\x03\x00\x04\x0a\x00\x00\x01" in records  # TTL 3
+    assert owner + b"\x00\x01\x00\x01\x00\x00\x00\x1e\x00\x04\x0a\x00\x00\x02" in records
+    check_names_answer_as_queried(engine, read_zone(records))
 
 
 # -- the whole zone -------------------------------------------------------------------------
@@ -150,11 +186,6 @@ ZONE = {
 }
 
 
-def reference_zone(engine) -> list[bytes]:
-    ctx = engine.state
-    return [rr_wire(rr) for rr in served_rrs(ctx, ctx.zone.domain_path)]
-
-
 def streamed_zone(snapshot: Snapshot) -> list[bytes]:
     ctx = snapshot.state
     zone = ctx.zone.domain_path
@@ -169,13 +200,16 @@ def streamed_zone(snapshot: Snapshot) -> list[bytes]:
 
 
 def check(engine, snapshot) -> None:
-    want = reference_zone(engine)
+    """The kept copy equals a transfer made from scratch, and holds what queries get."""
+    want = streamed_zone(Snapshot(engine.state, keep=False))
     assert streamed_zone(snapshot) == want
-    assert streamed_zone(Snapshot(engine.state, keep=False)) == want
+    zone = read_zone(want)
+    assert ("example.test.", dns.rdatatype.SOA) in zone
+    check_names_answer_as_queried(engine, zone)
 
 
 @pytest.mark.parametrize("extra", [{}, {"wild/*": {"host": "10.3.0.1"}}], ids=["", "wildcard"])
-def test_streamed_zone_is_served_py_zone(extra):
+def test_streamed_zone_is_the_kept_copy_and_what_queries_get(extra):
     engine = engine_of({**ZONE, **extra})
     check(engine, Snapshot(engine.state))
 
@@ -199,8 +233,8 @@ def test_kept_copy_follows_changes_and_recomputes_only_what_they_touched():
     snapshot = Snapshot(state)
     snapshot.active = True
     check(engine, snapshot)
-    names = len(served_names(state, state.zone.domain_path))
-    assert snapshot.computed >= names
+    names = snapshot.computed
+    assert names > 300
 
     def changed(change) -> int:
         before = snapshot.computed
@@ -324,3 +358,23 @@ def test_transfer_to_a_client_that_stops_reading_is_aborted():
         await server.wait_closed()
 
     asyncio.run(main())
+
+
+def test_glue_for_targets_no_name_answers_comes_last_once():
+    """An SRV/MX target that no name of the zone answers (here: matched by a stored
+    wildcard) gets its addresses as glue after the names; targets that are names of the zone
+    (an SRV target's own address, the bulk) get none."""
+    from dnsserver.zone.rows import served_rows, type_name
+
+    engine = engine_of({"wild/*": {"host": "10.3.0.1"},
+                        "svc/x": {"host": "x.wild.example.test", "port": 80},
+                        "mx/m": {"host": "y.wild.example.test", "mail": True, "priority": 5},
+                        "other/a": {"host": "10.3.0.2", "port": 53}})
+    for snapshot in (Snapshot(engine.state, keep=False), Snapshot(engine.state)):
+        rows = [(row.name, type_name(row.rtype), row.data)
+                for piece in served_rows(snapshot, engine.state.zone.domain_path)
+                if piece is not PAUSE for row in piece]
+        assert rows[-2:] == [("y.wild.example.test.", "A", "10.3.0.1"),
+                             ("x.wild.example.test.", "A", "10.3.0.1")]
+        assert rows.count(("a.other.example.test.", "A", "10.3.0.2")) == 1  # its own name
+        assert rows[1] == ("*.wild.example.test.", "A", "10.3.0.1")

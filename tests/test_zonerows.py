@@ -1,6 +1,7 @@
 """`skydns dump` and the PowerDNS backend's `list` read the zone transfer's record stream
-(zone/rows.py): the same records, in the same order, as served.py's `served_rrs` (the
-reference, `answer()` per name), and a big `list` leaves the backend's loop free for lookups."""
+(zone/rows.py): every record of it, in its order, spelled as dnslib spells it (dnslib reads
+the same bytes here, as the reference spelling), and a big `list` leaves the backend's loop
+free for lookups."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import json
 import time
 
 import pytest
-from test_transfer import ZONE, P
+from dnslib import QTYPE, RR, DNSBuffer
+from test_transfer import ZONE, P, split
 
 from dnsserver.dump import rows as dump_rows
 from dnsserver.zone.rows import rows_of, served_rows
-from dnsserver.zone.served import served_rrs
 from dnsserver.zone.state import ZoneState
-from dnsserver.zone.transfer import PAUSE, Snapshot
-from pdnsbackend.protocol import PdnsBackend, Session, encode, ent, record, zone_id
+from dnsserver.zone.transfer import PAUSE, Snapshot, soa_wire
+from pdnsbackend.protocol import PdnsBackend, Session, encode, ent, txt_content, zone_id
 from pdnsbackend.server import PdnsServer
 from skydns.config import load_config
 from skydns.keys import key_to_path, name_to_path, path_to_name
@@ -71,11 +72,28 @@ CASES = {
 }
 
 
-def old_list(state: ZoneState, zone_name: str) -> list[dict]:
-    """pdns `list` as it was: served_rrs, then the empty non-terminals."""
+def stream(state: ZoneState, zone_name: str) -> list[RR]:
+    """The zone transfer's records, each read by dnslib."""
+    zone = name_to_path(zone_name)
+    out = []
+    for piece in Snapshot(state, keep=False).records(zone, soa_wire(state, zone)):
+        if piece is not PAUSE:
+            out += [RR.parse(DNSBuffer(wire)) for wire in split(piece[0])]
+    return out
+
+
+def expected_list(state: ZoneState, zone_name: str) -> list[dict]:
+    """pdns `list`: the stream's records (TXT quoted pdns's way), then the empty
+    non-terminals."""
     zone = name_to_path(zone_name)
     zid = zone_id(zone, state)
-    out = [record(rr, zid, state) for rr in served_rrs(state, zone)]
+    out = []
+    for rr in stream(state, zone_name):
+        text = rr.rdata.toZone()
+        if rr.rtype == QTYPE.TXT:
+            text = txt_content(b"".join(bytes((len(x),)) + x for x in rr.rdata.data))
+        out.append({"qtype": QTYPE.get(rr.rtype), "qname": str(rr.rname), "content": text,
+                    "ttl": rr.ttl, "auth": True, "domain_id": zid})
     owners = {name_to_path(r["qname"]) for r in out}
     ents = set()
     for owner in owners:
@@ -87,11 +105,14 @@ def old_list(state: ZoneState, zone_name: str) -> list[dict]:
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("zone", ZONES)
-def test_rows_are_served_rrs(case, zone):
+def test_rows_spell_the_stream_as_dnslib(case, zone):
     state = CASES[case]()
-    want = [(str(rr.rname), rr.rtype, rr.ttl, rr.rdata.toZone())
-            for rr in served_rrs(state, name_to_path(zone))]
+    want = [(str(rr.rname), rr.rtype, rr.ttl, rr.rdata.toZone()) for rr in stream(state, zone)]
     assert len(want) > (2 if zone.endswith("arpa.") else 5)  # a reverse zone: SOA and PTRs
+    if case == "rich":  # every type the rules make
+        assert {QTYPE.get(w[1]) for w in want} >= (
+            {"SOA", "PTR"} if zone.endswith("arpa.")
+            else {"SOA", "NS", "A", "AAAA", "SRV", "CNAME", "MX", "TXT"})
     got = [row[:4] for piece in served_rows(Snapshot(state, keep=False), name_to_path(zone))
            if piece is not PAUSE for row in piece]
     assert got == want
@@ -99,20 +120,18 @@ def test_rows_are_served_rrs(case, zone):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("zone", ZONES)
-def test_dump_prints_served_rrs(case, zone):
-    from dnslib import QTYPE
-
+def test_dump_prints_the_stream(case, zone):
     state = CASES[case]()
     want = [(str(rr.rname), rr.ttl, QTYPE.get(rr.rtype), rr.rdata.toZone(), None, "")
-            for rr in served_rrs(state, name_to_path(zone))]
+            for rr in stream(state, zone)]
     assert list(dump_rows(state, zone)) == want
 
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("zone", ZONES)
-def test_pdns_list_is_the_served_rrs_list(case, zone):
+def test_pdns_list_is_the_stream(case, zone):
     state = CASES[case]()
-    want = old_list(state, zone)
+    want = expected_list(state, zone)
     if zone == "example.test.":
         assert any(r["qtype"] == "TXT" for r in want)
         assert any(r["qtype"] == "" for r in want) == (case == "local name, no dns/")
@@ -130,22 +149,24 @@ def test_kept_copy_follows_changes():
     state = make_state(RICH)
     backend = PdnsBackend(state)
     request = {"method": "list", "parameters": {"zonename": "example.test."}}
-    assert backend.handle(request)["result"] == old_list(state, "example.test.")
+    assert backend.handle(request)["result"] == expected_list(state, "example.test.")
     state.set_health("10.1.0.2", "DOWN", 20)
     state.put(parse_record(P + "web/a3", key_to_path(P + "web/a3"),
                            b'{"host": "10.1.0.3"}'), 21)
     state.delete(P + "alias/x", None, 22)
-    assert backend.handle(request)["result"] == old_list(state, "example.test.")
+    assert backend.handle(request)["result"] == expected_list(state, "example.test.")
 
 
 def test_rows_of_escapes_as_dnslib():
-    from dnslib import RR, A
+    from dnslib import TXT, A
 
-    from dnsserver.zone.transfer import rr_wire
-
-    rr = RR("a\\032b.x\\255.example.", rdata=A("10.0.0.1"), ttl=5)
-    (row,) = rows_of(rr_wire(rr), 1)
-    assert row[:4] == (str(rr.rname), 1, 5, "10.0.0.1")
+    for rr in (RR("a\\032b.x\\255.example.", rdata=A("10.0.0.1"), ttl=5),
+               RR("t.example.", QTYPE.TXT, rdata=TXT([b'say "hi" \\ \t\xc3\xa9\xff\x00', b""]),
+                  ttl=5)):
+        buf = DNSBuffer()
+        rr.pack(buf)
+        (row,) = rows_of(bytes(buf.data), 1)
+        assert row[:4] == (str(rr.rname), rr.rtype, 5, rr.rdata.toZone())
 
 
 def test_list_request_pauses_and_bad_zone_fails_without_pausing():

@@ -16,31 +16,32 @@ import asyncio
 import logging
 import random
 import socket
+import struct
 import time
-
-from dnslib import OPCODE, QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
 from skydns.keys import path_to_name
 
-from .answer import Context, soa_record
+from ..wire.render import plain
+from .answer import Context
 from .records import reverse_zones
+from .rules import path_labels, plain_name, soa_rr
 
 log = logging.getLogger("skydns.notify")
 
 INTERVAL = 1.0  # seconds between rounds at most one per zone
 TRIES = 5  # sends per secondary and zone before giving up until the next change
 FIRST_WAIT = 1.0  # seconds for the first answer; doubled after each silent try
+OPCODE_NOTIFY = 4
+_HEADER = struct.Struct(">HHHHHH")
 
 
 def notify_message(ctx: Context, zone_path, msg_id: int) -> bytes:
     """A NOTIFY for the zone: opcode NOTIFY, AA, the SOA question and our current SOA (a hint
-    the secondary may use, RFC 1996 3.7)."""
-    msg = DNSRecord(
-        DNSHeader(id=msg_id, opcode=OPCODE.NOTIFY, aa=1, rd=0),
-        q=DNSQuestion(path_to_name(zone_path), QTYPE.SOA),
-    )
-    msg.add_answer(soa_record(ctx, zone_path))
-    return bytes(msg.pack())
+    the secondary may use, RFC 1996 3.7): the rules' SOA record, written whole."""
+    flags = OPCODE_NOTIFY << 11 | 0x0400  # a query (QR 0), opcode NOTIFY, AA
+    question = plain_name(path_labels(zone_path) or ()) + b"\x00\x06\x00\x01"  # SOA, IN
+    return (_HEADER.pack(msg_id, flags, 1, 1, 0, 0) + question
+            + plain(soa_rr(ctx, zone_path)))
 
 
 def is_ack(data: bytes, msg_id: int) -> bool:
@@ -49,7 +50,7 @@ def is_ack(data: bytes, msg_id: int) -> bool:
         len(data) >= 12
         and int.from_bytes(data[:2], "big") == msg_id
         and bool(data[2] & 0x80)
-        and (data[2] >> 3) & 0xF == OPCODE.NOTIFY
+        and (data[2] >> 3) & 0xF == OPCODE_NOTIFY
     )
 
 

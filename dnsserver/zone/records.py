@@ -1,4 +1,5 @@
-"""A zone as a list of resource records: for AXFR, `skydns dump` and the PowerDNS `list`.
+"""The etcd leaves as resource records (in the rules' form, rules.py): `skydns dump --raw`,
+and the stored wildcards of a zone transfer (served.py's zone holds everything else).
 
 Every record is listed once, at its own name (the key read back as a name): that is the
 canonical form a secondary can serve. The SkyDNS rule that a name also answers with all the
@@ -10,116 +11,126 @@ property of the moment; `dump` shows it as a comment instead.
 from __future__ import annotations
 
 import logging
-from functools import partial
 
-from dnslib import CNAME, MX, NS, PTR, QTYPE, RR, SRV, A, DNSBuffer
-
-from skydns.keys import Path, path_to_name
+from skydns.keys import Path
 from skydns.records import Record
 
-from .answer import REVERSE_ZONES, SRV_PRIORITY, Context, _txt, aaaa, soa_record
+from ..wire.render import plain
+from .answer import REVERSE_ZONES, SRV_PRIORITY, Context
+from .rules import (
+    HEAD,
+    name_labels,
+    packed,
+    path_labels,
+    plain_name,
+    soa_rr,
+    target_labels,
+    txt_rdata,
+)
 
 log = logging.getLogger("skydns.zone")
 
+T_A, T_NS, T_CNAME, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 12, 15, 16, 28, 33
+_head = HEAD.pack
 
-def record_rrs(ctx: Context, rec: Record) -> list[RR]:
-    """The resource records one stored record stands for, at its own name."""
-    name, ttl = rec.name, ctx.ttl(rec)
+
+def record_rrs(ctx: Context, rec: Record) -> list[tuple]:
+    """The resource records one stored record stands for, at its own name, in the rules'
+    form (rules.py: owner labels, head, rdata). Names that cannot be written raise
+    ValueError (the callers leave the record out and log it)."""
+    owner = _labels(path_labels(rec.path), rec)
+    ttl = ctx.ttl(rec)
     rrs = []
     if rec.rtype == "PTR" or (rec.path[:2] in REVERSE_ZONES and rec.host and not rec.ip):
-        return [RR(name, QTYPE.PTR, ttl=ttl, rdata=PTR(rec.host))]
+        return [(owner, _head(T_PTR, 1, ttl), (_labels(name_labels(rec.host), rec),))]
     if rec.rtype == "NS":
-        return [RR(name, QTYPE.NS, ttl=ttl, rdata=NS(rec.host))]
+        return [(owner, _head(T_NS, 1, ttl), (_labels(name_labels(rec.host), rec),))]
     if rec.mail and rec.host:
-        rrs.append(RR(name, QTYPE.MX, ttl=ttl, rdata=MX(rec.target, rec.priority)))
+        target = _labels(target_labels(rec), rec)
+        rrs.append((owner, _head(T_MX, 1, ttl), (rec.priority.to_bytes(2, "big"), target)))
         if rec.ip:
-            rrs.append(_address(rec, ttl))
+            rrs.append(_address(rec, owner, ttl))
         return rrs
     if rec.port or rec.rtype == "SRV":
         weight = 100  # alone at its own name, a record has the whole weight of its priority
-        rrs.append(
-            RR(name, QTYPE.SRV, ttl=ttl,
-               rdata=SRV(rec.priority or SRV_PRIORITY, weight, rec.port, rec.target))
-        )
+        target = _labels(target_labels(rec), rec)
+        fixed = ((rec.priority or SRV_PRIORITY) << 32 | weight << 16 | rec.port).to_bytes(6, "big")
+        rdata = fixed + plain_name(target)  # written whole, as the rules write SRV targets
+        rrs.append((owner, _head(T_SRV, 1, ttl), rdata))
     if rec.ip:
-        rrs.append(_address(rec, ttl))
+        rrs.append(_address(rec, owner, ttl))
     elif rec.host and rec.rtype in ("", "CNAME") and not rrs:
-        rrs.append(RR(name, QTYPE.CNAME, ttl=ttl, rdata=CNAME(rec.host)))
+        rrs.append((owner, _head(T_CNAME, 1, ttl), (_labels(name_labels(rec.host), rec),)))
     if rec.text:
-        rrs.append(RR(name, QTYPE.TXT, ttl=ttl, rdata=_txt(rec.text)))
+        rrs.append((owner, _head(T_TXT, 1, ttl), txt_rdata(rec.text)))
     return rrs
 
 
-def _address(rec: Record, ttl: int) -> RR:
-    if rec.family == 4:
-        return RR(rec.name, QTYPE.A, ttl=ttl, rdata=A(rec.ip))
-    return RR(rec.name, QTYPE.AAAA, ttl=ttl, rdata=aaaa(rec.ip))
+def _labels(labels: tuple | None, rec: Record) -> tuple:
+    if labels is None:
+        raise ValueError(f"a name of {rec.key} cannot be written")
+    return labels
 
 
-def zone_rrs(ctx: Context, zone_path: Path) -> list[tuple[RR, Record | None]]:
-    """SOA, the apex NS set, then every record below the zone in key order.
+def _address(rec: Record, owner: tuple, ttl: int) -> tuple:
+    return (owner, _head(T_A if rec.family == 4 else T_AAAA, 1, ttl), packed(rec))
 
-    Each RR comes with the record it was made from (None for the synthesized SOA and NS), so
-    `dump` can say which address is DOWN. An AXFR sends this list followed by the SOA again.
-    A record that cannot be written as DNS data is left out and logged: one bad value must
-    not fail the transfer of the whole zone.
+
+def stored_wildcard_records(ctx: Context, rec: Record) -> list[tuple]:
+    """A stored wildcard's records for a transfer: as stored, at its `*` owner."""
+    return renderable(rec, lambda: record_rrs(ctx, rec))
+
+
+def zone_rrs(ctx: Context, zone_path: Path) -> list[tuple[tuple, Record | None]]:
+    """SOA, the apex NS set, then every record below the zone in key order (`dump --raw`).
+
+    Each record comes with the record it was made from (None for the synthesized SOA and
+    NS), so `dump` can say which address is DOWN. A record that cannot be written as DNS data
+    is left out and logged: one bad value must not fail the whole listing.
     """
-    apex = path_to_name(zone_path)
-    out: list[tuple[RR, Record | None]] = [(soa_record(ctx, zone_path), None)]
+    apex = path_labels(zone_path) or ()
+    out: list[tuple[tuple, Record | None]] = [(soa_rr(ctx, zone_path), None)]
     for rec in ctx.index.below(zone_path + ("dns", "ns")):
         if rec.host:
-            for rr in _renderable(rec, partial(_apex_ns, apex, ctx.ttl(rec), rec)):
+            for rr in renderable(rec, lambda r=rec: [
+                    (apex, _head(T_NS, 1, ctx.ttl(r)), (_labels(target_labels(r), r),))]):
                 out.append((rr, None))
     for rec in ctx.index.below(zone_path):
-        for rr in _renderable(rec, partial(record_rrs, ctx, rec)):
+        for rr in renderable(rec, lambda r=rec: record_rrs(ctx, r)):
             out.append((rr, rec))
     return out
 
 
-def _apex_ns(apex: str, ttl: int, rec: Record) -> list[RR]:
-    return [RR(apex, QTYPE.NS, ttl=ttl, rdata=NS(rec.target))]
-
-
-def _renderable(rec: Record, make) -> list[RR]:
-    """make() if the RRs it returns pack and print as DNS data, else [] (logged)."""
+def renderable(rec: Record, make) -> list[tuple]:
+    """make() if the records it returns can be written as DNS data, else [] (logged)."""
     try:
         made = make()
         for rr in made:
-            rr.pack(DNSBuffer())
-            rr.rdata.toZone()
-    except Exception as err:  # dnslib raises several types for data it cannot write
+            if len(plain(rr)) - sum(len(x) + 1 for x in rr[0]) - 11 > 65535:
+                raise ValueError("data over 65,535 octets")
+    except Exception as err:  # a name or value that cannot be DNS data
         log.warning("record left out of the zone: cannot render it",
                     extra={"kv": {"key": rec.key, "error": repr(err)[:200]}})
         return []
     return made
 
 
-def packed_size(rr: RR) -> int:
-    """The size of `rr` in a message, without name compression (an upper bound)."""
-    buf = DNSBuffer()
-    rr.pack(buf)
-    return len(buf.data)
-
-
-def transfer_chunks(rrs: list[RR], limit: int) -> list[list[RR]]:
+def transfer_chunks(rrs: list[tuple], limit: int) -> list[list[tuple]]:
     """The records of a zone transfer grouped into messages of at most `limit` bytes of
-    records (a few long TXT records must not push a message past 64 KB)."""
-    return list(iter_transfer_chunks(rrs, limit))
-
-
-def iter_transfer_chunks(rrs: list[RR], limit: int):
-    """`transfer_chunks` one message at a time, so a sender can pause between them."""
-    current: list[RR] = []
+    records, uncompressed (a few long TXT records must not push a message past 64 KB)."""
+    out: list[list[tuple]] = []
+    current: list[tuple] = []
     size = 0
     for rr in rrs:
-        n = packed_size(rr)
+        n = len(plain(rr))
         if current and size + n > limit:
-            yield current
+            out.append(current)
             current, size = [], 0
         current.append(rr)
         size += n
     if current:
-        yield current
+        out.append(current)
+    return out
 
 
 def reverse_zones(ctx: Context) -> list[Path]:

@@ -1,18 +1,20 @@
 """The zone as it is answered, as presentation rows: what `skydns dump` prints and the PowerDNS
 backend's `list` sends, read from the zone transfer's record stream (transfer.py).
 
-served.py's `served_rrs` says which records those are, but asks `answer()` every question of
-every name (about a millisecond a record: a quarter of an hour for a million) and builds one
-list. transfer.py's `Snapshot.records` yields the same records in the same order as
-uncompressed wire bytes, fast and with pause points; this module turns those bytes back into
-rows (owner, type, TTL, data as zone-file text), and the dnslib RR where one was parsed.
+served.py says which records those are (the rules' answers at every name); transfer.py's
+`Snapshot.records` yields them as uncompressed wire bytes, with pause points and kept per name
+between listings; this module turns those bytes back into rows (owner, type, TTL, data as
+zone-file text). `plain_rows` does the same for any records in the rules' form (the PowerDNS
+`lookup`).
 
-Decoding: the records the fast transfer path writes (A, AAAA, SRV) and the name-only types
-(CNAME, PTR, NS, MX) are read here directly, spelled as dnslib spells them (`str(rr.rname)`,
-`rr.rdata.toZone()`); every other type (SOA, TXT, ...) goes through dnslib's `RR.parse`.
-dnslib's parse and text cost about twelve times as much per record (24 against 2 µs on
-120,000 address and SRV records), which matters for the bulk of a big zone, addresses.
-tests/test_zonerows.py proves the rows equal the RRs of `served_rrs`. Pure: no sockets, no
+Decoding: every type the rules produce (A, AAAA, SRV, CNAME, PTR, NS, MX, TXT, SOA) is read
+here from the bytes, spelled as dnslib spells it (`str(rr.rname)`, `rr.rdata.toZone()`: the
+tests and PowerDNS expect that spelling); any other type is written in RFC 3597's generic form
+(`\\# len hex`, dnslib's spelling for types it does not know). dnslib is used for one thing:
+its IPv6 spelling (`_format_ipv6`, which differs from inet_ntop's for some addresses, e.g.
+v4-mapped ones), so the text stays what it always was. A TXT row keeps its RDATA (`raw`): the
+PowerDNS backend quotes the strings its own way. tests/test_zonerows.py checks the rows
+against dnspython's reading of the same zone and against expected text. Pure: no sockets, no
 asyncio.
 """
 
@@ -22,20 +24,30 @@ import socket
 import struct
 from typing import NamedTuple
 
-from dnslib import RR, DNSBuffer
 from dnslib.dns import _format_ipv6
 
 from skydns.keys import Path
 
+from ..wire.render import plain
 from .transfer import PAUSE, Snapshot, soa_wire
 
-T_A, T_NS, T_CNAME, T_PTR, T_MX, T_AAAA, T_SRV = 1, 2, 5, 12, 15, 28, 33
+T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 12, 15, 16, 28, 33
 _HEAD = struct.Struct(">HHIH")  # type, class, TTL, RDLENGTH
 _SRV = struct.Struct(">HHH")
+_SOA_TIMES = struct.Struct(">IIIII")
 _NAMED = frozenset((T_NS, T_CNAME, T_PTR))
 # The octets dnslib writes as they are in a name (its `LDH`: printable ASCII but space);
 # others become \DDD.
 _PLAIN_OCTETS = bytes(range(0x21, 0x7F))
+
+
+TYPE_NAMES = {T_A: "A", T_NS: "NS", T_CNAME: "CNAME", T_SOA: "SOA", T_PTR: "PTR", T_MX: "MX",
+              T_TXT: "TXT", T_AAAA: "AAAA", T_SRV: "SRV"}
+
+
+def type_name(rtype: int) -> str:
+    """A type's mnemonic; RFC 3597's TYPEn for any the rules do not make."""
+    return TYPE_NAMES.get(rtype) or f"TYPE{rtype}"
 
 
 class Row(NamedTuple):
@@ -43,7 +55,32 @@ class Row(NamedTuple):
     rtype: int
     ttl: int
     data: str  # `rr.rdata.toZone()`
-    rr: RR | None  # the parsed record when dnslib read it (SOA, TXT and rarer types)
+    raw: bytes | None  # the RDATA of a TXT record (its strings), else None
+
+
+def _txt_text(rdata: bytes) -> str:
+    """TXT strings as dnslib's toZone writes them: each in quotes, decoded as UTF-8 (bad bytes
+    replaced), characters below space and DEL as \\ooo (octal); quotes and backslashes as
+    they are."""
+    out = []
+    i, n = 0, len(rdata)
+    while i < n:
+        size = rdata[i]
+        text = rdata[i + 1 : i + 1 + size].decode(errors="replace")
+        out.append('"' + "".join(c if (32 <= ord(c) <= 126 or ord(c) > 127)
+                                 else f"\\{ord(c):03o}" for c in text) + '"')
+        i += 1 + size
+    return " ".join(out)
+
+
+def txt_strings(rdata: bytes) -> list[bytes]:
+    """The character strings of a TXT record's RDATA."""
+    out, i, n = [], 0, len(rdata)
+    while i < n:
+        size = rdata[i]
+        out.append(bytes(rdata[i + 1 : i + 1 + size]))
+        i += 1 + size
+    return out
 
 
 def _label_text(label: bytes) -> str:
@@ -128,19 +165,30 @@ def rows_of(wire, count: int, names: _Names | None = None) -> list[Row]:
             data = _target(wire, i, owner_raw, owner)
         elif rtype == T_MX:
             data = f"{wire[i] << 8 | wire[i + 1]} {_target(wire, i + 2, owner_raw, owner)}"
-        else:
-            rr = RR.parse(DNSBuffer(bytes(wire[start:end])))
-            out.append(Row(owner, rtype, ttl, rr.rdata.toZone(), rr))
+        elif rtype == T_TXT:
+            raw = bytes(wire[i:end])
+            out.append(Row(owner, rtype, ttl, _txt_text(raw), raw))
             i = end
             continue
+        elif rtype == T_SOA:
+            mname, j = name_text(wire, i)
+            rname, j = name_text(wire, j)
+            data = f"{mname} {rname} " + " ".join(map(str, _SOA_TIMES.unpack_from(wire, j)))
+        else:  # not a type the rules make: RFC 3597's generic form, as dnslib writes it
+            data = f"\\# {length} {bytes(wire[i:end]).hex().upper()}" if length else "\\# 0"
         out.append(Row(owner, rtype, ttl, data, None))
         i = end
     return out
 
 
+def plain_rows(rrs: list) -> list[Row]:
+    """The rows of records in the rules' form (rules.py), each written by `render.plain`."""
+    return rows_of(b"".join(map(plain, rrs)), len(rrs))
+
+
 def served_rows(snapshot: Snapshot, zone_path: Path):
     """The zone's rows in transfer order (SOA first, once), as lists of rows, with PAUSE
-    where the caller may let other work run: `served_rrs`'s records, as an AXFR costs."""
+    where the caller may let other work run: the records an AXFR sends, as it costs."""
     names = _Names()
     for piece in snapshot.records(zone_path, soa_wire(snapshot.state, zone_path)):
         if piece is PAUSE:

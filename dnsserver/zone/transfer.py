@@ -1,20 +1,13 @@
 """The zone transfer as a stream of record bytes, kept per name between transfers.
 
-served.py says what a transfer holds (every name's records as `answer()` gives them); asking
-`answer()` every question of every name cost about a millisecond per record, so a million
-records took a quarter of an hour and were all rendered into a list before the first byte was
-sent. Here:
+served.py says what a transfer holds (every name's records as the rules answer them, as
+`render.plain` bytes). Here:
 
-- Names are visited in key order by walking the index tree; each name's records become
-  uncompressed wire bytes (uncompressed owners cost some bytes but no compression table, and
-  keep dnslib's pointer bug past offset 16383 out of the way), yielded one name at a time.
-- Names holding only plain address records (an IP host, no text, mail, group, type or
-  targetstrip; port, priority, weight, TTL and leases allowed), the bulk of a big zone, are
-  rendered straight from the records (`plain_name`): A, AAAA and SRV with answer.py's rules
-  (DOWN left out unless all are, SRV weights from `answer.srv_weights`). Their SRV glue is the
-  target's own A/AAAA, which the target name already holds, so it never reaches the zone.
-  tests/test_transfer.py proves the bytes equal served.py's for a table of record shapes.
-  Every other name goes through served.py's `name_rrs` (`answer()` itself).
+- Names are visited in key order by walking the index tree; each name's records are
+  uncompressed wire bytes (uncompressed owners cost some bytes but no compression table),
+  yielded one name at a time. Every name goes through served.py's `name_records`, i.e. the
+  rules (rules.py's `answer()`), asking only the questions the kinds of records below it can
+  answer (a name of addresses: A or AAAA, and SRV).
 - What a name served is kept on its index node (`_Node.memo`) and dropped when something it
   read changes (the ZoneState change feed): a change at path P drops P's node and every node
   above it (aggregation), the names that read P from outside their own subtree (CNAME
@@ -34,159 +27,49 @@ from __future__ import annotations
 
 import heapq
 import logging
-import socket
 import struct
 
-from dnslib import QTYPE, RR, DNSBuffer
+from skydns.keys import Path
 
-from skydns.keys import Path, name_to_path, path_to_name
-
-from .answer import Answer, Context, answer, soa_record, srv_weights
 from .index import below_node
-from .records import _renderable, record_rrs
-from .served import _ALL, _key, _kinds, _owned, name_rrs, zone_of_name
+from .records import stored_wildcard_records
+from .rules import labels_path, path_labels
+from .served import (
+    ALL,
+    T_CNAME,
+    Reads,
+    apex_records,
+    in_zone,
+    kinds_of,
+    name_records,
+    rtype_of,
+    soa_wire,
+    wires,
+)
 from .state import Change, ZoneState
 
 log = logging.getLogger("skydns.transfer")
 
-T_A, T_CNAME, T_AAAA, T_SRV = 1, 5, 28, 33
-_HEAD = struct.Struct(">HHIH")  # type, class IN, TTL, RDLENGTH
-_SRV_FIXED = struct.Struct(">HHH")
-_MEMO_HEAD = struct.Struct(">II")  # generation, record count: before a plain name's bytes
 _SORT_CHUNK = 20_000  # children sorted at once; a bigger node is sorted in chunks, merged
 _SHARDS, _SHARD_MASK = 256, 255
 PAUSE = None  # yielded by `records` where the caller may let other work run
-
-_V4, _V6 = frozenset((T_A, T_SRV)), frozenset((T_AAAA, T_SRV))
-_BOTH = _V4 | _V6
-
-
-class _Plain(DNSBuffer):
-    """A dnslib buffer that never compresses: each record's bytes stand alone."""
-
-    def encode_name(self, name):
-        self.encode_name_nocompress(name)
+_MEMO_HEAD = struct.Struct(">III")  # generation, record count, types id: a kept name's bytes
+_TYPES: list[frozenset] = []  # the type sets names hold (a few), by id
+_TYPE_IDS: dict[frozenset, int] = {}
 
 
-def rr_wire(rr: RR) -> bytes:
-    buf = _Plain()
-    rr.pack(buf)
-    return bytes(buf.data)
-
-
-def label_wire(label: str) -> bytes | None:
-    """One label's wire form (length byte and octets), or None as in `path_wire`."""
-    n = len(label)
-    if not 0 < n < 64 or not label.isascii() or "." in label or "\\" in label:
-        return None
-    return bytes((n,)) + label.encode()
-
-
-def path_wire(path: Path) -> bytes | None:
-    """The uncompressed wire form of a path's name as dnslib would write it, or None when
-    dnslib would spell it otherwise (non-ASCII: IDNA; backslash escapes; a dot inside a
-    label; too long)."""
-    out = bytearray()
-    total = -1
-    for label in reversed(path):
-        n = len(label)
-        if not 0 < n < 64 or not label.isascii() or "." in label or "\\" in label:
-            return None
-        out.append(n)
-        out += label.encode()
-        total += n + 1
-    if total > 253:
-        return None
-    out.append(0)
-    return bytes(out)
-
-
-def _child_wire(label: str, parent: bytes | None) -> bytes | None:
-    """A child name's path_wire from its parent's, or None."""
-    if parent is None:
-        return None
-    wire = label_wire(label)
-    if wire is None:
-        return None
-    wire += parent
-    return wire if len(wire) <= 255 else None
-
-
-def _ip_bytes(rec) -> bytes:
-    return socket.inet_pton(socket.AF_INET if rec.family == 4 else socket.AF_INET6, rec.ip)
-
-
-def plain_name(ctx: Context, path: Path, records: list,
-               owner: bytes | None = None) -> tuple[bytes, int] | None:
-    """The records `name_rrs` gives a name whose records (at and below it, key order) are all
-    plain addresses, as wire bytes and their count; None for any other name. `owner`: the
-    name's `path_wire`, if the caller has it."""
-    for rec in records:
-        if not rec.ip or rec.rtype or rec.text or rec.mail or rec.targetstrip or rec.group:
-            return None
-    if owner is None:
-        owner = path_wire(path)
-        if owner is None:
-            return None
-    down = ctx.health.down
-    ttl = ctx.ttl
-    head = _HEAD.pack
-    parts: list[bytes] = []
-    if len(records) == 1:  # a leaf: one address, its own SRV target
-        rec = records[0]
-        t = ttl(rec)
-        ip = _ip_bytes(rec)
-        target = owner if rec.path == path else path_wire(rec.path)
-        if target is None:
-            return None
-        rdata = _SRV_FIXED.pack(rec.priority or 10, 100, rec.port) + target
-        return b"".join((
-            owner, head(T_A if rec.family == 4 else T_AAAA, 1, t, len(ip)), ip,
-            owner, head(T_SRV, 1, t, len(rdata)), rdata,
-        )), 2
-    for family, rtype in ((4, T_A), (6, T_AAAA)):
-        group = [r for r in records if r.family == family]
-        if not group:
-            continue
-        if down:
-            group = [r for r in group if r.ip not in down] or group
-        seen: set[str] = set()
-        for rec in group:
-            if rec.ip in seen:  # the same address under two keys is one record
-                continue
-            seen.add(rec.ip)
-            ip = _ip_bytes(rec)
-            parts.append(owner + head(rtype, 1, ttl(rec), len(ip)) + ip)
-    targets = records
-    if down:
-        targets = [r for r in records if r.ip not in down] or records
-    depth = len(path) + 1
-    for rec, priority, weight in srv_weights(targets):
-        target_path = rec.path
-        if len(target_path) == depth:  # a child: its label before our name
-            target = label_wire(target_path[-1])
-            if target is not None:
-                target += owner
-                if len(target) > 255:
-                    target = None
-        else:
-            target = owner if target_path == path else path_wire(target_path)
-        if target is None:
-            return None
-        rdata = _SRV_FIXED.pack(priority, weight, rec.port) + target
-        parts.append(owner + head(T_SRV, 1, ttl(rec), len(rdata)) + rdata)
-    return b"".join(parts), len(parts)
-
-
-def plain_types(records: list) -> frozenset:
-    families = {r.family for r in records}
-    return _BOTH if len(families) == 2 else _V4 if 4 in families else _V6
+def _types_id(types: frozenset) -> int:
+    tid = _TYPE_IDS.get(types)
+    if tid is None:
+        tid = _TYPE_IDS[types] = len(_TYPES)
+        _TYPES.append(types)
+    return tid
+__all__ = ["PAUSE", "Snapshot", "record_ends", "soa_wire"]  # soa_wire: the engine's
 
 
 class Served:
-    """What a name that is not plain served: its records' bytes, their count, the types it
-    holds and whether one is a CNAME (the glue rules ask), and the glue candidates its
-    answers carried."""
+    """What a name served: its records' bytes, their count, the types it holds and whether
+    one is a CNAME (the glue rules ask), and the glue candidates its answers carried."""
 
     __slots__ = ("gen", "wire", "count", "types", "cname", "glue")
 
@@ -197,6 +80,63 @@ class Served:
         self.types = types
         self.cname = cname
         self.glue = glue
+
+
+class _Glue:
+    """A transfer's glue candidates (see `Snapshot.records`): numbered in answer order, each
+    waiting for its owner's name until the walk reaches it."""
+
+    __slots__ = ("candidates", "waiting", "known", "sources", "n")
+
+    def __init__(self):
+        self.candidates: dict[int, tuple] = {}
+        self.waiting: dict[Path, list[int]] = {}  # owner path -> candidate numbers
+        self.known: set[int] = set()  # settled and wanted: the owner lacks that type
+        self.sources: list = []  # (node, Served, numbers) of the names that gave them
+        self.n = 0
+
+    def add(self, rrs, node, served) -> None:
+        first = self.n
+        for rr in rrs:
+            self.candidates[self.n] = rr
+            self.waiting.setdefault(labels_path(rr[0]), []).append(self.n)
+            self.n += 1
+        if served is not None:
+            self.sources.append((node, served, range(first, self.n)))
+
+    def settle(self, path: Path, served) -> None:
+        """The walk reached `path`: its candidates are left out if it holds their type (or
+        is a CNAME), else wanted (what the end of the transfer decides)."""
+        numbers = self.waiting.pop(path, None)
+        if numbers:
+            for i in numbers:
+                rr = self.candidates.get(i)
+                if rr is None:
+                    continue
+                if served.cname or rtype_of(rr) in served.types:
+                    del self.candidates[i]
+                else:
+                    self.known.add(i)
+
+    def prune(self, snapshot) -> None:
+        """Keep on each kept name only its candidates that were not left out: the names
+        below it that settled them are dropped with it when they change (aggregation), and
+        the types a name holds beside an address below it do not depend on other names."""
+        for node, served, numbers in self.sources:
+            if node is None or node.memo is not served:
+                continue
+            left = tuple(self.candidates[i] for i in numbers if i in self.candidates)
+            if len(left) < len(served.glue):
+                served.glue = left
+                if not left:
+                    node.memo = _MEMO_HEAD.pack(served.gen, served.count,
+                                                _types_id(served.types)) + bytes(served.wire)
+        self.sources.clear()
+
+    def left(self):
+        """(candidate, settled and wanted) in answer order."""
+        known = self.known
+        return [(rr, i in known) for i, rr in self.candidates.items()]
 
 
 def record_ends(wire: bytes) -> list[int]:
@@ -271,6 +211,9 @@ class Snapshot:
                             reader.memo = None
 
     def _note_ip(self, ip: str, path: Path) -> None:
+        """Remember that `path`'s answers read `ip`'s health. One name below another is
+        enough: dropping a name drops every name above it (an address and its service name,
+        the commonest pair, cost one string, not a set)."""
         ips = self.ips[hash(ip) & _SHARD_MASK]
         have = ips.get(ip)
         text = "/".join(path)
@@ -278,6 +221,10 @@ class Snapshot:
             ips[ip] = text
         elif have == text:
             return
+        elif type(have) is str and (have.startswith(text + "/") or not text):
+            return  # a name below this one already drops it
+        elif type(have) is str and (text.startswith(have + "/") or not have):
+            ips[ip] = text  # this one is below the one kept: it drops both
         elif type(have) is set:
             have.add(text)
         else:
@@ -285,66 +232,50 @@ class Snapshot:
 
     # -- one name ----------------------------------------------------------------------------
 
-    def name(self, path: Path, node, generic: bool,
-             parent: bytes | None = None) -> tuple[bytes, int, Served | None]:
-        """(record bytes, count, Served or None for a plain name) of one served name; `node`
-        its index node or None (the `local` name need not exist); `generic`: answer() only;
-        `parent`: the parent name's `path_wire` if the caller has it."""
+    def name(self, path: Path, node, generic: bool) -> Served:
+        """What one served name serves; `node` its index node or None (the `local` name need
+        not exist); `generic`: ask every question (the records below the name do not say
+        which can be answered: stored wildcards, the `local` name)."""
         gen = self.gen
         memo = node.memo if node is not None else None
         if memo is not None:
             if type(memo) is bytes:
-                mgen, count = _MEMO_HEAD.unpack_from(memo)
+                mgen, count, tid = _MEMO_HEAD.unpack_from(memo)
                 if mgen == gen:
-                    return memoryview(memo)[8:], count, None
+                    types = _TYPES[tid]
+                    wire = memoryview(memo)[_MEMO_HEAD.size :]
+                    return Served(gen, wire, count, types, T_CNAME in types, ())
             elif memo.gen == gen:
-                return memo.wire, memo.count, memo
+                return memo
         self.computed += 1
-        ctx = self.state
-        records = below_node(node) if node is not None else []
-        if not generic:
-            plain = plain_name(ctx, path, records, _child_wire(path[-1], parent))
-            if plain is not None:
-                wire, count = plain
-                if self.keep:  # what to drop it on: nothing to drop without a copy
-                    note = self._note_ip
-                    for rec in records:
-                        note(rec.ip, rec.path)
-                    node.memo = _MEMO_HEAD.pack(gen, count) + wire
-                return wire, count, None
-        kinds = _ALL
+        kinds = ALL
         if not generic:
             kinds = 0
-            for rec in records:
-                kinds |= _kinds(rec)
-        served = self._generic(path, kinds)
-        if self.keep and node is not None:
-            node.memo = served
-        return served.wire, served.count, served
-
-    def _generic(self, path: Path, kinds: int) -> Served:
-        ctx = self.state
-        reads = Answer()
-        rrs, extra = name_rrs(ctx, path, kinds, reads)
-        seen: set = set()
-        parts: list[bytes] = []
-        types: set[int] = set()
-        for rr in rrs:
-            key = _key(rr)
-            if key is None or key in seen:
-                continue
-            seen.add(key)
-            parts.append(rr_wire(rr))
-            types.add(rr.rtype)
-        if self.keep:
+            for rec in below_node(node):
+                kinds |= kinds_of(rec)
+        reads = Reads() if self.keep else None
+        owner = path_labels(path)
+        rrs, extra = name_records(self.state, path, kinds, reads, owner)
+        parts = wires(rrs)
+        types = frozenset(rtype_of(rr) for rr in rrs)
+        cname = T_CNAME in types
+        if extra:  # its own address as an SRV target's glue (the bulk): it holds that type
+            extra = [rr for rr in extra if rr[0] != owner or not (cname or rtype_of(rr) in types)]
+        wire = b"".join(parts)
+        served = Served(gen, wire, len(parts), types, cname, tuple(extra))
+        if reads is not None:
             depth = len(path)
             for read in reads.paths:
                 if read[:depth] != path:
                     self.readers.setdefault(read, set()).add(path)
             for ip in reads.ips:
                 self._note_ip(ip, path)
-        return Served(self.gen, b"".join(parts), len(parts), frozenset(types),
-                      T_CNAME in types, tuple(extra))
+            if node is not None:
+                # the bulk (no glue left over) as one bytes object: a few dozen bytes per
+                # name instead of an object, a set and a tuple
+                node.memo = served if extra else _MEMO_HEAD.pack(
+                    gen, len(parts), _types_id(types)) + wire
+        return served
 
     def _types_at(self, path: Path, zone_path: Path) -> tuple[frozenset, bool] | None:
         """(types, has a CNAME) of a served name of the zone, or None if it is not one."""
@@ -352,10 +283,7 @@ class Snapshot:
         local = self._local(zone_path)
         if path != local and (node is None or not node.count or "*" in path):
             return None
-        generic = bool(self.state.index.wildcards) or path == local
-        _, _, served = self.name(path, node, generic)
-        if served is None:
-            return plain_types(below_node(node)), False
+        served = self.name(path, node, bool(self.state.index.wildcards) or path == local)
         return served.types, served.cname
 
     def _local(self, zone_path: Path) -> Path | None:
@@ -367,79 +295,70 @@ class Snapshot:
     # -- the zone ----------------------------------------------------------------------------
 
     def records(self, zone_path: Path, soa: bytes):
-        """The zone's records in transfer order, as served.py's `served_steps` lists them
-        (SOA, apex, stored wildcards, every name in key order, glue): yields (bytes, count)
-        pieces, and PAUSE where the caller may let other work run. `soa` is the SOA record's
-        bytes (the caller sends it again last)."""
+        """The zone's records in transfer order (SOA, apex, stored wildcards, every name in
+        key order, glue): yields (bytes, count) pieces, and PAUSE where the caller may let
+        other work run. `soa` is the SOA record's bytes (the caller sends it again last)."""
         ctx = self.state
         index = ctx.index
-        apex = path_to_name(zone_path)
         yield soa, 1
-        seen: set = set()
-        have: set = set()  # (owner, type) of the records outside the names: apex, wildcards
-        cnames: set = set()
-        glue: list[RR] = []
-
-        def extra(rr: RR) -> bytes | None:
-            key = _key(rr)
-            if key is None or key in seen:
-                return None
-            seen.add(key)
-            have.add((key[0], rr.rtype))
-            if rr.rtype == T_CNAME:
-                cnames.add(key[0])
-            return rr_wire(rr)
-
-        out = []
-        apex_ans = answer(ctx, apex, QTYPE.NS)
-        out += _owned(apex_ans.answer, apex)
-        glue += apex_ans.additional
-        for qtype in (QTYPE.A, QTYPE.AAAA, QTYPE.TXT, QTYPE.MX, QTYPE.SRV):
-            ans = answer(ctx, apex, qtype)
-            out += _owned(ans.answer, apex)
-            glue += ans.additional
+        seen: set = set()  # records outside the names (apex, wildcards, glue), each once
+        have: set = set()  # (owner, type) of those
+        out, apex_glue = apex_records(ctx, zone_path)
         wildcards = bool(index.wildcards)
         if wildcards:
             found = []
             yield from self._wildcard_records(zone_path, found)
             for rec in sorted(found, key=lambda r: r.path):
-                out += _renderable(rec, lambda r=rec: record_rrs(ctx, r))
-        wires = [w for w in map(extra, out) if w is not None]
-        if wires:
-            yield b"".join(wires), len(wires)
+                out += stored_wildcard_records(ctx, rec)
+        pieces = wires(out, seen)
+        have.update((rr[0], rtype_of(rr)) for rr in out)
+        cnames = {rr[0] for rr in out if rtype_of(rr) == T_CNAME}
+        if pieces:
+            yield b"".join(pieces), len(pieces)
 
+        # Glue candidates in the order the answers gave them, each waiting for its owner's
+        # name: when the walk reaches that name (an SRV target below its service name, the
+        # bulk, comes right after it) the candidate is settled there, so the walk carries
+        # only the few candidates of names not reached yet.
+        glue = _Glue()
+        glue.add(apex_glue, None, None)
         local = self._local(zone_path)
-        for path, node, parent in self._names(zone_path, local):
+        for path, node in self._names(zone_path, local):
             if path is None:
                 yield PAUSE
                 continue
-            wire, count, served = self.name(path, node, wildcards or path == local, parent)
-            if count:
-                yield wire, count
-            if served is not None and served.glue:
-                glue += served.glue
+            served = self.name(path, node, wildcards or path == local)
+            if served.count:
+                yield served.wire, served.count
+            if served.glue:
+                glue.add(served.glue, node, served)
+            if glue.waiting:
+                glue.settle(path, served)
+        glue.prune(self)
 
         # glue for SRV/MX/NS targets of the zone that no name of it answers already
-        pieces = []
-        for rr in glue:
-            owner = str(rr.rname).lower()
-            if not zone_of_name(ctx, owner, zone_path) or owner in cnames:
+        wanted = []
+        for rr, known in glue.left():
+            owner = rr[0]
+            if owner in cnames or not in_zone(ctx, owner, zone_path):
                 continue
-            if (owner, rr.rtype) in have:
+            rtype = rtype_of(rr)
+            if (owner, rtype) in have:
                 continue
-            at = self._types_at(name_to_path(owner), zone_path)
-            if at is not None and (at[1] or rr.rtype in at[0]):
-                continue
-            wire = extra(rr)
-            if wire is not None:
-                pieces.append(wire)
+            if not known:
+                at = self._types_at(labels_path(owner), zone_path)
+                if at is not None and (at[1] or rtype in at[0]):
+                    continue
+            wanted.append(rr)
+            have.add((owner, rtype))  # the first glue of an owner and type only
+        pieces = wires(wanted, seen)
         if pieces:
             yield b"".join(pieces), len(pieces)
 
     def _names(self, zone_path: Path, local: Path | None):
-        """(path, node, the parent's path_wire or None) of every served name below the apex in
-        key order (node None for the `local` name when nothing is stored there), and (None,
-        None, None) pauses. Names with a `*` label are not served (their answers are query-side
+        """(path, node) of every served name below the apex in key order (node None for the
+        `local` name when nothing is stored there), and (None, None) pauses. Names with a `*`
+        label are not served (their answers are query-side
         wildcards), nor anything below."""
         root = self.state.index.node(zone_path)
         extra = {local} if local is not None else set()
@@ -447,9 +366,9 @@ class Snapshot:
             return
         stack = []
         labels = yield from self._sorted_labels(root, zone_path, extra)
-        stack.append((zone_path, root, labels, path_wire(zone_path)))
+        stack.append((zone_path, root, labels))
         while stack:
-            path, node, labels, wire = stack[-1]
+            path, node, labels = stack[-1]
             label = next(labels, None)
             if label is None:
                 stack.pop()
@@ -459,18 +378,18 @@ class Snapshot:
             child_path = path + (label,)
             if child is None or not child.count:
                 if child_path in extra:
-                    yield child_path, None, None
+                    yield child_path, None
                 elif not extra or not any(p[: len(child_path)] == child_path for p in extra):
                     continue
             else:
                 if label == "*":
                     continue
-                yield child_path, child, wire
+                yield child_path, child
             if (child is not None and child.children) or extra and any(
                     len(p) > len(child_path) and p[: len(child_path)] == child_path
                     for p in extra):
                 labels = yield from self._sorted_labels(child, child_path, extra)
-                stack.append((child_path, child, labels, _child_wire(label, wire)))
+                stack.append((child_path, child, labels))
 
     def _sorted_labels(self, node, path: Path, extra: set):
         """An iterator over a node's child labels in order (with any `extra` path's label at
@@ -487,7 +406,7 @@ class Snapshot:
         chunks = []
         for i in range(0, len(labels), _SORT_CHUNK):
             chunks.append(sorted(labels[i : i + _SORT_CHUNK]))
-            yield None, None, None
+            yield None, None
         return heapq.merge(*chunks)
 
     def _wildcard_records(self, zone_path: Path, found: list):
@@ -511,6 +430,3 @@ class Snapshot:
             if n % 2000 == 0:
                 yield PAUSE
 
-
-def soa_wire(ctx: Context, zone_path: Path) -> bytes:
-    return rr_wire(soa_record(ctx, zone_path))
