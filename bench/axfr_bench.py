@@ -9,7 +9,8 @@ the last one. First `--baseline` seconds of answers without a transfer: `svc0.ex
 asked over UDP back to back by a process of its own. Then three transfers, with the same
 asking meanwhile:
 
-1. cold: the first transfer, which also makes the worker's per-name copy (dnsserver/transfer.py);
+1. cold: the first transfer, which also makes the worker's per-name copy
+   (dnsserver/zone/transfer.py);
 2. warm: the same zone again, every name from the copy;
 3. after `--changes` writes (new records under existing service names, and one address DOWN):
    only the names those touched are computed again.

@@ -2,7 +2,7 @@
 
 `.venv/bin/python bench/dnssec.py` builds a zone in memory (no etcd needed), generates keys
 with the real `dnssec-keygen`, and drives the UDP transport's own datagram handler
-(dnsserver.udp.UdpServer, a transport that only counts) with pre-built queries, so what is
+(dnsserver.front.udp.UdpServer, a transport that only counts) with pre-built queries, so what is
 timed is exactly the code a worker runs per datagram, minus the socket call:
 
 - hits: the same questions with EDNS0, without DO (unsigned) and with DO (signed), from the
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import dns.message  # noqa: E402
 
 from dnsserver.engine import Engine  # noqa: E402
-from dnsserver.udp import UdpServer  # noqa: E402
+from dnsserver.front.udp import UdpServer  # noqa: E402
 from skydns.config import load_config  # noqa: E402
 from skydns.dnssec.keys import load_keys  # noqa: E402
 from skydns.keys import key_to_path  # noqa: E402

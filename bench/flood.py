@@ -74,7 +74,7 @@ def _server(ds: DataSet):
     """An engine with the data set loaded (default config, the bench zone) and its UDP
     handler, not yet bound to a transport."""
     from dnsserver.engine import Engine
-    from dnsserver.udp import UdpServer
+    from dnsserver.front.udp import UdpServer
     from skydns.config import load_config
     from skydns.keys import key_to_path
     from skydns.records import parse_record

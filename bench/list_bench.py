@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from dnslib import QTYPE  # noqa: E402
 from test_zonerows import old_list as reference_list  # noqa: E402
 
-from dnsserver.answer import ZoneSettings  # noqa: E402
 from dnsserver.dump import rows  # noqa: E402
-from dnsserver.served import served_rrs  # noqa: E402
-from dnsserver.zonestate import ZoneState  # noqa: E402
+from dnsserver.zone.answer import ZoneSettings  # noqa: E402
+from dnsserver.zone.served import served_rrs  # noqa: E402
+from dnsserver.zone.state import ZoneState  # noqa: E402
 from pdnsbackend.protocol import (  # noqa: E402
     PdnsBackend,
     Session,

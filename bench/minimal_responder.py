@@ -7,7 +7,7 @@ skydns's hot path (the same idea plus everything a real server needs) is measure
     python bench/minimal_responder.py --port 5300 --replies replies.marshal [--batch]
 
 With --batch it reads up to 64 datagrams per recvmmsg and answers them with one sendmmsg
-(dnsserver/mmsg.py's buffers and wrappers), the floor of skydns's `udp-batch` transport.
+(dnsserver/front/mmsg.py's buffers and wrappers), the floor of skydns's `udp-batch` transport.
 
 The replies come from `precompute`: ask a real server once for each distinct question of a
 dnsperf query file, exactly as dnsperf asks it (RD set, no EDNS), and keep each reply minus ID.
@@ -78,7 +78,7 @@ class BatchResponder:
     """The same in batches: recvmmsg, look up, copy into the send slots, one sendmmsg."""
 
     def __init__(self, sock: socket.socket, replies: dict[bytes, bytes]):
-        from dnsserver import mmsg
+        from dnsserver.front import mmsg
 
         self.sock, self.fd, self.replies = sock, sock.fileno(), replies
         self.slots = mmsg.Slots(64, sock.family)
@@ -146,7 +146,7 @@ def main() -> None:
     import uvloop
 
     if args.batch:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # dnsserver.mmsg
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # dnsserver.front.mmsg
     uvloop.run(serve(args.port, marshal.loads(args.replies.read_bytes()), args.batch))
 
 

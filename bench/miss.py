@@ -16,9 +16,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from dataset import ZONE, DataSet
+from dataset import TYPE_KINDS, ZONE, DataSet
 from peers import Knot, Nsd, Pdns, zone_text
-from procs import Skydns, free_port
+from procs import Skydns, free_port, query, udp_client
 
 FLOOD_NAMES = 600_000  # distinct random names: more than a run sends, so none repeats
 HOT_NAMES = 1000
@@ -38,6 +38,9 @@ def _write(path: Path, lines: list[str]) -> Path:
 def query_files(workdir: Path, ds: DataSet, mix_file: Path) -> dict[str, Path]:
     import random
 
+    files = {f"type-{kind}": _write(workdir / f"q-type-{kind}.txt",
+                                    ds.type_lines(kind, TYPE_QUERIES))
+             for kind in (*TYPE_KINDS, "mix")} if ds.kinds else {}
     rng = random.Random(7)
     hot = [f"{ds.single_name(rng.randrange(ds.names))} A" for _ in range(HOT_NAMES)]
     hot_lines = [hot[rng.randrange(HOT_NAMES)] for _ in range(FLOOD_NAMES)]
@@ -46,6 +49,7 @@ def query_files(workdir: Path, ds: DataSet, mix_file: Path) -> dict[str, Path]:
         flood.append(line)
         flood.append(f"w{n}x{rng.getrandbits(32):08x}.bench.{ZONE} A")
     return {
+        **files,
         "mix": mix_file,
         "single": _write(workdir / "q-single.txt",
                          [f"{ds.single_name(rng.randrange(ds.names))} A" for _ in range(20000)]),
@@ -151,6 +155,30 @@ SCENARIOS = [
 ]
 
 
+# The per-type table (issue #27): one row per kind of question (dataset.TYPE_KINDS, then their
+# even mix), skydns without a cache beside PowerDNS with its caches off and knotd; the target
+# is skydns's CPU per query over PowerDNS's.
+PER_TYPE = [  # (row, query file kind, target ratio)
+    ("A", "A", 1.0),
+    ("AAAA", "AAAA", 1.0),
+    ("CNAME -> A", "CNAME", 1.2),
+    ("MX", "MX", 1.2),
+    ("TXT", "TXT", 1.2),
+    ("SRV with glue", "SRV", 1.2),
+    ("NODATA (MX of an A name)", "NODATA", 1.2),
+    ("NXDOMAIN", "NXDOMAIN", 1.0),
+    ("an even mix of the above", "mix", 1.1),
+]
+PER_TYPE_SERVERS = ["skydns, cacheSize 0", "PowerDNS, caches off", "knotd"]
+PER_TYPE_PREFIX = "per-type: "  # scenario names of its rows; --miss-scenarios per-type
+TYPE_QUERIES = 20_000  # lines per query file: a 5 s run at skydns's pace reads most of it
+
+
+def per_type_scenarios() -> list[tuple]:
+    return [(PER_TYPE_PREFIX + row, f"type-{kind}", "udp", PER_TYPE_SERVERS)
+            for row, kind, _target in PER_TYPE]
+
+
 def bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
     duration = env.args.duration
     env.args.duration = env.args.miss_duration  # what measure() runs for
@@ -165,11 +193,17 @@ def _bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
 
     files = query_files(env.workdir, ds, mix_file)
     only = {s.strip() for s in getattr(env.args, "miss_scenarios", "").split(",") if s.strip()}
-    wanted = {name for scenario, _f, _m, names in SCENARIOS if scenario in only
+    scenarios = SCENARIOS + (per_type_scenarios() if ds.kinds else [])
+    if "per-type" in only:
+        only |= {scenario for scenario, *_ in scenarios if scenario.startswith(PER_TYPE_PREFIX)}
+    wanted = {name for scenario, _f, _m, names in scenarios if scenario in only
               for name in names} if only else None
     servers = start_servers(env, etcd, ds, ds.single_name(0), wanted)
     plan = [(scenario, files[f], mode, [servers[s] for s in names if s in servers])
-            for scenario, f, mode, names in SCENARIOS if not only or scenario in only]
+            for scenario, f, mode, names in scenarios if not only or scenario in only]
+    sections = {}
+    if any(scenario.startswith(PER_TYPE_PREFIX) for scenario, *_ in plan):
+        sections = compare_sections(ds, [servers[s] for s in PER_TYPE_SERVERS if s in servers])
     for _scenario, qfile, mode, group in plan:  # warm caches: one pass through each file
         if qfile in (files["hot"], files["flood"], files["random"]):
             continue  # warmed below, with the hot names only
@@ -194,6 +228,8 @@ def _bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
                 runs.setdefault((scenario, server.label), []).append(row)
     rows = []
     for (scenario, label), rounds in runs.items():
+        if scenario.startswith(PER_TYPE_PREFIX):
+            continue  # their own table, below
         row = {"scenario": scenario, "config": label, "rounds": rounds}
         for key in ("qps", "cpu_us_per_query", "hot_hit_rate"):
             values = [r[key] for r in rounds if key in r]
@@ -205,6 +241,9 @@ def _bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
                 row[key] = sum(r[key] for r in rounds)
         rows.append(row)
     res = {"rows": rows, "ratios": ratios(rows)}
+    if sections:
+        res["per_type"] = per_type_rows(runs)
+        res["per_type_sections"] = sections
     if not only:
         _log("hit path in process: one address, 8 addresses in each mode, 100,000 clients")
         res["hit_path_us"] = hit_path_in_process(ds)
@@ -217,6 +256,145 @@ def _bench_miss(env, etcd, ds: DataSet, mix_file: Path) -> dict:
         _log("hot set under a flood, in a running server (uvloop, real UDP, dnsperf)")
         res["flood_in_server"] = flood.hot_set_in_server(ds)
     return res
+
+
+def section_shape(reply) -> dict:
+    """What a reply holds, to compare two servers' work: rcode and the record types of each
+    section (their counts follow). TTLs, names and order are left out."""
+    from dnslib import QTYPE, RCODE
+
+    def types(rrs):
+        return sorted(QTYPE.get(rr.rtype, str(rr.rtype)) for rr in rrs)
+
+    return {"rcode": RCODE.get(reply.header.rcode), "answer": types(reply.rr),
+            "authority": types(reply.auth), "additional": types(reply.ar)}
+
+
+def shape_text(shape: dict | None) -> str:
+    if shape is None:
+        return "no reply"
+    return (f"{shape['rcode']}, " + ", ".join(
+        f"{section} {len(shape[section])}" + (f" ({' '.join(shape[section])})"
+                                              if shape[section] else "")
+        for section in ("answer", "authority", "additional")))
+
+
+def compare_sections(ds: DataSet, servers: list[_Server]) -> dict:
+    """Ask every server the first question of each per-type query file; a reply whose
+    sections differ from skydns's (the first server) would make the ratio compare unequal
+    work, so it is logged as a warning and reported. Returns {kind: {question, shapes
+    (label -> shape), differ (labels)}}."""
+    out = {}
+    for kind in TYPE_KINDS:
+        line = ds.type_lines(kind, 1)[0]
+        name, qtype = line.split()
+        shapes = {}
+        for server in servers:
+            with udp_client(server.port, timeout=2.0) as sock:
+                reply = query(sock, name, qtype)
+            shapes[server.label] = section_shape(reply) if reply is not None else None
+        first, *rest = servers
+        differ = [s.label for s in rest if shapes[s.label] != shapes[first.label]]
+        out[kind] = {"question": line, "shapes": shapes, "differ": differ}
+        for label in differ:
+            _log(f"warning: {line}: {first.label} answers {shape_text(shapes[first.label])}; "
+                 f"{label} answers {shape_text(shapes[label])}")
+    return out
+
+
+def per_type_rows(runs: dict[tuple, list[dict]]) -> list[dict]:
+    """One row per PER_TYPE question: each server's median CPU per query, and skydns over
+    PowerDNS taken within each round, then the median (as the batch part does)."""
+    sky, pdns = PER_TYPE_SERVERS[0], PER_TYPE_SERVERS[1]
+    rows = []
+    for row_name, kind, target in PER_TYPE:
+        scenario = PER_TYPE_PREFIX + row_name
+        row = {"question": row_name, "kind": kind, "target": target, "cpu_us_per_query": {},
+               "qps": {}, "lost": {}, "rcodes": {}, "rounds": {}}
+        for label in PER_TYPE_SERVERS:
+            rounds = runs.get((scenario, label))
+            if not rounds:
+                continue  # a peer not installed
+            row["cpu_us_per_query"][label] = round(
+                statistics.median(r["cpu_us_per_query"] for r in rounds), 2)
+            row["qps"][label] = round(statistics.median(r["qps"] for r in rounds))
+            row["lost"][label] = sum(r["lost"] for r in rounds)
+            row["rcodes"][label] = rcode_shares(rounds)
+            row["rounds"][label] = rounds
+        if sky in row["rounds"] and pdns in row["rounds"]:
+            each = [a["cpu_us_per_query"] / b["cpu_us_per_query"]
+                    for a, b in zip(row["rounds"][sky], row["rounds"][pdns], strict=True)]
+            row["ratio_rounds"] = [round(r, 2) for r in each]
+            row["ratio"] = round(statistics.median(each), 2)
+            row["met"] = row["ratio"] <= target
+        rows.append(row)
+    return rows
+
+
+def rcode_shares(rounds: list[dict]) -> dict[str, float]:
+    """Each rcode's share of the answers over all rounds (dnsperf's count per rcode)."""
+    counts: dict[str, int] = {}
+    for r in rounds:
+        for code, n in r.get("rcodes", {}).items():
+            counts[code] = counts.get(code, 0) + n
+    total = sum(counts.values()) or 1
+    return {code: round(n / total, 4) for code, n in sorted(counts.items())}
+
+
+def rcode_differences(row: dict, tolerance: float = 0.02) -> list[str]:
+    """Servers whose rcode shares in a per-type row differ from skydns's: the one question
+    compared before the run stands for the whole file only if the whole run agrees too (a
+    SERVFAIL or a missing record would make one side's work cheaper). The even mix stops
+    anywhere in its cycle of eight, hence the tolerance."""
+    shares = row.get("rcodes", {})
+    base = shares.get(PER_TYPE_SERVERS[0])
+    if base is None:
+        return []
+    return [label for label, other in shares.items() if label != PER_TYPE_SERVERS[0]
+            and any(abs(base.get(c, 0) - other.get(c, 0)) > tolerance
+                    for c in set(base) | set(other))]
+
+
+def per_type_report(res: dict) -> list[str]:
+    from run import _table, _target
+
+    sky, pdns, knot = PER_TYPE_SERVERS
+    out = ["Per question type, CPU us per query (issue #27): skydns 1 worker cacheSize 0, "
+           "PowerDNS bind backend caches off, knotd, the same records; skydns/PowerDNS taken "
+           "per round, then the median"]
+    rows = []
+    for r in res["per_type"]:
+        cpu = r["cpu_us_per_query"]
+        ratio = r.get("ratio")
+        rows.append([r["question"], cpu.get(sky), cpu.get(pdns), cpu.get(knot), ratio,
+                     f"<= {r['target']}", None if ratio is None else _target(r["met"])])
+    out.append(_table(["question", "skydns", "PowerDNS", "knotd", "skydns/PowerDNS",
+                       "target", "result"], rows))
+    lost: dict[str, int] = {}
+    for r in res["per_type"]:
+        for label, n in r["lost"].items():
+            lost[label] = lost.get(label, 0) + n
+    lost = {label: n for label, n in lost.items() if n}
+    if lost:
+        out.append("lost queries in the per-type runs: "
+                   + ", ".join(f"{label} {n}" for label, n in lost.items()))
+    differ = 0
+    for kind, check in res.get("per_type_sections", {}).items():
+        first = next(iter(check["shapes"]))
+        for label in check["differ"]:
+            differ += 1
+            out.append(f"warning: {kind} ({check['question']}): {first} answers "
+                       f"{shape_text(check['shapes'][first])}, {label} answers "
+                       f"{shape_text(check['shapes'][label])}: that row compares unequal work")
+    for r in res["per_type"]:
+        for label in rcode_differences(r):
+            differ += 1
+            out.append(f"warning: {r['question']}: rcodes over the run differ: {sky} "
+                       f"{r['rcodes'][sky]}, {label} {r['rcodes'][label]}")
+    if not differ:
+        out.append("answers alike: each server gave one question of each kind the rcode and "
+                   "record types per section skydns gave, and the same rcodes over every run")
+    return out
 
 
 def _hot_hit_rate(server: _Server, before: dict, row: dict, qfile: Path, files) -> float:
@@ -293,10 +471,11 @@ def report(res: dict, args) -> list[str]:
     clients, outstanding = args["clients"], args["outstanding"]
     out = [f"\nMisses, floods, TCP, many addresses: median of {rounds} interleaved rounds of "
            f"{duration:g} s, every server on one core (dnsperf -c {clients} -q {outstanding})"]
-    out.append(_table(
-        ["scenario", "config", "qps", "lost", "CPU us/query", "hot hit rate"],
-        [[r["scenario"], r["config"], r.get("qps"), r["lost"], r.get("cpu_us_per_query"),
-          r.get("hot_hit_rate")] for r in res["rows"]]))
+    if res["rows"]:  # none when only the per-type table ran
+        out.append(_table(
+            ["scenario", "config", "qps", "lost", "CPU us/query", "hot hit rate"],
+            [[r["scenario"], r["config"], r.get("qps"), r["lost"], r.get("cpu_us_per_query"),
+              r.get("hot_hit_rate")] for r in res["rows"]]))
     targets = {
         "uncached skydns / PowerDNS caches off": "<= 2",
         "cached TCP skydns / PowerDNS packet cache": "<= 1",
@@ -315,6 +494,10 @@ def report(res: dict, args) -> list[str]:
             total = r["dnstap_sent"] + r["dnstap_dropped"]
             out.append(f"dnstap messages: {r['dnstap_sent']} sent, {r['dnstap_dropped']} "
                        f"dropped ({r['dnstap_dropped'] / max(total, 1):.2%})")
+    if res.get("per_type"):
+        if res["rows"]:
+            out.append("")
+        out.extend(per_type_report(res))
     if res.get("flood_in_process"):
         import flood
 
@@ -342,7 +525,7 @@ def hit_path_in_process(ds: DataSet, clients: int = 100_000, queries: int = 200_
     from dnslib import DNSRecord
 
     from dnsserver.engine import Engine
-    from dnsserver.wire import question_key
+    from dnsserver.wire.message import question_key
     from skydns.config import load_config
     from skydns.keys import key_to_path
     from skydns.records import parse_record

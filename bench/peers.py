@@ -5,7 +5,8 @@ nsd).
 
 The zone holds what skydns answers for the bench's questions: `h<i>.bench` A, the addresses of
 `multi.bench`, and for `s<j>.srv` the SRV records with the targets skydns synthesizes from the
-keys (`<t>.s<j>.srv`), whose addresses are the glue.
+keys (`<t>.s<j>.srv`), whose addresses are the glue; and the per-type names (AAAA, CNAME,
+MX, TXT) as the records skydns answers them from (`DataSet.kind_records`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,19 @@ def zone_text(ds: DataSet) -> str:
         for t in range(2):
             lines.append(f"s{j}.srv IN SRV 10 50 8080 {t}.s{j}.srv.{ZONE}")
             lines.append(f"{t}.s{j}.srv IN A {ip(_SRV, 2 * j + t)}")
+    lines += [_kind_rr(label, rec) for label, _key, rec in ds.kind_records()]
     return "\n".join(lines) + "\n"
+
+
+def _kind_rr(label: str, rec: dict) -> str:
+    """One per-type record as zone text: what skydns answers for the same etcd record."""
+    if "text" in rec:
+        return f'{label} IN TXT "{rec["text"]}"'
+    if rec.get("mail"):
+        return f"{label} IN MX {rec['priority']} {rec['host']}"
+    if ":" in rec["host"]:
+        return f"{label} IN AAAA {rec['host']}"
+    return f"{label} IN CNAME {rec['host']}"
 
 
 class Peer:

@@ -7,7 +7,9 @@ change-to-answer delay under load, and load time and memory for big zones. See b
     bench/run.py delay                etcd write -> changed answer, under dnsperf load
     bench/run.py load --records 1000000   one worker loading a big zone: time and memory
     bench/run.py miss                 uncached answers, a random-name flood, cached TCP and
-                                      many-address names, beside PowerDNS, knotd and nsd
+                                      many-address names, beside PowerDNS, knotd and nsd,
+                                      and uncached CPU per query for each kind of question
+    bench/run.py miss --miss-scenarios per-type   that last table alone (a few minutes)
     bench/run.py batch                cached UDP with udp-batch on and off beside nsd and the
                                       minimal responder, under load and one query in flight
 """
@@ -313,8 +315,8 @@ def report(res: dict) -> str:
     if "dataset" in res:
         d = res["dataset"]
         out.append(f"data: {d['records']} records ({d['names']} names, one with {d['multi']} "
-                   f"addresses, {d['srv']} SRV names); query file: {d['queries']} lines, "
-                   f"mix {d['mix']}")
+                   f"addresses, {d['srv']} SRV names, {d.get('kinds', 0)} each of AAAA, CNAME, "
+                   f"MX, TXT); query file: {d['queries']} lines, mix {d['mix']}")
     if "qps" in res:
         q = res["qps"]
         out.append(f"\nCached answers: median of {a['rounds']} interleaved rounds of "
@@ -380,6 +382,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--names", type=int, default=10_000, help="single-address names")
     g.add_argument("--multi", type=int, default=8, help="addresses of the multi-address name")
     g.add_argument("--srv", type=int, default=100, help="SRV names, two targets each")
+    g.add_argument("--type-names", type=int, default=1000,
+                   help="names of each kind of the miss part's per-type table: AAAA, CNAME, "
+                        "MX, TXT (0: none, and no per-type table)")
     g.add_argument("--queries", type=int, default=20_000, help="lines in the query file")
     g.add_argument("--mix", default=DEFAULT_MIX, help="query kinds and weights (%(default)s)")
     g = p.add_argument_group("load generation")
@@ -389,7 +394,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds per config and round in the miss part (it has 20 of them)")
     g.add_argument("--miss-scenarios", default="",
                    help="only these scenarios of the miss part, comma separated (e.g. "
-                        "'cached TCP,cached'); default all")
+                        "'cached TCP,cached'; 'per-type' for the per-type table); default all")
     g.add_argument("--workers", type=int, default=nproc, help="workers of the multi config")
     g.add_argument("--clients", type=int, default=4, help="dnsperf -c (sockets)")
     g.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
@@ -437,14 +442,15 @@ def run(args: argparse.Namespace, stack: ExitStack) -> dict:
     }
     if args.what in ("all", "qps", "delay", "miss", "batch"):
         etcd = env.start_etcd("etcd")
-        ds = DataSet(args.names, args.multi, args.srv)
+        ds = DataSet(args.names, args.multi, args.srv, args.type_names)
         t0 = time.monotonic()
         count = write_records(etcd.endpoint, ds.records())
         log(f"data set: {count} records written to etcd in {time.monotonic() - t0:.1f} s")
         qfile = workdir / "queries.txt"
         qfile.write_text("\n".join(ds.query_lines(args.queries, args.mix_weights)) + "\n")
         res["dataset"] = {"records": count, "names": ds.names, "multi": ds.multi,
-                          "srv": ds.srv, "queries": args.queries, "mix": args.mix}
+                          "srv": ds.srv, "kinds": ds.kinds, "queries": args.queries,
+                          "mix": args.mix}
         if args.what in ("all", "qps"):
             res["qps"] = bench_qps(env, etcd, ds, qfile)
         if args.what in ("all", "batch"):

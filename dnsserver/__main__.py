@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_or_exit(args.config_file, "dns", warn=not args.worker)
     setup_logging(cfg["Log"], "skydns")
     if not args.worker:
-        from .workers import Supervisor
+        from .front.workers import Supervisor
 
         return Supervisor(args.config_file, cfg).run()
     return run_worker(cfg)
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_worker(cfg: dict) -> int:
     from skydns.daemon import run_loop
 
-    from .server import BindError, DnsServer
-    from .workers import EXIT_BIND, die_with_supervisor
+    from .front.server import BindError, DnsServer
+    from .front.workers import EXIT_BIND, die_with_supervisor
 
     die_with_supervisor()
 

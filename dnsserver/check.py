@@ -25,7 +25,7 @@ from skydns.config import PROGRAMS, ConfigError, config_problems, load_config
 from skydns.keys import not_record_prefixes
 
 from .lint import Finding, lint
-from .sync import RECORDS_PREFIX
+from .zone.sync import RECORDS_PREFIX
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 FILES = {"skydns.conf": "dns", "skydns-scanner.conf": "scanner",

@@ -4,7 +4,7 @@
 
 Reads etcd once (no watch) through the same sync and zone code the server uses, so what it
 prints is what an AXFR from skydns sends (served.py: aggregated names, DOWN addresses left
-out), read from the same record stream (transfer.py, zonerows.py) at a few times an AXFR's
+out), read from the same record stream (zone/transfer.py, zone/rows.py) at a few times an AXFR's
 cost (bench/README.md) and printed as it comes. `--raw` prints the etcd leaves instead, one
 record at its own key's name, with the health of each address as a comment.
 """
@@ -22,13 +22,13 @@ from skydns.config import load_or_exit
 from skydns.keys import name_to_path, path_to_name
 from skydns.logsetup import setup_logging
 
-from .answer import REVERSE_ZONES
 from .engine import zone_settings
-from .sync import RECORDS_PREFIX, StoreSync
-from .transfer import PAUSE, Snapshot
-from .zone import zone_rrs
-from .zonerows import served_rows
-from .zonestate import ZoneState
+from .zone.answer import REVERSE_ZONES
+from .zone.records import zone_rrs
+from .zone.rows import served_rows
+from .zone.state import ZoneState
+from .zone.sync import RECORDS_PREFIX, StoreSync
+from .zone.transfer import PAUSE, Snapshot
 
 
 async def load(cfg: dict) -> ZoneState:

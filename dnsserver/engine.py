@@ -22,19 +22,14 @@ from skydns.keys import name_to_path
 from skydns.rendezvous import choose
 from skydns.tsigkey import keyring
 
-from . import tsig, wireanswer
-from .answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
-from .cache import AnswerCache, Entry, split_reply
-from .forward import cache_ttl, forward
-from .latency import Latency
-from .namecount import NameCounts
-from .plainnx import PlainNx
-from .querycheck import Malformed, check_query
-from .ratelog import RateLimitedLog
-from .signing import ZoneSigning
-from .stats import wire_to_name
-from .transfer import PAUSE, Snapshot, record_ends, soa_wire
-from .wire import (
+from .front.cache import AnswerCache, Entry, split_reply
+from .front.forward import cache_ttl, forward
+from .front.latency import Latency
+from .front.namecount import NameCounts
+from .front.ratelog import RateLimitedLog
+from .front.stats import wire_to_name
+from .wire import tsig
+from .wire.message import (
     TCP_LIMIT,
     FormErr,
     Query,
@@ -47,8 +42,14 @@ from .wire import (
     render,
     udp_limit,
 )
-from .zone import reverse_zones
-from .zonestate import Change, ZoneState
+from .wire.querycheck import Malformed, check_query
+from .zone import wireanswer
+from .zone.answer import Answer, answer, answer_mode, owns, soa_record, zone_settings
+from .zone.plainnx import PlainNx
+from .zone.records import reverse_zones
+from .zone.signing import ZoneSigning
+from .zone.state import Change, ZoneState
+from .zone.transfer import PAUSE, Snapshot, record_ends, soa_wire
 
 log = logging.getLogger("skydns.engine")
 tsig_log = RateLimitedLog(log)  # bad signatures come as fast as anyone can send them

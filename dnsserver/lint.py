@@ -26,8 +26,8 @@ from skydns.keys import Path, ip_of_key, key_to_path, name_to_path, path_to_key,
 from skydns.records import Record, RecordError, parse_record
 from skydns.skydns2 import SETTINGS_KEY
 
-from .answer import REVERSE_ZONES, _cname_of, _is_address
-from .index import RecordIndex
+from .zone.answer import REVERSE_ZONES, _cname_of, _is_address
+from .zone.index import RecordIndex
 
 SHOWN = 3  # keys named in one finding before "and N more"
 

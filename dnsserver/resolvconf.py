@@ -27,8 +27,8 @@ from skydns.keys import ip_of_key, key_to_path, name_to_key, name_to_path
 from skydns.logsetup import setup_logging
 from skydns.records import RecordError, parse_record
 
-from .answer import answer, zone_settings
-from .zonestate import ZoneState
+from .zone.answer import answer, zone_settings
+from .zone.state import ZoneState
 
 DEFAULT_NDOTS = 5  # as Kubernetes: `svc.ns` and `svc.ns.svc` names go through the search list
 MAX_NAMESERVERS = 3  # glibc reads no more (MAXNS)

@@ -31,11 +31,11 @@ from collections import Counter
 
 from dnslib import QTYPE, RR
 
-from dnsserver.answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
-from dnsserver.transfer import PAUSE, Snapshot
-from dnsserver.zone import reverse_zones
-from dnsserver.zonerows import served_rows
-from dnsserver.zonestate import ZoneState
+from dnsserver.zone.answer import REVERSE_ZONES, Context, answer, soa_record, zone_of
+from dnsserver.zone.records import reverse_zones
+from dnsserver.zone.rows import served_rows
+from dnsserver.zone.state import ZoneState
+from dnsserver.zone.transfer import PAUSE, Snapshot
 from skydns.keys import Path, name_to_path, path_to_name
 from skydns.rendezvous import choose
 

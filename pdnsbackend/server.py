@@ -21,9 +21,9 @@ import stat
 import sys
 import time
 
-from dnsserver.answer import answer_mode, zone_settings
-from dnsserver.sync import StoreSync
-from dnsserver.zonestate import ZoneState
+from dnsserver.zone.answer import answer_mode, zone_settings
+from dnsserver.zone.state import ZoneState
+from dnsserver.zone.sync import StoreSync
 from skydns import cli, daemon, notify
 from skydns.config import load_or_exit
 from skydns.holder import AddressBusy, AddressLock, describe, peer_pid

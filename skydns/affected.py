@@ -1,7 +1,7 @@
 """Which names answer differently after a record or a status changes: for caches in front.
 
-The DNS server learns this from what each cached answer read (dnsserver/answer.py records the
-paths and addresses, dnsserver/cache.py drops by them). A cache outside the process, such as a
+The DNS server learns this from what each cached answer read (dnsserver/zone/answer.py records the
+paths and addresses, dnsserver/front/cache.py drops by them). A cache outside the process, such as a
 PowerDNS Recursor, knows nothing of that, so the same rules are written here in the other
 direction, from a change to the names it reaches:
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from .keys import Path, key_to_path, name_to_path, path_to_name, reverse_name
 from .records import Record
 
-MAX_HOPS = 8  # the server follows CNAME chains this far (dnsserver.answer.MAX_CNAME_HOPS)
+MAX_HOPS = 8  # the server follows CNAME chains this far (dnsserver.zone.answer.MAX_CNAME_HOPS)
 REVERSE_ZONES: tuple[Path, ...] = (("arpa", "in-addr"), ("arpa", "ip6"))
 NS_LABELS = ("dns", "ns")  # the apex's NS records live in this subtree
 

@@ -65,7 +65,7 @@ format = choice("kv", "json", default="kv")
 log-queries = flag(default=False)
 """
 
-# [Log] keys of the DNS server's file only (dnsserver/tap.py): in another program's file
+# [Log] keys of the DNS server's file only (dnsserver/front/tap.py): in another program's file
 # they would do nothing, so there they are unknown keys.
 _DNSTAP_SPEC = """
 dnstap = dnstap_target(default="")

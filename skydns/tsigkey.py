@@ -1,6 +1,6 @@
 """TSIG keys from the config: `name:algorithm:base64secret` (`[Dns] tsig-key`, `tsig-keys`).
 
-Here, not in dnsserver/tsig.py (which signs and checks with them), so the config checks can
+Here, not in dnsserver/wire/tsig.py (which signs and checks with them), so the config checks can
 parse them without reaching into the DNS server's package.
 """
 

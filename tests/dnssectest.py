@@ -129,7 +129,7 @@ stub-zone:
 def ask(engine, name, rdtype="A", client="127.0.0.1", tcp=False, **kw):
     """Answer as the transports do (the cache's hit path, else the engine's miss); returns
     (reply, whether it was a hit)."""
-    from dnsserver.wire import question_key
+    from dnsserver.wire.message import question_key
 
     wire = dns.message.make_query(name, rdtype, **kw).to_wire()
     keyed = question_key(wire, tcp, engine.max_udp)

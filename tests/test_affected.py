@@ -2,8 +2,8 @@
 
 from dnslib import QTYPE
 
-from dnsserver.answer import Context, ZoneSettings, answer
-from dnsserver.index import RecordIndex
+from dnsserver.zone.answer import Context, ZoneSettings, answer
+from dnsserver.zone.index import RecordIndex
 from skydns.affected import Dependents, answering, reached, reached_by_record
 from skydns.health import HealthView
 from skydns.keys import name_to_key, name_to_path, path_to_name
@@ -104,7 +104,7 @@ def test_dependents_forget_replaced_and_deleted_records():
 
 # --- against the server's own answer rules ------------------------------------------------------
 # The janitor may not import dnsserver/, so skydns.affected restates its rules backwards; here
-# every name's answers are computed by dnsserver.answer before and after each change, and every
+# every name's answers are computed by dnsserver.zone.answer before and after each change, and every
 # name whose answer moved must be among those the change reaches.
 
 ZONE_RECORDS = {

@@ -7,8 +7,8 @@ import json
 import pytest
 from dnslib import QTYPE, RCODE
 
-from dnsserver.answer import Context, ZoneSettings, answer, owns
-from dnsserver.index import RecordIndex
+from dnsserver.zone.answer import Context, ZoneSettings, answer, owns
+from dnsserver.zone.index import RecordIndex
 from skydns.health import HealthView
 from skydns.keys import key_to_path
 from skydns.records import RecordError, parse_record

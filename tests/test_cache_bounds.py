@@ -7,7 +7,7 @@ import json
 import dns.message
 
 from dnsserver.engine import Engine
-from dnsserver.wire import question_key
+from dnsserver.wire.message import question_key
 from skydns.config import load_config
 from skydns.keys import key_to_path
 from skydns.records import parse_record

@@ -11,7 +11,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from dnsserver.server import DnsServer
+from dnsserver.front.server import DnsServer
 from skydns.config import load_config
 
 from dnstest import free_port

@@ -34,8 +34,8 @@ def exported(tmp_path) -> set[str]:
     async def collect():
         from prometheus_client import CollectorRegistry
 
-        from dnsserver.stats import StatsBook
-        from dnsserver.stats import _Collector as DnsCollector
+        from dnsserver.front.stats import StatsBook
+        from dnsserver.front.stats import _Collector as DnsCollector
         from janitor.metrics import JanitorMetrics
         from kubeapi.__main__ import request_deadline
         from kubeapi.etcd import EtcdStore

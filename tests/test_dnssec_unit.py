@@ -382,7 +382,7 @@ def test_renewed_at_half_life(keydir):
 def test_signed_entry_leaves_the_front_at_renewal(engine):
     q = dns.message.make_query("api.example.test.", "TXT", want_dnssec=True)
     wire = q.to_wire()
-    from dnsserver.wire import question_key
+    from dnsserver.wire.message import question_key
 
     engine.miss(wire, "127.0.0.1", False)
     keyed = question_key(wire, False, engine.max_udp)
@@ -402,7 +402,7 @@ def test_nsec3_hash_matches_dnspython():
 
 
 def test_renewal_heap_stays_bounded_under_churn():
-    from dnsserver.cache import AnswerCache, Entry
+    from dnsserver.front.cache import AnswerCache, Entry
 
     cache = AnswerCache(10)
     for i in range(500):
@@ -432,7 +432,7 @@ def test_dnskey_answer_expires_when_a_key_is_published(tmp_path):
     ksk = keygen(tmp_path, ZONE, 13, True)
     soon = keygen(tmp_path, ZONE, 13, False, "-P", "+1h", "-A", "+2h")
     engine = make_engine(load_keys([str(tmp_path / ksk), str(tmp_path / soon)], ZONE))
-    from dnsserver.wire import question_key
+    from dnsserver.wire.message import question_key
 
     for do in (False, True):
         reply, _ = ask(engine, ZONE, "DNSKEY", want_dnssec=do)

@@ -18,8 +18,9 @@ import dnstap_pb
 import pytest
 from dnslib import DNSRecord
 
-from dnsserver import fstrm
-from dnsserver.dnstap import (
+from dnsserver.front.tap import TapWriter
+from dnsserver.wire import fstrm
+from dnsserver.wire.dnstap import (
     AUTH_QUERY,
     AUTH_RESPONSE,
     CLIENT_QUERY,
@@ -34,7 +35,6 @@ from dnsserver.dnstap import (
     dnstap_identity,
     dnstap_version,
 )
-from dnsserver.tap import TapWriter
 from skydns.config import ConfigError, load_config
 
 from dnstest import Skydns, Upstream, free_port
@@ -253,8 +253,8 @@ def test_dnstap_is_a_key_of_the_dns_servers_file_only(tmp_path):
 
 def test_hooks_exist_only_with_dnstap_on():
     from dnsserver.engine import Engine
-    from dnsserver.tcp import TcpConnection
-    from dnsserver.udp import TappedUdpServer, UdpServer, udp_server_class
+    from dnsserver.front.tcp import TcpConnection
+    from dnsserver.front.udp import TappedUdpServer, UdpServer, udp_server_class
 
     engine = Engine(load_config(None, "dns"))
     assert udp_server_class(engine) is UdpServer
@@ -325,7 +325,7 @@ def test_dig_queries_read_back_with_dnstap_read(etcd, collector, batch):
         assert "10.0.30.1" in dig(srv.port, "-b", "127.0.0.7", "www.example.test", "A")  # a hit
     finally:
         srv.stop()  # STOP, FINISH: the collector closes its file cleanly
-    from dnsserver import udpbatch
+    from dnsserver.front import udpbatch
 
     assert ("udp=batch" in srv.logs()) == (batch and udpbatch.available())
     out = collector.stop()

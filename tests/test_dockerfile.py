@@ -30,7 +30,8 @@ def test_it_parses_into_two_stages_on_a_slim_python():
 def test_every_package_is_copied_and_every_source_exists():
     copies = [c for c in _commands() if c.cmd == "COPY" and not c.flags]
     sources = {src.rstrip("/") for c in copies for src in c.value[:-1]}
-    for package in PYPROJECT["tool"]["setuptools"]["packages"]:
+    for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
+        package = pattern.rstrip("*")
         assert package in sources, f"{package} is not copied into the image build"
     for src in sources:
         assert (ROOT / src).exists(), src

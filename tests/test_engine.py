@@ -15,9 +15,9 @@ import dns.rdatatype
 import pytest
 from dnslib import QTYPE, RR, SOA, A, DNSRecord
 
-from dnsserver.cache import AnswerCache, Entry
 from dnsserver.engine import FORWARD_CACHE_MAX, Engine
-from dnsserver.wire import question_key
+from dnsserver.front.cache import AnswerCache, Entry
+from dnsserver.wire.message import question_key
 from skydns.config import load_config
 from skydns.keys import key_to_path
 from skydns.records import parse_record

@@ -1,4 +1,4 @@
-"""CoreDNS's `group` rule as a pure function (dnsserver.answer.grouped); the same cases through
+"""CoreDNS's `group` rule as a pure function (dnsserver.zone.answer.grouped); the same cases through
 real queries are in test_skydns2_rules.py."""
 
 import itertools
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dnsserver.answer import grouped
+from dnsserver.zone.answer import grouped
 from skydns.keys import key_to_path
 from skydns.records import parse_record
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from dnsserver.namecount import ENTRY_OVERHEAD, NameCounts
-from dnsserver.ratelog import RateLimitedLog
+from dnsserver.front.namecount import ENTRY_OVERHEAD, NameCounts
+from dnsserver.front.ratelog import RateLimitedLog
 from skydns.connlimit import ConnectionLimits
 
 

@@ -9,9 +9,9 @@ import sys
 import dns.query
 import dns.rcode
 
-from dnsserver.answer import Context, ZoneSettings
-from dnsserver.index import RecordIndex
-from dnsserver.zone import transfer_chunks, zone_rrs
+from dnsserver.zone.answer import Context, ZoneSettings
+from dnsserver.zone.index import RecordIndex
+from dnsserver.zone.records import transfer_chunks, zone_rrs
 from skydns import store
 from skydns.health import HealthView
 from skydns.records import Record

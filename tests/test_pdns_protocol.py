@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from dnsserver.answer import ZoneSettings
-from dnsserver.zonestate import ZoneState
+from dnsserver.zone.answer import ZoneSettings
+from dnsserver.zone.state import ZoneState
 from pdnsbackend.protocol import LineTooLong, PdnsBackend, Session
 from skydns.keys import key_to_path
 from skydns.records import parse_record

@@ -15,7 +15,7 @@ from test_engine import make_engine as engine_of
 from test_wireanswer import RECORDS, TRANSPORTS, query_wire
 
 from dnsserver.engine import Engine
-from dnsserver.wire import question_key
+from dnsserver.wire.message import question_key
 from skydns.config import load_config
 from skydns.keys import key_to_path
 from skydns.records import parse_record

@@ -17,8 +17,8 @@ from hostile import (
     wire_name,
 )
 
-from dnsserver.querycheck import Malformed, check_query
-from dnsserver.wire import FormErr, parse_query
+from dnsserver.wire.message import FormErr, parse_query
+from dnsserver.wire.querycheck import Malformed, check_query
 
 
 def test_plain_and_edns_queries():

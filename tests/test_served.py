@@ -6,7 +6,7 @@ from __future__ import annotations
 from dnslib import QTYPE
 from test_engine import ask, make_engine
 
-from dnsserver.served import served_rrs
+from dnsserver.zone.served import served_rrs
 
 RECORDS = {
     "/skydns/test/example/web/a1": {"host": "10.1.0.1"},

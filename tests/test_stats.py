@@ -159,7 +159,7 @@ def test_forward_truncation_fail_open_and_miss_counters_move(etcd):
 def test_latency_buckets_add_up_across_workers():
     from collections import Counter
 
-    from dnsserver.latency import BUCKETS, Latency, buckets
+    from dnsserver.front.latency import BUCKETS, Latency, buckets
 
     one, two = Latency("built"), Latency("built")
     for seconds in (0.00001, 0.0003, 0.0003, 7.0):

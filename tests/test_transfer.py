@@ -16,10 +16,10 @@ import dns.query
 import pytest
 from test_engine import make_engine
 
-from dnsserver.index import below_node
-from dnsserver.served import _key, name_rrs, served_names, served_rrs
-from dnsserver.tcp import TcpConnection
-from dnsserver.transfer import PAUSE, Snapshot, plain_name, record_ends, rr_wire, soa_wire
+from dnsserver.front.tcp import TcpConnection
+from dnsserver.zone.index import below_node
+from dnsserver.zone.served import _key, name_rrs, served_names, served_rrs
+from dnsserver.zone.transfer import PAUSE, Snapshot, plain_name, record_ends, rr_wire, soa_wire
 from skydns.keys import key_to_path
 from skydns.records import parse_record
 

@@ -13,7 +13,7 @@ import dns.xfr
 import dns.zone
 import pytest
 
-from dnsserver.tsig import TsigError, parse_key
+from dnsserver.wire.tsig import TsigError, parse_key
 
 from dnstest import Skydns
 

@@ -35,8 +35,8 @@ import pytest
 from test_engine import make_engine
 from test_secondary_nsd import NSD, Nsd
 
-from dnsserver import tsig
-from dnsserver.stats import snapshot
+from dnsserver.front.stats import snapshot
+from dnsserver.wire import tsig
 from skydns.config import ConfigError, load_config
 from skydns.tsigkey import TsigError, parse_keys
 

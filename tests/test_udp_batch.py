@@ -26,8 +26,8 @@ import dns.rcode
 import pytest
 from test_engine import make_engine
 
-from dnsserver import mmsg, stats, udpbatch
-from dnsserver.udpbatch import BatchUdp
+from dnsserver.front import mmsg, stats, udpbatch
+from dnsserver.front.udpbatch import BatchUdp
 
 from dnstest import Skydns, Upstream
 from etcdtest import async_wait_for, run_async, wait_for
@@ -106,7 +106,7 @@ def ids(replies) -> list[int]:
 
 def warm(engine, name: str) -> None:
     """Put `name`'s answer into the front, as a first query and a repeat would."""
-    from dnsserver.udp import answer_slow
+    from dnsserver.front.udp import answer_slow
 
     for _ in range(2):
         answer_slow(engine, wire(name), ("127.0.0.1", 1))

@@ -10,9 +10,9 @@ import dns.rdatatype
 import pytest
 from test_engine import make_engine as engine_of
 
-from dnsserver import wireanswer
 from dnsserver.engine import Engine
-from dnsserver.wire import question_key
+from dnsserver.wire.message import question_key
+from dnsserver.zone import wireanswer
 
 B = "/skydns/test/example"
 RECORDS = {

@@ -11,8 +11,8 @@ import dns.rdatatype
 from test_engine import make_engine
 from test_served import RECORDS
 
-from dnsserver import zonenotify
-from dnsserver.zonenotify import Notifier, is_ack, notify_message
+from dnsserver.zone import notify as zonenotify
+from dnsserver.zone.notify import Notifier, is_ack, notify_message
 
 
 def test_notify_message_and_ack():

@@ -1,5 +1,5 @@
 """`skydns dump` and the PowerDNS backend's `list` read the zone transfer's record stream
-(zonerows.py): the same records, in the same order, as served.py's `served_rrs` (the
+(zone/rows.py): the same records, in the same order, as served.py's `served_rrs` (the
 reference, `answer()` per name), and a big `list` leaves the backend's loop free for lookups."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 from test_transfer import ZONE, P
 
 from dnsserver.dump import rows as dump_rows
-from dnsserver.served import served_rrs
-from dnsserver.transfer import PAUSE, Snapshot
-from dnsserver.zonerows import rows_of, served_rows
-from dnsserver.zonestate import ZoneState
+from dnsserver.zone.rows import rows_of, served_rows
+from dnsserver.zone.served import served_rrs
+from dnsserver.zone.state import ZoneState
+from dnsserver.zone.transfer import PAUSE, Snapshot
 from pdnsbackend.protocol import PdnsBackend, Session, encode, ent, record, zone_id
 from pdnsbackend.server import PdnsServer
 from skydns.config import load_config
@@ -141,7 +141,7 @@ def test_kept_copy_follows_changes():
 def test_rows_of_escapes_as_dnslib():
     from dnslib import RR, A
 
-    from dnsserver.transfer import rr_wire
+    from dnsserver.zone.transfer import rr_wire
 
     rr = RR("a\\032b.x\\255.example.", rdata=A("10.0.0.1"), ttl=5)
     (row,) = rows_of(rr_wire(rr), 1)

@@ -6,10 +6,10 @@ import json
 
 import dns.message
 
-from dnsserver.answer import ZoneSettings
 from dnsserver.engine import Engine
-from dnsserver.sync import StoreSync
-from dnsserver.zonestate import EVERYTHING, Change, ZoneState
+from dnsserver.zone.answer import ZoneSettings
+from dnsserver.zone.state import EVERYTHING, Change, ZoneState
+from dnsserver.zone.sync import StoreSync
 from pdnsbackend.protocol import PdnsBackend
 from skydns.config import load_config
 from skydns.keys import key_to_path

@@ -13,7 +13,7 @@ import struct
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from .dnstap import FWD_TCP_QUERY, FWD_TCP_RESPONSE, FWD_UDP_QUERY, FWD_UDP_RESPONSE
+from ..wire.dnstap import FWD_TCP_QUERY, FWD_TCP_RESPONSE, FWD_UDP_QUERY, FWD_UDP_RESPONSE
 
 log = logging.getLogger("skydns.forward")
 

@@ -43,9 +43,9 @@ from skydns.keys import Path, name_to_path, path_to_name
 
 from .answer import Answer, Context, answer, soa_record, srv_weights
 from .index import below_node
+from .records import _renderable, record_rrs
 from .served import _ALL, _key, _kinds, _owned, name_rrs, zone_of_name
-from .zone import _renderable, record_rrs
-from .zonestate import Change, ZoneState
+from .state import Change, ZoneState
 
 log = logging.getLogger("skydns.transfer")
 

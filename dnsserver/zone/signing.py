@@ -18,9 +18,9 @@ from skydns.dnssec.response import sign_reply
 from skydns.dnssec.sign import Signer
 from skydns.keys import Path, is_subdomain, name_to_path
 
+from ..wire.message import Query
 from .answer import answer
-from .wire import Query
-from .zonestate import Change, ZoneState
+from .state import Change, ZoneState
 
 TYPES_CACHED = 10_000  # names whose type bitmaps are kept
 

@@ -36,9 +36,9 @@ import socket
 import time
 from ctypes import get_errno
 
+from ..engine import Engine
+from ..wire.dnstap import UDP_PAIR, UDP_QUERY
 from . import mmsg
-from .dnstap import UDP_PAIR, UDP_QUERY
-from .engine import Engine
 from .mmsg import DATAGRAM_MAX, HDR, IOV_LEN_AT, MSG_DONTWAIT, NAME_AT, NAME_SIZE, WOULD_BLOCK
 from .udp import answer_slow, send_later, udp_server_class
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
-from .engine import Engine
+from ..engine import Engine
+from ..wire.dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
+from ..wire.message import question_key
 from .ratelog import RateLimitedLog
-from .wire import question_key
 
 log = logging.getLogger("skydns.udp")
 errors = RateLimitedLog(log)  # one bug hit by a flood must not write a traceback per packet

@@ -22,7 +22,7 @@ Pure: no sockets, no etcd; the engine feeds it the normal path's replies.
 
 from __future__ import annotations
 
-from .zonestate import ZoneState
+from .state import ZoneState
 
 _MEMO_MAX = 4096  # shapes remembered (parents x first-label lengths); past that, start over
 _SEEN_MAX = 8192  # questions remembered to tell a repeated one from a flood's; then start over

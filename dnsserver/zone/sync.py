@@ -16,7 +16,7 @@ from skydns.keys import PREFIX, ip_of_key, key_to_path, not_record_prefixes
 from skydns.records import RecordError, parse_record
 from skydns.skydns2 import SETTINGS_KEY
 
-from .zonestate import ZoneState
+from .state import ZoneState
 
 log = logging.getLogger("skydns.sync")
 

@@ -31,8 +31,8 @@ from collections import Counter, OrderedDict
 from skydns.keys import Path
 from skydns.rendezvous import choose
 
+from ..wire.message import Ring
 from .namecount import NameCounts
-from .wire import Ring
 
 _HONE_MEMO = 131_072  # clients remembered per hone-one entry; past that its memo starts over
 # ... and over all of a cache's entries (about 30 MB): spoofed sources must not grow it further

@@ -27,10 +27,10 @@ import struct
 
 from skydns.connlimit import ConnectionLimits, unacked_bytes
 
+from ..engine import Engine
+from ..wire.message import question_key
 from . import tap
-from .engine import Engine
 from .ratelog import RateLimitedLog
-from .wire import question_key
 
 log = logging.getLogger("skydns.tcp")
 errors = RateLimitedLog(log)  # one bug hit by a flood must not write a traceback per packet

@@ -12,15 +12,15 @@ import time
 
 from skydns.connlimit import ConnectionLimits
 
+from ..engine import Engine
+from ..zone.notify import Notifier
+from ..zone.sync import StoreSync
 from . import udpbatch
-from .engine import Engine
 from .stats import write_snapshots
-from .sync import StoreSync
 from .tap import forwarder_hook, make_writer
 from .tcp import TcpConnection
 from .udp import udp_server_class
 from .workers import READY_FD_ENV
-from .zonenotify import Notifier
 
 log = logging.getLogger("skydns.server")
 

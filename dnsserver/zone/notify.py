@@ -23,7 +23,7 @@ from dnslib import OPCODE, QTYPE, DNSHeader, DNSQuestion, DNSRecord
 from skydns.keys import path_to_name
 
 from .answer import Context, soa_record
-from .zone import reverse_zones
+from .records import reverse_zones
 
 log = logging.getLogger("skydns.notify")
 

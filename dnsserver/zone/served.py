@@ -3,7 +3,7 @@ PowerDNS `list` and `skydns dump`.
 
 A secondary loaded from a transfer must answer like skydns does. skydns answers a name with
 the records at and below it (aggregation), leaves DOWN addresses out, computes SRV weights and
-follows CNAMEs; the raw etcd leaves (zone.py's `zone_rrs`, `skydns dump --raw`) say none of
+follows CNAMEs; the raw etcd leaves (records.py's `zone_rrs`, `skydns dump --raw`) say none of
 that. So this module asks the answer rules themselves (answer.py's `answer()`) every question
 a name can be asked, for every name that has an answer, and keeps the records each reply owns
 at that name: the rules live in one place and the transfer cannot drift from them.
@@ -23,7 +23,7 @@ from dnslib import QTYPE, RR, DNSBuffer
 from skydns.keys import Path, name_to_path, path_to_name
 
 from .answer import Answer, Context, answer, soa_record, zone_of
-from .zone import _renderable, record_rrs
+from .records import _renderable, record_rrs
 
 log = logging.getLogger("skydns.served")
 
@@ -118,7 +118,7 @@ STEP_NAMES = 200  # names between the pauses of `served_steps`
 def served_rrs(ctx: Context, zone_path: Path) -> list[RR]:
     """SOA, the apex records, then every name's records; glue for SRV/MX/NS targets that no
     name of the zone already answers. Records that cannot be written as DNS data are left out
-    and logged, as in zone.py: one bad value must not fail the whole transfer."""
+    and logged, as in records.py: one bad value must not fail the whole transfer."""
     steps = served_steps(ctx, zone_path)
     while True:
         try:

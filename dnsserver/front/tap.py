@@ -17,8 +17,8 @@ import asyncio
 import logging
 import time
 
-from . import fstrm
-from .dnstap import (
+from ..wire import fstrm
+from ..wire.dnstap import (
     AUTH_QUERY,
     AUTH_RESPONSE,
     CLIENT_QUERY,
