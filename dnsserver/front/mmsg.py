@@ -70,7 +70,8 @@ def _load() -> bool:
         # PyDLL: the GIL is kept during the call (the calls never block: MSG_DONTWAIT), which
         # saves releasing and taking it again per call. No argtypes: ctypes converts declared
         # arguments through from_param on every call, which cost as much as the rest of the
-        # call together; ints go as C ints as they are, the header arrays as ctypes objects.
+        # call together; ints go as C ints as they are (libffi widens them to 64-bit registers;
+        # the counts and lengths here are small), pointers as byref()s made once.
         _libc = ctypes.PyDLL(ctypes.util.find_library("c") or None, use_errno=True)
         recv, send = _libc.recvmmsg, _libc.sendmmsg
         recv_one, send_one = _libc.recvfrom, _libc.sendto
@@ -88,8 +89,8 @@ def available() -> bool:
 
 
 def recvmmsg(fd: int, hdrs, count: int) -> int:
-    """Datagrams read into the `count` headers at `hdrs` (a Slots header array: `recv_hdrs`),
-    non-blocking; or -errno."""
+    """Datagrams read into the `count` headers at `hdrs` (Slots.recv_hdrs), non-blocking; or
+    -errno."""
     n = _recvmmsg(fd, hdrs, count, MSG_DONTWAIT, None)
     return n if n >= 0 else -ctypes.get_errno()
 
@@ -169,16 +170,16 @@ class Slots:
                 hdr.msg_namelen = self.namelen
                 hdr.msg_iov = ctypes.addressof(iov)
                 hdr.msg_iovlen = 1
-        # what recvmmsg/sendmmsg are handed: ctypes arrays (passed as the address of their
-        # first header); send_from[k] starts at reply k, for the rest of a partial send
-        self.recv_hdrs = rhdr
-        self.send_from = [shdr] + [(mmsghdr * (count - k)).from_buffer(self._send_hdrs, k * HDR)
-                                   for k in range(1, count)]
-        self.send_hdrs = shdr
-        # slot 0 and name 0 for recvfrom/sendto (libc_single); the kernel writes the same
-        # address length for every datagram of the socket, so namelen_ref is never reset
-        self.recv0 = (ctypes.c_char * DATAGRAM_MAX).from_buffer(self.recv)
-        self.name0 = (ctypes.c_char * NAME_SIZE).from_buffer(self._names)
+        # what the calls are handed: byref()s, made once (an array or structure passed itself
+        # makes ctypes build one for every call); send_from[k] starts at reply k, for the rest
+        # of a partial send. Slot 0 and name 0 are for recvfrom/sendto (libc_single); the
+        # kernel writes the same address length for every datagram of a socket, so
+        # namelen_ref is never reset.
+        self.recv_hdrs = ctypes.byref(rhdr)
+        self.send_from = [ctypes.byref(shdr, k * HDR) for k in range(count)]
+        self.send_hdrs = self.send_from[0]
+        self.recv0 = ctypes.byref((ctypes.c_char * DATAGRAM_MAX).from_buffer(self.recv))
+        self.name0 = ctypes.byref((ctypes.c_char * NAME_SIZE).from_buffer(self._names))
         self._namelen = ctypes.c_uint32(self.namelen)
         self.namelen_ref = ctypes.byref(self._namelen)
         # flat views for the hot loop, and per slot where its data starts and which word of a
