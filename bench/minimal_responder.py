@@ -86,7 +86,7 @@ class BatchResponder:
         self.sock, self.fd, self.replies = sock, sock.fileno(), replies
         self.slots = mmsg.Slots(64, sock.family)
         self.recv, self.send = mmsg.libc_calls()
-        self.recv_one, self.send_one = mmsg.libc_single()
+        self.recv_one, self.send_one = mmsg.libc_single(errno=False)
         self.flags, self.max, self.lone_check = mmsg.MSG_DONTWAIT, mmsg.DATAGRAM_MAX, \
             udpbatch.LONE_CHECK
         self.quiet = 0

@@ -57,10 +57,11 @@ _recvmmsg = None
 _sendmmsg = None
 _recvfrom = None
 _sendto = None
+_single = None  # recvfrom and sendto through a handle that keeps no errno
 
 
 def _load() -> bool:
-    global _libc, _recvmmsg, _sendmmsg, _recvfrom, _sendto
+    global _libc, _recvmmsg, _sendmmsg, _recvfrom, _sendto, _single
     if _libc is not None:
         return _recvmmsg is not None
     if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8 or HDR != 64:
@@ -75,11 +76,14 @@ def _load() -> bool:
         _libc = ctypes.PyDLL(ctypes.util.find_library("c") or None, use_errno=True)
         recv, send = _libc.recvmmsg, _libc.sendmmsg
         recv_one, send_one = _libc.recvfrom, _libc.sendto
+        plain = ctypes.PyDLL(ctypes.util.find_library("c") or None)
+        single = plain.recvfrom, plain.sendto
     except (OSError, AttributeError):
         return False
     recv.restype = send.restype = ctypes.c_int
-    recv_one.restype = send_one.restype = ctypes.c_ssize_t
-    _recvmmsg, _sendmmsg, _recvfrom, _sendto = recv, send, recv_one, send_one
+    for call in (recv_one, send_one, *single):
+        call.restype = ctypes.c_ssize_t
+    _recvmmsg, _sendmmsg, _recvfrom, _sendto, _single = recv, send, recv_one, send_one, single
     return True
 
 
@@ -109,12 +113,14 @@ def libc_calls() -> tuple:
     return _recvmmsg, _sendmmsg
 
 
-def libc_single() -> tuple:
+def libc_single(errno: bool = True) -> tuple:
     """libc's recvfrom and sendto, for one datagram: recvfrom(fd, Slots.recv0, DATAGRAM_MAX,
     MSG_DONTWAIT, Slots.name0, Slots.namelen_ref) reads into slot 0 and its sender into name 0;
     sendto(fd, reply, len(reply), MSG_DONTWAIT, Slots.name0, Slots.namelen) answers it. Each
-    returns a length, or -1 and ctypes.get_errno()."""
-    return _recvfrom, _sendto
+    returns a length, or -1 and ctypes.get_errno(); with errno=False the same functions through
+    a handle that keeps no errno (ctypes then skips a lookup per call): a call of those that
+    failed is made again through the others to learn why."""
+    return (_recvfrom, _sendto) if errno else _single
 
 
 def like_libc(call):

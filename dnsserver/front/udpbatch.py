@@ -100,7 +100,8 @@ class BatchUdp:
         self._handler = udp_server_class(engine)(engine)
         self._handler.connection_made(self)
         self._quiet = 0  # datagrams read alone since the last full read (mod LONE_CHECK)
-        self._recvfrom, self._sendto = mmsg.libc_single()
+        self._recvfrom, self._sendto = mmsg.libc_single(errno=False)
+        self._recvfrom_why, self._sendto_why = mmsg.libc_single()  # after a failure
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self.fd, self._readable)
 
@@ -111,24 +112,29 @@ class BatchUdp:
         fd = self.fd
         quiet = self._quiet
         if quiet:  # the last read found one datagram alone: read one (see LONE_CHECK)
-            n = self._recvfrom(fd, slots.recv0, DATAGRAM_MAX, MSG_DONTWAIT, slots.name0,
-                               slots.namelen_ref)
-            if n < 0:
-                if (err := get_errno()) not in WOULD_BLOCK:
-                    log.debug("udp receive error", extra={"kv": {"errno": err}})
-                return
-            self._quiet = (quiet + 1) % LONE_CHECK
+            recv0, name0 = slots.recv0, slots.name0
+            n = self._recvfrom(fd, recv0, DATAGRAM_MAX, MSG_DONTWAIT, name0, slots.namelen_ref)
+            if n < 0:  # again through the errno-keeping recvfrom, to learn why
+                n = self._recvfrom_why(fd, recv0, DATAGRAM_MAX, MSG_DONTWAIT, name0,
+                                       slots.namelen_ref)
+                if n < 0:
+                    if (err := get_errno()) not in WOULD_BLOCK:
+                        log.debug("udp receive error", extra={"kv": {"errno": err}})
+                    return
             recv = slots.recv
             hit = self.front.get(recv[2:n])
             if hit is None or self.hooked:
                 self._one(recv[:n], hit)
-                return
-            reply = recv[:2] + hit[0]
-            if self._sendto(fd, reply, len(reply), MSG_DONTWAIT, slots.name0, slots.namelen) < 0:
-                self._send_one(reply, get_errno())
-            entry = hit[1]
-            entry.ref = True
-            entry.hits += 1
+            else:
+                reply = recv[:2] + hit[0]
+                size, namelen = len(reply), slots.namelen
+                if (self._sendto(fd, reply, size, MSG_DONTWAIT, name0, namelen) < 0
+                        and self._sendto_why(fd, reply, size, MSG_DONTWAIT, name0, namelen) < 0):
+                    self._send_one(reply, get_errno())
+                entry = hit[1]  # the bookkeeping after the reply is out
+                entry.ref = True
+                entry.hits += 1
+            self._quiet = (quiet + 1) % LONE_CHECK
             return
         hdrs, count = slots.recv_hdrs, slots.count
         n = self._recv(fd, hdrs, count, MSG_DONTWAIT, None)
