@@ -1,6 +1,9 @@
 """recvmmsg/sendmmsg through ctypes over libc: the system-call layer of the batch transport.
 
-No compiler at install time: the structures are declared here and libc is called directly.
+No compiler at install time: the structures are declared here and libc is called directly,
+through wrappers that return a count or -errno (tests, the minimal responder) or, in the hot
+loop, as libc's functions themselves (`libc_calls`, and `libc_single`'s recvfrom/sendto for
+a datagram that came alone); what a ctypes call costs is in `_load`.
 `Slots` owns every buffer a batch needs, allocated once and reused: one 64 KB receive and
 one 64 KB send area per slot (anonymous mmaps, so only the pages a datagram touches become
 resident; no datagram is ever cut), one sockaddr_in6-sized name per slot, the iovecs and the
