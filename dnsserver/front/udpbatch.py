@@ -13,18 +13,18 @@ sendto. A send that would block keeps the rest of the batch and stops reading un
 socket is writable; other send errors drop the reply they hit (ENOBUFS: the rest of the
 batch) and count it as `udp_dropped`. The event loop is never blocked.
 
-Datagrams that come one at a time (a quiet server, or one query in flight) take today's
-path instead: after a read that found one datagram alone, the next ones are read with the
-socket's recvfrom and answered by udp.py's handler (UdpServer.datagram_received, with this
-as its transport: `sendto`), until a full read every LONE_CHECK-th time finds a burst. A lone
-query so costs what it costs on the event loop's transport, less the recvfrom that transport
-makes after each datagram only to hear EAGAIN (bench/README.md, "UDP in batches").
+Datagrams that come one at a time (a quiet server, or one query in flight) take a shorter
+path: after a read that found one datagram alone, the next ones are read with libc's
+recvfrom into slot 0 and a front hit is answered with sendto from the reply itself, until a
+full read every LONE_CHECK-th time finds a burst. A lone query so makes the system calls
+the event loop's transport makes, less the recvfrom that transport makes after each
+datagram only to hear EAGAIN (bench/README.md, "UDP in batches").
 
 Hooks that see every message ([Log] log-queries, dnstap) sit behind the one check per
 datagram `_answer` made for log-queries alone before, so with both off nothing more is done
 per query; dnstap gathers (query, reply) for the batch and records them at its end (`_tap`).
-The lone path and replies that waited for the network go through the handler, which has its
-own hooks (udp.py's TappedUdpServer with dnstap on).
+Replies that waited for the network go out through udp.py's handler, which has its own
+hook (TappedUdpServer with dnstap on).
 """
 
 from __future__ import annotations
