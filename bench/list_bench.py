@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from dnsserver.dump import rows  # noqa: E402
-from dnsserver.zone.answer import ZoneSettings  # noqa: E402
+from dnsserver.zone.context import ZoneSettings  # noqa: E402
 from dnsserver.zone.state import ZoneState  # noqa: E402
 from pdnsbackend.protocol import PdnsBackend, Session  # noqa: E402
 from skydns.keys import key_to_path  # noqa: E402

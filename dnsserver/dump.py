@@ -21,7 +21,7 @@ from skydns.keys import name_to_path, path_to_name
 from skydns.logsetup import setup_logging
 
 from .engine import zone_settings
-from .zone.answer import REVERSE_ZONES
+from .zone.context import REVERSE_ZONES
 from .zone.records import zone_rrs
 from .zone.rows import T_A, T_AAAA, plain_rows, served_rows, type_name
 from .zone.state import ZoneState

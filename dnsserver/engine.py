@@ -51,7 +51,7 @@ from .wire.message import (
 from .wire.querycheck import Malformed, check_query
 from .wire.render import message, name_wire, opt_record
 from .zone import rules
-from .zone.answer import answer_mode, owns, owns_reverse, zone_settings
+from .zone.context import answer_mode, owns, owns_reverse, zone_settings
 from .zone.plainnx import PlainNx
 from .zone.records import reverse_zones
 from .zone.rules import labels_path

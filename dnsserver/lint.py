@@ -3,7 +3,7 @@
 Pure: the keys and values read from etcd in, findings out (no sockets, no etcd). Records are
 decoded with the server's own parser (skydns/records.py) and looked up in its own index
 (index.py, wildcards included), and "CNAME" and "address" mean what the answer rules
-(zone/answer.py, used by zone/rules.py) make of a record, so a finding describes what
+(zone/rules.py) make of a record, so a finding describes what
 skydns really answers.
 
     bad-record         a value the server skips (bad JSON, not a record)
@@ -27,8 +27,9 @@ from skydns.keys import Path, ip_of_key, key_to_path, name_to_path, path_to_key,
 from skydns.records import Record, RecordError, parse_record
 from skydns.skydns2 import SETTINGS_KEY
 
-from .zone.answer import REVERSE_ZONES, _cname_of, _is_address
+from .zone.context import REVERSE_ZONES
 from .zone.index import RecordIndex
+from .zone.rules import _cname_of, _is_address
 
 SHOWN = 3  # keys named in one finding before "and N more"
 

@@ -26,7 +26,7 @@ from skydns.keys import ip_of_key, key_to_path, name_to_key, name_to_path
 from skydns.logsetup import setup_logging
 from skydns.records import RecordError, parse_record
 
-from .zone.answer import zone_settings
+from .zone.context import zone_settings
 from .zone.rules import T_A, T_AAAA, T_NS, answer
 from .zone.state import ZoneState
 

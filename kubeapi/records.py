@@ -143,7 +143,7 @@ def decode(key: str, value: bytes, mod_revision: int) -> Stored | None:
     host = _host(obj.get("host"))
     is_ip = bool(host) and not host.endswith(".")
     if rtype not in TYPES:
-        # SkyDNS style: a host name without a type answers as a CNAME (see dnsserver/zone/answer.py)
+        # SkyDNS style: a host name without a type answers as a CNAME (see dnsserver/zone/rules.py)
         cname_like = bool(host) and not is_ip and not obj.get("mail")
         text = obj.get("text")
         return Stored(key, name, "", host, owner, mod_revision, cname_like=cname_like,

@@ -29,7 +29,7 @@ import logging
 import random
 from collections import Counter
 
-from dnsserver.zone.answer import REVERSE_ZONES, Context, zone_of
+from dnsserver.zone.context import REVERSE_ZONES, Context, zone_of
 from dnsserver.zone.records import reverse_zones
 from dnsserver.zone.rows import (
     T_A,

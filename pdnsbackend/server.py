@@ -21,7 +21,7 @@ import stat
 import sys
 import time
 
-from dnsserver.zone.answer import answer_mode, zone_settings
+from dnsserver.zone.context import answer_mode, zone_settings
 from dnsserver.zone.state import ZoneState
 from dnsserver.zone.sync import StoreSync
 from skydns import cli, daemon, notify

@@ -1,7 +1,7 @@
 """skydns.affected: which names a record change or a status flip reaches (pure, no etcd)."""
 
 from dnsserver.wire.render import plain
-from dnsserver.zone.answer import Context, ZoneSettings
+from dnsserver.zone.context import Context, ZoneSettings
 from dnsserver.zone.index import RecordIndex
 from dnsserver.zone.rules import T_A, T_AAAA, T_CNAME, T_MX, T_NS, T_PTR, T_SRV, T_TXT, answer
 from skydns.affected import Dependents, answering, reached, reached_by_record

@@ -8,7 +8,7 @@ import pytest
 from answertest import answer
 from dnslib import QTYPE, RCODE
 
-from dnsserver.zone.answer import Context, ZoneSettings, owns
+from dnsserver.zone.context import Context, ZoneSettings, owns
 from dnsserver.zone.index import RecordIndex
 from skydns.health import HealthView
 from skydns.keys import key_to_path

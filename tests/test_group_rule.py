@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dnsserver.zone.answer import grouped
+from dnsserver.zone.rules import grouped
 from skydns.keys import key_to_path
 from skydns.records import parse_record
 

@@ -9,7 +9,7 @@ import sys
 import dns.query
 import dns.rcode
 
-from dnsserver.zone.answer import Context, ZoneSettings
+from dnsserver.zone.context import Context, ZoneSettings
 from dnsserver.zone.index import RecordIndex
 from dnsserver.zone.records import transfer_chunks, zone_rrs
 from dnsserver.zone.rows import plain_rows

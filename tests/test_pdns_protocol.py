@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from dnsserver.zone.answer import ZoneSettings
+from dnsserver.zone.context import ZoneSettings
 from dnsserver.zone.state import ZoneState
 from pdnsbackend.protocol import LineTooLong, PdnsBackend, Session
 from skydns.keys import key_to_path

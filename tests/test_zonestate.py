@@ -7,7 +7,7 @@ import json
 import dns.message
 
 from dnsserver.engine import Engine
-from dnsserver.zone.answer import ZoneSettings
+from dnsserver.zone.context import ZoneSettings
 from dnsserver.zone.state import EVERYTHING, Change, ZoneState
 from dnsserver.zone.sync import StoreSync
 from pdnsbackend.protocol import PdnsBackend

@@ -22,7 +22,7 @@ import time
 from skydns.keys import path_to_name
 
 from ..wire.render import plain
-from .answer import Context
+from .context import Context
 from .records import reverse_zones
 from .rules import path_labels, plain_name, soa_rr
 

@@ -16,9 +16,10 @@ from skydns.keys import Path
 from skydns.records import Record
 
 from ..wire.render import plain
-from .answer import REVERSE_ZONES, SRV_PRIORITY, Context
+from .context import REVERSE_ZONES, Context
 from .rules import (
     HEAD,
+    SRV_PRIORITY,
     name_labels,
     packed,
     path_labels,

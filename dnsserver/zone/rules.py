@@ -30,18 +30,9 @@ import socket
 import struct
 
 from skydns.keys import Path
+from skydns.records import Record
 
-from .answer import (
-    _ADDRESS_TYPES,
-    MAX_CNAME_HOPS,
-    Context,
-    _cname_of,
-    _is_address,
-    grouped,
-    is_srv_target,
-    srv_weights,
-    zone_of,
-)
+from .context import Context, zone_of
 
 T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 12, 15, 16, 28, 33
 NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
@@ -52,6 +43,12 @@ _SOA_TIMES = struct.Struct(">IIIII")
 _MEMO_MAX = 65536  # names remembered per memo; past that the memo starts over
 _SMALL_MEMO_MAX = 16384  # addresses and chain paths remembered
 _TXT_MEMO_MAX = 4096  # TXT texts remembered (a text may be long)
+
+MAX_CNAME_HOPS = 8
+SRV_PRIORITY = 10  # SkyDNS2's and CoreDNS's priority for an SRV record that sets none
+_ADDRESS_TYPES = ("", "A", "AAAA", "SRV")  # API-style SRV keys hold addresses too
+_CNAME_TYPES = ("", "CNAME")
+_SRV_TYPES = ("", "SRV")
 
 
 class Records:
@@ -314,6 +311,52 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None) -
         r.soa = True
     r.zone_path = zone_path
     return r
+
+
+def grouped(records: list[Record]) -> list[Record]:
+    """CoreDNS's `group` rule: the shortest keys of the set name the group; then only records
+    of that group and records without a group answer. When the shortest keys carry no group,
+    or disagree on it, the set is not grouped."""
+    if not records or not any(r.group for r in records):
+        return records
+    shortest = min(len(r.path) for r in records)
+    groups = {r.group for r in records if len(r.path) == shortest and r.group}
+    if len(groups) != 1:
+        return records
+    (group,) = groups
+    return [r for r in records if not r.group or r.group == group]
+
+
+def _is_address(rec: Record) -> bool:
+    return rec.family != 0 and rec.rtype in _ADDRESS_TYPES
+
+
+def is_srv_target(rec: Record) -> bool:
+    """Whether a record answers SRV questions. A host name below /skydns/arpa/ is a PTR, not
+    an SRV target: reverse names answer PTR (as for CNAME, below)."""
+    return bool(rec.host and rec.rtype in _SRV_TYPES and not rec.mail
+                and (rec.ip or rec.path[:1] != ("arpa",)))
+
+
+def _cname_of(records: list[Record]) -> Record | None:
+    """The record whose host names another name; the first by key, as one owner has one CNAME."""
+    for rec in records:
+        if rec.host and not rec.ip and not rec.mail and rec.rtype in _CNAME_TYPES:
+            if rec.path[:1] != ("arpa",):
+                return rec
+    return None
+
+
+def srv_weights(targets: list[Record]) -> list[tuple[Record, int, int]]:
+    """(record, priority, weight) per SRV target: priority 10 when unset (SkyDNS2, CoreDNS),
+    weights as percentages of their priority's sum (0 counts as 100), floored. Shared by the
+    answer rules (rules.py) and the zone as transferred."""
+    totals: dict[int, int] = {}
+    for rec in targets:
+        priority = rec.priority or SRV_PRIORITY
+        totals[priority] = totals.get(priority, 0) + (rec.weight or 100)
+    return [(rec, priority, (rec.weight or 100) * 100 // totals[priority])
+            for rec in targets for priority in (rec.priority or SRV_PRIORITY,)]
 
 
 def healthy(ctx: Context, r: Records, records: list) -> list:

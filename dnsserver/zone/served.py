@@ -24,7 +24,7 @@ import logging
 from skydns.keys import Path
 
 from ..wire.render import plain
-from .answer import Context, zone_of
+from .context import Context, zone_of
 from .rules import answer, labels_path, path_labels, soa_rr
 
 log = logging.getLogger("skydns.served")

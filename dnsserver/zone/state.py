@@ -17,7 +17,7 @@ from skydns.health import HealthView
 from skydns.keys import Path
 from skydns.records import Record
 
-from .answer import Context, ZoneSettings
+from .context import Context, ZoneSettings
 from .index import RecordIndex
 
 
@@ -36,7 +36,7 @@ EVERYTHING = Change(everything=True)
 
 
 class ZoneState(Context):
-    """A `Context` (what answer.py reads) plus the writes the sync makes and a change feed.
+    """A `Context` (what the rules read) plus the writes the sync makes and a change feed.
 
     `ready` turns true with the first full load; before it zone answers are SERVFAIL (DNS) or
     failures (pdns), never answers from a half-loaded index.
