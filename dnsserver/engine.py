@@ -363,13 +363,21 @@ class Engine:
         if path[: len(domain)] != domain and not owns_reverse(self.state, path):
             return None
         self.query_names.add(qname)  # bounded by bytes and names (namecount.py)
-        asked = Asked(data, client, tcp, keyed, path, qtype, qlabels, None,
-                      int.from_bytes(key[-3:], "big"), self._opts[flags], flags == 0x44, rd)
-        return self._zone(asked, nx)
+        limit, opt = int.from_bytes(key[-3:], "big"), self._opts[flags]
+        rec = None
+        if self.cache.size <= 0 and self.signing is None:  # nothing to keep, nothing to sign
+            rec = rules.answer(self.state, path, qtype, qlabels)
+            if rec.external is None:
+                return self._one(rec, data, client, qend, rd, qlabels, limit, opt, nx)
+        asked = Asked(data, client, tcp, keyed, path, qtype, qlabels, None, limit, opt,
+                      flags == 0x44, rd)
+        return self._zone(asked, nx, rec)
 
-    def _zone(self, asked: Asked, nx=None):
-        """The rules' answer to an in-zone question, rendered, signed if it must be, kept."""
-        rec = rules.answer(self.state, asked.path, asked.qtype, asked.qlabels)
+    def _zone(self, asked: Asked, nx=None, rec=None):
+        """The rules' answer to an in-zone question (`rec` when made already), rendered,
+        signed if it must be, kept."""
+        if rec is None:
+            rec = rules.answer(self.state, asked.path, asked.qtype, asked.qlabels)
         if rec.external is not None:
             if self.nameservers and self.allowed(asked.client):
                 return self._resolve_external(asked, rec)
@@ -378,6 +386,33 @@ class Engine:
             rec.external = None
             return self._finish(asked, rec, cacheable=False)
         return self._finish(asked, rec, nx=nx)
+
+    def _one(self, rec, data: bytes, client: str, qend: int, rd: int, qlabels: tuple,
+             limit: int, opt: bytes, nx=None) -> bytes:
+        """The reply to a keyed query when nothing is kept (cacheSize = 0, or an answer no
+        entry may hold) and nothing signed: only the variant this query gets, rendered
+        straight with its ID, RD bit and question bytes (0x20 case)."""
+        wire = message(rec, data[12:qend], qlabels, limit, self.zone.recursion, opt,
+                       self._variant(rec, client), (data[0] << 8) | data[1], rd)
+        self._count(rec, wire)
+        if nx is not None:
+            self.plain_nx.learn(nx, wire, qend)
+        return wire
+
+    def _variant(self, rec, client: str) -> list | None:
+        """The answer records of a reply made alone: None (all, as the rules gave them), or
+        of several addresses the client's rendezvous pick (hone-one), a random pick
+        (random-one) or a rotation, as a cached ring would give at a random turn."""
+        n = len(rec.picks)
+        if n < 2:
+            return None
+        head, group = rec.answer[: rec.pick_from], rec.answer[rec.pick_from :]
+        if self.mode == "hone":
+            return head + [group[choose(client, rec.picks)]]
+        if self.mode:
+            return head + [random.choice(group)]
+        r = random.randrange(n)
+        return head + group[r:] + group[:r]
 
     def _finish(self, asked: Asked, rec, expires=0.0, cacheable=True, restricted=False,
                 nx=None) -> bytes:
@@ -395,26 +430,10 @@ class Engine:
         if question is None:
             question = keyed[0][:-4]  # the key: the question lower-cased, EDNS flag, limit
         if keyed is None or not cacheable or self.cache.size <= 0:
-            answer = None
-            if n > 1:
-                head, group = rec.answer[: rec.pick_from], rec.answer[rec.pick_from :]
-                if self.mode == "hone":
-                    answer = head + [group[choose(asked.client, picks)]]
-                elif self.mode:
-                    answer = head + [random.choice(group)]
-                else:  # a rotation, as a cached ring would give at a random turn
-                    r = random.randrange(n)
-                    answer = head + group[r:] + group[:r]
             if signing is None and keyed is not None:
-                # the reply as sent: the client's ID, RD bit and question bytes (0x20 case)
-                data = asked.data
-                qend = keyed[1]
-                wire = message(rec, data[12:qend], qlabels, limit, ra, opt, answer,
-                               (data[0] << 8) | data[1], asked.rd)
-                self._count(rec, wire)
-                if nx is not None:
-                    self.plain_nx.learn(nx, wire, qend)
-                return wire
+                return self._one(rec, asked.data, asked.client, keyed[1], asked.rd, qlabels,
+                                 limit, opt, nx)
+            answer = self._variant(rec, asked.client)
             if signing is None:
                 wire = message(rec, question, qlabels, limit, ra, opt, answer)
             else:  # signed as a whole, then fitted to the limit (signing.py)

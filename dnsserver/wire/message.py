@@ -37,13 +37,15 @@ def question_key(data: bytes, tcp: bool, max_udp: int):
     if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
         return None  # a response, another opcode, or not exactly one question
     i = 12
-    while True:
-        length = data[i] if i < n else -1
-        if length == 0:
-            break
-        if length < 0 or length > 63:
-            return None
-        i += length + 1
+    try:
+        length = data[12]
+        while length:
+            if length > 63:
+                return None
+            i += length + 1
+            length = data[i]
+    except IndexError:  # the name runs past the end
+        return None
     qend = i + 5
     if qend > n:
         return None
