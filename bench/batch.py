@@ -2,24 +2,31 @@
 off, the minimal uvloop responder (as it is, and reading in batches: the floor of each
 transport in Python) and NSD (when installed), all on the same core, measured in
 the same interleaved rounds: once under load (dnsperf -c --clients -q --outstanding: CPU per
-query, qps) and once with one query in flight (dnsperf -c 1 -q 1: latency). See
-bench/README.md, "UDP in batches".
+query, qps) and once with one query in flight (dnsperf -c 1 -q 1: latency). Then lone
+queries from this process (`lone_rounds`: one sent when the last was answered), many short
+rounds alternating the servers, each server's CPU time from /proc's schedstat (nanoseconds)
+and the round-trip times, compared round by round: the measurement that still tells 1 us
+apart on a loaded machine. See bench/README.md, "UDP in batches".
 
     bench/run.py batch --duration 10 --rounds 3
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import statistics
+import struct
 import sys
 import time
 from pathlib import Path
 
-from minimal_responder import precompute
+from minimal_responder import precompute, question
 from peers import Nsd, zone_text
 from procs import ROOT, Skydns, free_port, spawn, stop, wait_answer
 
 TARGET_VS_NSD = 1.1  # cached UDP, CPU per query, skydns (batched) / NSD
+LONE_ROUNDS, LONE_QUERIES = 30, 300  # lone_rounds: rounds, queries per server and round
 
 # (label, dnsperf options beyond --duration): the load and the latency runs
 LOADS = [("load", {}), ("one in flight", {"clients": 1, "outstanding": 1})]
@@ -85,6 +92,8 @@ def bench_batch(env, etcd, ds, qfile: Path) -> dict:
                 pids = pids() if callable(pids) else pids
                 row = measure(env, label, port, pids, qfile, **options)
                 runs.setdefault((load, label), []).append(row)
+    _log(f"lone queries: {LONE_ROUNDS} rounds of {LONE_QUERIES} per server")
+    lone = lone_rounds(servers, qfile, LONE_ROUNDS, LONE_QUERIES)
     rows = []
     for (load, label), rounds in runs.items():
         row = {"load": load, "config": label, "rounds": rounds,
@@ -94,7 +103,67 @@ def bench_batch(env, etcd, ds, qfile: Path) -> dict:
         row["latency_ms"] = {k: round(statistics.median(r["latency_ms"][k] for r in rounds), 3)
                              for k in ("p50", "p99") if all(k in r["latency_ms"] for r in rounds)}
         rows.append(row)
-    return {"rows": rows, "ratios": ratios(runs)}
+    return {"rows": rows, "ratios": ratios(runs), "lone": lone}
+
+
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time of the processes (every thread) in nanoseconds: /proc's schedstat, where
+    utime and stime count 10 ms ticks, too coarse for a few hundred queries."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    return total
+
+
+def lone_rounds(servers, qfile: Path, rounds: int, queries: int) -> dict:
+    """Lone queries (the next sent when the last was answered) to each server in turn, the
+    order reversed every round: per server and round the median round trip and the server's
+    CPU per query; then, for udp-batch on against off, the differences round by round (load
+    that drifts hits both alike within a round)."""
+    lines = [line.split() for line in qfile.read_text().splitlines()[:100] if line.strip()]
+    asked = [question(name, qtype) for name, qtype in lines]
+    per: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in servers}
+    for n in range(rounds):
+        for label, port, pids in (servers if n % 2 == 0 else servers[::-1]):
+            pids = pids() if callable(pids) else pids
+            per[label].append(_lone_round(port, pids, asked, queries))
+    out = {"rounds": rounds, "queries": queries, "servers": {}}
+    for label, rows in per.items():
+        out["servers"][label] = {
+            "p50_us": round(statistics.median(r[0] for r in rows), 1),
+            "cpu_us_per_query": round(statistics.median(r[1] for r in rows), 2)}
+    on, off = per.get("skydns, udp-batch on"), per.get("skydns, udp-batch off")
+    if on and off:
+        rtt = [a[0] - b[0] for a, b in zip(on, off, strict=True)]
+        cpu = [a[1] - b[1] for a, b in zip(on, off, strict=True)]
+        out["on - off"] = {"p50_us": round(statistics.median(rtt), 1),
+                           "cpu_us_per_query": round(statistics.median(cpu), 2),
+                           "on better (p50, cpu)": [sum(d < 0 for d in rtt),
+                                                    sum(d < 0 for d in cpu)]}
+    return out
+
+
+def _lone_round(port: int, pids: list[int], asked: list[bytes], queries: int):
+    """(median round trip in us, server CPU us per query) over `queries` lone queries."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("127.0.0.1", port))
+        sock.settimeout(1.0)
+        rtts = []
+        cpu0 = cpu_ns(pids)
+        for i in range(queries):
+            msg = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + asked[i % len(asked)]
+            start = time.perf_counter_ns()
+            sock.send(msg)
+            try:
+                while sock.recv(65535)[:2] != msg[:2]:  # a late reply to an earlier one
+                    pass
+            except TimeoutError:
+                continue  # lost: left out of the times
+            rtts.append(time.perf_counter_ns() - start)
+        cpu = cpu_ns(pids) - cpu0
+    return statistics.median(rtts) / 1000, cpu / queries / 1000
 
 
 def ratios(runs: dict) -> dict:
@@ -132,4 +201,18 @@ def report(res: dict, args: dict) -> list[str]:
     for name, ratio in res["ratios"].items():
         goal = f" (target <= {TARGET_VS_NSD})" if name == "load: batch on / nsd" else ""
         out.append(f"CPU per query, {name}: {ratio['median']}x, rounds {ratio['rounds']}{goal}")
+    lone = res.get("lone")
+    if lone:
+        out.append(f"\nLone queries from the harness: {lone['rounds']} alternating rounds of "
+                   f"{lone['queries']} per server (median of the rounds; CPU from schedstat)")
+        out.append(_table(["config", "p50 us", "CPU us/query"],
+                          [[label, r["p50_us"], r["cpu_us_per_query"]]
+                           for label, r in lone["servers"].items()]))
+        diff = lone.get("on - off")
+        if diff:
+            better = diff["on better (p50, cpu)"]
+            out.append(f"udp-batch on - off, round by round (median): p50 {diff['p50_us']:+} us, "
+                       f"CPU {diff['cpu_us_per_query']:+} us/query; on better in {better[0]} "
+                       f"(p50) and {better[1]} (CPU) of {lone['rounds']} rounds (target: on "
+                       "no worse)")
     return out

@@ -7,7 +7,8 @@ skydns's hot path (the same idea plus everything a real server needs) is measure
     python bench/minimal_responder.py --port 5300 --replies replies.marshal [--batch]
 
 With --batch it reads up to 64 datagrams per recvmmsg and answers them with one sendmmsg
-(dnsserver/front/mmsg.py's buffers and wrappers), the floor of skydns's `udp-batch` transport.
+(dnsserver/front/mmsg.py's buffers and libc calls), lone datagrams one by one as udpbatch.py
+does: the floor of skydns's `udp-batch` transport.
 
 The replies come from `precompute`: ask a real server once for each distinct question of a
 dnsperf query file, exactly as dnsperf asks it (RD set, no EDNS), and keep each reply minus ID.
@@ -75,25 +76,43 @@ class Responder(asyncio.DatagramProtocol):
 
 
 class BatchResponder:
-    """The same in batches: recvmmsg, look up, copy into the send slots, one sendmmsg."""
+    """The same in batches: recvmmsg, look up, copy into the send slots, one sendmmsg; and
+    as udpbatch.py does, after a read that found one datagram alone the next ones one by one
+    with libc's recvfrom and sendto, every LONE_CHECK-th read a full one again."""
 
     def __init__(self, sock: socket.socket, replies: dict[bytes, bytes]):
-        from dnsserver.front import mmsg
+        from dnsserver.front import mmsg, udpbatch
 
         self.sock, self.fd, self.replies = sock, sock.fileno(), replies
         self.slots = mmsg.Slots(64, sock.family)
-        self.mmsg = mmsg
+        self.recv, self.send = mmsg.libc_calls()
+        self.recv_one, self.send_one = mmsg.libc_single(errno=False)
+        self.flags, self.max, self.lone_check = mmsg.MSG_DONTWAIT, mmsg.DATAGRAM_MAX, \
+            udpbatch.LONE_CHECK
+        self.quiet = 0
         sock.setblocking(False)
 
     def readable(self) -> None:
-        slots, mmsg = self.slots, self.mmsg
+        slots, fd, flags = self.slots, self.fd, self.flags
+        get = self.replies.get
+        if self.quiet:
+            n = self.recv_one(fd, slots.recv0, self.max, flags, slots.name0, slots.namelen_ref)
+            if n < 0:
+                return
+            self.quiet = (self.quiet + 1) % self.lone_check
+            reply = get(slots.recv[12:n])
+            if reply is not None:
+                reply = slots.recv[:2] + reply
+                self.send_one(fd, reply, len(reply), flags, slots.name0, slots.namelen)
+            return
         recv, lengths, recv_at = slots.recv, slots.recv_words, slots.recv_at
         send, send_lengths, send_at = slots.send, slots.send_iov_quads, slots.send_at
-        get = self.replies.get
         for _ in range(4):
-            n = mmsg.recvmmsg(self.fd, slots.recv_hdrs, slots.count)
+            n = self.recv(fd, slots.recv_hdrs, slots.count, flags, None)
             if n <= 0:
                 return
+            if n == 1:
+                self.quiet = 1
             k = 0
             for j in range(n):
                 at, length = recv_at[j]
@@ -109,7 +128,7 @@ class BatchResponder:
                 send_lengths[length] = len(reply)
                 k += 1
             if k:
-                mmsg.sendmmsg(self.fd, slots.send_hdrs, k)  # a reference: no retries
+                self.send(fd, slots.send_hdrs, k, flags)  # a reference: no retries
             if n < slots.count:
                 return
 

@@ -9,6 +9,7 @@ demand). End to end: real skydns processes with `udp-batch` on and off, side by 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import logging
 import random
@@ -243,6 +244,88 @@ def test_every_query_counted_and_logged(caplog):
         assert stats.snapshot(engine)["counters"]["requests"] - before == len(asked)
         logged = [r for r in caplog.records if r.getMessage() == "query"]
         assert len(logged) == len(asked) - 1  # the junk is not a query to log (as today)
+
+    run_async(main())
+
+
+def test_lone_datagrams_read_one_by_one_and_bursts_in_batches(caplog):
+    """After a read finds one datagram alone, the next are read with recvfrom and answered with
+    sendto (the lone path) until a full read every LONE_CHECK-th time finds a burst: lone
+    queries and bursts are all answered, counted and logged, front hits and misses alike."""
+
+    async def main():
+        engine = make_engine(RECORDS)
+        engine.log_queries = True
+        warm(engine, "api.example.test.")
+        reads = []  # what each recvmmsg returned: the full reads
+
+        def recvmmsg(fd, hdrs, count):
+            n = mmsg.recvmmsg(fd, hdrs, count)
+            reads.append(n)
+            return n
+
+        h = Harness(engine, recvmmsg=recvmmsg)
+        before = stats.snapshot(engine)["counters"]["requests"]
+        lone = 3 * udpbatch.LONE_CHECK - 1  # the full reads: 3 (every LONE_CHECK-th)
+        try:
+            with caplog.at_level(logging.INFO, logger="skydns.engine"):
+                for i in range(lone):  # one in flight at a time
+                    name = "nope.example.test." if i % 5 == 4 else "api.example.test."
+                    h.send([wire(name, qid=i)])
+                    got = await h.replies(1)
+                    assert ids(got) == [i]
+                    assert dns.message.from_wire(got[0]).rcode() == (
+                        dns.rcode.NXDOMAIN if i % 5 == 4 else dns.rcode.NOERROR)
+                assert h.transport._quiet  # still reading one by one
+                assert reads == [1] * 3
+                burst = [wire("api.example.test.", qid=100 + i) for i in range(50)]
+                h.send(burst)
+                got = await h.replies(len(burst))
+        finally:
+            h.close()
+        assert ids(got) == list(range(100, 150))
+        assert max(reads) > 1  # the burst was seen and read in batches
+        counted = stats.snapshot(engine)["counters"]["requests"] - before
+        assert counted == lone + len(burst)
+        assert len([r for r in caplog.records if r.getMessage() == "query"]) == counted
+
+    run_async(main())
+
+
+def test_lone_reply_to_a_full_socket_waits_or_is_dropped():
+    """The lone path's sendto failing: EAGAIN keeps the reply until the socket is writable,
+    another error drops it and counts it, as the batch path does."""
+
+    async def main():
+        engine = make_engine(RECORDS)
+        warm(engine, "api.example.test.")
+        h = Harness(engine)
+        libc_sendto = h.transport._sendto
+        failures = []
+
+        def sendto(*args):
+            if failures:
+                ctypes.set_errno(failures.pop(0))
+                return -1
+            return libc_sendto(*args)
+
+        # the send without errno, and the one that learns why after it failed
+        h.transport._sendto = h.transport._sendto_why = sendto
+        try:
+            h.send([wire("api.example.test.", qid=1)])  # a full read finds it alone
+            assert ids(await h.replies(1)) == [1]
+            assert h.transport._quiet
+            failures.extend([errno.EAGAIN] * 2)
+            h.send([wire("api.example.test.", qid=2)])
+            assert ids(await h.replies(1)) == [2]  # sent once writable
+            failures.extend([errno.EPERM] * 2)
+            h.send([wire("api.example.test.", qid=3)])
+            await async_wait_for(lambda: engine.stats["udp_dropped"] == 1, timeout=10.0,
+                                 message="the refused lone reply counted as dropped")
+            h.send([wire("api.example.test.", qid=4)])
+            assert ids(await h.replies(1)) == [4]
+        finally:
+            h.close()
 
     run_async(main())
 

@@ -1,6 +1,9 @@
 """recvmmsg/sendmmsg through ctypes over libc: the system-call layer of the batch transport.
 
-No compiler at install time: the structures are declared here and libc is called directly.
+No compiler at install time: the structures are declared here and libc is called directly,
+through wrappers that return a count or -errno (tests, the minimal responder) or, in the hot
+loop, as libc's functions themselves (`libc_calls`, and `libc_single`'s recvfrom/sendto for
+a datagram that came alone); what a ctypes call costs is in `_load`.
 `Slots` owns every buffer a batch needs, allocated once and reused: one 64 KB receive and
 one 64 KB send area per slot (anonymous mmaps, so only the pages a datagram touches become
 resident; no datagram is ever cut), one sockaddr_in6-sized name per slot, the iovecs and the
@@ -55,24 +58,35 @@ IOV_LEN_AT = iovec.iov_len.offset // 8
 _libc = None
 _recvmmsg = None
 _sendmmsg = None
+_recvfrom = None
+_sendto = None
+_single = None  # recvfrom and sendto through a handle that keeps no errno
 
 
 def _load() -> bool:
-    global _libc, _recvmmsg, _sendmmsg
+    global _libc, _recvmmsg, _sendmmsg, _recvfrom, _sendto, _single
     if _libc is not None:
         return _recvmmsg is not None
     if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8 or HDR != 64:
         _libc = False
         return False
     try:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # PyDLL: the GIL is kept during the call (the calls never block: MSG_DONTWAIT), which
+        # saves releasing and taking it again per call. No argtypes: ctypes converts declared
+        # arguments through from_param on every call, which cost as much as the rest of the
+        # call together; ints go as C ints as they are (libffi widens them to 64-bit registers;
+        # the counts and lengths here are small), pointers as byref()s made once.
+        _libc = ctypes.PyDLL(ctypes.util.find_library("c") or None, use_errno=True)
         recv, send = _libc.recvmmsg, _libc.sendmmsg
+        recv_one, send_one = _libc.recvfrom, _libc.sendto
+        plain = ctypes.PyDLL(ctypes.util.find_library("c") or None)
+        single = plain.recvfrom, plain.sendto
     except (OSError, AttributeError):
         return False
-    recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
-    send.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
     recv.restype = send.restype = ctypes.c_int
-    _recvmmsg, _sendmmsg = recv, send
+    for call in (recv_one, send_one, *single):
+        call.restype = ctypes.c_ssize_t
+    _recvmmsg, _sendmmsg, _recvfrom, _sendto, _single = recv, send, recv_one, send_one, single
     return True
 
 
@@ -81,17 +95,48 @@ def available() -> bool:
     return _load()
 
 
-def recvmmsg(fd: int, hdrs: int, count: int) -> int:
-    """Datagrams read into the `count` headers at address `hdrs` (non-blocking), or -errno."""
+def recvmmsg(fd: int, hdrs, count: int) -> int:
+    """Datagrams read into the `count` headers at `hdrs` (Slots.recv_hdrs), non-blocking; or
+    -errno."""
     n = _recvmmsg(fd, hdrs, count, MSG_DONTWAIT, None)
     return n if n >= 0 else -ctypes.get_errno()
 
 
-def sendmmsg(fd: int, hdrs: int, count: int) -> int:
-    """Datagrams sent from the `count` headers at address `hdrs` (non-blocking), or -errno.
-    Fewer than `count` means the next one failed; sending from there tells why."""
+def sendmmsg(fd: int, hdrs, count: int) -> int:
+    """Datagrams sent from the `count` headers at `hdrs` (`send_from[k]`: from reply k on),
+    non-blocking; or -errno. Fewer than `count` means the next one failed; sending from there
+    tells why."""
     n = _sendmmsg(fd, hdrs, count, MSG_DONTWAIT)
     return n if n >= 0 else -ctypes.get_errno()
+
+
+def libc_calls() -> tuple:
+    """libc's recvmmsg and sendmmsg themselves, for a hot loop that cannot afford the wrappers'
+    Python call: (fd, hdrs, count, MSG_DONTWAIT[, None]) -> count, or -1 and ctypes.get_errno()."""
+    return _recvmmsg, _sendmmsg
+
+
+def libc_single(errno: bool = True) -> tuple:
+    """libc's recvfrom and sendto, for one datagram: recvfrom(fd, Slots.recv0, DATAGRAM_MAX,
+    MSG_DONTWAIT, Slots.name0, Slots.namelen_ref) reads into slot 0 and its sender into name 0;
+    sendto(fd, reply, len(reply), MSG_DONTWAIT, Slots.name0, Slots.namelen) answers it. Each
+    returns a length, or -1 and ctypes.get_errno(); with errno=False the same functions through
+    a handle that keeps no errno (ctypes then skips a lookup per call): a call of those that
+    failed is made again through the others to learn why."""
+    return (_recvfrom, _sendto) if errno else _single
+
+
+def like_libc(call):
+    """`call` (a wrapper's signature: a test's stand-in) called as libc_calls() are."""
+
+    def libc(fd: int, hdrs, count: int, flags: int, timeout=None) -> int:
+        n = call(fd, hdrs, count)
+        if n >= 0:
+            return n
+        ctypes.set_errno(-n)
+        return -1
+
+    return libc
 
 
 def _address(buf) -> int:
@@ -101,11 +146,12 @@ def _address(buf) -> int:
 class Slots:
     """The buffers of one batch socket: `count` datagrams in, `count` replies out.
 
-    recv_hdrs[i] reads datagram i into recv[i * DATAGRAM_MAX:] and its sender's address into
-    name i; send_hdrs[k] writes send[k * DATAGRAM_MAX:][:length] to the name its msg_name points
-    at (name k unless the loop points it elsewhere). `namelen` is the socket family's sockaddr
-    size: the kernel writes that same size for every datagram of a socket (an AF_INET6 socket
-    gives IPv4 clients as v4-mapped sockaddr_in6), so the headers are never reset.
+    Header i of recv_hdrs reads datagram i into recv[i * DATAGRAM_MAX:] and its sender's
+    address into name i; header k of send_hdrs writes send[k * DATAGRAM_MAX:][:length] to the
+    name its msg_name points at (name k unless the loop points it elsewhere). `namelen` is the
+    socket family's sockaddr size: the kernel writes that same size for every datagram of a
+    socket (an AF_INET6 socket gives IPv4 clients as v4-mapped sockaddr_in6), so the headers
+    are never reset.
     """
 
     def __init__(self, count: int, family: int):
@@ -133,8 +179,18 @@ class Slots:
                 hdr.msg_namelen = self.namelen
                 hdr.msg_iov = ctypes.addressof(iov)
                 hdr.msg_iovlen = 1
-        self.recv_hdrs = _address(self._recv_hdrs)
-        self.send_hdrs = _address(self._send_hdrs)
+        # what the calls are handed: byref()s, made once (an array or structure passed itself
+        # makes ctypes build one for every call); send_from[k] starts at reply k, for the rest
+        # of a partial send. Slot 0 and name 0 are for recvfrom/sendto (libc_single); the
+        # kernel writes the same address length for every datagram of a socket, so
+        # namelen_ref is never reset.
+        self.recv_hdrs = ctypes.byref(rhdr)
+        self.send_from = [ctypes.byref(shdr, k * HDR) for k in range(count)]
+        self.send_hdrs = self.send_from[0]
+        self.recv0 = ctypes.byref((ctypes.c_char * DATAGRAM_MAX).from_buffer(self.recv))
+        self.name0 = ctypes.byref((ctypes.c_char * NAME_SIZE).from_buffer(self._names))
+        self._namelen = ctypes.c_uint32(self.namelen)
+        self.namelen_ref = ctypes.byref(self._namelen)
         # flat views for the hot loop, and per slot where its data starts and which word of a
         # view holds its length: recv_words[i] is datagram i's msg_len, send_iov_quads[j]
         # reply k's iov_len, for (_, i) = recv_at[j] and (_, j) = send_at[k]

@@ -13,10 +13,18 @@ sendto. A send that would block keeps the rest of the batch and stops reading un
 socket is writable; other send errors drop the reply they hit (ENOBUFS: the rest of the
 batch) and count it as `udp_dropped`. The event loop is never blocked.
 
+Datagrams that come one at a time (a quiet server, or one query in flight) take a shorter
+path: after a read that found one datagram alone, the next ones are read with libc's
+recvfrom into slot 0 and a front hit is answered with sendto from the reply itself, until a
+full read every LONE_CHECK-th time finds a burst. A lone query so makes the system calls
+the event loop's transport makes, less the recvfrom that transport makes after each
+datagram only to hear EAGAIN (bench/README.md, "UDP in batches").
+
 Hooks that see every message ([Log] log-queries, dnstap) sit behind the one check per
 datagram `_answer` made for log-queries alone before, so with both off nothing more is done
-per query; dnstap gathers (query, reply) for the batch and records them at its end (`_tap`),
-and records in `_send_late` a reply that waited for the network.
+per query; dnstap gathers (query, reply) for the batch and records them at its end (`_tap`).
+Replies that waited for the network go out through udp.py's handler, which has its own
+hook (TappedUdpServer with dnstap on).
 """
 
 from __future__ import annotations
@@ -26,17 +34,24 @@ import errno
 import logging
 import socket
 import time
+from ctypes import get_errno
 
 from ..engine import Engine
-from ..wire.dnstap import UDP_PAIR, UDP_QUERY, UDP_RESPONSE
+from ..wire.dnstap import UDP_PAIR, UDP_QUERY
 from . import mmsg
-from .mmsg import HDR, NAME_AT, NAME_SIZE, WOULD_BLOCK
-from .udp import answer_slow, send_later
+from .mmsg import DATAGRAM_MAX, HDR, IOV_LEN_AT, MSG_DONTWAIT, NAME_AT, NAME_SIZE, WOULD_BLOCK
+from .udp import answer_slow, send_later, udp_server_class
 
 log = logging.getLogger("skydns.udp")
 
 SLOTS = 64  # datagrams per recvmmsg and replies per sendmmsg
 BATCHES = 4  # recvmmsg calls per readiness callback, at most: then the loop runs other work
+# After a read found one datagram alone, the next ones are read one by one with recvfrom and
+# answered with sendto (libc's, into slot 0 and name 0): a recvmmsg looks for a second
+# datagram before it returns, and a lone query's reply would wait for that; the slot copies
+# and header writes are left out too. Every LONE_CHECK-th read is a full recvmmsg again, so
+# that a burst is seen within LONE_CHECK datagrams.
+LONE_CHECK = 8
 
 
 def available() -> bool:
@@ -59,8 +74,8 @@ def bind(engine: Engine, host: str, port: int, family: int) -> BatchUdp:
 class BatchUdp:
     """The batch transport on one bound UDP socket (which it then owns).
 
-    `recvmmsg`/`sendmmsg` are mmsg's wrappers unless a test hands in its own (same signature:
-    fd, header address, count -> count or -errno)."""
+    `recvmmsg`/`sendmmsg` are libc's unless a test hands in its own (the signature of mmsg's
+    wrappers: fd, headers, count -> count or -errno)."""
 
     def __init__(self, sock: socket.socket, engine: Engine, *, slots: int = SLOTS,
                  batches: int = BATCHES, recvmmsg=None, sendmmsg=None):
@@ -71,14 +86,22 @@ class BatchUdp:
         self.front = engine.cache.front  # never rebound: the cache clears it in place
         self.slots = mmsg.Slots(slots, sock.family)
         self.batches = batches
-        self._recv = recvmmsg or mmsg.recvmmsg
-        self._send = sendmmsg or mmsg.sendmmsg
+        libc_recv, libc_send = mmsg.libc_calls()
+        self._recv = mmsg.like_libc(recvmmsg) if recvmmsg else libc_recv
+        self._send = mmsg.like_libc(sendmmsg) if sendmmsg else libc_send
         self._moved: list[int] = []  # send slots whose msg_name points at another slot's name
         self._waiting: tuple[int, int] | None = None  # send slots kept until writable
         self._closed = False
         tap = engine.tap  # dnstap (tap.py): a query and its reply make one record
         self.record = tap.record if tap is not None and tap.client_side else None
         self.hooked = engine.log_queries or self.record is not None
+        # replies that waited for the network go out through today's handler (udp.py), with
+        # its dnstap hook, this as its transport (`sendto`)
+        self._handler = udp_server_class(engine)(engine)
+        self._handler.connection_made(self)
+        self._quiet = 0  # datagrams read alone since the last full read (mod LONE_CHECK)
+        self._recvfrom, self._sendto = mmsg.libc_single(errno=False)
+        self._recvfrom_why, self._sendto_why = mmsg.libc_single()  # after a failure
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self.fd, self._readable)
 
@@ -86,17 +109,80 @@ class BatchUdp:
 
     def _readable(self) -> None:
         slots = self.slots
-        for _ in range(self.batches):
-            n = self._recv(self.fd, slots.recv_hdrs, slots.count)
-            if n <= 0:
-                if n < 0 and -n not in WOULD_BLOCK:
-                    log.debug("udp receive error", extra={"kv": {"errno": -n}})
-                return
+        fd = self.fd
+        quiet = self._quiet
+        if quiet:  # the last read found one datagram alone: read one (see LONE_CHECK)
+            recv0, name0 = slots.recv0, slots.name0
+            n = self._recvfrom(fd, recv0, DATAGRAM_MAX, MSG_DONTWAIT, name0, slots.namelen_ref)
+            if n < 0:  # again through the errno-keeping recvfrom, to learn why
+                n = self._recvfrom_why(fd, recv0, DATAGRAM_MAX, MSG_DONTWAIT, name0,
+                                       slots.namelen_ref)
+                if n < 0:
+                    if (err := get_errno()) not in WOULD_BLOCK:
+                        log.debug("udp receive error", extra={"kv": {"errno": err}})
+                    return
+            recv = slots.recv
+            hit = self.front.get(recv[2:n])
+            if hit is None or self.hooked:
+                self._one(recv[:n], hit)
+            else:
+                reply = recv[:2] + hit[0]
+                size, namelen = len(reply), slots.namelen
+                if (self._sendto(fd, reply, size, MSG_DONTWAIT, name0, namelen) < 0
+                        and self._sendto_why(fd, reply, size, MSG_DONTWAIT, name0, namelen) < 0):
+                    self._send_one(reply, get_errno())
+                entry = hit[1]  # the bookkeeping after the reply is out
+                entry.ref = True
+                entry.hits += 1
+            self._quiet = (quiet + 1) % LONE_CHECK
+            return
+        hdrs, count = slots.recv_hdrs, slots.count
+        n = self._recv(fd, hdrs, count, MSG_DONTWAIT, None)
+        if n == 1:
+            self._quiet = 1  # one alone: read the next ones one by one
+        batches = self.batches
+        while n > 0:
             sent = self._answer(n)
             if sent and not self._flush(0, sent):
                 return  # the socket is full: reading resumes once it drained (_writable)
-            if n < slots.count:
-                return  # drained: no need for a recvmmsg that would only say EAGAIN
+            batches -= 1
+            if n < count or not batches:
+                # drained (no need for a recvmmsg that would only say EAGAIN), or this
+                # callback's share is done: the loop calls again while datagrams wait
+                return
+            n = self._recv(fd, hdrs, count, MSG_DONTWAIT, None)
+        if n < 0 and (err := get_errno()) not in WOULD_BLOCK:
+            log.debug("udp receive error", extra={"kv": {"errno": err}})
+
+    def _one(self, data: bytes, hit) -> None:
+        """The rest of a datagram read alone: a front hit with hooks on, or not a front hit.
+        The steps of _answer for one, its reply sent from slot 0 to name 0."""
+        if hit is not None:
+            entry = hit[1]
+            entry.ref = True
+            entry.hits += 1
+            reply = data[:2] + hit[0]
+        else:
+            reply = self._slow(data, 0)
+        if self.hooked:
+            if self.record is not None:
+                self._tap([(0, data, reply)])
+            if self.engine.log_queries:
+                self.engine.log_query(data, self._addr(0)[0], False)
+        if reply is not None:
+            self._send_one(reply)
+
+    def _send_one(self, reply: bytes, err: int | None = None) -> None:
+        """Send `reply` from slot 0 to name 0 as _flush does, or after a sendto of it failed
+        with `err`: tried again once the socket is writable, or dropped and counted."""
+        slots = self.slots
+        size = len(reply)
+        slots.send[:size] = reply
+        slots.send_iov_quads[IOV_LEN_AT] = size
+        if err is None or err in WOULD_BLOCK:
+            self._flush(0, 1)
+        else:
+            self._failed(err, 0, 1)
 
     def _answer(self, n: int) -> int:
         """Answer datagrams 0..n-1 into the send slots; how many replies were queued."""
@@ -163,7 +249,7 @@ class BatchUdp:
         reply = answer_slow(self.engine, data, addr)
         if reply is None or isinstance(reply, bytes):
             return reply
-        asyncio.ensure_future(send_later(reply, addr, self._send_late))
+        asyncio.ensure_future(send_later(reply, addr, self._handler._send_late))
         return None
 
     # -- writing ------------------------------------------------------------------------------
@@ -172,25 +258,31 @@ class BatchUdp:
         """Send slots start..end-1; False when the socket is full and the rest waits."""
         slots = self.slots
         while start < end:
-            sent = self._send(self.fd, slots.send_hdrs + start * HDR, end - start)
+            sent = self._send(self.fd, slots.send_from[start], end - start, MSG_DONTWAIT)
             if sent > 0:
                 start += sent
                 continue
-            err = -sent
-            if err in WOULD_BLOCK:
-                self._wait_writable(start, end)
+            start = self._failed(get_errno() if sent < 0 else 0, start, end)
+            if start is None:
                 return False
-            # ENOBUFS (no memory for packets now): the rest of the batch; anything else
-            # (an address the kernel refuses, say) is about this one reply only.
-            dropped = end - start if err == errno.ENOBUFS else 1
-            self._dropped(dropped, err)
-            start += dropped
         if self._moved:
             quads, addrs = slots.send_quads, slots.name_addrs
             for k in self._moved:
                 quads[k * _QUADS + NAME_AT] = addrs[k]
             self._moved.clear()
         return True
+
+    def _failed(self, err: int, start: int, end: int) -> int | None:
+        """Sending slots start..end-1 failed with `err`: the slot to go on from, or None when
+        the socket is full and the rest waits until it is writable."""
+        if err in WOULD_BLOCK:
+            self._wait_writable(start, end)
+            return None
+        # ENOBUFS (no memory for packets now): the rest of the batch; anything else (an
+        # address the kernel refuses, say) is about this one reply only.
+        dropped = end - start if err == errno.ENOBUFS else 1
+        self._dropped(dropped, err)
+        return start + dropped
 
     def _wait_writable(self, start: int, end: int) -> None:
         self._waiting = (start, end)
@@ -204,17 +296,13 @@ class BatchUdp:
         if self._flush(start, end) and not self._closed:
             self.loop.add_reader(self.fd, self._readable)
 
-    def _send_late(self, reply: bytes, addr) -> None:
-        """A reply that waited for the network: a plain sendto, dropped if the socket is full."""
-        if self._closed:
-            return
+    def sendto(self, reply: bytes, addr) -> None:
+        """The handler's transport (udp.py's UdpServer): a reply that waited for the network,
+        dropped and counted if the socket is full."""
         try:
             self.sock.sendto(reply, addr)
         except OSError as err:
             self._dropped(1, err.errno or 0)
-            return
-        if self.record is not None:
-            self.record(UDP_RESPONSE, reply, addr)
 
     def _dropped(self, count: int, err: int) -> None:
         self.engine.stats["udp_dropped"] += count
