@@ -23,7 +23,7 @@ import logging
 
 from skydns.keys import Path
 
-from ..wire.render import plain
+from ..wire.render import name_wire, plain
 from .answer import Context, zone_of
 from .rules import answer, labels_path, path_labels, soa_rr
 
@@ -165,16 +165,39 @@ def wires(rrs: list, seen: set | None = None) -> list[bytes]:
     return out
 
 
-def writable(rr) -> bytes | None:
+def name_wires(owner: tuple, rrs: list) -> list[bytes]:
+    """`wires(rrs)` for the records of one name (every one owned by `owner`): the owner's
+    bytes are made once, each record rendered by `plain` with the root as its owner behind
+    them (a cold transfer spent a quarter of its rendering writing the same owner again)."""
+    if not rrs:
+        return []
+    prefix = name_wire(owner)[:-1]  # the root label comes with each record's `plain`
+    seen = set() if len(rrs) > 1 else None
+    out = []
+    for rr in rrs:
+        head, rdata = rr[1], rr[2]
+        if seen is not None:
+            key = (head[:4], rdata)  # as wires(): without the TTL (the owner is the same)
+            if key in seen:
+                continue
+            seen.add(key)
+        wire = writable(((), head, rdata), owner)
+        if wire is not None:
+            out.append(prefix + wire)
+    return out
+
+
+def writable(rr, owner: tuple | None = None) -> bytes | None:
     """`plain(rr)`, or None (logged) when the record cannot be DNS data. (The rules leave
-    out names that cannot be written; what is left to check is the size: a long text.)"""
+    out names that cannot be written; what is left to check is the size: a long text.)
+    `owner`: the name to log, when rr's own is not it (name_wires)."""
     try:
         wire = plain(rr)
         if len(wire) > 65535 and len(wire) - sum(len(x) + 1 for x in rr[0]) - 11 > 65535:
             raise ValueError("data over 65,535 octets")
     except Exception as err:  # the renderer's own refusals, too
         log.warning("record left out of the zone: cannot render it",
-                    extra={"kv": {"name": b".".join(rr[0]).decode(errors="replace"),
+                    extra={"kv": {"name": b".".join(owner or rr[0]).decode(errors="replace"),
                                   "error": repr(err)[:200]}})
         return None
     return wire

@@ -42,6 +42,7 @@ from .served import (
     in_zone,
     kinds_of,
     name_records,
+    name_wires,
     rtype_of,
     soa_wire,
     wires,
@@ -256,7 +257,7 @@ class Snapshot:
         reads = Reads() if self.keep else None
         owner = path_labels(path)
         rrs, extra = name_records(self.state, path, kinds, reads, owner)
-        parts = wires(rrs)
+        parts = name_wires(owner, rrs)
         types = frozenset(rtype_of(rr) for rr in rrs)
         cname = T_CNAME in types
         if extra:  # its own address as an SRV target's glue (the bulk): it holds that type
