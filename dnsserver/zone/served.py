@@ -171,7 +171,8 @@ def name_wires(owner: tuple, rrs: list) -> list[bytes]:
     them (a cold transfer spent a quarter of its rendering writing the same owner again)."""
     if not rrs:
         return []
-    prefix = name_wire(owner)[:-1]  # the root label comes with each record's `plain`
+    name = name_wire(owner)
+    prefix = name[:-1]  # for `plain` of a record owned by the root: its root label follows
     seen = set() if len(rrs) > 1 else None
     out = []
     for rr in rrs:
@@ -181,6 +182,11 @@ def name_wires(owner: tuple, rrs: list) -> list[bytes]:
             if key in seen:
                 continue
             seen.add(key)
+        if type(rdata) is bytes and len(rdata) < 65536:
+            # what `plain` writes for fixed RDATA (addresses, SRV), without a call and the
+            # owner's name again per record: the bulk of a zone
+            out.append(name + head + len(rdata).to_bytes(2, "big") + rdata)
+            continue
         wire = writable(((), head, rdata), owner)
         if wire is not None:
             out.append(prefix + wire)

@@ -211,13 +211,13 @@ class Snapshot:
                         if reader is not None:
                             reader.memo = None
 
-    def _note_ip(self, ip: str, path: Path) -> None:
-        """Remember that `path`'s answers read `ip`'s health. One name below another is
-        enough: dropping a name drops every name above it (an address and its service name,
-        the commonest pair, cost one string, not a set)."""
+    def _note_ip(self, ip: str, text: str) -> None:
+        """Remember that the answers of the name whose key text ("a/b/c") is `text` read
+        `ip`'s health. One name below another is enough: dropping a name drops every name
+        above it (an address and its service name, the commonest pair, cost one string, not
+        a set)."""
         ips = self.ips[hash(ip) & _SHARD_MASK]
         have = ips.get(ip)
-        text = "/".join(path)
         if have is None:
             ips[ip] = text
         elif have == text:
@@ -269,8 +269,10 @@ class Snapshot:
             for read in reads.paths:
                 if read[:depth] != path:
                     self.readers.setdefault(read, set()).add(path)
-            for ip in reads.ips:
-                self._note_ip(ip, path)
+            if reads.ips:
+                text = "/".join(path)  # once for a name's hundred addresses
+                for ip in reads.ips:
+                    self._note_ip(ip, text)
             if node is not None:
                 # the bulk (no glue left over) as one bytes object: a few dozen bytes per
                 # name instead of an object, a set and a tuple
