@@ -76,7 +76,7 @@ class Reads:
 
 
 def name_records(ctx: Context, path: Path, kinds: int = ALL, reads: Reads | None = None,
-                 owner: tuple | None = None) -> tuple[list, list]:
+                 owner: tuple | None = None, below: list | None = None) -> tuple[list, list]:
     """The records a name answers with (each question's answer records it owns) and the
     additional-section records those answers carry (glue candidates), in the rules' form.
 
@@ -87,7 +87,8 @@ def name_records(ctx: Context, path: Path, kinds: int = ALL, reads: Reads | None
 
     `reads`, if given, collects the paths and addresses the answers read (transfer.py keeps
     its copy of the name until one of them changes). `owner`: the name's labels
-    (`path_labels`), if the caller has them."""
+    (`path_labels`), if the caller has them; `below`: the records at and below the name
+    (`ctx.index.below(path)`), if the caller has them (rules.answer's `below`)."""
     if owner is None:
         owner = path_labels(path)
     if owner is None:  # a label over 63 octets, or a name over 255: not DNS data
@@ -101,7 +102,7 @@ def name_records(ctx: Context, path: Path, kinds: int = ALL, reads: Reads | None
     for qtype, needs in _NEEDS:
         if not kinds & needs:
             continue
-        got = answer(ctx, path, qtype, owner)
+        got = answer(ctx, path, qtype, owner, below)
         if reads is not None:
             reads.paths |= got.paths
             reads.ips |= got.ips

@@ -250,13 +250,15 @@ class Snapshot:
                 return memo
         self.computed += 1
         kinds = ALL
-        if not generic:
+        below = None
+        if not generic:  # no wildcard, not the `local` name: its records are its node's
             kinds = 0
-            for rec in below_node(node):
+            below = below_node(node)
+            for rec in below:
                 kinds |= kinds_of(rec)
         reads = Reads() if self.keep else None
         owner = path_labels(path)
-        rrs, extra = name_records(self.state, path, kinds, reads, owner)
+        rrs, extra = name_records(self.state, path, kinds, reads, owner, below)
         parts = name_wires(owner, rrs)
         types = frozenset(rtype_of(rr) for rr in rrs)
         cname = T_CNAME in types
