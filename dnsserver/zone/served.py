@@ -23,9 +23,9 @@ import logging
 
 from skydns.keys import Path
 
-from ..wire.render import name_wire, plain
+from ..wire.render import plain
 from .answer import Context, zone_of
-from .rules import answer, labels_path, path_labels, soa_rr
+from .rules import answer, labels_path, path_labels, plain_name, soa_rr
 
 log = logging.getLogger("skydns.served")
 
@@ -172,9 +172,13 @@ def name_wires(owner: tuple, rrs: list) -> list[bytes]:
     them (a cold transfer spent a quarter of its rendering writing the same owner again)."""
     if not rrs:
         return []
-    name = name_wire(owner)
+    # plain_name: memoised, and a name answering SRV for itself (the bulk) has just been
+    # written there as its own target
+    name = plain_name(owner)
     prefix = name[:-1]  # for `plain` of a record owned by the root: its root label follows
-    seen = set() if len(rrs) > 1 else None
+    seen = None
+    if len(rrs) > 2 or len(rrs) == 2 and rrs[0][1][:2] == rrs[1][1][:2]:
+        seen = set()  # (records of two types cannot repeat one another)
     out = []
     for rr in rrs:
         head, rdata = rr[1], rr[2]

@@ -260,7 +260,7 @@ class Snapshot:
         owner = path_labels(path)
         rrs, extra = name_records(self.state, path, kinds, reads, owner, below)
         parts = name_wires(owner, rrs)
-        types = frozenset(rtype_of(rr) for rr in rrs)
+        types = frozenset(map(rtype_of, rrs))
         cname = T_CNAME in types
         if extra:  # its own address as an SRV target's glue (the bulk): it holds that type
             extra = [rr for rr in extra if rr[0] != owner or not (cname or rtype_of(rr) in types)]
