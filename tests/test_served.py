@@ -61,7 +61,8 @@ def test_serial_moves_with_health():
 def test_one_walk_per_name_and_owner_written_once_change_nothing():
     """The transfer's shortcuts (rules.answer's `below`: the records it read for the name;
     name_wires: the owner's bytes made once) give what the plain way gives, at every name
-    of a table of shapes (a text of several strings, a CNAME beside data, DOWN addresses, duplicates)."""
+    of a table of shapes (a text of several strings, a CNAME beside data, DOWN addresses,
+    duplicates)."""
     from test_zonerows import RICH, make_state
 
     from dnsserver.zone.served import name_records, name_wires, wires
