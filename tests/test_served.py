@@ -56,3 +56,27 @@ def test_serial_moves_with_health():
     assert not hit and after.answer[0][0].serial == 9
     engine.state.set_health("10.1.0.2", "UP", 3)  # never backwards
     assert engine.state.serial == 9
+
+
+def test_one_walk_per_name_and_owner_written_once_change_nothing():
+    """The transfer's shortcuts (rules.answer's `below`: the records it read for the name;
+    name_wires: the owner's bytes made once) give what the plain way gives, at every name
+    of a table of shapes (a text of several strings, a CNAME beside data, DOWN addresses,
+    duplicates)."""
+    from test_zonerows import RICH, make_state
+
+    from dnsserver.zone.served import name_records, name_wires, wires
+    from skydns.keys import key_to_path
+
+    records = {**RICH, "/skydns/test/example/big/t": {"text": "x" * 600}}
+    state = make_state(records)
+    paths = {key_to_path(key)[:n] for key in records
+             for n in range(3, len(key_to_path(key)) + 1)}
+    assert len(paths) > 40
+    for path in sorted(paths):
+        if "*" in path or path[:1] != ("test",):
+            continue
+        owner = tuple(label.encode() for label in reversed(path))
+        plain_way = name_records(state, path, owner=owner)
+        assert name_records(state, path, owner=owner, below=state.index.below(path)) == plain_way
+        assert name_wires(owner, plain_way[0]) == wires(plain_way[0]), path

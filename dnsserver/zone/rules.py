@@ -243,9 +243,12 @@ def soa_rr(ctx: Context, zone_path: Path) -> tuple:
 # -- the rules --------------------------------------------------------------------------------
 
 
-def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None) -> Records:
+def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
+           below: list | None = None) -> Records:
     """Answer one IN-class question for a name inside one of our zones. `qlabels`: the
-    question name's labels as the reply writes them (lower-cased); None: made from `path`."""
+    question name's labels as the reply writes them (lower-cased); None: made from `path`.
+    `below`: `ctx.index.below(path)`, if the caller has it (the zone transfer asks several
+    questions of each name and walks the index once; not for the `local` name)."""
     settings = ctx.zone
     domain = _domain_paths.get(settings.domain) or domain_path(ctx)
     zone_path = domain if path[: len(domain)] == domain else zone_of(path, domain)
@@ -261,7 +264,7 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None) -
     if apex:
         records = index.at(path)
     else:
-        records = index.below(lookup)
+        records = index.below(lookup) if below is None else below
         if len(records) > 1:
             records = grouped(records)
     exists = apex or bool(records)

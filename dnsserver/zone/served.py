@@ -8,8 +8,8 @@ that. So this module asks the answer rules themselves (rules.py's `answer()`, th
 the DNS replies come from) every question a name can be asked, and keeps the records each
 reply owns at that name: the rules live in one place and the transfer cannot drift from them.
 The records come in the rules' form ((owner labels, 8-byte head, rdata), see rules.py) and
-leave as `render.plain` bytes; nothing here builds a record of its own but the NS/SOA the
-rules give for the apex.
+leave as `render.plain` bytes (a name's owner written once for all its records, `name_wires`);
+nothing here builds a record of its own but the NS/SOA the rules give for the apex.
 
 What the DNS cannot carry: query-side wildcards (`*.east` asked of skydns matches every label),
 NS records below the apex (in a zone file they are delegations, so a secondary would answer
@@ -25,7 +25,7 @@ from skydns.keys import Path
 
 from ..wire.render import plain
 from .context import Context, zone_of
-from .rules import answer, labels_path, path_labels, soa_rr
+from .rules import answer, labels_path, path_labels, plain_name, soa_rr
 
 log = logging.getLogger("skydns.served")
 
@@ -76,7 +76,7 @@ class Reads:
 
 
 def name_records(ctx: Context, path: Path, kinds: int = ALL, reads: Reads | None = None,
-                 owner: tuple | None = None) -> tuple[list, list]:
+                 owner: tuple | None = None, below: list | None = None) -> tuple[list, list]:
     """The records a name answers with (each question's answer records it owns) and the
     additional-section records those answers carry (glue candidates), in the rules' form.
 
@@ -87,7 +87,8 @@ def name_records(ctx: Context, path: Path, kinds: int = ALL, reads: Reads | None
 
     `reads`, if given, collects the paths and addresses the answers read (transfer.py keeps
     its copy of the name until one of them changes). `owner`: the name's labels
-    (`path_labels`), if the caller has them."""
+    (`path_labels`), if the caller has them; `below`: the records at and below the name
+    (`ctx.index.below(path)`), if the caller has them (rules.answer's `below`)."""
     if owner is None:
         owner = path_labels(path)
     if owner is None:  # a label over 63 octets, or a name over 255: not DNS data
@@ -101,7 +102,7 @@ def name_records(ctx: Context, path: Path, kinds: int = ALL, reads: Reads | None
     for qtype, needs in _NEEDS:
         if not kinds & needs:
             continue
-        got = answer(ctx, path, qtype, owner)
+        got = answer(ctx, path, qtype, owner, below)
         if reads is not None:
             reads.paths |= got.paths
             reads.ips |= got.ips
@@ -165,16 +166,49 @@ def wires(rrs: list, seen: set | None = None) -> list[bytes]:
     return out
 
 
-def writable(rr) -> bytes | None:
+def name_wires(owner: tuple, rrs: list) -> list[bytes]:
+    """`wires(rrs)` for the records of one name (every one owned by `owner`): the owner's
+    bytes are made once, each record rendered by `plain` with the root as its owner behind
+    them (a cold transfer spent a quarter of its rendering writing the same owner again)."""
+    if not rrs:
+        return []
+    # plain_name: memoised, and a name answering SRV for itself (the bulk) has just been
+    # written there as its own target
+    name = plain_name(owner)
+    prefix = name[:-1]  # for `plain` of a record owned by the root: its root label follows
+    seen = None
+    if len(rrs) > 2 or len(rrs) == 2 and rrs[0][1][:2] == rrs[1][1][:2]:
+        seen = set()  # (records of two types cannot repeat one another)
+    out = []
+    for rr in rrs:
+        head, rdata = rr[1], rr[2]
+        if seen is not None:
+            key = (head[:4], rdata)  # as wires(): without the TTL (the owner is the same)
+            if key in seen:
+                continue
+            seen.add(key)
+        if type(rdata) is bytes and len(rdata) < 65536:
+            # what `plain` writes for fixed RDATA (addresses, SRV), without a call and the
+            # owner's name again per record: the bulk of a zone
+            out.append(name + head + len(rdata).to_bytes(2, "big") + rdata)
+            continue
+        wire = writable(((), head, rdata), owner)
+        if wire is not None:
+            out.append(prefix + wire)
+    return out
+
+
+def writable(rr, owner: tuple | None = None) -> bytes | None:
     """`plain(rr)`, or None (logged) when the record cannot be DNS data. (The rules leave
-    out names that cannot be written; what is left to check is the size: a long text.)"""
+    out names that cannot be written; what is left to check is the size: a long text.)
+    `owner`: the name to log, when rr's own is not it (name_wires)."""
     try:
         wire = plain(rr)
         if len(wire) > 65535 and len(wire) - sum(len(x) + 1 for x in rr[0]) - 11 > 65535:
             raise ValueError("data over 65,535 octets")
     except Exception as err:  # the renderer's own refusals, too
         log.warning("record left out of the zone: cannot render it",
-                    extra={"kv": {"name": b".".join(rr[0]).decode(errors="replace"),
+                    extra={"kv": {"name": b".".join(owner or rr[0]).decode(errors="replace"),
                                   "error": repr(err)[:200]}})
         return None
     return wire

@@ -42,6 +42,7 @@ from .served import (
     in_zone,
     kinds_of,
     name_records,
+    name_wires,
     rtype_of,
     soa_wire,
     wires,
@@ -210,13 +211,13 @@ class Snapshot:
                         if reader is not None:
                             reader.memo = None
 
-    def _note_ip(self, ip: str, path: Path) -> None:
-        """Remember that `path`'s answers read `ip`'s health. One name below another is
-        enough: dropping a name drops every name above it (an address and its service name,
-        the commonest pair, cost one string, not a set)."""
+    def _note_ip(self, ip: str, text: str) -> None:
+        """Remember that the answers of the name whose key text ("a/b/c") is `text` read
+        `ip`'s health. One name below another is enough: dropping a name drops every name
+        above it (an address and its service name, the commonest pair, cost one string, not
+        a set)."""
         ips = self.ips[hash(ip) & _SHARD_MASK]
         have = ips.get(ip)
-        text = "/".join(path)
         if have is None:
             ips[ip] = text
         elif have == text:
@@ -249,15 +250,17 @@ class Snapshot:
                 return memo
         self.computed += 1
         kinds = ALL
-        if not generic:
+        below = None
+        if not generic:  # no wildcard, not the `local` name: its records are its node's
             kinds = 0
-            for rec in below_node(node):
+            below = below_node(node)
+            for rec in below:
                 kinds |= kinds_of(rec)
         reads = Reads() if self.keep else None
         owner = path_labels(path)
-        rrs, extra = name_records(self.state, path, kinds, reads, owner)
-        parts = wires(rrs)
-        types = frozenset(rtype_of(rr) for rr in rrs)
+        rrs, extra = name_records(self.state, path, kinds, reads, owner, below)
+        parts = name_wires(owner, rrs)
+        types = frozenset(map(rtype_of, rrs))
         cname = T_CNAME in types
         if extra:  # its own address as an SRV target's glue (the bulk): it holds that type
             extra = [rr for rr in extra if rr[0] != owner or not (cname or rtype_of(rr) in types)]
@@ -268,8 +271,10 @@ class Snapshot:
             for read in reads.paths:
                 if read[:depth] != path:
                     self.readers.setdefault(read, set()).add(path)
-            for ip in reads.ips:
-                self._note_ip(ip, path)
+            if reads.ips:
+                text = "/".join(path)  # once for a name's hundred addresses
+                for ip in reads.ips:
+                    self._note_ip(ip, text)
             if node is not None:
                 # the bulk (no glue left over) as one bytes object: a few dozen bytes per
                 # name instead of an object, a set and a tuple
