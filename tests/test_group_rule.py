@@ -1,4 +1,4 @@
-"""CoreDNS's `group` rule as a pure function (dnsserver.zone.answer.grouped); the same cases through
+"""CoreDNS's `group` rule as a pure function (dnsserver.zone.rules.grouped); the same cases through
 real queries are in test_skydns2_rules.py."""
 
 import itertools
