@@ -41,112 +41,113 @@ def opt_record(max_udp: int, do: bool, rcode: int = 0) -> bytes:
     return b"\x00\x00\x29" + struct.pack(">HIH", max_udp, ((rcode >> 4) << 24) | (do << 15), 0)
 
 
-class Writer:
-    """One reply being written: where each name suffix is, for compression. The suffix table
-    is made only when a name other than the question's is written: most answers point at the
-    question only."""
+_U16 = [n.to_bytes(2, "big") for n in range(1024)]  # RDLENGTHs, packed once
+_PTRS = [(0xC000 | n).to_bytes(2, "big") for n in range(1024)]  # pointers near the start
+_question_names: dict = {}  # a question's labels -> its suffixes' offsets (copied per reply)
+_QUESTIONS_KEPT = 16384
 
-    __slots__ = ("qlabels", "_names", "offset")
 
-    def __init__(self, qlabels: tuple, question_size: int):
-        self.qlabels = qlabels
-        self._names: dict | None = None
-        self.offset = 12 + question_size
+def _names_of(qlabels: tuple) -> dict:
+    """Where each suffix of the question's name is written: the start of a reply's suffix
+    table (a copy: the reply adds its own names)."""
+    start = _question_names.get(qlabels)
+    if start is None:
+        start, offset = {}, 12
+        for i in range(len(qlabels)):
+            start[qlabels[i:]] = offset
+            offset += len(qlabels[i]) + 1
+        if len(_question_names) >= _QUESTIONS_KEPT:
+            _question_names.clear()
+        _question_names[qlabels] = start
+    return start.copy()
 
-    def names(self) -> dict:
-        names = self._names
-        if names is None:
-            labels = self.qlabels
-            start = _question_names.get(labels)
-            if start is None:  # where each suffix of the question's name is written
-                start, offset = {}, 12
-                for i in range(len(labels)):
-                    start[labels[i:]] = offset
-                    offset += len(labels[i]) + 1
-                if len(_question_names) >= _QUESTIONS_KEPT:
-                    _question_names.clear()
-                _question_names[labels] = start
-            names = self._names = start.copy()
-        return names
 
-    def name(self, labels: tuple, offset: int) -> bytes:
-        if labels is self.qlabels and labels:
-            return b"\xc0\x0c"  # the question's name, written at offset 12
-        names = self._names
-        if names is None:
-            names = self.names()
-        out = b""
-        for i in range(len(labels)):
-            suffix = labels[i:]
-            ptr = names.get(suffix)
-            if ptr is not None:
-                return out + bytes((0xC0 | ptr >> 8, ptr & 0xFF))
-            if offset < 0x4000:  # a pointer reaches only the first 16 KB
-                names[suffix] = offset
-            label = labels[i]
-            out += _LENGTHS[len(label)] + label
-            offset += len(label) + 1
-        return out + b"\x00"
+def _name(labels: tuple, offset: int, names: dict) -> bytes:
+    """`labels` written at `offset`, compressed against `names` (suffix -> offset), which
+    learns the suffixes written here whole."""
+    out = b""
+    for i in range(len(labels)):
+        suffix = labels[i:]
+        ptr = names.get(suffix)
+        if ptr is not None:
+            return out + (_PTRS[ptr] if ptr < 1024 else bytes((0xC0 | ptr >> 8, ptr & 0xFF)))
+        if offset < 0x4000:  # a pointer reaches only the first 16 KB
+            names[suffix] = offset
+        label = labels[i]
+        out += _LENGTHS[len(label)] + label
+        offset += len(label) + 1
+    return out + b"\x00"
 
-    def record(self, owner: tuple, head: bytes, rdata) -> bytes:
-        offset = self.offset
-        o = self.name(owner, offset)
+
+def _records(rrs: list, qlabels: tuple, offset: int, names: dict | None, out: list):
+    """Render `rrs` from `offset` into `out`; returns (the offset after them, names: None
+    while only the question's name has been pointed to)."""
+    for owner, head, rdata in rrs:
+        if owner is qlabels and owner:
+            o = b"\xc0\x0c"  # the question's name, written at offset 12
+        else:
+            if names is None:
+                names = _names_of(qlabels)
+            o = _name(owner, offset, names)
         if type(rdata) is not bytes:
             pos = offset + len(o) + 10
             parts = []
             for part in rdata:
-                piece = part if type(part) is bytes else self.name(part, pos)
-                parts.append(piece)
-                pos += len(piece)
+                if type(part) is not bytes:
+                    if names is None:
+                        names = _names_of(qlabels)
+                    part = _name(part, pos, names)
+                parts.append(part)
+                pos += len(part)
             rdata = b"".join(parts)
-        chunk = o + head + len(rdata).to_bytes(2, "big") + rdata
-        self.offset = offset + len(chunk)
-        return chunk
+        n = len(rdata)
+        chunk = o + head + (_U16[n] if n < 1024 else n.to_bytes(2, "big")) + rdata
+        offset += len(chunk)
+        out.append(chunk)
+    return offset, names
 
-    def first_soa(self, rr: tuple) -> bytes:
-        """The zone's SOA as the first record after the question (NXDOMAIN, NODATA).
 
-        Its bytes depend only on the record, where it starts, and which of the question's
-        last labels spell a name the SOA writes (those it points to): so they are rendered
-        once per such shape and then copied, and a negative answer is a lookup and a copy,
-        random names too. A copy leaves its names unremembered, which is right only because
-        nothing but the OPT record (root name) follows it.
-        """
-        shape = _soa_shapes.get(id(rr))
-        if shape is None or shape[0] is not rr:
-            owner, _, (mname, rname, _times) = rr
-            names = frozenset(n[i:] for n in (owner, mname, rname) for i in range(len(n)))
-            shape = (rr, names, max(map(len, names), default=0))
-            if len(_soa_shapes) >= 64:
-                _soa_shapes.clear()
-            _soa_shapes[id(rr)] = shape
-        _, names, longest = shape
-        qlabels = self.qlabels
-        tail = qlabels[-longest:]
-        shared = _shared.get((id(rr), tail))
-        if shared is None:
-            shared = tuple(k for k in range(1, len(tail) + 1) if tail[-k:] in names)
-            if len(_shared) >= _MEMO_MAX:
-                _shared.clear()
-            _shared[(id(rr), tail)] = shared
-        key = (id(rr), self.offset, shared)
-        found = _soa_chunks.get(key)
-        if found is not None and found[0] is rr:
-            chunk = found[1]
-            self.offset += len(chunk)
-            return chunk
-        chunk = self.record(*rr)
-        if len(_soa_chunks) >= _MEMO_MAX:
-            _soa_chunks.clear()
-        _soa_chunks[key] = (rr, chunk)
-        return chunk
+def _negative_soa(rr: tuple, qlabels: tuple, offset: int) -> bytes:
+    """The zone's SOA as the only record after the question (NXDOMAIN, NODATA).
+
+    Its bytes depend only on the record, where it starts, and how many of the question's
+    last labels spell a name the SOA writes (those it points to): so they are rendered once
+    per such shape and then copied, and a negative answer is a lookup and a copy, random
+    names too.
+    """
+    shape = _soa_shapes.get(id(rr))
+    if shape is None or shape[0] is not rr:
+        owner, _, (mname, rname, _times) = rr
+        # every suffix of every name the SOA writes: a question's tail in here is pointed to
+        names = frozenset(n[i:] for n in (owner, mname, rname) for i in range(len(n)))
+        shape = (rr, names, len(owner))
+        if len(_soa_shapes) >= 64:
+            _soa_shapes.clear()
+        _soa_shapes[id(rr)] = shape
+    _, names, n_owner = shape
+    # `names` holds every suffix of its names, so the question's last labels in it are the
+    # last `shared` ones: usually the zone's own name, and one label more only for names
+    # like dns.<zone>
+    tail = qlabels[-n_owner:] if n_owner else ()
+    shared = len(tail) if tail in names else 0
+    n = len(qlabels)
+    while shared < n and qlabels[n - shared - 1 :] in names:
+        shared += 1
+    key = (id(rr), offset, shared)
+    found = _soa_chunks.get(key)
+    if found is not None and found[0] is rr:
+        return found[1]
+    out: list = []
+    _records((rr,), qlabels, offset, None, out)
+    if len(_soa_chunks) >= _MEMO_MAX:
+        _soa_chunks.clear()
+    _soa_chunks[key] = (rr, out[0])
+    return out[0]
 
 
 _soa_shapes: dict = {}
-_question_names: dict = {}  # a question's labels -> its suffixes' offsets (copied per reply)
-_QUESTIONS_KEPT = 16384
-_shared: dict = {}  # (SOA record, the question's last labels) -> which of them the SOA spells
-_soa_chunks: dict = {}
+_soa_chunks: dict = {}  # (SOA record, offset, labels shared with the question) -> its bytes
+_pointed: dict = {}  # (head, rdata) -> the record owned by the question's name, rendered
 _T_SOA = b"\x00\x06"
 
 
@@ -167,26 +168,44 @@ def message(
     OPT record or b""; `answer` replaces rec.answer (one variant). ID and RD are 0 unless
     given (a cached reply gets the client's when it is sent)."""
     rrs = rec.answer if answer is None else answer
-    if not rec.authority and not rec.additional and qlabels:
-        # Only answer records: when each is owned by the question's name and holds no name
-        # to compress (addresses, TXT, SRV), it is a pointer to the question and bytes.
-        an = []
-        for owner, head, rdata in rrs:
-            if owner is not qlabels or type(rdata) is not bytes:
-                break
-            an.append(b"\xc0\x0c" + head + len(rdata).to_bytes(2, "big") + rdata)
-        else:
-            return _reply(an, [], question, limit, ra, opt, rec.rcode, qid, rd)
-    w = Writer(qlabels, len(question))
-    record = w.record
-    an = [record(*rr) for rr in rrs]
-    ns = []
-    for rr in rec.authority:
-        if not an and not ns and rr[1][:2] == _T_SOA and not rec.additional:
-            ns.append(w.first_soa(rr))
-        else:
-            ns.append(record(*rr))
-    ar = [record(*rr) for rr in rec.additional] if rec.additional else ()
+    authority = rec.authority
+    additional = rec.additional
+    if not additional:
+        if not authority and qlabels:
+            # Only answer records: when each is owned by the question's name and holds no
+            # name to compress (addresses, TXT, SRV), it is a pointer to the question and
+            # bytes, the same wherever it stands.
+            an = []
+            for owner, head, rdata in rrs:
+                if owner is not qlabels or type(rdata) is not bytes:
+                    break
+                chunk = _pointed.get((head, rdata))
+                if chunk is None:
+                    n = len(rdata)
+                    chunk = (b"\xc0\x0c" + head
+                             + (_U16[n] if n < 1024 else n.to_bytes(2, "big")) + rdata)
+                    if len(_pointed) >= _MEMO_MAX:
+                        _pointed.clear()
+                    _pointed[(head, rdata)] = chunk
+                an.append(chunk)
+            else:
+                body = b"".join(an)
+                if 12 + len(question) + len(body) + len(opt) <= limit:
+                    flags = (0x8480 if ra else _FLAGS_AA) | (rec.rcode & 0xF) | (rd << 8)
+                    return (_HEADER.pack(qid, flags, 1, len(an), 0, 1 if opt else 0)
+                            + question + body + opt)
+                return _reply(an, [], question, limit, ra, opt, rec.rcode, qid, rd)
+        elif not rrs and len(authority) == 1 and authority[0][1][:2] == _T_SOA:
+            ns = [_negative_soa(authority[0], qlabels, 12 + len(question))]
+            return _reply([], ns, question, limit, ra, opt, rec.rcode, qid, rd)
+    an: list = []
+    offset, names = _records(rrs, qlabels, 12 + len(question), None, an)
+    ns: list = []
+    if authority:
+        offset, names = _records(authority, qlabels, offset, names, ns)
+    ar: list = []
+    if additional:
+        _records(additional, qlabels, offset, names, ar)
     return _reply(an, ns, question, limit, ra, opt, rec.rcode, qid, rd, ar)
 
 

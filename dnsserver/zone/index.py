@@ -148,10 +148,15 @@ class RecordIndex:
     def below(self, path: Path) -> list[Record]:
         """Records at or below `path`, in key order so every worker answers alike."""
         if not self.wildcards and "*" not in path:  # one node, no wildcard to try: walk to it
-            node = self._node(path)
-            if node is None:
+            node = self._root
+            try:  # every question walks here: subscripts, no checks (a leaf's children: None)
+                for label in path:
+                    node = node.children[label]
+            except (KeyError, TypeError):
                 return []
-            return below_node(node)
+            if node.children is None:  # a leaf: the commonest answer, one record
+                return [node.record] if node.record is not None else []
+            return _gather([node])
         return _gather(self._match(path))
 
 

@@ -49,6 +49,8 @@ SRV_PRIORITY = 10  # SkyDNS2's and CoreDNS's priority for an SRV record that set
 _ADDRESS_TYPES = ("", "A", "AAAA", "SRV")  # API-style SRV keys hold addresses too
 _CNAME_TYPES = ("", "CNAME")
 _SRV_TYPES = ("", "SRV")
+_TXT_TYPES = ("", "TXT")
+_U16 = [n.to_bytes(2, "big") for n in range(1024)]  # MX preferences, packed once
 
 
 class Records:
@@ -242,6 +244,39 @@ def soa_rr(ctx: Context, zone_path: Path) -> tuple:
 
 # -- the rules --------------------------------------------------------------------------------
 
+_new = object.__new__
+_heads: dict[int, bytes] = {}
+
+
+def head_of(rtype: int, ttl: int) -> bytes:
+    """A record's head (type, class IN, TTL packed): the same few pairs again and again, so
+    they are packed once (the hot paths read `_heads` themselves, keyed `rtype << 32 | ttl`)."""
+    head = _heads.get(rtype << 32 | ttl)
+    if head is None:
+        head = _head(rtype, 1, ttl)
+        if len(_heads) >= _SMALL_MEMO_MAX:
+            _heads.clear()
+        _heads[rtype << 32 | ttl] = head
+    return head
+
+
+def _records(paths: set, zone_path: Path) -> Records:
+    """A Records with `paths` read so far, made without the call through Records()."""
+    r = _new(Records)
+    r.rcode = NOERROR
+    r.answer = []
+    r.authority = []
+    r.additional = []
+    r.paths = paths
+    r.ips = set()
+    r.soa = False
+    r.fail_open = False
+    r.pick_from = -1
+    r.picks = []
+    r.zone_path = zone_path
+    r.external = None
+    return r
+
 
 def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
            below: list | None = None) -> Records:
@@ -255,30 +290,58 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
     assert zone_path is not None, "caller routes only names we are authoritative for"
     if qlabels is None:
         qlabels = path_labels(path) or ()
-    apex = path == zone_path
     index = ctx.index
     # `local.dns.<domain>` reads the [Dns] local name's records
-    lookup = settings.lookup_path(path) if settings.local else path
+    if settings.local:
+        lookup = settings.lookup_path(path)
+        r = _records({path, lookup}, zone_path)
+    else:
+        lookup = path
+        r = _records({path}, zone_path)
     # The apex owns only what is stored at it (plus SOA/NS): answering the whole zone to
     # `zone. A` would dump every record in one reply.
+    apex = path == zone_path
     if apex:
         records = index.at(path)
     else:
         records = index.below(lookup) if below is None else below
         if len(records) > 1:
             records = grouped(records)
-    exists = apex or bool(records)
-    r = Records()
-    r.paths.add(path)
-    r.paths.add(lookup)
     if qtype == T_A or qtype == T_AAAA:
+        if len(records) == 1:  # the commonest question: one address, without the list work
+            rec = records[0]
+            if rec.family == (4 if qtype == T_A else 6) and rec.rtype in _ADDRESS_TYPES:
+                ip = rec.ip
+                r.ips.add(ip)
+                down = ctx.health.down
+                if down and ip in down:
+                    r.fail_open = True  # the only address is DOWN: returned all the same
+                if settings.round_robin:
+                    r.pick_from = 0
+                    r.picks = [ip]
+                ttl = rec.ttl or settings.ttl
+                if rec.lease:
+                    ttl = ctx.ttl(rec)
+                r.answer.append((qlabels, _heads.get(qtype << 32 | ttl) or head_of(qtype, ttl),
+                                 _packed.get(ip) or packed(rec)))
+                return r
         _addresses(ctx, r, qlabels, lookup, qtype, records)
+        found = r.answer
+        if found and found[-1][1][:2] == b"\x00\x05" and r.external is None:
+            r.authority.append(soa_rr(ctx, zone_path))  # a dangling chain
+            r.soa = True
+            return r
     elif qtype == T_SRV:
         _srv(ctx, r, qlabels, records)
     elif qtype == T_TXT:
+        found = r.answer
         for rec in records:
-            if rec.text and rec.rtype in ("", "TXT"):
-                r.answer.append((qlabels, _head(T_TXT, 1, ctx.ttl(rec)), txt_rdata(rec.text)))
+            if rec.text and rec.rtype in _TXT_TYPES:
+                ttl = rec.ttl or settings.ttl
+                if rec.lease:
+                    ttl = ctx.ttl(rec)
+                found.append((qlabels, _heads.get(T_TXT << 32 | ttl) or head_of(T_TXT, ttl),
+                              _txt_memo.get(rec.text) or txt_rdata(rec.text)))
     elif qtype == T_MX:
         _mx(ctx, r, qlabels, records)
     elif qtype == T_CNAME:
@@ -286,7 +349,7 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
             rec = _cname_of(records)
             target = name_labels(rec.host) if rec is not None else None
             if target is not None:
-                r.answer.append((qlabels, _head(T_CNAME, 1, ctx.ttl(rec)), (target,)))
+                r.answer.append((qlabels, head_of(T_CNAME, ctx.ttl(rec)), (target,)))
     elif qtype == T_NS:
         _ns(ctx, r, qlabels, zone_path, apex, records)
     elif qtype == T_SOA:
@@ -298,21 +361,18 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
             if rec.host and not rec.ip and rec.rtype in ("", "PTR"):
                 target = name_labels(rec.host)
                 if target is not None:
-                    r.answer.append((qlabels, _head(T_PTR, 1, ctx.ttl(rec)), (target,)))
+                    r.answer.append((qlabels, head_of(T_PTR, ctx.ttl(rec)), (target,)))
 
     # Negative answers, also at the end of a CNAME chain, carry the SOA (RFC 2308).
-    found = r.answer
-    if not found:
+    if not r.answer:
         if r.external is None and r.rcode != SERVFAIL:
-            if not exists:
+            if not apex and not records:
                 r.rcode = NXDOMAIN
             r.authority.append(soa_rr(ctx, zone_path))
             r.soa = True
-    elif r.rcode == NXDOMAIN or (qtype != T_CNAME and found[-1][1][:2] == b"\x00\x05"
-                                 and r.external is None):
+    elif r.rcode == NXDOMAIN:
         r.authority.append(soa_rr(ctx, zone_path))  # a dangling chain
         r.soa = True
-    r.zone_path = zone_path
     return r
 
 
@@ -380,17 +440,37 @@ def healthy(ctx: Context, r: Records, records: list) -> list:
 
 
 def _address_rrs(ctx: Context, owner: tuple, qtype: int, records: list) -> tuple[list, list]:
-    if len(records) == 1:
-        rec = records[0]
-        return [(owner, _head(qtype, 1, ctx.ttl(rec)), packed(rec))], [rec.ip]
     rrs, ips, seen = [], [], set()
+    zone_ttl = ctx.zone.ttl
     for rec in records:
-        if rec.ip in seen:  # the same address under two keys is one record
+        ip = rec.ip
+        if ip in seen:  # the same address under two keys is one record
             continue
-        seen.add(rec.ip)
-        rrs.append((owner, _head(qtype, 1, ctx.ttl(rec)), packed(rec)))
-        ips.append(rec.ip)
+        seen.add(ip)
+        ttl = rec.ttl or zone_ttl
+        if rec.lease:
+            ttl = ctx.ttl(rec)
+        rrs.append((owner, _heads.get(qtype << 32 | ttl) or head_of(qtype, ttl),
+                    _packed.get(ip) or packed(rec)))
+        ips.append(ip)
     return rrs, ips
+
+
+def _lone_address(ctx: Context, r: Records, owner: tuple, qtype: int, rec: Record,
+                  section: list) -> None:
+    """One address record into `section`: what healthy() and _address_rrs() do for a list
+    of one (it is kept when DOWN: fail open), without the lists. answer() inlines this for
+    the commonest question."""
+    ip = rec.ip
+    r.ips.add(ip)
+    down = ctx.health.down
+    if down and ip in down:
+        r.fail_open = True
+    ttl = rec.ttl or ctx.zone.ttl
+    if rec.lease:
+        ttl = ctx.ttl(rec)
+    section.append((owner, _heads.get(qtype << 32 | ttl) or head_of(qtype, ttl),
+                    _packed.get(ip) or packed(rec)))
 
 
 def _addresses(ctx, r: Records, owner: tuple, path: Path, qtype: int, records,
@@ -398,32 +478,33 @@ def _addresses(ctx, r: Records, owner: tuple, path: Path, qtype: int, records,
     """The addresses of `records` (a CNAME's target's, when they have none: `seen` holds the
     chain's names so far, None at its start)."""
     family = 4 if qtype == T_A else 6
-    if len(records) == 1:  # the commonest name: one address, without the list work below
+    if len(records) == 1:  # the commonest name: one record, without the list work below
         rec = records[0]
-        if rec.family == family and rec.rtype in _ADDRESS_TYPES:
-            rec = healthy(ctx, r, records)[0]
-            if ctx.zone.round_robin:
+        if rec.family and rec.rtype in _ADDRESS_TYPES:
+            if rec.family == family:
+                if ctx.zone.round_robin:
+                    r.pick_from = len(r.answer)
+                    r.picks = [rec.ip]
+                _lone_address(ctx, r, owner, qtype, rec, r.answer)
+            return  # else addresses of the other family only: NODATA, not a CNAME
+    else:
+        addrs = [rec for rec in records if rec.family == family and rec.rtype in _ADDRESS_TYPES]
+        if addrs:
+            rrs, ips = _address_rrs(ctx, owner, qtype, healthy(ctx, r, addrs))
+            if ctx.zone.round_robin:  # SkyDNS2's round_robin false: key order, no turns
                 r.pick_from = len(r.answer)
-                r.picks = [rec.ip]
-            r.answer.append((owner, _head(qtype, 1, ctx.ttl(rec)), packed(rec)))
+                r.picks = ips
+            r.answer.extend(rrs)
             return
-    addrs = [rec for rec in records if rec.family == family and rec.rtype in _ADDRESS_TYPES]
-    if addrs:
-        rrs, ips = _address_rrs(ctx, owner, qtype, healthy(ctx, r, addrs))
-        if ctx.zone.round_robin:  # SkyDNS2's round_robin false: key order, no turns
-            r.pick_from = len(r.answer)
-            r.picks = ips
-        r.answer.extend(rrs)
-        return
-    if any(_is_address(rec) for rec in records):
-        return  # addresses of the other family only: NODATA, not a CNAME
+        if any(_is_address(rec) for rec in records):
+            return  # addresses of the other family only: NODATA, not a CNAME
     rec = _cname_of(records)
     if rec is None:
         return
     target = name_labels(rec.host)
     if target is None:
         return
-    target_path = target_path_of(target)
+    target_path = _paths_memo.get(target) or target_path_of(target)
     if seen is None:
         seen = {path}
     if target_path in seen or len(seen) > MAX_CNAME_HOPS:
@@ -431,8 +512,13 @@ def _addresses(ctx, r: Records, owner: tuple, path: Path, qtype: int, records,
         r.answer.clear()
         return
     seen.add(target_path)
-    r.answer.append((owner, _head(T_CNAME, 1, ctx.ttl(rec)), (target,)))
-    if zone_of(target_path, domain_path(ctx)) is None:
+    ttl = rec.ttl or ctx.zone.ttl
+    if rec.lease:
+        ttl = ctx.ttl(rec)
+    r.answer.append((owner, _heads.get(T_CNAME << 32 | ttl) or head_of(T_CNAME, ttl),
+                     (target,)))
+    domain = _domain_paths.get(ctx.zone.domain) or domain_path(ctx)
+    if target_path[: len(domain)] != domain and zone_of(target_path, domain) is None:
         r.external = (target, qtype)  # the rest of the chain is upstream's
         return
     r.paths.add(target_path)
@@ -446,35 +532,73 @@ def _addresses(ctx, r: Records, owner: tuple, path: Path, qtype: int, records,
 def _glue(ctx: Context, r: Records, rec, labels: tuple) -> None:
     """Additional-section addresses for a target (`labels`): the record's own IP, or an
     in-zone name's."""
-    if rec.ip:
+    if rec.ip:  # the target's own address: health was read with the target's
+        ttl = rec.ttl or ctx.zone.ttl
+        if rec.lease:
+            ttl = ctx.ttl(rec)
         qtype = T_A if rec.family == 4 else T_AAAA
-        r.additional.extend(_address_rrs(ctx, labels, qtype, [rec])[0])
+        r.additional.append((labels, _heads.get(qtype << 32 | ttl) or head_of(qtype, ttl),
+                             _packed.get(rec.ip) or packed(rec)))
         return
-    target_path = target_path_of(labels)
-    if zone_of(target_path, domain_path(ctx)) is None:
+    target_path = _paths_memo.get(labels) or target_path_of(labels)
+    domain = _domain_paths.get(ctx.zone.domain) or domain_path(ctx)
+    if target_path[: len(domain)] != domain and zone_of(target_path, domain) is None:
         return
     r.paths.add(target_path)
-    found = [t for t in ctx.index.below(target_path) if _is_address(t)]
+    below = ctx.index.below(target_path)
+    if len(below) == 1:  # the commonest target: one address
+        t = below[0]
+        if t.family and t.rtype in _ADDRESS_TYPES:
+            _lone_address(ctx, r, labels, T_A if t.family == 4 else T_AAAA, t, r.additional)
+        return
+    found = [t for t in below if _is_address(t)]
     for family, qtype in ((4, T_A), (6, T_AAAA)):
         group = [t for t in found if t.family == family]
         if group:
             r.additional.extend(_address_rrs(ctx, labels, qtype, healthy(ctx, r, group))[0])
 
 
+_srv_targets: dict[int, tuple] = {}  # id(record) -> (record, labels, name wire)
+
+
 def _srv(ctx: Context, r: Records, owner: tuple, records) -> None:
-    targets = [rec for rec in records if is_srv_target(rec)]
+    targets = [rec for rec in records if rec.host and rec.rtype in _SRV_TYPES and not rec.mail
+               and (rec.ip or rec.path[:1] != ("arpa",))]  # is_srv_target, inlined
+    if not targets:
+        return
     with_ip = [rec for rec in targets if rec.ip]
     if with_ip:  # DOWN IP targets are left out, all DOWN -> all kept, like addresses
-        keep = {rec.path for rec in healthy(ctx, r, with_ip)}
-        targets = [rec for rec in targets if not rec.ip or rec.path in keep]
+        up = healthy(ctx, r, with_ip)
+        if up is not with_ip:
+            keep = {rec.path for rec in up}
+            targets = [rec for rec in targets if not rec.ip or rec.path in keep]
+    # srv_weights, inlined: priority 10 when unset, weights as percentages of their sum
+    totals: dict[int, int] = {}
+    for rec in targets:
+        priority = rec.priority or SRV_PRIORITY
+        totals[priority] = totals.get(priority, 0) + (rec.weight or 100)
     seen_targets = set()
-    for rec, priority, weight in srv_weights(targets):
-        labels = target_labels(rec)
+    zone_ttl = ctx.zone.ttl
+    answer = r.answer
+    for rec in targets:
+        known = _srv_targets.get(id(rec))
+        if known is None or known[0] is not rec:
+            labels = target_labels(rec)
+            known = (rec, labels, plain_name(labels) if labels is not None else None)
+            if len(_srv_targets) >= _MEMO_MAX:
+                _srv_targets.clear()
+            _srv_targets[id(rec)] = known
+        _, labels, wire = known
         if labels is None:
             continue
+        priority = rec.priority or SRV_PRIORITY
+        ttl = rec.ttl or zone_ttl
+        if rec.lease:
+            ttl = ctx.ttl(rec)
         # the target is written whole (RFC 2782: no compression): the rdata is fixed bytes
-        rdata = _SRV_DATA.pack(priority, weight, rec.port) + plain_name(labels)
-        r.answer.append((owner, _head(T_SRV, 1, ctx.ttl(rec)), rdata))
+        rdata = _SRV_DATA.pack(priority, (rec.weight or 100) * 100 // totals[priority],
+                               rec.port) + wire
+        answer.append((owner, _heads.get(T_SRV << 32 | ttl) or head_of(T_SRV, ttl), rdata))
         if labels not in seen_targets:
             seen_targets.add(labels)
             _glue(ctx, r, rec, labels)
@@ -486,8 +610,13 @@ def _mx(ctx: Context, r: Records, owner: tuple, records) -> None:
             labels = target_labels(rec)
             if labels is None:
                 continue
-            rdata = (rec.priority.to_bytes(2, "big"), labels)
-            r.answer.append((owner, _head(T_MX, 1, ctx.ttl(rec)), rdata))
+            ttl = rec.ttl or ctx.zone.ttl
+            if rec.lease:
+                ttl = ctx.ttl(rec)
+            preference = rec.priority
+            rdata = (_U16[preference] if preference < 1024 else preference.to_bytes(2, "big"),
+                     labels)
+            r.answer.append((owner, _heads.get(T_MX << 32 | ttl) or head_of(T_MX, ttl), rdata))
             _glue(ctx, r, rec, labels)
 
 
@@ -502,5 +631,5 @@ def _ns(ctx: Context, r: Records, owner: tuple, zone_path: Path, apex: bool, rec
         labels = target_labels(rec)
         if labels is None:
             continue
-        r.answer.append((owner, _head(T_NS, 1, ctx.ttl(rec)), (labels,)))
+        r.answer.append((owner, head_of(T_NS, ctx.ttl(rec)), (labels,)))
         _glue(ctx, r, rec, labels)
