@@ -62,16 +62,28 @@ def _names_of(qlabels: tuple) -> dict:
     return start.copy()
 
 
+_AFTER_FIRST = [tuple(range(1, n)) for n in range(128)]  # a name's label indexes but 0
+
+
 def _name(labels: tuple, offset: int, names: dict) -> bytes:
     """`labels` written at `offset`, compressed against `names` (suffix -> offset), which
     learns the suffixes written here whole."""
-    out = b""
-    for i in range(len(labels)):
+    ptr = names.get(labels)  # the whole name written before: the commonest case
+    if ptr is not None:
+        return _PTRS[ptr] if ptr < 1024 else bytes((0xC0 | ptr >> 8, ptr & 0xFF))
+    if not labels:
+        return b"\x00"
+    if offset < 0x4000:  # a pointer reaches only the first 16 KB
+        names[labels] = offset
+    label = labels[0]
+    out = _LENGTHS[len(label)] + label
+    offset += len(label) + 1
+    for i in _AFTER_FIRST[len(labels)]:
         suffix = labels[i:]
         ptr = names.get(suffix)
         if ptr is not None:
             return out + (_PTRS[ptr] if ptr < 1024 else bytes((0xC0 | ptr >> 8, ptr & 0xFF)))
-        if offset < 0x4000:  # a pointer reaches only the first 16 KB
+        if offset < 0x4000:
             names[suffix] = offset
         label = labels[i]
         out += _LENGTHS[len(label)] + label
@@ -84,6 +96,11 @@ def _records(rrs: list, qlabels: tuple, offset: int, names: dict | None, out: li
     while only the question's name has been pointed to)."""
     for owner, head, rdata in rrs:
         if owner is qlabels and owner:
+            if type(rdata) is bytes:  # the same bytes wherever it stands
+                chunk = _pointed.get((head, rdata)) or _pointed_record(head, rdata)
+                offset += len(chunk)
+                out.append(chunk)
+                continue
             o = b"\xc0\x0c"  # the question's name, written at offset 12
         else:
             if names is None:
@@ -101,7 +118,7 @@ def _records(rrs: list, qlabels: tuple, offset: int, names: dict | None, out: li
                 pos += len(part)
             rdata = b"".join(parts)
         n = len(rdata)
-        chunk = o + head + (_U16[n] if n < 1024 else n.to_bytes(2, "big")) + rdata
+        chunk = b"".join((o, head, _U16[n] if n < 1024 else n.to_bytes(2, "big"), rdata))
         offset += len(chunk)
         out.append(chunk)
     return offset, names
@@ -151,6 +168,16 @@ _pointed: dict = {}  # (head, rdata) -> the record owned by the question's name,
 _T_SOA = b"\x00\x06"
 
 
+def _pointed_record(head: bytes, rdata: bytes) -> bytes:
+    """A record owned by the question's name with RDATA of fixed bytes, rendered and kept."""
+    n = len(rdata)
+    chunk = b"\xc0\x0c" + head + (_U16[n] if n < 1024 else n.to_bytes(2, "big")) + rdata
+    if len(_pointed) >= _MEMO_MAX:
+        _pointed.clear()
+    _pointed[(head, rdata)] = chunk
+    return chunk
+
+
 def message(
     rec,
     question: bytes,
@@ -179,15 +206,7 @@ def message(
             for owner, head, rdata in rrs:
                 if owner is not qlabels or type(rdata) is not bytes:
                     break
-                chunk = _pointed.get((head, rdata))
-                if chunk is None:
-                    n = len(rdata)
-                    chunk = (b"\xc0\x0c" + head
-                             + (_U16[n] if n < 1024 else n.to_bytes(2, "big")) + rdata)
-                    if len(_pointed) >= _MEMO_MAX:
-                        _pointed.clear()
-                    _pointed[(head, rdata)] = chunk
-                an.append(chunk)
+                an.append(_pointed.get((head, rdata)) or _pointed_record(head, rdata))
             else:
                 body = b"".join(an)
                 if 12 + len(question) + len(body) + len(opt) <= limit:
@@ -196,8 +215,12 @@ def message(
                             + question + body + opt)
                 return _reply(an, [], question, limit, ra, opt, rec.rcode, qid, rd)
         elif not rrs and len(authority) == 1 and authority[0][1][:2] == _T_SOA:
-            ns = [_negative_soa(authority[0], qlabels, 12 + len(question))]
-            return _reply([], ns, question, limit, ra, opt, rec.rcode, qid, rd)
+            soa = _negative_soa(authority[0], qlabels, 12 + len(question))
+            if 12 + len(question) + len(soa) + len(opt) <= limit:
+                flags = (0x8480 if ra else _FLAGS_AA) | (rec.rcode & 0xF) | (rd << 8)
+                return (_HEADER.pack(qid, flags, 1, 0, 1, 1 if opt else 0)
+                        + question + soa + opt)
+            return _reply([], [soa], question, limit, ra, opt, rec.rcode, qid, rd)
     an: list = []
     offset, names = _records(rrs, qlabels, 12 + len(question), None, an)
     ns: list = []

@@ -260,15 +260,15 @@ def head_of(rtype: int, ttl: int) -> bytes:
     return head
 
 
-def _records(paths: set, zone_path: Path) -> Records:
-    """A Records with `paths` read so far, made without the call through Records()."""
+def _records(paths: set, ips: set, found: list, zone_path: Path) -> Records:
+    """A Records made with what the answer has so far, without the call through Records()."""
     r = _new(Records)
     r.rcode = NOERROR
-    r.answer = []
+    r.answer = found
     r.authority = []
     r.additional = []
     r.paths = paths
-    r.ips = set()
+    r.ips = ips
     r.soa = False
     r.fail_open = False
     r.pick_from = -1
@@ -294,10 +294,10 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
     # `local.dns.<domain>` reads the [Dns] local name's records
     if settings.local:
         lookup = settings.lookup_path(path)
-        r = _records({path, lookup}, zone_path)
+        paths = {path, lookup}
     else:
         lookup = path
-        r = _records({path}, zone_path)
+        paths = {path}
     # The apex owns only what is stored at it (plus SOA/NS): answering the whole zone to
     # `zone. A` would dump every record in one reply.
     apex = path == zone_path
@@ -307,32 +307,32 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
         records = index.below(lookup) if below is None else below
         if len(records) > 1:
             records = grouped(records)
+    if (qtype == T_A or qtype == T_AAAA) and len(records) == 1:
+        # the commonest question: one address, made without the list work of _addresses
+        rec = records[0]
+        if rec.family == (4 if qtype == T_A else 6) and rec.rtype in _ADDRESS_TYPES:
+            ip = rec.ip
+            ttl = rec.ttl or settings.ttl
+            if rec.lease:
+                ttl = ctx.ttl(rec)
+            r = _records(paths, {ip}, [(qlabels, _heads.get(qtype << 32 | ttl)
+                                        or head_of(qtype, ttl), _packed.get(ip) or packed(rec))],
+                         zone_path)
+            down = ctx.health.down
+            if down and ip in down:
+                r.fail_open = True  # the only address is DOWN: returned all the same
+            if settings.round_robin:
+                r.pick_from = 0
+                r.picks = [ip]
+            return r
+    r = _records(paths, set(), [], zone_path)
     if qtype == T_A or qtype == T_AAAA:
-        if len(records) == 1:  # the commonest question: one address, without the list work
-            rec = records[0]
-            if rec.family == (4 if qtype == T_A else 6) and rec.rtype in _ADDRESS_TYPES:
-                ip = rec.ip
-                r.ips.add(ip)
-                down = ctx.health.down
-                if down and ip in down:
-                    r.fail_open = True  # the only address is DOWN: returned all the same
-                if settings.round_robin:
-                    r.pick_from = 0
-                    r.picks = [ip]
-                ttl = rec.ttl or settings.ttl
-                if rec.lease:
-                    ttl = ctx.ttl(rec)
-                r.answer.append((qlabels, _heads.get(qtype << 32 | ttl) or head_of(qtype, ttl),
-                                 _packed.get(ip) or packed(rec)))
-                return r
         _addresses(ctx, r, qlabels, lookup, qtype, records)
         found = r.answer
         if found and found[-1][1][:2] == b"\x00\x05" and r.external is None:
             r.authority.append(soa_rr(ctx, zone_path))  # a dangling chain
             r.soa = True
             return r
-    elif qtype == T_SRV:
-        _srv(ctx, r, qlabels, records)
     elif qtype == T_TXT:
         found = r.answer
         for rec in records:
@@ -342,6 +342,10 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
                     ttl = ctx.ttl(rec)
                 found.append((qlabels, _heads.get(T_TXT << 32 | ttl) or head_of(T_TXT, ttl),
                               _txt_memo.get(rec.text) or txt_rdata(rec.text)))
+        if found:
+            return r
+    elif qtype == T_SRV:
+        _srv(ctx, r, qlabels, records)
     elif qtype == T_MX:
         _mx(ctx, r, qlabels, records)
     elif qtype == T_CNAME:
@@ -380,7 +384,10 @@ def grouped(records: list[Record]) -> list[Record]:
     """CoreDNS's `group` rule: the shortest keys of the set name the group; then only records
     of that group and records without a group answer. When the shortest keys carry no group,
     or disagree on it, the set is not grouped."""
-    if not records or not any(r.group for r in records):
+    for r in records:
+        if r.group:
+            break
+    else:  # no group anywhere: the commonest set
         return records
     shortest = min(len(r.path) for r in records)
     groups = {r.group for r in records if len(r.path) == shortest and r.group}
@@ -558,20 +565,30 @@ def _glue(ctx: Context, r: Records, rec, labels: tuple) -> None:
             r.additional.extend(_address_rrs(ctx, labels, qtype, healthy(ctx, r, group))[0])
 
 
-_srv_targets: dict[int, tuple] = {}  # id(record) -> (record, labels, name wire)
+_srv_targets: dict[int, tuple] = {}  # id(record) -> (record, labels, name wire, weight, rdata)
 
 
 def _srv(ctx: Context, r: Records, owner: tuple, records) -> None:
-    targets = [rec for rec in records if rec.host and rec.rtype in _SRV_TYPES and not rec.mail
-               and (rec.ip or rec.path[:1] != ("arpa",))]  # is_srv_target, inlined
+    targets = []
+    ips = []
+    for rec in records:
+        if rec.host and rec.rtype in _SRV_TYPES and not rec.mail:
+            if rec.ip:
+                targets.append(rec)
+                ips.append(rec.ip)
+            elif rec.path[:1] != ("arpa",):  # is_srv_target, inlined
+                targets.append(rec)
     if not targets:
         return
-    with_ip = [rec for rec in targets if rec.ip]
-    if with_ip:  # DOWN IP targets are left out, all DOWN -> all kept, like addresses
-        up = healthy(ctx, r, with_ip)
-        if up is not with_ip:
-            keep = {rec.path for rec in up}
-            targets = [rec for rec in targets if not rec.ip or rec.path in keep]
+    if ips:  # DOWN IP targets are left out, all DOWN -> all kept, like addresses
+        r.ips.update(ips)
+        down = ctx.health.down
+        if down and not down.isdisjoint(ips):
+            with_ip = [rec for rec in targets if rec.ip]
+            up = healthy(ctx, r, with_ip)
+            if up is not with_ip:
+                keep = {rec.path for rec in up}
+                targets = [rec for rec in targets if not rec.ip or rec.path in keep]
     # srv_weights, inlined: priority 10 when unset, weights as percentages of their sum
     totals: dict[int, int] = {}
     for rec in targets:
@@ -580,36 +597,48 @@ def _srv(ctx: Context, r: Records, owner: tuple, records) -> None:
     seen_targets = set()
     zone_ttl = ctx.zone.ttl
     answer = r.answer
+    additional = r.additional
     for rec in targets:
+        priority = rec.priority or SRV_PRIORITY
+        weight = (rec.weight or 100) * 100 // totals[priority]
         known = _srv_targets.get(id(rec))
-        if known is None or known[0] is not rec:
+        if known is None or known[0] is not rec or known[3] != weight:
+            # the record's target and RDATA, kept by the record (immutable) while its
+            # weight in the set stays the same
             labels = target_labels(rec)
-            known = (rec, labels, plain_name(labels) if labels is not None else None)
+            rdata = None
+            if labels is not None:
+                # the target is written whole (RFC 2782: no compression): fixed bytes
+                rdata = _SRV_DATA.pack(priority, weight, rec.port) + plain_name(labels)
+            known = (rec, labels, None, weight, rdata)
             if len(_srv_targets) >= _MEMO_MAX:
                 _srv_targets.clear()
             _srv_targets[id(rec)] = known
-        _, labels, wire = known
+        labels = known[1]
         if labels is None:
             continue
-        priority = rec.priority or SRV_PRIORITY
         ttl = rec.ttl or zone_ttl
         if rec.lease:
             ttl = ctx.ttl(rec)
-        # the target is written whole (RFC 2782: no compression): the rdata is fixed bytes
-        rdata = _SRV_DATA.pack(priority, (rec.weight or 100) * 100 // totals[priority],
-                               rec.port) + wire
-        answer.append((owner, _heads.get(T_SRV << 32 | ttl) or head_of(T_SRV, ttl), rdata))
+        answer.append((owner, _heads.get(T_SRV << 32 | ttl) or head_of(T_SRV, ttl), known[4]))
         if labels not in seen_targets:
             seen_targets.add(labels)
-            _glue(ctx, r, rec, labels)
+            if rec.ip:  # _glue, inlined for the target's own address
+                qtype = T_A if rec.family == 4 else T_AAAA
+                additional.append((labels, _heads.get(qtype << 32 | ttl) or head_of(qtype, ttl),
+                                   _packed.get(rec.ip) or packed(rec)))
+            else:
+                _glue(ctx, r, rec, labels)
 
 
 def _mx(ctx: Context, r: Records, owner: tuple, records) -> None:
     for rec in records:
         if rec.mail and rec.host:
-            labels = target_labels(rec)
+            labels = _labels_memo.get(rec.host) if not rec.ip else None
             if labels is None:
-                continue
+                labels = target_labels(rec)
+                if labels is None:
+                    continue
             ttl = rec.ttl or ctx.zone.ttl
             if rec.lease:
                 ttl = ctx.ttl(rec)
