@@ -132,7 +132,8 @@ def _negative_soa(rr: tuple, qlabels: tuple, offset: int) -> bytes:
     per such shape and then copied, and a negative answer is a lookup and a copy, random
     names too.
     """
-    shape = _soa_shapes.get(id(rr))
+    rr_id = id(rr)
+    shape = _soa_shapes.get(rr_id)
     if shape is None or shape[0] is not rr:
         owner, _, (mname, rname, _times) = rr
         # every suffix of every name the SOA writes: a question's tail in here is pointed to
@@ -140,7 +141,7 @@ def _negative_soa(rr: tuple, qlabels: tuple, offset: int) -> bytes:
         shape = (rr, names, len(owner))
         if len(_soa_shapes) >= 64:
             _soa_shapes.clear()
-        _soa_shapes[id(rr)] = shape
+        _soa_shapes[rr_id] = shape
     _, names, n_owner = shape
     # `names` holds every suffix of its names, so the question's last labels in it are the
     # last `shared` ones: usually the zone's own name, and one label more only for names
@@ -150,7 +151,7 @@ def _negative_soa(rr: tuple, qlabels: tuple, offset: int) -> bytes:
     n = len(qlabels)
     while shared < n and qlabels[n - shared - 1 :] in names:
         shared += 1
-    key = (id(rr), offset, shared)
+    key = (rr_id, offset, shared)
     found = _soa_chunks.get(key)
     if found is not None and found[0] is rr:
         return found[1]
@@ -221,15 +222,20 @@ def message(
                 return (_HEADER.pack(qid, flags, 1, 0, 1, 1 if opt else 0)
                         + question + soa + opt)
             return _reply([], [soa], question, limit, ra, opt, rec.rcode, qid, rd)
-    an: list = []
-    offset, names = _records(rrs, qlabels, 12 + len(question), None, an)
-    ns: list = []
+    out: list = []  # every section's records, in order
+    offset, names = _records(rrs, qlabels, 12 + len(question), None, out)
+    n_an = len(out)
     if authority:
-        offset, names = _records(authority, qlabels, offset, names, ns)
-    ar: list = []
+        offset, names = _records(authority, qlabels, offset, names, out)
+    n_ns = len(out) - n_an
     if additional:
-        _records(additional, qlabels, offset, names, ar)
-    return _reply(an, ns, question, limit, ra, opt, rec.rcode, qid, rd, ar)
+        offset, _ = _records(additional, qlabels, offset, names, out)
+    if offset + len(opt) <= limit:  # offset: the size so far (header, question, records)
+        flags = (0x8480 if ra else _FLAGS_AA) | (rec.rcode & 0xF) | (rd << 8)
+        return (_HEADER.pack(qid, flags, 1, n_an, n_ns, len(out) - n_an - n_ns + (1 if opt else 0))
+                + question + b"".join(out) + opt)
+    return _reply(out[:n_an], out[n_an : n_an + n_ns], question, limit, ra, opt, rec.rcode, qid,
+                  rd, out[n_an + n_ns :])
 
 
 def _reply(an: list, ns: list, question: bytes, limit: int, ra: bool, opt: bytes, rcode: int,

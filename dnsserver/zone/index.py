@@ -151,11 +151,13 @@ class RecordIndex:
         """Records at or below `path`, in key order so every worker answers alike."""
         if not self.wildcards and "*" not in path:  # one node, no wildcard to try: walk to it
             node = self._root
-            try:  # every question walks here: subscripts, no checks (a leaf's children: None)
-                for label in path:
-                    node = node.children[label]
-            except (KeyError, TypeError):
-                return []
+            for label in path:  # _node, inlined: every question walks here
+                children = node.children
+                if children is None:
+                    return []
+                node = children.get(label)
+                if node is None:
+                    return []
             if node.children is None:  # a leaf: the commonest answer, one record
                 return [node.record] if node.record is not None else []
             if node.count == 1:  # one record below (name/x): follow the only branch
@@ -186,7 +188,10 @@ def _gather(stack: list[_Node]) -> list[Record]:
             found.append(node.record)
         if node.children:
             stack.extend(node.children.values())
-    if len(found) > 1:
+    if len(found) == 2:  # two records (name/a, name/b), commoner than more: no sort call
+        if found[1].path < found[0].path:
+            found.reverse()
+    elif len(found) > 2:
         found.sort(key=_order)
     return found
 

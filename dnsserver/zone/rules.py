@@ -245,7 +245,8 @@ def soa_rr(ctx: Context, zone_path: Path) -> tuple:
 # -- the rules --------------------------------------------------------------------------------
 
 _new = object.__new__
-_heads: dict[int, bytes] = {}
+_heads: dict[int, bytes] = {}  # rtype << 32 | TTL -> head
+_K_TXT, _K_CNAME, _K_SRV, _K_MX = T_TXT << 32, T_CNAME << 32, T_SRV << 32, T_MX << 32
 
 
 def head_of(rtype: int, ttl: int) -> bytes:
@@ -340,7 +341,7 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
                 ttl = rec.ttl or settings.ttl
                 if rec.lease:
                     ttl = ctx.ttl(rec)
-                found.append((qlabels, _heads.get(T_TXT << 32 | ttl) or head_of(T_TXT, ttl),
+                found.append((qlabels, _heads.get(_K_TXT | ttl) or head_of(T_TXT, ttl),
                               _txt_memo.get(rec.text) or txt_rdata(rec.text)))
         if found:
             return r
@@ -522,7 +523,7 @@ def _addresses(ctx, r: Records, owner: tuple, path: Path, qtype: int, records,
     ttl = rec.ttl or ctx.zone.ttl
     if rec.lease:
         ttl = ctx.ttl(rec)
-    r.answer.append((owner, _heads.get(T_CNAME << 32 | ttl) or head_of(T_CNAME, ttl),
+    r.answer.append((owner, _heads.get(_K_CNAME | ttl) or head_of(T_CNAME, ttl),
                      (target,)))
     domain = _domain_paths.get(ctx.zone.domain) or domain_path(ctx)
     if target_path[: len(domain)] != domain and zone_of(target_path, domain) is None:
@@ -620,7 +621,7 @@ def _srv(ctx: Context, r: Records, owner: tuple, records) -> None:
         ttl = rec.ttl or zone_ttl
         if rec.lease:
             ttl = ctx.ttl(rec)
-        answer.append((owner, _heads.get(T_SRV << 32 | ttl) or head_of(T_SRV, ttl), known[4]))
+        answer.append((owner, _heads.get(_K_SRV | ttl) or head_of(T_SRV, ttl), known[4]))
         if labels not in seen_targets:
             seen_targets.add(labels)
             if rec.ip:  # _glue, inlined for the target's own address
@@ -645,7 +646,7 @@ def _mx(ctx: Context, r: Records, owner: tuple, records) -> None:
             preference = rec.priority
             rdata = (_U16[preference] if preference < 1024 else preference.to_bytes(2, "big"),
                      labels)
-            r.answer.append((owner, _heads.get(T_MX << 32 | ttl) or head_of(T_MX, ttl), rdata))
+            r.answer.append((owner, _heads.get(_K_MX | ttl) or head_of(T_MX, ttl), rdata))
             _glue(ctx, r, rec, labels)
 
 
