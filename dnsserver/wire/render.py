@@ -138,18 +138,19 @@ def _negative_soa(rr: tuple, qlabels: tuple, offset: int) -> bytes:
         owner, _, (mname, rname, _times) = rr
         # every suffix of every name the SOA writes: a question's tail in here is pointed to
         names = frozenset(n[i:] for n in (owner, mname, rname) for i in range(len(n)))
-        shape = (rr, names, len(owner))
+        shape = (rr, names, len(owner), frozenset(owner + mname + rname))
         if len(_soa_shapes) >= 64:
             _soa_shapes.clear()
         _soa_shapes[rr_id] = shape
-    _, names, n_owner = shape
+    _, names, n_owner, labels = shape
     # `names` holds every suffix of its names, so the question's last labels in it are the
     # last `shared` ones: usually the zone's own name, and one label more only for names
     # like dns.<zone>
     tail = qlabels[-n_owner:] if n_owner else ()
     shared = len(tail) if tail in names else 0
     n = len(qlabels)
-    while shared < n and qlabels[n - shared - 1 :] in names:
+    # (a label the SOA never writes ends the run without building the suffix)
+    while shared < n and qlabels[n - shared - 1] in labels and qlabels[n - shared - 1 :] in names:
         shared += 1
     key = (rr_id, offset, shared)
     found = _soa_chunks.get(key)

@@ -161,13 +161,25 @@ class RecordIndex:
             if node.children is None:  # a leaf: the commonest answer, one record
                 return [node.record] if node.record is not None else []
             if node.count == 1:  # one record below (name/x): follow the only branch
-                start = node
-                while node.record is None:
-                    children = node.children
-                    if len(children) != 1:
-                        return _gather([start])
-                    (node,) = children.values()
+                while node.record is None:  # (empty branches are pruned: one child each)
+                    (node,) = node.children.values()
                 return [node.record]
+            children = node.children
+            if node.record is None and node.count == len(children):
+                # as many records as branches: when each sits at its branch's top (name/a,
+                # name/b), they are the children's records, without the walk of _gather
+                found = []
+                for child in children.values():
+                    if child.record is None:
+                        break
+                    found.append(child.record)
+                else:
+                    if len(found) == 2:
+                        if found[1].path < found[0].path:
+                            found.reverse()
+                    elif len(found) > 2:
+                        found.sort(key=_order)
+                    return found
             return _gather([node])
         return _gather(self._match(path))
 

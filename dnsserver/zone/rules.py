@@ -566,7 +566,7 @@ def _glue(ctx: Context, r: Records, rec, labels: tuple) -> None:
             r.additional.extend(_address_rrs(ctx, labels, qtype, healthy(ctx, r, group))[0])
 
 
-_srv_targets: dict[int, tuple] = {}  # id(record) -> (record, labels, name wire, weight, rdata)
+_srv_targets: dict[int, tuple] = {}  # id(record) -> (record, labels, weight, rdata, glue)
 
 
 def _srv(ctx: Context, r: Records, owner: tuple, records) -> None:
@@ -595,7 +595,7 @@ def _srv(ctx: Context, r: Records, owner: tuple, records) -> None:
     for rec in targets:
         priority = rec.priority or SRV_PRIORITY
         totals[priority] = totals.get(priority, 0) + (rec.weight or 100)
-    seen_targets = set()
+    seen_targets = []  # a few, most often all different: a list is cheaper than a set
     zone_ttl = ctx.zone.ttl
     answer = r.answer
     additional = r.additional
@@ -603,31 +603,34 @@ def _srv(ctx: Context, r: Records, owner: tuple, records) -> None:
         priority = rec.priority or SRV_PRIORITY
         weight = (rec.weight or 100) * 100 // totals[priority]
         known = _srv_targets.get(id(rec))
-        if known is None or known[0] is not rec or known[3] != weight:
-            # the record's target and RDATA, kept by the record (immutable) while its
-            # weight in the set stays the same
+        if known is None or known[0] is not rec or known[2] != weight:
+            # the record's target, RDATA and glue address, kept by the record (immutable)
+            # while its weight in the set stays the same
             labels = target_labels(rec)
             rdata = None
             if labels is not None:
                 # the target is written whole (RFC 2782: no compression): fixed bytes
                 rdata = _SRV_DATA.pack(priority, weight, rec.port) + plain_name(labels)
-            known = (rec, labels, None, weight, rdata)
+            glue = None
+            if rec.ip:
+                glue = ((T_A if rec.family == 4 else T_AAAA), packed(rec))
+            known = (rec, labels, weight, rdata, glue)
             if len(_srv_targets) >= _MEMO_MAX:
                 _srv_targets.clear()
             _srv_targets[id(rec)] = known
-        labels = known[1]
+        _, labels, _, rdata, glue = known
         if labels is None:
             continue
         ttl = rec.ttl or zone_ttl
         if rec.lease:
             ttl = ctx.ttl(rec)
-        answer.append((owner, _heads.get(_K_SRV | ttl) or head_of(T_SRV, ttl), known[4]))
+        answer.append((owner, _heads.get(_K_SRV | ttl) or head_of(T_SRV, ttl), rdata))
         if labels not in seen_targets:
-            seen_targets.add(labels)
-            if rec.ip:  # _glue, inlined for the target's own address
-                qtype = T_A if rec.family == 4 else T_AAAA
+            seen_targets.append(labels)
+            if glue is not None:  # _glue, inlined for the target's own address
+                qtype, address = glue
                 additional.append((labels, _heads.get(qtype << 32 | ttl) or head_of(qtype, ttl),
-                                   _packed.get(rec.ip) or packed(rec)))
+                                   address))
             else:
                 _glue(ctx, r, rec, labels)
 
