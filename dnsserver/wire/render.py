@@ -132,16 +132,9 @@ def _negative_soa(rr: tuple, qlabels: tuple, offset: int) -> bytes:
     per such shape and then copied, and a negative answer is a lookup and a copy, random
     names too.
     """
-    rr_id = id(rr)
-    shape = _soa_shapes.get(rr_id)
-    if shape is None or shape[0] is not rr:
-        owner, _, (mname, rname, _times) = rr
-        # every suffix of every name the SOA writes: a question's tail in here is pointed to
-        names = frozenset(n[i:] for n in (owner, mname, rname) for i in range(len(n)))
-        shape = (rr, names, len(owner), frozenset(owner + mname + rname))
-        if len(_soa_shapes) >= 64:
-            _soa_shapes.clear()
-        _soa_shapes[rr_id] = shape
+    shape = _soa_last[0]
+    if shape[0] is not rr:
+        shape = _soa_shape(rr)
     _, names, n_owner, labels = shape
     # `names` holds every suffix of its names, so the question's last labels in it are the
     # last `shared` ones: usually the zone's own name, and one label more only for names
@@ -152,20 +145,35 @@ def _negative_soa(rr: tuple, qlabels: tuple, offset: int) -> bytes:
     # (a label the SOA never writes ends the run without building the suffix)
     while shared < n and qlabels[n - shared - 1] in labels and qlabels[n - shared - 1 :] in names:
         shared += 1
-    key = (rr_id, offset, shared)
-    found = _soa_chunks.get(key)
+    # keyed without the record (one zone's SOA at a time, mostly): its identity is checked
+    found = _soa_chunks.get(offset << 8 | shared)
     if found is not None and found[0] is rr:
         return found[1]
     out: list = []
     _records((rr,), qlabels, offset, None, out)
     if len(_soa_chunks) >= _MEMO_MAX:
         _soa_chunks.clear()
-    _soa_chunks[key] = (rr, out[0])
+    _soa_chunks[offset << 8 | shared] = (rr, out[0])
     return out[0]
 
 
+def _soa_shape(rr: tuple) -> tuple:
+    """(the SOA record, every suffix of the names it writes, its owner's length, their labels)."""
+    shape = _soa_shapes.get(id(rr))
+    if shape is None or shape[0] is not rr:
+        owner, _, (mname, rname, _times) = rr
+        names = frozenset(n[i:] for n in (owner, mname, rname) for i in range(len(n)))
+        shape = (rr, names, len(owner), frozenset(owner + mname + rname))
+        if len(_soa_shapes) >= 64:
+            _soa_shapes.clear()
+        _soa_shapes[id(rr)] = shape
+    _soa_last[0] = shape
+    return shape
+
+
 _soa_shapes: dict = {}
-_soa_chunks: dict = {}  # (SOA record, offset, labels shared with the question) -> its bytes
+_soa_last = [(None,)]  # the shape used last: most negative answers are of one zone
+_soa_chunks: dict = {}  # offset << 8 | labels shared with the question -> (SOA record, its bytes)
 _pointed: dict = {}  # (head, rdata) -> the record owned by the question's name, rendered
 _T_SOA = b"\x00\x06"
 

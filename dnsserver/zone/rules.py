@@ -326,7 +326,19 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
                 r.pick_from = 0
                 r.picks = [ip]
             return r
-    r = _records(paths, set(), [], zone_path)
+    r = _new(Records)  # _records, inlined
+    r.rcode = NOERROR
+    r.answer = []
+    r.authority = []
+    r.additional = []
+    r.paths = paths
+    r.ips = set()
+    r.soa = False
+    r.fail_open = False
+    r.pick_from = -1
+    r.picks = []
+    r.zone_path = zone_path
+    r.external = None
     if qtype == T_A or qtype == T_AAAA:
         _addresses(ctx, r, qlabels, lookup, qtype, records)
         found = r.answer
