@@ -51,7 +51,7 @@ from .wire.message import (
 from .wire.querycheck import Malformed, check_query
 from .wire.render import message, name_wire, opt_record
 from .zone import rules
-from .zone.context import answer_mode, owns, owns_reverse, zone_settings
+from .zone.context import answer_mode, is_reverse, owns, owns_reverse, zone_settings
 from .zone.plainnx import PlainNx
 from .zone.records import reverse_zones
 from .zone.rules import labels_path
@@ -97,10 +97,12 @@ class Engine:
         self.signing = ZoneSigning(keys, self.state) if keys else None
         self.max_udp = dns["max-udp-size"]
         self._domain_path = self.zone.domain_path
-        # question name wire -> [labels, path, text, the zone generation at which the flood
-        # path (plainnx.py) last turned the name down, or -1]
+        # question name wire -> what _name says
         self._names: dict[bytes, list] = {}
         self._gen = 0  # zone changes so far
+        self._counted: list[list] = []  # the remembered names asked since fold_names
+        self._tails: dict[bytes, tuple] = {}  # see _tail: a handful of keys' last bytes
+        self._ra = self.zone.recursion
         # the OPT record of a reply by the key's EDNS flag: "-" none, "E" EDNS, "D" with DO
         self._opts = {0x2D: b"", 0x45: opt_record(self.max_udp, False),
                       0x44: opt_record(self.max_udp, True)}
@@ -186,33 +188,39 @@ class Engine:
         """The reply to a query the cache did not answer: bytes, None (stay silent), or a
         coroutine when it needs the network. Answers made here are timed (miss latency)."""
         start = _clock()
-        reply = self._miss(data, client, tcp)
-        if reply.__class__ is bytes:
-            self.built_time.observe(_clock() - start)
-        return reply
-
-    def _miss(self, data: bytes, client: str, tcp: bool):
-        if len(data) >= 12 and data[6:12] != b"\0\0\0\0\0\0" and not data[2] & 0x80:
-            # Records besides the question: maybe a TSIG. Not if the transport's key took the
-            # query (it allows one OPT and nothing else), so plain EDNS misses skip the walk.
-            data0, keyed = self.cache.missed
-            if data0 is not data or keyed is None:
+        # The transport keyed this very query (the same object) for the hit it did not find;
+        # a TCP key's limit is TCP_LIMIT, so one made for the other transport is never reused.
+        data0, keyed = self.cache.missed
+        if data0 is not data or keyed is None or (keyed[0][-3:] == _TCP_KEY_LIMIT) != tcp:
+            keyed = question_key(data, tcp, self.max_udp)
+            # Unkeyed with records besides the question: maybe a TSIG (a keyed query has at
+            # most an OPT, so plain EDNS misses skip the walk).
+            if (keyed is None and len(data) >= 12 and data[6:12] != b"\0\0\0\0\0\0"
+                    and not data[2] & 0x80):
                 try:
                     request = tsig.read_request(data)
                 except tsig.TsigFormErr as err:
                     return self._tsig_formerr(data, client, err)
                 if request is not None:
                     return self._signed(data, request, client, tcp)
-        self.stats["requests"] += 1
-        self.cache.misses += 1
-        return self._answer(data, client, tcp)
+        self.cache.misses += 1  # a request too (stats.py adds them up)
+        reply = None if keyed is None else self._zone_wire(data, keyed, client, tcp)
+        if reply is None:
+            reply = self._routed(data, client, tcp)
+        if reply.__class__ is bytes:
+            self.built_time.observe(_clock() - start)
+        return reply
 
     def _answer(self, data: bytes, client: str, tcp: bool, signed=None):
         """The reply to a message without TSIG (or with it taken off: `signed` is then the
         verdict, which a transfer needs to sign its messages)."""
-        reply = self._zone_wire(data, client, tcp)
-        if reply is not None:
-            return reply
+        keyed = question_key(data, tcp, self.max_udp)
+        reply = None if keyed is None else self._zone_wire(data, keyed, client, tcp)
+        return self._routed(data, client, tcp, signed) if reply is None else reply
+
+    def _routed(self, data: bytes, client: str, tcp: bool, signed=None):
+        """What `_zone_wire` does not answer, read with bounded work (querycheck.py) and
+        routed: other classes, ANY/AXFR/IXFR, forwarded names, not loaded yet, unkeyed."""
         try:
             q = parse_query(data)
         except FormErr as err:
@@ -280,7 +288,6 @@ class Engine:
         if hit is not None:  # counted as a request by its entry, like any hit
             reply = inner[:2] + hit[0]
         else:
-            self.stats["requests"] += 1
             self.cache.misses += 1
             reply = self._answer(inner, client, tcp, verdict)
         if keyed is not None:  # the key ends in the reply's size limit, as the cache keeps it
@@ -316,62 +323,99 @@ class Engine:
         domain = self._domain_path
         return path[: len(domain)] == domain or owns_reverse(self.state, path)
 
-    def _zone_wire(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+    def _zone_wire(self, data: bytes, keyed: tuple, client: str, tcp: bool) -> bytes | None:
         """A query the cache keys (one IN question, at most an OPT) for a name in our zones,
-        read with byte slicing and answered; None: `_answer` parses and routes it (other
-        classes, ANY/AXFR/IXFR, forwarded names, not loaded yet, unkeyed messages)."""
-        # The transport keyed this very query (the same object) for the hit it did not find;
-        # a TCP key's limit is TCP_LIMIT, so one made for the other transport is never reused.
-        data0, keyed = self.cache.missed
-        if data0 is not data or keyed is None or (keyed[0][-3:] == _TCP_KEY_LIMIT) != tcp:
-            keyed = question_key(data, tcp, self.max_udp)
-        if keyed is None:
-            return None
+        read with byte slicing and answered; None: `_routed` parses and routes it (other
+        classes, ANY/AXFR/IXFR, forwarded names, not loaded yet)."""
         key, qend, rd = keyed
-        if data[qend - 2 : qend] != b"\x00\x01":  # not class IN
+        if data[qend - 1] != 1 or data[qend - 2]:  # not class IN
             return None
-        qtype = (data[qend - 4] << 8) | data[qend - 3]
-        if qtype in (_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR):
+        qtype = data[qend - 4] << 8 | data[qend - 3]
+        if qtype >= _QTYPE_IXFR and qtype in (_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR):
             return None
-        flags = key[-4]
         qwire = key[: qend - 16]
         named = self._names.get(qwire)
+        # what the key's tail (EDNS flag, size limit) means: (flag, limit, OPT record)
+        tail = self._tails.get(key[-4:])
+        if tail is None:
+            tail = self._tail(key[-4:])
         nx = None
         # A name the flood path turned down since the last zone change is turned down again.
-        if not self.subdomains and flags != 0x44 and (named is None or named[3] != self._gen):
-            nx = self.plain_nx.shape(key, qend - 16, tcp)  # DO ("D"): the signer's
-            if nx is not None:
-                reply = self.plain_nx.reply(nx, data, qend, rd, key)
-                if reply is not None:  # a copy, cached nowhere: floods of random names stay cheap
-                    self.stats["nxdomain"] += 1
-                    return reply
-            elif named is not None:
-                named[3] = self._gen
-        if named is None:  # the name as labels, index path and text, once per name asked
-            if len(qwire) > 255:
-                return None  # FORMERR on the checked path (querycheck.py)
-            qlabels = wire_labels(qwire)
-            named = [qlabels, labels_path(qlabels), b".".join(qlabels).decode("latin-1") + ".",
-                     -1 if nx is not None else self._gen]
-            if len(self._names) >= _NAMES_KEPT:
-                self._names.clear()
-            self._names[qwire] = named
-        qlabels, path, qname, _ = named
-        if not self.state.ready or (self.subdomains and self._servers_for(qname) is not None):
+        if named is None or named[3] != self._gen:
+            if not self.subdomains and tail[0] != 0x44:  # DO ("D"): the signer's
+                nx = self.plain_nx.shape(key, qend - 16, tcp)
+                if nx is not None:
+                    reply = self.plain_nx.reply(nx, data, qend, rd, key)
+                    if reply is not None:  # a copy, cached nowhere: floods stay cheap
+                        self.stats["nxdomain"] += 1
+                        return reply
+                elif named is not None:
+                    named[3] = self._gen
+            if named is None:  # the name as labels, path and text, once per name asked
+                named = self._name(qwire, nx)
+                if named is None:
+                    return None
+        if not named[5] and (named[5] is False or not owns_reverse(self.state, named[1])):
+            return None  # not ours (None: a reverse name, ours while we hold records there)
+        if not self.state.ready or (self.subdomains and self._servers_for(named[2])):
             return None
-        domain = self._domain_path
-        if path[: len(domain)] != domain and not owns_reverse(self.state, path):
-            return None
-        self.query_names.add(qname)  # bounded by bytes and names (namecount.py)
-        limit, opt = int.from_bytes(key[-3:], "big"), self._opts[flags]
-        rec = None
+        if named[4]:  # asked again: counted here, folded into query_names later
+            named[4] += 1
+        else:
+            named[4] = 1
+            self._counted.append(named)
+        qlabels = named[0]
         if self.cache.size <= 0 and self.signing is None:  # nothing to keep, nothing to sign
-            rec = rules.answer(self.state, path, qtype, qlabels)
+            rec = rules.answer(self.state, named[1], qtype, qlabels)
             if rec.external is None:
-                return self._one(rec, data, client, qend, rd, qlabels, limit, opt, nx)
-        asked = Asked(data, client, tcp, keyed, path, qtype, qlabels, None, limit, opt,
-                      flags == 0x44, rd)
+                # the reply this query gets, straight with its ID, RD bit, question bytes
+                wire = message(rec, data[12:qend], qlabels, tail[1], self._ra, tail[2],
+                               self._variant(rec, client) if len(rec.picks) > 1 else None,
+                               data[0] << 8 | data[1], rd)
+                if rec.rcode or not rec.answer or rec.fail_open or wire[2] & 0x02:
+                    self._count(rec, wire)
+                if nx is not None:
+                    self.plain_nx.learn(nx, wire, qend)
+                return wire
+        else:
+            rec = None
+        asked = Asked(data, client, tcp, keyed, named[1], qtype, qlabels, None, tail[1],
+                      tail[2], tail[0] == 0x44, rd)
         return self._zone(asked, nx, rec)
+
+    def _name(self, qwire: bytes, nx) -> list | None:
+        """What the engine remembers of a question name: [labels (lower-cased), index path,
+        text, the zone generation at which the flood path last turned it down (or -1), times
+        asked since the last fold_names, whether it is ours (True/False; None: a reverse name,
+        ours while we hold records there)]."""
+        if len(qwire) > 255:
+            return None  # FORMERR on the checked path (querycheck.py)
+        qlabels = wire_labels(qwire)
+        path = labels_path(qlabels)
+        domain = self._domain_path
+        ours = True if path[: len(domain)] == domain else None if is_reverse(path) else False
+        named = [qlabels, path, b".".join(qlabels).decode("latin-1") + ".",
+                 -1 if nx is not None else self._gen, 0, ours]
+        if len(self._names) >= _NAMES_KEPT:
+            self.fold_names()
+            self._names.clear()
+        self._names[qwire] = named
+        return named
+
+    def _tail(self, tail: bytes) -> tuple:
+        """(EDNS flag, size limit, the reply's OPT record) for a cache key's last four bytes."""
+        flag = tail[0]
+        found = self._tails[tail] = (flag, int.from_bytes(tail[1:], "big"), self._opts[flag])
+        return found
+
+    def fold_names(self) -> None:
+        """Move the counts of names asked on the miss path into query_names (the stats read
+        it): counted in the remembered names, one increment per query."""
+        add = self.query_names.add
+        for named in self._counted:
+            add(named[2], named[4])
+            named[4] = 0
+        self._counted.clear()
 
     def _zone(self, asked: Asked, nx=None, rec=None):
         """The rules' answer to an in-zone question (`rec` when made already), rendered,
