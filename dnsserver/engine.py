@@ -66,7 +66,7 @@ _clock = time.perf_counter
 _NAMES_KEPT = 16384  # question names remembered as labels and paths; past that, start over
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
 _BADVERS = 16
-_TCP_KEY_LIMIT = TCP_LIMIT.to_bytes(3, "big")  # how a cache key ends for TCP
+NOT_KEYED = object()  # miss(): the transport made no question_key for this query
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 NAME_BYTES = 8 << 20  # and at most this much memory for them (see namecount)
@@ -184,19 +184,18 @@ class Engine:
         log.info("query", extra={"kv": {"client": client, "name": q.qname,
                                         "type": QTYPE.get(q.qtype), "tcp": tcp}})
 
-    def miss(self, data: bytes, client: str, tcp: bool):
+    def miss(self, data: bytes, client: str, tcp: bool, keyed=NOT_KEYED):
         """The reply to a query the cache did not answer: bytes, None (stay silent), or a
-        coroutine when it needs the network. Answers made here are timed (miss latency)."""
+        coroutine when it needs the network. Answers made here are timed (miss latency).
+        `keyed`: the transport's question_key of `data` for this transport, if it made one
+        for the hit it did not find (None: not a plain query)."""
         start = _clock()
-        # The transport keyed this very query (the same object) for the hit it did not find;
-        # a TCP key's limit is TCP_LIMIT, so one made for the other transport is never reused.
-        data0, keyed = self.cache.missed
-        if data0 is not data or keyed is None or (keyed[0][-3:] == _TCP_KEY_LIMIT) != tcp:
+        if keyed is NOT_KEYED:
             keyed = question_key(data, tcp, self.max_udp)
-            # Unkeyed with records besides the question: maybe a TSIG (a keyed query has at
-            # most an OPT, so plain EDNS misses skip the walk).
-            if (keyed is None and len(data) >= 12 and data[6:12] != b"\0\0\0\0\0\0"
-                    and not data[2] & 0x80):
+        if keyed is None:
+            # Records besides the question: maybe a TSIG (a keyed query has at most an OPT,
+            # so plain EDNS misses skip the walk).
+            if len(data) >= 12 and data[6:12] != b"\0\0\0\0\0\0" and not data[2] & 0x80:
                 try:
                     request = tsig.read_request(data)
                 except tsig.TsigFormErr as err:
