@@ -63,11 +63,12 @@ log = logging.getLogger("skydns.engine")
 tsig_log = RateLimitedLog(log)  # bad signatures come as fast as anyone can send them
 
 _clock = time.perf_counter
-_NAMES_KEPT = 16384  # question names remembered as labels and paths; past that, start over
+_NAMES_KEPT = 16384  # questions remembered (names as labels and paths); past that, start over
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
 _BADVERS = 16
 NOT_KEYED = object()  # miss(): the transport made no question_key for this query
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
+_ROUTED_TYPES = (b"\x00\xff", b"\x00\xfc", b"\x00\xfb")  # ANY, AXFR, IXFR: not _zone_wire's
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 NAME_BYTES = 8 << 20  # and at most this much memory for them (see namecount)
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
@@ -97,11 +98,10 @@ class Engine:
         self.signing = ZoneSigning(keys, self.state) if keys else None
         self.max_udp = dns["max-udp-size"]
         self._domain_path = self.zone.domain_path
-        # question name wire -> what _name says
-        self._names: dict[bytes, list] = {}
+        # cache key -> what _question says: the questions asked lately
+        self._asked: dict[bytes, list] = {}
         self._gen = 0  # zone changes so far
-        self._counted: list[list] = []  # the remembered names asked since fold_names
-        self._tails: dict[bytes, tuple] = {}  # see _tail: a handful of keys' last bytes
+        self._counted: list[list] = []  # the remembered questions asked since fold_names
         self._ra = self.zone.recursion
         # the OPT record of a reply by the key's EDNS flag: "-" none, "E" EDNS, "D" with DO
         self._opts = {0x2D: b"", 0x45: opt_record(self.max_udp, False),
@@ -327,48 +327,41 @@ class Engine:
         read with byte slicing and answered; None: `_routed` parses and routes it (other
         classes, ANY/AXFR/IXFR, forwarded names, not loaded yet)."""
         key, qend, rd = keyed
-        if data[qend - 1] != 1 or data[qend - 2]:  # not class IN
-            return None
-        qtype = data[qend - 4] << 8 | data[qend - 3]
-        if qtype >= _QTYPE_IXFR and qtype in (_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR):
-            return None
-        qwire = key[: qend - 16]
-        named = self._names.get(qwire)
-        # what the key's tail (EDNS flag, size limit) means: (flag, limit, OPT record)
-        tail = self._tails.get(key[-4:])
-        if tail is None:
-            tail = self._tail(key[-4:])
+        asked = self._asked.get(key)
         nx = None
         # A name the flood path turned down since the last zone change is turned down again.
-        if named is None or named[3] != self._gen:
-            if not self.subdomains and tail[0] != 0x44:  # DO ("D"): the signer's
+        if asked is None or asked[3] != self._gen:
+            if asked is None and (key[qend - 14 : qend - 12] != b"\x00\x01"
+                                  or key[qend - 16 : qend - 14] in _ROUTED_TYPES):
+                return None  # not class IN, or ANY/AXFR/IXFR (the key ends in 8 bytes)
+            if not self.subdomains and key[-4] != 0x44:  # DO ("D"): the signer's
                 nx = self.plain_nx.shape(key, qend - 16, tcp)
                 if nx is not None:
                     reply = self.plain_nx.reply(nx, data, qend, rd, key)
                     if reply is not None:  # a copy, cached nowhere: floods stay cheap
                         self.stats["nxdomain"] += 1
                         return reply
-                elif named is not None:
-                    named[3] = self._gen
-            if named is None:  # the name as labels, path and text, once per name asked
-                named = self._name(qwire, nx)
-                if named is None:
+                elif asked is not None:
+                    asked[3] = self._gen
+            if asked is None:  # what the question is, once per key
+                asked = self._question(key, qend, nx)
+                if asked is None:
                     return None
-        if not named[5] and (named[5] is False or not owns_reverse(self.state, named[1])):
+        if not asked[5] and (asked[5] is False or not owns_reverse(self.state, asked[1])):
             return None  # not ours (None: a reverse name, ours while we hold records there)
-        if not self.state.ready or (self.subdomains and self._servers_for(named[2])):
+        if not self.state.ready or (self.subdomains and self._servers_for(asked[2])):
             return None
-        if named[4]:  # asked again: counted here, folded into query_names later
-            named[4] += 1
+        if asked[4]:  # asked again: counted here, folded into query_names later
+            asked[4] += 1
         else:
-            named[4] = 1
-            self._counted.append(named)
-        qlabels = named[0]
+            asked[4] = 1
+            self._counted.append(asked)
+        qlabels = asked[0]
         if self.cache.size <= 0 and self.signing is None:  # nothing to keep, nothing to sign
-            rec = rules.answer(self.state, named[1], qtype, qlabels)
+            rec = rules.answer(self.state, asked[1], asked[6], qlabels)
             if rec.external is None:
                 # the reply this query gets, straight with its ID, RD bit, question bytes
-                wire = message(rec, data[12:qend], qlabels, tail[1], self._ra, tail[2],
+                wire = message(rec, data[12:qend], qlabels, asked[7], self._ra, asked[8],
                                self._variant(rec, client) if len(rec.picks) > 1 else None,
                                data[0] << 8 | data[1], rd)
                 if rec.rcode or not rec.answer or rec.fail_open or wire[2] & 0x02:
@@ -378,34 +371,32 @@ class Engine:
                 return wire
         else:
             rec = None
-        asked = Asked(data, client, tcp, keyed, named[1], qtype, qlabels, None, tail[1],
-                      tail[2], tail[0] == 0x44, rd)
-        return self._zone(asked, nx, rec)
+        question = Asked(data, client, tcp, keyed, asked[1], asked[6], qlabels, None, asked[7],
+                         asked[8], key[-4] == 0x44, rd)
+        return self._zone(question, nx, rec)
 
-    def _name(self, qwire: bytes, nx) -> list | None:
-        """What the engine remembers of a question name: [labels (lower-cased), index path,
-        text, the zone generation at which the flood path last turned it down (or -1), times
-        asked since the last fold_names, whether it is ours (True/False; None: a reverse name,
-        ours while we hold records there)]."""
+    def _question(self, key: bytes, qend: int, nx) -> list | None:
+        """What the engine remembers of a question (by its cache key): [name labels
+        (lower-cased), index path, text, the zone generation at which the flood path last
+        turned it down (or -1), times asked since the last fold_names, whether the name is
+        ours (True/False; None: a reverse name, ours while we hold records there), type, size
+        limit, the reply's OPT record]. None: not one `_zone_wire` answers."""
+        qwire = key[: qend - 16]
         if len(qwire) > 255:
             return None  # FORMERR on the checked path (querycheck.py)
         qlabels = wire_labels(qwire)
         path = labels_path(qlabels)
         domain = self._domain_path
         ours = True if path[: len(domain)] == domain else None if is_reverse(path) else False
-        named = [qlabels, path, b".".join(qlabels).decode("latin-1") + ".",
-                 -1 if nx is not None else self._gen, 0, ours]
-        if len(self._names) >= _NAMES_KEPT:
+        asked = [qlabels, path, b".".join(qlabels).decode("latin-1") + ".",
+                 -1 if nx is not None else self._gen, 0, ours,
+                 key[qend - 16] << 8 | key[qend - 15],
+                 int.from_bytes(key[-3:], "big"), self._opts[key[-4]]]
+        if len(self._asked) >= _NAMES_KEPT:
             self.fold_names()
-            self._names.clear()
-        self._names[qwire] = named
-        return named
-
-    def _tail(self, tail: bytes) -> tuple:
-        """(EDNS flag, size limit, the reply's OPT record) for a cache key's last four bytes."""
-        flag = tail[0]
-        found = self._tails[tail] = (flag, int.from_bytes(tail[1:], "big"), self._opts[flag])
-        return found
+            self._asked.clear()
+        self._asked[key] = asked
+        return asked
 
     def fold_names(self) -> None:
         """Move the counts of names asked on the miss path into query_names (the stats read
