@@ -56,20 +56,17 @@ def question_key(data: bytes, tcp: bool, max_udp: int):
         tail = _PLAIN_TCP if tcp else _PLAIN_UDP
     elif data[11] == 1:
         # OPT: root name, type 41, class = size, ext-rcode, version, flags, rdlen, options
-        if (n < qend + 11 or data[qend] or data[qend + 1] or data[qend + 2] != 41
-                or data[qend + 6]
-                or qend + 11 + (data[qend + 9] << 8 | data[qend + 10]) != n):
+        if n < qend + 11 or qend + 11 + (data[qend + 9] << 8 | data[qend + 10]) != n:
             return None
         # Options (cookies, ECS) change nothing in our answers; RFC 7873 lets us ignore them.
-        if tcp:
-            tail = _TCP_DO if data[qend + 7] & 0x80 else _TCP_EDNS
-        else:  # the tail by (size field, DO bit, our limit): a few values in practice
-            memo = (data[qend + 3] << 8 | data[qend + 4] | (data[qend + 7] & 0x80) << 9
-                    | max_udp << 17)
-            tail = _edns_tails.get(memo)
-            if tail is None:
-                tail = _edns_tail(memo, data[qend + 3] << 8 | data[qend + 4], max_udp,
-                                  data[qend + 7] & 0x80)
+        # The tail by the OPT's first 8 bytes (name, type, size, version, DO): a few in practice.
+        tail = _edns_tails.get((data[qend : qend + 8], max_udp, tcp))
+        if not tail:
+            if tail is not None:
+                return None
+            tail = _edns_tail(data[qend : qend + 8], max_udp, tcp)
+            if not tail:
+                return None
     else:
         return None
     # Only the name is case-folded: type and class bytes such as 0x41 (HTTPS) are not letters.
@@ -78,17 +75,21 @@ def question_key(data: bytes, tcp: bool, max_udp: int):
 
 _PLAIN_UDP = b"-" + UDP_PLAIN.to_bytes(3, "big")
 _PLAIN_TCP = b"-" + TCP_LIMIT.to_bytes(3, "big")
-_TCP_EDNS = b"E" + TCP_LIMIT.to_bytes(3, "big")
-_TCP_DO = b"D" + TCP_LIMIT.to_bytes(3, "big")
-_edns_tails: dict[int, bytes] = {}
+_edns_tails: dict[tuple, bytes] = {}
 
 
-def _edns_tail(memo: int, size: int, max_udp: int, do: int) -> bytes:
-    """A UDP key's tail for an EDNS query: its flag ("D" with DO, else "E") and size limit."""
-    tail = (b"D" if do else b"E") + udp_limit(size, max_udp).to_bytes(3, "big")
+def _edns_tail(opt: bytes, max_udp: int, tcp: bool) -> bytes:
+    """A key's tail for an EDNS query from the OPT's first 8 bytes: its flag ("D" with DO,
+    else "E") and the reply's size limit; b"" when the OPT is not one we answer (not at the
+    root, another version: the checked path says why)."""
+    if opt[:3] != b"\x00\x00\x29" or opt[6]:
+        tail = b""
+    else:
+        limit = TCP_LIMIT if tcp else udp_limit(opt[3] << 8 | opt[4], max_udp)
+        tail = (b"D" if opt[7] & 0x80 else b"E") + limit.to_bytes(3, "big")
     if len(_edns_tails) >= 4096:  # sizes are 16 bits: a client trying them all starts it over
         _edns_tails.clear()
-    _edns_tails[memo] = tail
+    _edns_tails[(opt, max_udp, tcp)] = tail
     return tail
 
 
