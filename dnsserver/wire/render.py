@@ -182,10 +182,15 @@ def _pointed_record(head: bytes, rdata: bytes) -> bytes:
     """A record owned by the question's name with RDATA of fixed bytes, rendered and kept."""
     n = len(rdata)
     chunk = b"\xc0\x0c" + head + (_U16[n] if n < 1024 else n.to_bytes(2, "big")) + rdata
-    if len(_pointed) >= _MEMO_MAX:
-        _pointed.clear()
-    _pointed[(head, rdata)] = chunk
+    if n <= _POINTED_LONGEST:  # a long TXT is kept by its RDATA memo only
+        if len(_pointed) >= _POINTED_KEPT:
+            _pointed.clear()
+        _pointed[(head, rdata)] = chunk
     return chunk
+
+
+_POINTED_KEPT = 16384
+_POINTED_LONGEST = 255
 
 
 def message(

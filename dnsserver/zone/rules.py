@@ -20,8 +20,12 @@ a record's own name from its key's labels, targets from the host names as stored
 with non-ASCII octets, or a dot or backslash inside a label, are answered like any other.
 A name that cannot be written (a label longer than 63 octets) leaves its record out.
 
-The RDATA made from a record's values (packed addresses, target labels, TXT strings) is
-memoised by value (bounded), so a hot name's answer reuses it instead of packing again.
+The RDATA made from a record's values (packed addresses, target labels, TXT strings) and the
+heads by (type, TTL) are memoised by value (bounded), an SRV record's RDATA and glue address
+by the record itself (records are immutable) while its weight holds, so a hot name's answer
+reuses them instead of packing again. Nothing is memoised by question: every answer is made.
+The commonest questions (one address, TXT, SRV with address targets) take inlined paths: at
+a few hundred instructions per bytecode, calls and lists are most of an answer's cost.
 """
 
 from __future__ import annotations
@@ -627,7 +631,7 @@ def _srv(ctx: Context, r: Records, owner: tuple, records) -> None:
             if rec.ip:
                 glue = ((T_A if rec.family == 4 else T_AAAA), packed(rec))
             known = (rec, labels, weight, rdata, glue)
-            if len(_srv_targets) >= _MEMO_MAX:
+            if len(_srv_targets) >= _SMALL_MEMO_MAX:
                 _srv_targets.clear()
             _srv_targets[id(rec)] = known
         _, labels, _, rdata, glue = known
