@@ -78,7 +78,8 @@ def _name(labels: tuple, offset: int, names: dict) -> bytes:
     label = labels[0]
     out = _LENGTHS[len(label)] + label
     offset += len(label) + 1
-    for i in _AFTER_FIRST[len(labels)]:
+    n = len(labels)
+    for i in _AFTER_FIRST[n] if n < 128 else range(1, n):  # (a name has at most 127)
         suffix = labels[i:]
         ptr = names.get(suffix)
         if ptr is not None:

@@ -265,24 +265,6 @@ def head_of(rtype: int, ttl: int) -> bytes:
     return head
 
 
-def _records(paths: set, ips: set, found: list, zone_path: Path) -> Records:
-    """A Records made with what the answer has so far, without the call through Records()."""
-    r = _new(Records)
-    r.rcode = NOERROR
-    r.answer = found
-    r.authority = []
-    r.additional = []
-    r.paths = paths
-    r.ips = ips
-    r.soa = False
-    r.fail_open = False
-    r.pick_from = -1
-    r.picks = []
-    r.zone_path = zone_path
-    r.external = None
-    return r
-
-
 def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
            below: list | None = None) -> Records:
     """Answer one IN-class question for a name inside one of our zones. `qlabels`: the
@@ -312,25 +294,7 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
         records = index.below(lookup) if below is None else below
         if len(records) > 1:
             records = grouped(records)
-    if (qtype == T_A or qtype == T_AAAA) and len(records) == 1:
-        # the commonest question: one address, made without the list work of _addresses
-        rec = records[0]
-        if rec.family == (4 if qtype == T_A else 6) and rec.rtype in _ADDRESS_TYPES:
-            ip = rec.ip
-            ttl = rec.ttl or settings.ttl
-            if rec.lease:
-                ttl = ctx.ttl(rec)
-            r = _records(paths, {ip}, [(qlabels, _heads.get(qtype << 32 | ttl)
-                                        or head_of(qtype, ttl), _packed.get(ip) or packed(rec))],
-                         zone_path)
-            down = ctx.health.down
-            if down and ip in down:
-                r.fail_open = True  # the only address is DOWN: returned all the same
-            if settings.round_robin:
-                r.pick_from = 0
-                r.picks = [ip]
-            return r
-    r = _new(Records)  # _records, inlined
+    r = _new(Records)  # Records(), without the call through __init__
     r.rcode = NOERROR
     r.answer = []
     r.authority = []
@@ -344,6 +308,24 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
     r.zone_path = zone_path
     r.external = None
     if qtype == T_A or qtype == T_AAAA:
+        if len(records) == 1:
+            # the commonest question: one address, made without the list work of _addresses
+            rec = records[0]
+            if rec.family == (4 if qtype == T_A else 6) and rec.rtype in _ADDRESS_TYPES:
+                ip = rec.ip
+                r.ips.add(ip)
+                down = ctx.health.down
+                if down and ip in down:
+                    r.fail_open = True  # the only address is DOWN: returned all the same
+                if settings.round_robin:
+                    r.pick_from = 0
+                    r.picks = [ip]
+                ttl = rec.ttl or settings.ttl
+                if rec.lease:
+                    ttl = ctx.ttl(rec)
+                r.answer.append((qlabels, _heads.get(qtype << 32 | ttl) or head_of(qtype, ttl),
+                                 _packed.get(ip) or packed(rec)))
+                return r
         _addresses(ctx, r, qlabels, lookup, qtype, records)
         found = r.answer
         if found and found[-1][1][:2] == b"\x00\x05" and r.external is None:
