@@ -20,6 +20,7 @@ Pure: no sockets, no etcd.
 from __future__ import annotations
 
 import logging
+import operator
 
 from skydns.keys import Path
 
@@ -213,6 +214,7 @@ def name_wires(owner: tuple, rrs: list) -> list[bytes]:
     return out
 
 
+_RDATA = operator.itemgetter(2)
 _LENGTHS = [n.to_bytes(2, "big") for n in range(512)]  # RDLENGTH of the usual RDATA
 
 
@@ -223,7 +225,9 @@ def name_wire(owner: tuple, rrs: list) -> tuple[bytes, int]:
         return b"", 0
     name = plain_name(owner)
     seen = None
-    if len(rrs) > 2 or len(rrs) == 2 and rrs[0][1][:2] == rrs[1][1][:2]:
+    n = len(rrs)
+    # a record repeats another only with the same RDATA: look for one in C, not per record
+    if n == 2 and rrs[0][2] == rrs[1][2] or n > 2 and len(set(map(_RDATA, rrs))) < n:
         seen = set()
     parts = []
     append = parts.append

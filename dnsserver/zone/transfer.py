@@ -215,26 +215,29 @@ class Snapshot:
                         if reader is not None:
                             reader.memo = None
 
-    def _note_ip(self, ip: str, text: str, under: str) -> None:
-        """Remember that the answers of the name whose key text ("a/b/c") is `text` read
-        `ip`'s health (`under`: text + "/"). One name below another is enough: dropping a
-        name drops every name above it (an address and its service name, the commonest pair,
-        cost one string, not a set)."""
-        ips = self.ips[hash(ip) & _SHARD_MASK]
-        have = ips.get(ip)
-        if have is None:
-            ips[ip] = text
-        elif have == text:
-            return
-        elif type(have) is str and (have.startswith(under) or not text):
-            return  # a name below this one already drops it
-        elif type(have) is str and (text.startswith(have) and text[len(have)] == "/"
-                                    or not have):
-            ips[ip] = text  # this one is below the one kept: it drops both
-        elif type(have) is set:
-            have.add(text)
-        else:
-            ips[ip] = {have, text}
+    def _note_ips(self, ips, text: str) -> None:
+        """Remember that the answers of the name whose key text ("a/b/c") is `text` read the
+        health of `ips`. One name below another is enough: dropping a name drops every name
+        above it (an address and its service name, the commonest pair, cost one string, not
+        a set)."""
+        shards = self.ips
+        under = text + "/"
+        for ip in ips:
+            shard = shards[hash(ip) & _SHARD_MASK]
+            have = shard.get(ip)
+            if have is None:
+                shard[ip] = text
+            elif have == text:
+                continue
+            elif type(have) is str and (have.startswith(under) or not text):
+                continue  # a name below this one already drops it
+            elif type(have) is str and (text.startswith(have) and text[len(have)] == "/"
+                                        or not have):
+                shard[ip] = text  # this one is below the one kept: it drops both
+            elif type(have) is set:
+                have.add(text)
+            else:
+                shard[ip] = {have, text}
 
     # -- one name ----------------------------------------------------------------------------
 
@@ -280,20 +283,17 @@ class Snapshot:
             extra = [rr for rr in extra if rr[0] != owner or not (cname or rtype_of(rr) in types)]
         served = Served(gen, wire, count, types, cname, tuple(extra))
         if reads is not None:
-            text = None
             depth = len(path)
             readers = self.readers
+            ips = None
             for answered in reads:
                 for read in answered.paths:
                     if read is not path and read[:depth] != path:
                         readers.setdefault(read, set()).add(path)
-                if answered.ips:
-                    if text is None:
-                        text = "/".join(path)  # once for a name's hundred addresses
-                        under = text + "/"
-                    note = self._note_ip
-                    for ip in answered.ips:
-                        note(ip, text, under)
+                if answered.ips:  # a name's questions read the same addresses: note each once
+                    ips = answered.ips if ips is None else ips | answered.ips
+            if ips:
+                self._note_ips(ips, "/".join(path))
             if node is not None:
                 # the bulk (no glue left over) as one bytes object: a few dozen bytes per
                 # name instead of an object, a set and a tuple
