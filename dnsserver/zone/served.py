@@ -224,8 +224,19 @@ def name_wire(owner: tuple, rrs: list) -> tuple[bytes, int]:
     if not rrs:
         return b"", 0
     name = plain_name(owner)
-    seen = None
     n = len(rrs)
+    if n < 3:  # most names: one address, or an address and the SRV naming it
+        first = rrs[0]
+        data = first[2]
+        if type(data) is bytes and len(data) < 512:
+            if n == 1:
+                return name + first[1] + _LENGTHS[len(data)] + data, 1
+            second = rrs[1]
+            other = second[2]
+            if type(other) is bytes and len(other) < 512 and other != data:
+                return b"".join((name, first[1], _LENGTHS[len(data)], data,
+                                 name, second[1], _LENGTHS[len(other)], other)), 2
+    seen = None
     # a record repeats another only with the same RDATA: look for one in C, not per record
     if n == 2 and rrs[0][2] == rrs[1][2] or n > 2 and len(set(map(_RDATA, rrs))) < n:
         seen = set()

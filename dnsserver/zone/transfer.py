@@ -229,11 +229,11 @@ class Snapshot:
                 shard[ip] = text
             elif have == text:
                 continue
-            elif type(have) is str and (have.startswith(under) or not text):
-                continue  # a name below this one already drops it
-            elif type(have) is str and (text.startswith(have) and text[len(have)] == "/"
-                                        or not have):
-                shard[ip] = text  # this one is below the one kept: it drops both
+            elif type(have) is str:
+                if text.startswith(have) and text[len(have)] == "/" or not have:
+                    shard[ip] = text  # this one is below the one kept: it drops both
+                elif not (have.startswith(under) or not text):  # else one below drops it
+                    shard[ip] = {have, text}
             elif type(have) is set:
                 have.add(text)
             else:
@@ -290,8 +290,12 @@ class Snapshot:
                 for read in answered.paths:
                     if read is not path and read[:depth] != path:
                         readers.setdefault(read, set()).add(path)
-                if answered.ips:  # a name's questions read the same addresses: note each once
-                    ips = answered.ips if ips is None else ips | answered.ips
+                read_ips = answered.ips
+                if read_ips:  # a name's questions read the same addresses: note each once
+                    if ips is None:
+                        ips = read_ips
+                    elif read_ips != ips:
+                        ips = ips | read_ips
             if ips:
                 self._note_ips(ips, "/".join(path))
             if node is not None:
