@@ -51,7 +51,7 @@ from .wire.message import (
 from .wire.querycheck import Malformed, check_query
 from .wire.render import message, name_wire, opt_record
 from .zone import rules
-from .zone.context import answer_mode, owns, owns_reverse, zone_settings
+from .zone.context import answer_mode, is_reverse, owns, owns_reverse, zone_settings
 from .zone.plainnx import PlainNx
 from .zone.records import reverse_zones
 from .zone.rules import labels_path
@@ -63,11 +63,12 @@ log = logging.getLogger("skydns.engine")
 tsig_log = RateLimitedLog(log)  # bad signatures come as fast as anyone can send them
 
 _clock = time.perf_counter
-_NAMES_KEPT = 16384  # question names remembered as labels and paths; past that, start over
+_NAMES_KEPT = 16384  # questions remembered (names as labels and paths); past that, start over
 _MAX_VARIANTS = 16  # rotations kept for shuffled answers that cannot be rotated as bytes
 _BADVERS = 16
-_TCP_KEY_LIMIT = TCP_LIMIT.to_bytes(3, "big")  # how a cache key ends for TCP
+NOT_KEYED = object()  # miss(): the transport made no question_key for this query
 _QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR = 255, 252, 251
+_ROUTED_TYPES = (b"\x00\xff", b"\x00\xfc", b"\x00\xfb")  # ANY, AXFR, IXFR: not _zone_wire's
 MAX_NAMES = 100_000  # names counted for stats; past that only those already seen
 NAME_BYTES = 8 << 20  # and at most this much memory for them (see namecount)
 FORWARD_CACHE_MAX = 3600  # seconds an upstream answer is kept at most
@@ -97,10 +98,11 @@ class Engine:
         self.signing = ZoneSigning(keys, self.state) if keys else None
         self.max_udp = dns["max-udp-size"]
         self._domain_path = self.zone.domain_path
-        # question name wire -> [labels, path, text, the zone generation at which the flood
-        # path (plainnx.py) last turned the name down, or -1]
-        self._names: dict[bytes, list] = {}
+        # cache key -> what _question says: the questions asked lately
+        self._asked: dict[bytes, list] = {}
         self._gen = 0  # zone changes so far
+        self._counted: list[list] = []  # the remembered questions asked since fold_names
+        self._ra = self.zone.recursion
         # the OPT record of a reply by the key's EDNS flag: "-" none, "E" EDNS, "D" with DO
         self._opts = {0x2D: b"", 0x45: opt_record(self.max_udp, False),
                       0x44: opt_record(self.max_udp, True)}
@@ -182,37 +184,42 @@ class Engine:
         log.info("query", extra={"kv": {"client": client, "name": q.qname,
                                         "type": QTYPE.get(q.qtype), "tcp": tcp}})
 
-    def miss(self, data: bytes, client: str, tcp: bool):
+    def miss(self, data: bytes, client: str, tcp: bool, keyed=NOT_KEYED):
         """The reply to a query the cache did not answer: bytes, None (stay silent), or a
-        coroutine when it needs the network. Answers made here are timed (miss latency)."""
+        coroutine when it needs the network. Answers made here are timed (miss latency).
+        `keyed`: the transport's question_key of `data` for this transport, if it made one
+        for the hit it did not find (None: not a plain query)."""
         start = _clock()
-        reply = self._miss(data, client, tcp)
-        if reply.__class__ is bytes:
-            self.built_time.observe(_clock() - start)
-        return reply
-
-    def _miss(self, data: bytes, client: str, tcp: bool):
-        if len(data) >= 12 and data[6:12] != b"\0\0\0\0\0\0" and not data[2] & 0x80:
-            # Records besides the question: maybe a TSIG. Not if the transport's key took the
-            # query (it allows one OPT and nothing else), so plain EDNS misses skip the walk.
-            data0, keyed = self.cache.missed
-            if data0 is not data or keyed is None:
+        if keyed is NOT_KEYED:
+            keyed = question_key(data, tcp, self.max_udp)
+        if keyed is None:
+            # Records besides the question: maybe a TSIG (a keyed query has at most an OPT,
+            # so plain EDNS misses skip the walk).
+            if len(data) >= 12 and data[6:12] != b"\0\0\0\0\0\0" and not data[2] & 0x80:
                 try:
                     request = tsig.read_request(data)
                 except tsig.TsigFormErr as err:
                     return self._tsig_formerr(data, client, err)
                 if request is not None:
                     return self._signed(data, request, client, tcp)
-        self.stats["requests"] += 1
-        self.cache.misses += 1
-        return self._answer(data, client, tcp)
+        self.cache.misses += 1  # a request too (stats.py adds them up)
+        reply = None if keyed is None else self._zone_wire(data, keyed, client, tcp)
+        if reply is None:
+            reply = self._routed(data, client, tcp)
+        if reply.__class__ is bytes:
+            self.built_time.observe(_clock() - start)
+        return reply
 
     def _answer(self, data: bytes, client: str, tcp: bool, signed=None):
         """The reply to a message without TSIG (or with it taken off: `signed` is then the
         verdict, which a transfer needs to sign its messages)."""
-        reply = self._zone_wire(data, client, tcp)
-        if reply is not None:
-            return reply
+        keyed = question_key(data, tcp, self.max_udp)
+        reply = None if keyed is None else self._zone_wire(data, keyed, client, tcp)
+        return self._routed(data, client, tcp, signed) if reply is None else reply
+
+    def _routed(self, data: bytes, client: str, tcp: bool, signed=None):
+        """What `_zone_wire` does not answer, read with bounded work (querycheck.py) and
+        routed: other classes, ANY/AXFR/IXFR, forwarded names, not loaded yet, unkeyed."""
         try:
             q = parse_query(data)
         except FormErr as err:
@@ -280,7 +287,6 @@ class Engine:
         if hit is not None:  # counted as a request by its entry, like any hit
             reply = inner[:2] + hit[0]
         else:
-            self.stats["requests"] += 1
             self.cache.misses += 1
             reply = self._answer(inner, client, tcp, verdict)
         if keyed is not None:  # the key ends in the reply's size limit, as the cache keeps it
@@ -316,62 +322,90 @@ class Engine:
         domain = self._domain_path
         return path[: len(domain)] == domain or owns_reverse(self.state, path)
 
-    def _zone_wire(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+    def _zone_wire(self, data: bytes, keyed: tuple, client: str, tcp: bool) -> bytes | None:
         """A query the cache keys (one IN question, at most an OPT) for a name in our zones,
-        read with byte slicing and answered; None: `_answer` parses and routes it (other
-        classes, ANY/AXFR/IXFR, forwarded names, not loaded yet, unkeyed messages)."""
-        # The transport keyed this very query (the same object) for the hit it did not find;
-        # a TCP key's limit is TCP_LIMIT, so one made for the other transport is never reused.
-        data0, keyed = self.cache.missed
-        if data0 is not data or keyed is None or (keyed[0][-3:] == _TCP_KEY_LIMIT) != tcp:
-            keyed = question_key(data, tcp, self.max_udp)
-        if keyed is None:
-            return None
+        read with byte slicing and answered; None: `_routed` parses and routes it (other
+        classes, ANY/AXFR/IXFR, forwarded names, not loaded yet)."""
         key, qend, rd = keyed
-        if data[qend - 2 : qend] != b"\x00\x01":  # not class IN
-            return None
-        qtype = (data[qend - 4] << 8) | data[qend - 3]
-        if qtype in (_QTYPE_ANY, _QTYPE_AXFR, _QTYPE_IXFR):
-            return None
-        flags = key[-4]
-        qwire = key[: qend - 16]
-        named = self._names.get(qwire)
+        asked = self._asked.get(key)
         nx = None
         # A name the flood path turned down since the last zone change is turned down again.
-        if not self.subdomains and flags != 0x44 and (named is None or named[3] != self._gen):
-            nx = self.plain_nx.shape(key, qend - 16, tcp)  # DO ("D"): the signer's
-            if nx is not None:
-                reply = self.plain_nx.reply(nx, data, qend, rd, key)
-                if reply is not None:  # a copy, cached nowhere: floods of random names stay cheap
-                    self.stats["nxdomain"] += 1
-                    return reply
-            elif named is not None:
-                named[3] = self._gen
-        if named is None:  # the name as labels, index path and text, once per name asked
-            if len(qwire) > 255:
-                return None  # FORMERR on the checked path (querycheck.py)
-            qlabels = wire_labels(qwire)
-            named = [qlabels, labels_path(qlabels), b".".join(qlabels).decode("latin-1") + ".",
-                     -1 if nx is not None else self._gen]
-            if len(self._names) >= _NAMES_KEPT:
-                self._names.clear()
-            self._names[qwire] = named
-        qlabels, path, qname, _ = named
-        if not self.state.ready or (self.subdomains and self._servers_for(qname) is not None):
+        if asked is None or asked[3] != self._gen:
+            if asked is None and (key[qend - 14 : qend - 12] != b"\x00\x01"
+                                  or key[qend - 16 : qend - 14] in _ROUTED_TYPES):
+                return None  # not class IN, or ANY/AXFR/IXFR (the key ends in 8 bytes)
+            if not self.subdomains and key[-4] != 0x44:  # DO ("D"): the signer's
+                nx = self.plain_nx.shape(key, qend - 16, tcp)
+                if nx is not None:
+                    reply = self.plain_nx.reply(nx, data, qend, rd, key)
+                    if reply is not None:  # a copy, cached nowhere: floods stay cheap
+                        self.stats["nxdomain"] += 1
+                        return reply
+                elif asked is not None:
+                    asked[3] = self._gen
+            if asked is None:  # what the question is, once per key
+                asked = self._question(key, qend, nx)
+                if asked is None:
+                    return None
+        if not asked[5] and (asked[5] is False or not owns_reverse(self.state, asked[1])):
+            return None  # not ours (None: a reverse name, ours while we hold records there)
+        if not self.state.ready or (self.subdomains and self._servers_for(asked[2])):
             return None
-        domain = self._domain_path
-        if path[: len(domain)] != domain and not owns_reverse(self.state, path):
-            return None
-        self.query_names.add(qname)  # bounded by bytes and names (namecount.py)
-        limit, opt = int.from_bytes(key[-3:], "big"), self._opts[flags]
-        rec = None
+        if asked[4]:  # asked again: counted here, folded into query_names later
+            asked[4] += 1
+        else:
+            asked[4] = 1
+            self._counted.append(asked)
+        qlabels = asked[0]
         if self.cache.size <= 0 and self.signing is None:  # nothing to keep, nothing to sign
-            rec = rules.answer(self.state, path, qtype, qlabels)
+            rec = rules.answer(self.state, asked[1], asked[6], qlabels)
             if rec.external is None:
-                return self._one(rec, data, client, qend, rd, qlabels, limit, opt, nx)
-        asked = Asked(data, client, tcp, keyed, path, qtype, qlabels, None, limit, opt,
-                      flags == 0x44, rd)
-        return self._zone(asked, nx, rec)
+                # the reply this query gets, straight with its ID, RD bit, question bytes
+                wire = message(rec, data[12:qend], qlabels, asked[7], self._ra, asked[8],
+                               self._variant(rec, client) if len(rec.picks) > 1 else None,
+                               data[0] << 8 | data[1], rd)
+                if rec.rcode or not rec.answer or rec.fail_open or wire[2] & 0x02:
+                    self._count(rec, wire)
+                if nx is not None:
+                    self.plain_nx.learn(nx, wire, qend)
+                return wire
+        else:
+            rec = None
+        question = Asked(data, client, tcp, keyed, asked[1], asked[6], qlabels, None, asked[7],
+                         asked[8], key[-4] == 0x44, rd)
+        return self._zone(question, nx, rec)
+
+    def _question(self, key: bytes, qend: int, nx) -> list | None:
+        """What the engine remembers of a question (by its cache key): [name labels
+        (lower-cased), index path, text, the zone generation at which the flood path last
+        turned it down (or -1), times asked since the last fold_names, whether the name is
+        ours (True/False; None: a reverse name, ours while we hold records there), type, size
+        limit, the reply's OPT record]. None: not one `_zone_wire` answers."""
+        qwire = key[: qend - 16]
+        if len(qwire) > 255:
+            return None  # FORMERR on the checked path (querycheck.py)
+        qlabels = wire_labels(qwire)
+        path = labels_path(qlabels)
+        domain = self._domain_path
+        ours = True if path[: len(domain)] == domain else None if is_reverse(path) else False
+        asked = [qlabels, path, b".".join(qlabels).decode("latin-1") + ".",
+                 -1 if nx is not None else self._gen, 0, ours,
+                 key[qend - 16] << 8 | key[qend - 15],
+                 int.from_bytes(key[-3:], "big"), self._opts[key[-4]]]
+        if len(self._asked) >= _NAMES_KEPT:
+            self.fold_names()
+            self._asked.clear()
+        self._asked[key] = asked
+        return asked
+
+    def fold_names(self) -> None:
+        """Move the counts of names asked on the miss path into query_names (the stats read
+        it): counted in the remembered names, one increment per query."""
+        add = self.query_names.add
+        for named in self._counted:
+            add(named[2], named[4])
+            named[4] = 0
+        self._counted.clear()
 
     def _zone(self, asked: Asked, nx=None, rec=None):
         """The rules' answer to an in-zone question (`rec` when made already), rendered,

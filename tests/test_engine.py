@@ -102,8 +102,9 @@ def test_edns_size_honoured_and_opt_echoed():
 
 def test_badvers_for_edns1():
     engine = make_engine({})
-    reply, _ = ask(engine, "x.example.test.", use_edns=1)
-    assert reply.rcode() == dns.rcode.BADVERS
+    for _ in range(2):  # the second time too: what the hot path remembers of an OPT
+        reply, _ = ask(engine, "x.example.test.", use_edns=1)
+        assert reply.rcode() == dns.rcode.BADVERS
 
 
 @pytest.mark.parametrize("rdtype,rcode", [("ANY", dns.rcode.NOTIMP), ("IXFR", dns.rcode.REFUSED)])
@@ -330,3 +331,27 @@ def test_forwarded_answers_cached_bounded_and_for_allowed_clients_only():
     assert hit and reply.answer[0][0].address == "192.0.2.1"
     reply, hit = ask(engine, "x.example.org.", client="127.0.0.2")
     assert not hit and reply.rcode() == dns.rcode.REFUSED
+
+
+def test_names_asked_on_the_miss_path_are_all_counted(monkeypatch):
+    """Misses count their name in the remembered name (one increment), folded into the
+    per-name stats when they are read and before the remembered names start over."""
+    from dnsserver import engine as engine_module
+    from dnsserver.front import stats
+
+    engine = make_engine({"/skydns/test/example/a/x": {"host": "10.0.0.1"},
+                          "/skydns/test/example/b/x": {"host": "10.0.0.2"},
+                          "/skydns/test/example/c/x": {"host": "10.0.0.3"}}, cacheSize=0)
+    for _ in range(5):
+        ask(engine, "a.example.test.")
+        ask(engine, "B.example.test.", "AAAA")
+    snap = stats.snapshot(engine)
+    assert snap["names"]["a.example.test."] == 5
+    assert snap["names"]["b.example.test."] == 5
+    assert snap["counters"]["requests"] == snap["counters"]["cache_misses"] == 10
+    monkeypatch.setattr(engine_module, "_NAMES_KEPT", 2)  # the next new name starts over
+    ask(engine, "a.example.test.")
+    ask(engine, "c.example.test.")
+    ask(engine, "c.example.test.")
+    names = stats.snapshot(engine)["names"]
+    assert (names["a.example.test."], names["c.example.test."]) == (6, 2)

@@ -163,3 +163,21 @@ def test_with_the_cache_off_every_question_takes_the_flood_path():
     data = query_wire("bb.flood.example.test.", "A", False, None, False)
     assert engine.miss(data, "c", False) == engine.miss(data, "c", False)
     assert engine.plain_nx.served == 2 and len(engine.cache) == 0
+
+
+@pytest.mark.parametrize(("rdtype", "rdclass", "rcode"), [
+    ("ANY", "IN", "NOTIMP"), ("A", "CH", "REFUSED"), ("TXT", "HS", "REFUSED"),
+    ("AXFR", "IN", "REFUSED"), ("IXFR", "IN", "REFUSED")])
+def test_other_classes_and_types_are_routed_not_copied(rdtype, rdclass, rcode):
+    """A learned NXDOMAIN shape answers only IN questions the zone path answers: ANY, other
+    classes and transfers of an absent name are routed as before."""
+    engine = make_engine(cacheSize=0)
+    for name in ("qq.example.test.", "zq.example.test."):  # taught, then copied
+        reply = dns.message.from_wire(engine.miss(dns.message.make_query(name, "A").to_wire(),
+                                                  "127.0.0.1", False))
+        assert dns.rcode.to_text(reply.rcode()) == "NXDOMAIN"
+    assert engine.plain_nx.served == 1
+    query = dns.message.make_query("zz.example.test.", rdtype, rdclass)
+    reply = dns.message.from_wire(engine.miss(query.to_wire(), "127.0.0.1", False))
+    assert dns.rcode.to_text(reply.rcode()) == rcode
+    assert engine.plain_nx.served == 1

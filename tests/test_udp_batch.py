@@ -248,6 +248,60 @@ def test_every_query_counted_and_logged(caplog):
     run_async(main())
 
 
+def test_each_miss_is_answered_for_its_own_sender():
+    """Senders are remembered by their sockaddr bytes (udpbatch._addr): misses from two
+    addresses and two ports, alone and in batches, each reach the engine as their sender."""
+    async def main():
+        engine = make_engine({**RECORDS, **BIG}, cacheSize=0)
+        seen = []
+        miss = engine.miss
+
+        def recording(data, client, tcp, *keyed):
+            seen.append((data[:2], client))
+            return miss(data, client, tcp, *keyed)
+
+        engine.miss = recording
+        h = Harness(engine)
+        clients = []
+        for host in ("127.0.0.1", "127.0.0.2", "127.0.0.1"):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((host, 0))
+            sock.setblocking(False)
+            clients.append(sock)
+        try:
+            expected = []
+            for burst in (1, 5, 1, 7):
+                for _ in range(burst):
+                    qid = len(expected) + 1
+                    sock = clients[qid % 3]
+                    sock.sendto(wire("api.example.test.", qid=qid), h.addr)
+                    expected.append((qid.to_bytes(2, "big"), sock.getsockname()[0]))
+                count = len(expected)
+                await async_wait_for(lambda n=count: len(seen) >= n, timeout=10)
+            assert sorted(seen) == sorted(expected)
+            for k, sock in enumerate(clients):  # and each reply went back to its sender
+                want = sorted(q for q in range(1, len(expected) + 1) if q % 3 == k)
+                got = []
+                await async_wait_for(lambda s=sock, g=got, w=want: _read(s, g) >= len(w),
+                                     timeout=10)
+                assert sorted(got) == want
+        finally:
+            h.close()
+            for sock in clients:
+                sock.close()
+
+    run_async(main())
+
+
+def _read(sock, got: list) -> int:
+    """Read what has come to `sock`, its replies' IDs into `got`; how many so far."""
+    try:
+        while True:
+            got.append(struct.unpack("!H", sock.recv(65535)[:2])[0])
+    except BlockingIOError:
+        return len(got)
+
+
 def test_lone_datagrams_read_one_by_one_and_bursts_in_batches(caplog):
     """After a read finds one datagram alone, the next are read with recvfrom and answered with
     sendto (the lone path) until a full read every LONE_CHECK-th time finds a burst: lone

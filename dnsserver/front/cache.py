@@ -194,7 +194,6 @@ class AnswerCache:
         self.by_ip: dict[str, set[bytes]] = {}
         self.soa_keys: set[bytes] = set()
         self.renewals: list = []  # heap of (expires, key): fronted entries `sweep` drops
-        self.missed: tuple = (b"", None)  # the last (query, question_key) hit() did not find
         self.generation = 0  # bumped by every invalidation, so builds that awaited can tell
         self.misses = 0
         self.evictions = 0
@@ -223,7 +222,6 @@ class AnswerCache:
         if entry is None:
             entry = self.negatives.get(keyed[0])
             if entry is None:
-                self.missed = (data, keyed)  # engine.miss, asked next, need not key it again
                 return None
         # Only entries that expire can be restricted (upstream data): hits on all others pay
         # nothing for that check.

@@ -85,7 +85,9 @@ def _counters(engine) -> dict:
     counters = {name: built.get(name, 0) for name in COUNTERS}
     counters["cache_hits"] = hits
     counters["cache_misses"] = engine.cache.misses
-    counters["requests"] = hits + built.get("requests", 0)
+    # every miss is a request; the engine's own "requests" are those that are neither a hit
+    # nor a miss (signed requests turned down)
+    counters["requests"] = hits + engine.cache.misses + built.get("requests", 0)
     for kind, count in kinds.items():
         for part in kind.split("+"):
             if part in HIT_KINDS:
@@ -107,6 +109,7 @@ def _gauges(engine, etcd_connected=None) -> dict:
 def snapshot(engine) -> dict:
     """Everything at once (for tests and tools); the worker task builds the same in slices."""
     engine.cache.fold()
+    engine.fold_names()
     names = Counter(engine.query_names)
     for wire, count in engine.cache.name_hits.items():
         names[wire_to_name(wire)] += count
@@ -139,6 +142,7 @@ class _NamesJson:
         self.spelled: dict[bytes, str] = {}  # wire name -> text, so each is decoded once
 
     async def rebuild(self, engine) -> None:
+        engine.fold_names()
         names = Counter(engine.query_names)
         await asyncio.sleep(0)
         spelled = self.spelled

@@ -220,7 +220,7 @@ class TcpConnection(asyncio.Protocol):
                     ):
                         engine.cache.add_front(data[2:], tail, entry, True)
                     return
-            reply = engine.miss(data, self.client, True)
+            reply = engine.miss(data, self.client, True, keyed)
         except Exception:
             errors.exception("query failed", {"client": self.client})
             self._flush()

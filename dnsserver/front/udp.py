@@ -35,7 +35,7 @@ def answer_slow(engine: Engine, data: bytes, addr):
                 if not entry.mode and (not entry.expires or entry.renew):
                     engine.cache.add_front(data[2:], tail, entry)
                 return data[:2] + tail
-        return engine.miss(data, addr[0], False)
+        return engine.miss(data, addr[0], False, keyed)
     except Exception:  # one bad packet must never take the worker down
         errors.exception("query failed", {"client": addr[0]})
         return None

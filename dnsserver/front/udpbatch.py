@@ -52,6 +52,7 @@ BATCHES = 4  # recvmmsg calls per readiness callback, at most: then the loop run
 # and header writes are left out too. Every LONE_CHECK-th read is a full recvmmsg again, so
 # that a burst is seen within LONE_CHECK datagrams.
 LONE_CHECK = 8
+_SENDERS_KEPT = 4096  # senders remembered as addresses (resolvers are few; floods start over)
 
 
 def available() -> bool:
@@ -100,6 +101,7 @@ class BatchUdp:
         self._handler = udp_server_class(engine)(engine)
         self._handler.connection_made(self)
         self._quiet = 0  # datagrams read alone since the last full read (mod LONE_CHECK)
+        self._senders: dict[bytes, tuple] = {}  # sockaddr bytes -> address (see _addr)
         self._recvfrom, self._sendto = mmsg.libc_single(errno=False)
         self._recvfrom_why, self._sendto_why = mmsg.libc_single()  # after a failure
         self.loop = asyncio.get_running_loop()
@@ -241,8 +243,18 @@ class BatchUdp:
         self.engine.tap.extend(records)
 
     def _addr(self, j: int) -> tuple:
+        """The sender of datagram j as the event loop gives one. Every miss asks (the engine
+        takes the client's address), and making the tuple costs several times a dict lookup,
+        so senders seen lately are remembered by their sockaddr bytes."""
         at = j * NAME_SIZE
-        return mmsg.sockaddr_to_addr(self.slots.names[at : at + self.slots.namelen])
+        raw = self.slots.names[at : at + self.slots.namelen].tobytes()
+        addr = self._senders.get(raw)
+        if addr is None:
+            addr = mmsg.sockaddr_to_addr(raw)
+            if len(self._senders) >= _SENDERS_KEPT:  # spoofed sources: start over
+                self._senders.clear()
+            self._senders[raw] = addr
+        return addr
 
     def _slow(self, data: bytes, j: int) -> bytes | None:
         addr = self._addr(j)

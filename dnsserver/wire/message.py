@@ -18,7 +18,6 @@ from .querycheck import Malformed, check_query
 
 UDP_PLAIN = 512
 TCP_LIMIT = 65535
-_T_OPT = b"\x00\x29"
 
 
 def udp_limit(edns_size: int, max_udp: int) -> int:
@@ -32,6 +31,8 @@ def question_key(data: bytes, tcp: bool, max_udp: int):
     The key is the lower-cased wire name + type + class + what changes the reply: the reply size
     limit (transport, EDNS0 size class) and EDNS0 presence with its DO bit. The question's own
     bytes are copied from the query into every reply, so clients see their own 0x20 casing.
+    Every miss starts here, so it is written in as few operations as it takes (indexing and
+    comparing, no int.from_bytes/min/max: each costs several times an operation).
     """
     n = len(data)
     if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
@@ -47,29 +48,49 @@ def question_key(data: bytes, tcp: bool, max_udp: int):
     except IndexError:  # the name runs past the end
         return None
     qend = i + 5
-    if qend > n:
+    if data[10]:
         return None
-    arcount = data[10:12]
-    if arcount == b"\x00\x00":
+    if not data[11]:
         if qend != n:
             return None
-        limit = TCP_LIMIT if tcp else UDP_PLAIN
-        flags = b"-"
-    elif arcount == b"\x00\x01":
+        tail = _PLAIN_TCP if tcp else _PLAIN_UDP
+    elif data[11] == 1:
         # OPT: root name, type 41, class = size, ext-rcode, version, flags, rdlen, options
-        if n < qend + 11 or data[qend] or data[qend + 1 : qend + 3] != _T_OPT or data[qend + 6]:
-            return None
-        if qend + 11 + int.from_bytes(data[qend + 9 : qend + 11], "big") != n:
+        if n < qend + 11 or qend + 11 + (data[qend + 9] << 8 | data[qend + 10]) != n:
             return None
         # Options (cookies, ECS) change nothing in our answers; RFC 7873 lets us ignore them.
-        size = int.from_bytes(data[qend + 3 : qend + 5], "big")
-        limit = TCP_LIMIT if tcp else udp_limit(size, max_udp)
-        flags = b"D" if data[qend + 7] & 0x80 else b"E"
+        # The tail by the OPT's first 8 bytes (name, type, size, version, DO): a few in practice.
+        tail = _edns_tails.get((data[qend : qend + 8], max_udp, tcp))
+        if not tail:
+            if tail is not None:
+                return None
+            tail = _edns_tail(data[qend : qend + 8], max_udp, tcp)
+            if not tail:
+                return None
     else:
         return None
     # Only the name is case-folded: type and class bytes such as 0x41 (HTTPS) are not letters.
-    key = data[12 : qend - 4].lower() + data[qend - 4 : qend] + flags + limit.to_bytes(3, "big")
-    return key, qend, data[2] & 1
+    return data[12 : qend - 4].lower() + data[qend - 4 : qend] + tail, qend, data[2] & 1
+
+
+_PLAIN_UDP = b"-" + UDP_PLAIN.to_bytes(3, "big")
+_PLAIN_TCP = b"-" + TCP_LIMIT.to_bytes(3, "big")
+_edns_tails: dict[tuple, bytes] = {}
+
+
+def _edns_tail(opt: bytes, max_udp: int, tcp: bool) -> bytes:
+    """A key's tail for an EDNS query from the OPT's first 8 bytes: its flag ("D" with DO,
+    else "E") and the reply's size limit; b"" when the OPT is not one we answer (not at the
+    root, another version: the checked path says why)."""
+    if opt[:3] != b"\x00\x00\x29" or opt[6]:
+        tail = b""
+    else:
+        limit = TCP_LIMIT if tcp else udp_limit(opt[3] << 8 | opt[4], max_udp)
+        tail = (b"D" if opt[7] & 0x80 else b"E") + limit.to_bytes(3, "big")
+    if len(_edns_tails) >= 4096:  # sizes are 16 bits: a client trying them all starts it over
+        _edns_tails.clear()
+    _edns_tails[(opt, max_udp, tcp)] = tail
+    return tail
 
 
 @dataclass(slots=True)
