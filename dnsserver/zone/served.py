@@ -8,8 +8,8 @@ that. So this module asks the answer rules themselves (rules.py's `answer()`, th
 the DNS replies come from) every question a name can be asked, and keeps the records each
 reply owns at that name: the rules live in one place and the transfer cannot drift from them.
 The records come in the rules' form ((owner labels, 8-byte head, rdata), see rules.py) and
-leave as `render.plain` bytes (a name's owner written once for all its records, `name_wires`);
-nothing here builds a record of its own but the NS/SOA the rules give for the apex.
+leave as `render.plain` bytes (a name's owner written once for all its records, joined
+once: `name_wire`); nothing here builds a record of its own but the NS/SOA the rules give for the apex.
 
 What the DNS cannot carry: query-side wildcards (`*.east` asked of skydns matches every label),
 NS records below the apex (in a zone file they are delegations, so a secondary would answer
@@ -275,7 +275,7 @@ def name_wire(owner: tuple, rrs: list) -> tuple[bytes, int]:
 def writable(rr, owner: tuple | None = None) -> bytes | None:
     """`plain(rr)`, or None (logged) when the record cannot be DNS data. (The rules leave
     out names that cannot be written; what is left to check is the size: a long text.)
-    `owner`: the name to log, when rr's own is not it (name_wires)."""
+    `owner`: the name to log, when rr's own is not it (name_wire)."""
     try:
         wire = plain(rr)
         if len(wire) > 65535 and len(wire) - sum(len(x) + 1 for x in rr[0]) - 11 > 65535:
