@@ -9,7 +9,8 @@ the DNS replies come from) every question a name can be asked, and keeps the rec
 reply owns at that name: the rules live in one place and the transfer cannot drift from them.
 The records come in the rules' form ((owner labels, 8-byte head, rdata), see rules.py) and
 leave as `render.plain` bytes (a name's owner written once for all its records, joined
-once: `name_wire`); nothing here builds a record of its own but the NS/SOA the rules give for the apex.
+once: `name_wire`); nothing here builds a record of its own but the NS/SOA the rules give
+for the apex.
 
 What the DNS cannot carry: query-side wildcards (`*.east` asked of skydns matches every label),
 NS records below the apex (in a zone file they are delegations, so a secondary would answer
