@@ -61,6 +61,7 @@ class Row(NamedTuple):
 
 # a Row made in C: NamedTuple's own __new__ is a Python function, a fifth of a row's cost
 _ROW = functools.partial(tuple.__new__, Row)
+_NTOP4 = functools.partial(socket.inet_ntop, socket.AF_INET)
 
 
 def _txt_text(rdata: bytes) -> str:
@@ -115,15 +116,18 @@ class _Names:
         self.parent_raw = b""
         self.parent = ""
 
-    def owner(self, wire, i: int, end: int) -> str:
-        n = wire[i]
+    def owner(self, raw: bytes) -> str:
+        """The name whose uncompressed bytes are `raw`, as text."""
+        n = raw[0]
         if not n:
             return "."
-        parent_raw = bytes(wire[i + 1 + n : end])
+        parent_raw = raw[1 + n :]
         if parent_raw != self.parent_raw:
-            self.parent = name_text(wire, i + 1 + n)[0]
+            self.parent = name_text(parent_raw, 0)[0]
             self.parent_raw = parent_raw
-        label = _label_text(bytes(wire[i + 1 : i + 1 + n]))
+        label = raw[1 : 1 + n]
+        # the usual label (letters and digits) as it is; others as dnslib writes them
+        label = label.decode() if label.isalnum() else _label_text(label)
         return label + "." + self.parent if self.parent != "." else label + "."
 
 
@@ -145,6 +149,8 @@ def rows_of(wire, count: int, names: _Names | None = None) -> list[Row]:
     out: list[Row] = []
     append = out.append
     head = _HEAD.unpack_from
+    srv = _SRV.unpack_from
+    ntop4 = _NTOP4
     row = _ROW
     names = names or _Names()
     i = 0
@@ -162,19 +168,24 @@ def rows_of(wire, count: int, names: _Names | None = None) -> list[Row]:
             i += 1
             owner_raw = bytes(wire[start:i])
             size = i - start
-            owner = names.owner(wire, start, i)
+            owner = names.owner(owner_raw)
         else:
             i += size
         rtype, _, ttl, length = head(wire, i)
         i += 10
         end = i + length
         if rtype == T_A:
-            data = socket.inet_ntop(socket.AF_INET, bytes(wire[i:end]))
+            data = ntop4(wire[i:end])
+        elif rtype == T_SRV:
+            priority, weight, port = srv(wire, i)
+            # the bulk: an address's SRV names itself, a service name's its children
+            target = wire[i + 6 : end]
+            if target == owner_raw:
+                data = f"{priority} {weight} {port} {owner}"
+            else:
+                data = f"{priority} {weight} {port} {_target(target, 0, owner_raw, owner)}"
         elif rtype == T_AAAA:
             data = _format_ipv6(bytes(wire[i:end]))
-        elif rtype == T_SRV:
-            priority, weight, port = _SRV.unpack_from(wire, i)
-            data = f"{priority} {weight} {port} {_target(wire, i + 6, owner_raw, owner)}"
         elif rtype in _NAMED:
             data = _target(wire, i, owner_raw, owner)
         elif rtype == T_MX:
