@@ -280,7 +280,14 @@ class Snapshot:
             wire, count = name_wire(owner, rrs)
         cname = T_CNAME in types
         if extra:  # its own address as an SRV target's glue (the bulk): it holds that type
-            extra = [rr for rr in extra if rr[0] != owner or not (cname or rtype_of(rr) in types)]
+            if len(extra) == 1:
+                rr = extra[0]
+                head = rr[1]
+                held = rr[0] == owner and (cname or (head[0] << 8 | head[1]) in types)
+                extra = () if held else (rr,)
+            else:
+                extra = tuple([rr for rr in extra
+                               if rr[0] != owner or not (cname or rtype_of(rr) in types)])
         served = Served(gen, wire, count, types, cname, tuple(extra))
         if reads is not None:
             depth = len(path)
