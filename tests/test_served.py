@@ -80,3 +80,40 @@ def test_one_walk_per_name_and_owner_written_once_change_nothing():
         plain_way = name_records(state, path, owner=owner)
         assert name_records(state, path, owner=owner, below=state.index.below(path)) == plain_way
         assert name_wires(owner, plain_way[0]) == wires(plain_way[0]), path
+
+
+def test_transfer_forms_equal_the_plain_way():
+    """What the transfer takes its short ways to (served.name_wire: a name's records joined
+    once; name_answers' types: from the questions answered; the walk's owner labels: its
+    parent's with its own label in front) equals the plain way at every name of a table of
+    shapes, a name near the length limit included."""
+    from test_zonerows import RICH, make_state
+
+    from dnsserver.zone.rules import path_labels
+    from dnsserver.zone.served import ALL, name_answers, name_records, name_wire, rtype_of, wires
+    from skydns.keys import key_to_path
+
+    records = {**RICH, "/skydns/test/example/big/t": {"text": "x" * 600},
+               "/skydns/test/example/two/a": {"host": "10.7.0.1"},
+               "/skydns/test/example/two/b": {"host": "10.7.0.1", "port": 80},
+               "/skydns/test/example/" + "/".join(["d" * 60] * 3) + "/x": {"host": "10.7.0.3"}}
+    state = make_state(records)
+    paths = {key_to_path(key)[:n] for key in records
+             for n in range(3, len(key_to_path(key)) + 1)}
+    for path in sorted(paths):
+        if "*" in path or path[:1] != ("test",):
+            continue
+        owner = path_labels(path)
+        rrs, extra = name_records(state, path, owner=owner)
+        got = name_answers(state, path, ALL, [], owner, None)
+        assert (got[0], got[1]) == (rrs, extra)
+        assert got[2] == frozenset(map(rtype_of, rrs)), path
+        plain_way = wires(rrs)
+        assert name_wire(owner, rrs) == (b"".join(plain_way), len(plain_way)), path
+
+    snapshot = Snapshot(state)
+    walked = [(path, owner) for path, _, owner in snapshot._names(("test", "example"), None)
+              if path is not None]
+    assert len(walked) > 40
+    for path, owner in walked:
+        assert owner == path_labels(path), path

@@ -20,6 +20,7 @@ asyncio.
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from typing import NamedTuple
@@ -56,6 +57,11 @@ class Row(NamedTuple):
     ttl: int
     data: str  # `rr.rdata.toZone()`
     raw: bytes | None  # the RDATA of a TXT record (its strings), else None
+
+
+# a Row made in C: NamedTuple's own __new__ is a Python function, a fifth of a row's cost
+_ROW = functools.partial(tuple.__new__, Row)
+_NTOP4 = functools.partial(socket.inet_ntop, socket.AF_INET)
 
 
 def _txt_text(rdata: bytes) -> str:
@@ -110,15 +116,18 @@ class _Names:
         self.parent_raw = b""
         self.parent = ""
 
-    def owner(self, wire, i: int, end: int) -> str:
-        n = wire[i]
+    def owner(self, raw: bytes) -> str:
+        """The name whose uncompressed bytes are `raw`, as text."""
+        n = raw[0]
         if not n:
             return "."
-        parent_raw = bytes(wire[i + 1 + n : end])
+        parent_raw = raw[1 + n :]
         if parent_raw != self.parent_raw:
-            self.parent = name_text(wire, i + 1 + n)[0]
+            self.parent = name_text(parent_raw, 0)[0]
             self.parent_raw = parent_raw
-        label = _label_text(bytes(wire[i + 1 : i + 1 + n]))
+        label = raw[1 : 1 + n]
+        # the usual label (letters and digits) as it is; others as dnslib writes them
+        label = label.decode() if label.isalnum() else _label_text(label)
         return label + "." + self.parent if self.parent != "." else label + "."
 
 
@@ -138,36 +147,52 @@ def rows_of(wire, count: int, names: _Names | None = None) -> list[Row]:
     """The rows of `count` records of uncompressed record bytes (one piece of the stream);
     `names`: kept from the previous piece to reuse its parent name."""
     out: list[Row] = []
+    append = out.append
     head = _HEAD.unpack_from
+    srv = _SRV.unpack_from
+    ntop4 = _NTOP4
+    row = _ROW
     names = names or _Names()
     i = 0
     owner_raw = b""
     owner = ""
+    size = 0
     for _ in range(count):
-        start = i
-        while wire[i]:
-            i += wire[i] + 1
-        i += 1
-        if wire[start:i] != owner_raw:  # the records of one name share it: read it once
+        # the records of one name share its owner (a piece is mostly one name's): compare
+        # its bytes in one go (uncompressed names are prefix-free), read a new one label by
+        # label
+        if not size or wire[i : i + size] != owner_raw:
+            start = i
+            while wire[i]:
+                i += wire[i] + 1
+            i += 1
             owner_raw = bytes(wire[start:i])
-            owner = names.owner(wire, start, i)
+            size = i - start
+            owner = names.owner(owner_raw)
+        else:
+            i += size
         rtype, _, ttl, length = head(wire, i)
         i += 10
         end = i + length
         if rtype == T_A:
-            data = socket.inet_ntop(socket.AF_INET, bytes(wire[i:end]))
+            data = ntop4(wire[i:end])
+        elif rtype == T_SRV:
+            priority, weight, port = srv(wire, i)
+            # the bulk: an address's SRV names itself, a service name's its children
+            target = wire[i + 6 : end]
+            if target == owner_raw:
+                data = f"{priority} {weight} {port} {owner}"
+            else:
+                data = f"{priority} {weight} {port} {_target(target, 0, owner_raw, owner)}"
         elif rtype == T_AAAA:
             data = _format_ipv6(bytes(wire[i:end]))
-        elif rtype == T_SRV:
-            priority, weight, port = _SRV.unpack_from(wire, i)
-            data = f"{priority} {weight} {port} {_target(wire, i + 6, owner_raw, owner)}"
         elif rtype in _NAMED:
             data = _target(wire, i, owner_raw, owner)
         elif rtype == T_MX:
             data = f"{wire[i] << 8 | wire[i + 1]} {_target(wire, i + 2, owner_raw, owner)}"
         elif rtype == T_TXT:
             raw = bytes(wire[i:end])
-            out.append(Row(owner, rtype, ttl, _txt_text(raw), raw))
+            append(row((owner, rtype, ttl, _txt_text(raw), raw)))
             i = end
             continue
         elif rtype == T_SOA:
@@ -176,7 +201,7 @@ def rows_of(wire, count: int, names: _Names | None = None) -> list[Row]:
             data = f"{mname} {rname} " + " ".join(map(str, _SOA_TIMES.unpack_from(wire, j)))
         else:  # not a type the rules make: RFC 3597's generic form, as dnslib writes it
             data = f"\\# {length} {bytes(wire[i:end]).hex().upper()}" if length else "\\# 0"
-        out.append(Row(owner, rtype, ttl, data, None))
+        append(row((owner, rtype, ttl, data, None)))
         i = end
     return out
 

@@ -37,12 +37,11 @@ from .rules import labels_path, path_labels
 from .served import (
     ALL,
     T_CNAME,
-    Reads,
     apex_records,
     in_zone,
     kinds_of,
-    name_records,
-    name_wires,
+    name_answers,
+    name_wire,
     rtype_of,
     soa_wire,
     wires,
@@ -57,6 +56,7 @@ PAUSE = None  # yielded by `records` where the caller may let other work run
 _MEMO_HEAD = struct.Struct(">III")  # generation, record count, types id: a kept name's bytes
 _TYPES: list[frozenset] = []  # the type sets names hold (a few), by id
 _TYPE_IDS: dict[frozenset, int] = {}
+_NO_TYPES: frozenset = frozenset()
 
 
 def _types_id(types: frozenset) -> int:
@@ -91,7 +91,10 @@ class _Glue:
 
     def __init__(self):
         self.candidates: dict[int, tuple] = {}
-        self.waiting: dict[Path, list[int]] = {}  # owner path -> candidate numbers
+        # owner labels -> candidate numbers; a name is looked up by its labels as written
+        # from its key: an owner spelled otherwise (case) is not settled on the walk, the end
+        # of the transfer asks its name then (`Snapshot._types_at`)
+        self.waiting: dict[tuple, list[int]] = {}
         self.known: set[int] = set()  # settled and wanted: the owner lacks that type
         self.sources: list = []  # (node, Served, numbers) of the names that gave them
         self.n = 0
@@ -100,15 +103,16 @@ class _Glue:
         first = self.n
         for rr in rrs:
             self.candidates[self.n] = rr
-            self.waiting.setdefault(labels_path(rr[0]), []).append(self.n)
+            self.waiting.setdefault(rr[0], []).append(self.n)
             self.n += 1
         if served is not None:
             self.sources.append((node, served, range(first, self.n)))
 
-    def settle(self, path: Path, served) -> None:
-        """The walk reached `path`: its candidates are left out if it holds their type (or
-        is a CNAME), else wanted (what the end of the transfer decides)."""
-        numbers = self.waiting.pop(path, None)
+    def settle(self, owner: tuple, served) -> None:
+        """The walk reached the name `owner` (labels): its candidates are left out if it
+        holds their type (or is a CNAME), else wanted (what the end of the transfer
+        decides)."""
+        numbers = self.waiting.pop(owner, None)
         if numbers:
             for i in numbers:
                 rr = self.candidates.get(i)
@@ -211,32 +215,37 @@ class Snapshot:
                         if reader is not None:
                             reader.memo = None
 
-    def _note_ip(self, ip: str, text: str) -> None:
-        """Remember that the answers of the name whose key text ("a/b/c") is `text` read
-        `ip`'s health. One name below another is enough: dropping a name drops every name
+    def _note_ips(self, ips, text: str) -> None:
+        """Remember that the answers of the name whose key text ("a/b/c") is `text` read the
+        health of `ips`. One name below another is enough: dropping a name drops every name
         above it (an address and its service name, the commonest pair, cost one string, not
         a set)."""
-        ips = self.ips[hash(ip) & _SHARD_MASK]
-        have = ips.get(ip)
-        if have is None:
-            ips[ip] = text
-        elif have == text:
-            return
-        elif type(have) is str and (have.startswith(text + "/") or not text):
-            return  # a name below this one already drops it
-        elif type(have) is str and (text.startswith(have + "/") or not have):
-            ips[ip] = text  # this one is below the one kept: it drops both
-        elif type(have) is set:
-            have.add(text)
-        else:
-            ips[ip] = {have, text}
+        shards = self.ips
+        under = text + "/"
+        for ip in ips:
+            shard = shards[hash(ip) & _SHARD_MASK]
+            have = shard.get(ip)
+            if have is None:
+                shard[ip] = text
+            elif have == text:
+                continue
+            elif type(have) is str:
+                if text.startswith(have) and text[len(have)] == "/" or not have:
+                    shard[ip] = text  # this one is below the one kept: it drops both
+                elif not (have.startswith(under) or not text):  # else one below drops it
+                    shard[ip] = {have, text}
+            elif type(have) is set:
+                have.add(text)
+            else:
+                shard[ip] = {have, text}
 
     # -- one name ----------------------------------------------------------------------------
 
-    def name(self, path: Path, node, generic: bool) -> Served:
+    def name(self, path: Path, node, generic: bool, owner: tuple | None = None) -> Served:
         """What one served name serves; `node` its index node or None (the `local` name need
         not exist); `generic`: ask every question (the records below the name do not say
-        which can be answered: stored wildcards, the `local` name)."""
+        which can be answered: stored wildcards, the `local` name); `owner`: the name's
+        labels (`path_labels(path)`), if the caller has them."""
         gen = self.gen
         memo = node.memo if node is not None else None
         if memo is not None:
@@ -252,34 +261,55 @@ class Snapshot:
         kinds = ALL
         below = None
         if not generic:  # no wildcard, not the `local` name: its records are its node's
-            kinds = 0
             below = below_node(node)
-            for rec in below:
-                kinds |= kinds_of(rec)
-        reads = Reads() if self.keep else None
-        owner = path_labels(path)
-        rrs, extra = name_records(self.state, path, kinds, reads, owner, below)
-        parts = name_wires(owner, rrs)
-        types = frozenset(map(rtype_of, rrs))
+            if len(below) == 1:
+                kinds = kinds_of(below[0])
+            else:
+                kinds = 0
+                for rec in below:
+                    kinds |= kinds_of(rec)
+        reads = [] if self.keep else None
+        if owner is None:
+            owner = path_labels(path)
+        got = name_answers(self.state, path, kinds, reads, owner, below)
+        if got is None:
+            rrs, extra, types = [], [], _NO_TYPES
+            wire, count = b"", 0
+        else:
+            rrs, extra, types = got
+            wire, count = name_wire(owner, rrs)
         cname = T_CNAME in types
         if extra:  # its own address as an SRV target's glue (the bulk): it holds that type
-            extra = [rr for rr in extra if rr[0] != owner or not (cname or rtype_of(rr) in types)]
-        wire = b"".join(parts)
-        served = Served(gen, wire, len(parts), types, cname, tuple(extra))
+            if len(extra) == 1:
+                rr = extra[0]
+                head = rr[1]
+                held = rr[0] == owner and (cname or (head[0] << 8 | head[1]) in types)
+                extra = () if held else (rr,)
+            else:
+                extra = tuple([rr for rr in extra
+                               if rr[0] != owner or not (cname or rtype_of(rr) in types)])
+        served = Served(gen, wire, count, types, cname, tuple(extra))
         if reads is not None:
             depth = len(path)
-            for read in reads.paths:
-                if read[:depth] != path:
-                    self.readers.setdefault(read, set()).add(path)
-            if reads.ips:
-                text = "/".join(path)  # once for a name's hundred addresses
-                for ip in reads.ips:
-                    self._note_ip(ip, text)
+            readers = self.readers
+            ips = None
+            for answered in reads:
+                for read in answered.paths:
+                    if read is not path and read[:depth] != path:
+                        readers.setdefault(read, set()).add(path)
+                read_ips = answered.ips
+                if read_ips:  # a name's questions read the same addresses: note each once
+                    if ips is None:
+                        ips = read_ips
+                    elif read_ips != ips:
+                        ips = ips | read_ips
+            if ips:
+                self._note_ips(ips, "/".join(path))
             if node is not None:
                 # the bulk (no glue left over) as one bytes object: a few dozen bytes per
                 # name instead of an object, a set and a tuple
                 node.memo = served if extra else _MEMO_HEAD.pack(
-                    gen, len(parts), _types_id(types)) + wire
+                    gen, count, _types_id(types)) + wire
         return served
 
     def _types_at(self, path: Path, zone_path: Path) -> tuple[frozenset, bool] | None:
@@ -328,17 +358,17 @@ class Snapshot:
         glue = _Glue()
         glue.add(apex_glue, None, None)
         local = self._local(zone_path)
-        for path, node in self._names(zone_path, local):
+        for path, node, owner in self._names(zone_path, local):
             if path is None:
                 yield PAUSE
                 continue
-            served = self.name(path, node, wildcards or path == local)
+            served = self.name(path, node, wildcards or path == local, owner)
             if served.count:
                 yield served.wire, served.count
             if served.glue:
                 glue.add(served.glue, node, served)
-            if glue.waiting:
-                glue.settle(path, served)
+            if glue.waiting and owner is not None:
+                glue.settle(owner, served)
         glue.prune(self)
 
         # glue for SRV/MX/NS targets of the zone that no name of it answers already
@@ -361,19 +391,23 @@ class Snapshot:
             yield b"".join(pieces), len(pieces)
 
     def _names(self, zone_path: Path, local: Path | None):
-        """(path, node) of every served name below the apex in key order (node None for the
-        `local` name when nothing is stored there), and (None, None) pauses. Names with a `*`
-        label are not served (their answers are query-side
-        wildcards), nor anything below."""
+        """(path, node, owner labels) of every served name below the apex in key order (node
+        None for the `local` name when nothing is stored there; owner None for a name that
+        cannot be written, `path_labels`), and (None, None, None) pauses. Names with a `*`
+        label are not served (their answers are query-side wildcards), nor anything below.
+        A name's labels are its parent's with its own label in front (as `path_labels`
+        makes them, without making the parent's again)."""
         root = self.state.index.node(zone_path)
         extra = {local} if local is not None else set()
         if root is None or (not root.children and not extra):
             return
         stack = []
         labels = yield from self._sorted_labels(root, zone_path, extra)
-        stack.append((zone_path, root, labels))
+        owner = path_labels(zone_path)
+        stack.append((zone_path, root, labels, owner,
+                      sum(map(len, owner)) + len(owner) if owner is not None else 0))
         while stack:
-            path, node, labels = stack[-1]
+            path, node, labels, parent, size = stack[-1]
             label = next(labels, None)
             if label is None:
                 stack.pop()
@@ -381,20 +415,27 @@ class Snapshot:
             children = node.children if node is not None else None
             child = children.get(label) if children else None
             child_path = path + (label,)
+            owner = None
+            if parent is not None:
+                raw = label.encode("utf-8", "surrogateescape")
+                child_size = size + len(raw) + 1
+                if 0 < len(raw) < 64 and child_size <= 254:
+                    owner = (raw, *parent)
             if child is None or not child.count:
                 if child_path in extra:
-                    yield child_path, None
+                    yield child_path, None, owner
                 elif not extra or not any(p[: len(child_path)] == child_path for p in extra):
                     continue
             else:
                 if label == "*":
                     continue
-                yield child_path, child
+                yield child_path, child, owner
             if (child is not None and child.children) or extra and any(
                     len(p) > len(child_path) and p[: len(child_path)] == child_path
                     for p in extra):
                 labels = yield from self._sorted_labels(child, child_path, extra)
-                stack.append((child_path, child, labels))
+                stack.append((child_path, child, labels, owner,
+                              child_size if owner is not None else 0))
 
     def _sorted_labels(self, node, path: Path, extra: set):
         """An iterator over a node's child labels in order (with any `extra` path's label at
@@ -411,7 +452,7 @@ class Snapshot:
         chunks = []
         for i in range(0, len(labels), _SORT_CHUNK):
             chunks.append(sorted(labels[i : i + _SORT_CHUNK]))
-            yield None, None
+            yield None, None, None
         return heapq.merge(*chunks)
 
     def _wildcard_records(self, zone_path: Path, found: list):
