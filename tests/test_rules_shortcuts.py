@@ -86,3 +86,42 @@ def test_negative_soa_copies_follow_the_record_they_were_made_from():
     assert reply(8) == second and reply(7) == first
     assert dns.message.from_wire(first).authority[0][0].serial == 7
     assert dns.message.from_wire(second).authority[0][0].serial == 8
+
+
+def test_first_names_kept_give_the_bytes_written_afresh():
+    """The first name written besides the question's (MX/CNAME/NS targets, glue owners) is
+    kept by (question name, name, offset) with the suffix table after it: replies made from
+    the kept ones are the bytes made with nothing kept, for names sharing suffixes with the
+    question or not, at different offsets, with glue pointing back at them."""
+    head_mx = rules.HEAD.pack(rules.T_MX, 1, 30)
+    head_a = rules.HEAD.pack(rules.T_A, 1, 30)
+    cases = []
+    for qname in ("m1.mail.example.test", "x.example.test", "a.b.c.other.zone"):
+        qlabels = tuple(label.encode() for label in qname.split("."))
+        for target in ("h1.bench.example.test", "mail.example.test", "x.example.test",
+                       "elsewhere.org", "m1.mail.example.test"):
+            tlabels = tuple(label.encode() for label in target.split("."))
+            rec = rules.Records()
+            rec.answer.append((qlabels, head_mx, (b"\x00\x0a", tlabels)))
+            rec.additional.append((tlabels, head_a, b"\x0a\x00\x00\x01"))
+            glue_first = rules.Records()  # a glue owner as the first name (SRV-like)
+            glue_first.answer.append((qlabels, head_a, b"\x0a\x00\x00\x02"))
+            glue_first.additional.append((tlabels, head_a, b"\x0a\x00\x00\x01"))
+            for r in (rec, glue_first):
+                for opt in (b"", render.opt_record(1232, False)):
+                    question = render.name_wire(qlabels) + b"\x00\x0f\x00\x01"
+                    cases.append((r, question, qlabels, opt))
+    render._firsts.clear()
+    fresh = []
+    for r, question, qlabels, opt in cases:
+        render._firsts.clear()
+        fresh.append(render.message(r, question, qlabels, 4096, False, opt))
+    for _ in range(2):  # the first pass fills what is kept, the second reads it
+        kept = [render.message(r, q, ql, 4096, False, opt) for r, q, ql, opt in cases]
+        assert kept == fresh
+    assert render._firsts
+    for wire, (r, _, _, _) in zip(fresh, cases, strict=True):  # as a DNS library reads them
+        reply = dns.message.from_wire(wire)
+        names = [rrset.name.to_text() for rrset in reply.answer + reply.additional]
+        assert names == [".".join(label.decode() for label in rr[0]) + "."
+                         for rr in r.answer + r.additional]

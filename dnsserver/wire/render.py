@@ -92,6 +92,27 @@ def _name(labels: tuple, offset: int, names: dict) -> bytes:
     return out + b"\x00"
 
 
+def _first_name(qlabels: tuple, labels: tuple, offset: int) -> tuple[bytes, dict]:
+    """The first name of a reply written besides the question's (an MX or CNAME target, a
+    glue owner) and the suffix table after it. Both follow from the question's name, the
+    name and where it is written, so they are kept by those (bounded) and the table copied:
+    an answer naming another name costs a lookup, not a suffix walk."""
+    key = (qlabels, labels, offset)
+    found = _firsts.get(key)
+    if found is not None:
+        return found[0], found[1].copy()
+    names = _names_of(qlabels)
+    written = _name(labels, offset, names)
+    if len(_firsts) >= _FIRSTS_KEPT:
+        _firsts.clear()
+    _firsts[key] = (written, names.copy())
+    return written, names
+
+
+_firsts: dict = {}
+_FIRSTS_KEPT = 8192  # (question name, name, offset) -> (its bytes, the suffix table after)
+
+
 def _records(rrs: list, qlabels: tuple, offset: int, names: dict | None, out: list):
     """Render `rrs` from `offset` into `out`; returns (the offset after them, names: None
     while only the question's name has been pointed to)."""
@@ -103,9 +124,9 @@ def _records(rrs: list, qlabels: tuple, offset: int, names: dict | None, out: li
                 out.append(chunk)
                 continue
             o = b"\xc0\x0c"  # the question's name, written at offset 12
+        elif names is None:
+            o, names = _first_name(qlabels, owner, offset)
         else:
-            if names is None:
-                names = _names_of(qlabels)
             o = _name(owner, offset, names)
         if type(rdata) is not bytes:
             pos = offset + len(o) + 10
@@ -113,8 +134,9 @@ def _records(rrs: list, qlabels: tuple, offset: int, names: dict | None, out: li
             for part in rdata:
                 if type(part) is not bytes:
                     if names is None:
-                        names = _names_of(qlabels)
-                    part = _name(part, pos, names)
+                        part, names = _first_name(qlabels, part, pos)
+                    else:
+                        part = _name(part, pos, names)
                 parts.append(part)
                 pos += len(part)
             rdata = b"".join(parts)
