@@ -360,15 +360,7 @@ class Engine:
         if self.cache.size <= 0 and self.signing is None:  # nothing to keep, nothing to sign
             rec = rules.answer(self.state, asked[1], asked[6], qlabels)
             if rec.external is None:
-                # the reply this query gets, straight with its ID, RD bit, question bytes
-                wire = message(rec, data[12:qend], qlabels, asked[7], self._ra, asked[8],
-                               self._variant(rec, client) if len(rec.picks) > 1 else None,
-                               data[0] << 8 | data[1], rd)
-                if rec.rcode or not rec.answer or rec.fail_open or wire[2] & 0x02:
-                    self._count(rec, wire)
-                if nx is not None:
-                    self.plain_nx.learn(nx, wire, qend)
-                return wire
+                return self._one(rec, data, client, qend, rd, qlabels, asked[7], asked[8], nx)
         else:
             rec = None
         question = Asked(data, client, tcp, keyed, asked[1], asked[6], qlabels, None, asked[7],
@@ -426,9 +418,11 @@ class Engine:
         """The reply to a keyed query when nothing is kept (cacheSize = 0, or an answer no
         entry may hold) and nothing signed: only the variant this query gets, rendered
         straight with its ID, RD bit and question bytes (0x20 case)."""
-        wire = message(rec, data[12:qend], qlabels, limit, self.zone.recursion, opt,
-                       self._variant(rec, client), (data[0] << 8) | data[1], rd)
-        self._count(rec, wire)
+        wire = message(rec, data[12:qend], qlabels, limit, self._ra, opt,
+                       self._variant(rec, client) if len(rec.picks) > 1 else None,
+                       data[0] << 8 | data[1], rd)
+        if rec.rcode or not rec.answer or rec.fail_open or wire[2] & 0x02:
+            self._count(rec, wire)  # (a plain answer counts nothing: every miss passes here)
         if nx is not None:
             self.plain_nx.learn(nx, wire, qend)
         return wire
