@@ -312,19 +312,10 @@ def answer(ctx: Context, path: Path, qtype: int, qlabels: tuple | None = None,
             # the commonest question: one address, made without the list work of _addresses
             rec = records[0]
             if rec.family == (4 if qtype == T_A else 6) and rec.rtype in _ADDRESS_TYPES:
-                ip = rec.ip
-                r.ips.add(ip)
-                down = ctx.health.down
-                if down and ip in down:
-                    r.fail_open = True  # the only address is DOWN: returned all the same
                 if settings.round_robin:
                     r.pick_from = 0
-                    r.picks = [ip]
-                ttl = rec.ttl or settings.ttl
-                if rec.lease:
-                    ttl = ctx.ttl(rec)
-                r.answer.append((qlabels, _heads.get(qtype << 32 | ttl) or head_of(qtype, ttl),
-                                 _packed.get(ip) or packed(rec)))
+                    r.picks = [rec.ip]
+                _lone_address(ctx, r, qlabels, qtype, rec, r.answer)
                 return r
         _addresses(ctx, r, qlabels, lookup, qtype, records)
         found = r.answer
@@ -465,8 +456,7 @@ def _address_rrs(ctx: Context, owner: tuple, qtype: int, records: list) -> tuple
 def _lone_address(ctx: Context, r: Records, owner: tuple, qtype: int, rec: Record,
                   section: list) -> None:
     """One address record into `section`: what healthy() and _address_rrs() do for a list
-    of one (it is kept when DOWN: fail open), without the lists. answer() inlines this for
-    the commonest question."""
+    of one (it is kept when DOWN: fail open), without the lists."""
     ip = rec.ip
     r.ips.add(ip)
     down = ctx.health.down
