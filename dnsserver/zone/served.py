@@ -183,45 +183,15 @@ def wires(rrs: list, seen: set | None = None) -> list[bytes]:
     return out
 
 
-def name_wires(owner: tuple, rrs: list) -> list[bytes]:
-    """`wires(rrs)` for the records of one name (every one owned by `owner`): the owner's
-    bytes are made once, each record rendered by `plain` with the root as its owner behind
-    them (a cold transfer spent a quarter of its rendering writing the same owner again)."""
-    if not rrs:
-        return []
-    # plain_name: memoised, and a name answering SRV for itself (the bulk) has just been
-    # written there as its own target
-    name = plain_name(owner)
-    prefix = name[:-1]  # for `plain` of a record owned by the root: its root label follows
-    seen = None
-    if len(rrs) > 2 or len(rrs) == 2 and rrs[0][1][:2] == rrs[1][1][:2]:
-        seen = set()  # (records of two types cannot repeat one another)
-    out = []
-    for rr in rrs:
-        head, rdata = rr[1], rr[2]
-        if seen is not None:
-            key = (head[:4], rdata)  # as wires(): without the TTL (the owner is the same)
-            if key in seen:
-                continue
-            seen.add(key)
-        if type(rdata) is bytes and len(rdata) < 65536:
-            # what `plain` writes for fixed RDATA (addresses, SRV), without a call and the
-            # owner's name again per record: the bulk of a zone
-            out.append(name + head + len(rdata).to_bytes(2, "big") + rdata)
-            continue
-        wire = writable(((), head, rdata), owner)
-        if wire is not None:
-            out.append(prefix + wire)
-    return out
-
-
 _RDATA = operator.itemgetter(2)
 _LENGTHS = [n.to_bytes(2, "big") for n in range(512)]  # RDLENGTH of the usual RDATA
 
 
 def name_wire(owner: tuple, rrs: list) -> tuple[bytes, int]:
-    """`b"".join(name_wires(owner, rrs))` and how many records it holds: the transfer's form
-    of a name, its parts joined once."""
+    """The records of one name (every one owned by `owner`) as `wires(rrs)` joined, and how
+    many it holds: the transfer's form of a name, the owner's bytes made once (a cold
+    transfer spent a quarter of its rendering writing the same owner again) and the parts
+    joined once."""
     if not rrs:
         return b"", 0
     name = plain_name(owner)
